@@ -1,0 +1,349 @@
+//! RFC 3261 §10.3 steps 6–8 as a pure function: the heart of the apply step.
+
+use crate::binding::Binding;
+use crate::command::{ContactChange, ContactUpdate, RegisterCommand};
+use crate::policy::{Overflow, Policy};
+
+/// A REGISTER that the rules refused; nothing was changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// RFC 3261 §10.3 step 7: same Call-ID and a CSeq not higher than the stored one.
+    #[error("CSeq {cseq} is not higher than the stored {stored} for this Call-ID")]
+    OutOfOrder {
+        /// The request's CSeq.
+        cseq: u32,
+        /// The CSeq stored with the binding.
+        stored: u32,
+    },
+    /// The AOR would hold more bindings than the policy allows, and the policy rejects.
+    #[error("the address of record would have {count} bindings, more than the limit of {max}")]
+    TooManyBindings {
+        /// Bindings the request would leave.
+        count: usize,
+        /// The policy's limit.
+        max: usize,
+    },
+}
+
+impl Refusal {
+    /// The SIP status code that answers this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::OutOfOrder { .. } => 500,
+            Refusal::TooManyBindings { .. } => 403,
+        }
+    }
+}
+
+/// What a successful apply did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether a binding was added, refreshed or removed (dropping expired ones does not count).
+    pub changed: bool,
+}
+
+/// Applies one REGISTER to one AOR's bindings at `now_ms`, all or nothing.
+///
+/// `bindings` may hold expired entries; they are dropped. On success `bindings` holds the new
+/// live set, the one to list in the `200 OK`; on refusal it is left as it was. Deterministic:
+/// same inputs, same outputs.
+pub fn apply_register(
+    bindings: &mut Vec<Binding>,
+    command: &RegisterCommand,
+    now_ms: u64,
+    policy: &Policy,
+) -> Result<Applied, Refusal> {
+    let mut next: Vec<Binding> = bindings
+        .iter()
+        .filter(|binding| binding.is_live(now_ms))
+        .cloned()
+        .collect();
+    let changed = match &command.change {
+        ContactChange::Query => false,
+        ContactChange::RemoveAll => remove_all(&mut next, command)?,
+        ContactChange::Update(updates) => {
+            let mut changed = false;
+            for update in updates {
+                changed |= update_one(&mut next, command, update, now_ms)?;
+            }
+            enforce_limit(&mut next, policy)?;
+            changed
+        }
+    };
+    *bindings = next;
+    Ok(Applied { changed })
+}
+
+/// `Contact: *`: every binding goes, unless one has the same Call-ID and a CSeq not lower.
+fn remove_all(next: &mut Vec<Binding>, command: &RegisterCommand) -> Result<bool, Refusal> {
+    for binding in next.iter() {
+        check_order(binding, command)?;
+    }
+    let changed = !next.is_empty();
+    next.clear();
+    Ok(changed)
+}
+
+fn update_one(
+    next: &mut Vec<Binding>,
+    command: &RegisterCommand,
+    update: &ContactUpdate,
+    now_ms: u64,
+) -> Result<bool, Refusal> {
+    let existing = next.iter().position(|binding| binding.key == update.key);
+    if let Some(index) = existing {
+        check_order(&next[index], command)?;
+        if update.expires_s == 0 {
+            next.remove(index);
+        } else {
+            next[index] = new_binding(command, update, now_ms);
+        }
+        return Ok(true);
+    }
+    if update.expires_s == 0 {
+        return Ok(false);
+    }
+    next.push(new_binding(command, update, now_ms));
+    Ok(true)
+}
+
+fn check_order(binding: &Binding, command: &RegisterCommand) -> Result<(), Refusal> {
+    if binding.call_id == command.call_id && command.cseq <= binding.cseq {
+        return Err(Refusal::OutOfOrder {
+            cseq: command.cseq,
+            stored: binding.cseq,
+        });
+    }
+    Ok(())
+}
+
+fn enforce_limit(next: &mut Vec<Binding>, policy: &Policy) -> Result<(), Refusal> {
+    let max = policy.bindings_per_aor_max;
+    if next.len() <= max {
+        return Ok(());
+    }
+    match policy.overflow {
+        Overflow::Reject => Err(Refusal::TooManyBindings {
+            count: next.len(),
+            max,
+        }),
+        Overflow::EvictOldest => {
+            // Stable sort keeps insertion order among equal times, so the eviction is
+            // deterministic on every replica.
+            next.sort_by_key(|binding| std::cmp::Reverse(binding.updated_at_ms));
+            next.truncate(max);
+            Ok(())
+        }
+    }
+}
+
+fn new_binding(command: &RegisterCommand, update: &ContactUpdate, now_ms: u64) -> Binding {
+    Binding {
+        key: update.key.clone(),
+        contact: update.contact.clone(),
+        q_milli: update.q_milli,
+        expires_at_ms: now_ms.saturating_add(u64::from(update.expires_s) * 1000),
+        updated_at_ms: now_ms,
+        call_id: command.call_id.clone(),
+        cseq: command.cseq,
+        instance: update.instance.clone(),
+        reg_id: update.reg_id,
+        path: command.path.clone(),
+        received: command.received.clone(),
+        user_agent: command.user_agent.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::BindingKey;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn update(uri: &str, expires_s: u32) -> ContactUpdate {
+        ContactUpdate {
+            key: BindingKey::Uri(uri.to_string()),
+            contact: format!("<{uri}>"),
+            q_milli: None,
+            expires_s,
+            instance: None,
+            reg_id: None,
+        }
+    }
+
+    fn register(call_id: &str, cseq: u32, change: ContactChange) -> RegisterCommand {
+        RegisterCommand {
+            aor: "sip:alice@example.com".into(),
+            call_id: call_id.into(),
+            cseq,
+            change,
+            path: vec![],
+            received: None,
+            user_agent: None,
+        }
+    }
+
+    fn contacts(bindings: &[Binding]) -> Vec<&str> {
+        bindings.iter().map(|b| b.contact.as_str()).collect()
+    }
+
+    #[test]
+    fn adds_refreshes_and_removes() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register("c1", 1, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        let applied = apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        assert!(applied.changed);
+        assert_eq!(contacts(&bindings), ["<sip:a@h>"]);
+        assert_eq!(bindings[0].expires_at_ms, T0 + 60_000);
+
+        let refresh = register("c1", 2, ContactChange::Update(vec![update("sip:a@h", 120)]));
+        apply_register(&mut bindings, &refresh, T0 + 1000, &policy).unwrap();
+        assert_eq!(bindings[0].expires_at_ms, T0 + 1000 + 120_000);
+        assert_eq!(bindings[0].cseq, 2);
+
+        let remove = register("c1", 3, ContactChange::Update(vec![update("sip:a@h", 0)]));
+        let applied = apply_register(&mut bindings, &remove, T0 + 2000, &policy).unwrap();
+        assert!(applied.changed);
+        assert!(bindings.is_empty());
+    }
+
+    #[test]
+    fn same_call_id_needs_higher_cseq() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register("c1", 5, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        for cseq in [4, 5] {
+            let stale = register(
+                "c1",
+                cseq,
+                ContactChange::Update(vec![update("sip:a@h", 0)]),
+            );
+            let refusal = apply_register(&mut bindings, &stale, T0, &policy).unwrap_err();
+            assert_eq!(refusal, Refusal::OutOfOrder { cseq, stored: 5 });
+            assert_eq!(refusal.status(), 500);
+            assert_eq!(bindings.len(), 1);
+        }
+        // Another Call-ID may write with any CSeq.
+        let other = register("c2", 1, ContactChange::Update(vec![update("sip:a@h", 0)]));
+        apply_register(&mut bindings, &other, T0, &policy).unwrap();
+        assert!(bindings.is_empty());
+    }
+
+    #[test]
+    fn all_or_nothing_across_contacts() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register("c1", 5, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        let before = bindings.clone();
+        // The first contact is new, the second is out of order: neither may land.
+        let mixed = register(
+            "c1",
+            5,
+            ContactChange::Update(vec![update("sip:b@h", 60), update("sip:a@h", 60)]),
+        );
+        assert!(apply_register(&mut bindings, &mixed, T0, &policy).is_err());
+        assert_eq!(bindings, before);
+    }
+
+    #[test]
+    fn remove_all_checks_every_binding() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register(
+            "c1",
+            5,
+            ContactChange::Update(vec![update("sip:a@h", 60), update("sip:b@h", 60)]),
+        );
+        apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        let stale = register("c1", 5, ContactChange::RemoveAll);
+        assert!(apply_register(&mut bindings, &stale, T0, &policy).is_err());
+        assert_eq!(bindings.len(), 2);
+        let fresh = register("c1", 6, ContactChange::RemoveAll);
+        apply_register(&mut bindings, &fresh, T0, &policy).unwrap();
+        assert!(bindings.is_empty());
+    }
+
+    #[test]
+    fn limit_rejects_or_evicts_oldest() {
+        let mut policy = Policy {
+            bindings_per_aor_max: 2,
+            ..Policy::default()
+        };
+        let mut bindings = vec![];
+        for (i, uri) in ["sip:a@h", "sip:b@h"].iter().enumerate() {
+            let add = register(
+                "c",
+                i as u32 + 1,
+                ContactChange::Update(vec![update(uri, 60)]),
+            );
+            apply_register(&mut bindings, &add, T0 + i as u64, &policy).unwrap();
+        }
+        let third = register("c", 3, ContactChange::Update(vec![update("sip:c@h", 60)]));
+        let refusal = apply_register(&mut bindings, &third, T0 + 10, &policy).unwrap_err();
+        assert_eq!(refusal, Refusal::TooManyBindings { count: 3, max: 2 });
+        assert_eq!(refusal.status(), 403);
+        assert_eq!(bindings.len(), 2);
+
+        policy.overflow = Overflow::EvictOldest;
+        apply_register(&mut bindings, &third, T0 + 10, &policy).unwrap();
+        let mut left = contacts(&bindings);
+        left.sort();
+        assert_eq!(left, ["<sip:b@h>", "<sip:c@h>"]);
+    }
+
+    #[test]
+    fn expired_bindings_are_not_returned_and_dropped() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register("c1", 1, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        let query = register("c9", 1, ContactChange::Query);
+        let applied = apply_register(&mut bindings, &query, T0 + 60_000, &policy).unwrap();
+        assert!(!applied.changed);
+        assert!(bindings.is_empty());
+    }
+
+    #[test]
+    fn expired_binding_with_same_call_id_does_not_block() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register("c1", 9, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        let again = register("c1", 1, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        apply_register(&mut bindings, &again, T0 + 61_000, &policy).unwrap();
+        assert_eq!(bindings[0].cseq, 1);
+    }
+
+    #[test]
+    fn removing_unknown_contact_is_no_change() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let remove = register("c1", 1, ContactChange::Update(vec![update("sip:a@h", 0)]));
+        let applied = apply_register(&mut bindings, &remove, T0, &policy).unwrap();
+        assert!(!applied.changed);
+    }
+
+    #[test]
+    fn flow_key_replaces_contact_of_same_flow() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let flow = |uri: &str| ContactUpdate {
+            key: BindingKey::Flow {
+                instance: "<urn:uuid:1>".into(),
+                reg_id: 1,
+            },
+            instance: Some("<urn:uuid:1>".into()),
+            reg_id: Some(1),
+            ..update(uri, 60)
+        };
+        let first = register("c1", 1, ContactChange::Update(vec![flow("sip:a@h1")]));
+        apply_register(&mut bindings, &first, T0, &policy).unwrap();
+        let second = register("c2", 1, ContactChange::Update(vec![flow("sip:a@h2")]));
+        apply_register(&mut bindings, &second, T0, &policy).unwrap();
+        assert_eq!(contacts(&bindings), ["<sip:a@h2>"]);
+    }
+}

@@ -1,0 +1,585 @@
+//! The stateless half of the registrar: RFC 3261 §10.3 steps 1–6 on a parsed request, and the
+//! answers built from what the registry returns.
+
+use std::net::SocketAddr;
+
+use roster_auth::{DigestAuthenticator, Verdict};
+use roster_sip::{Contacts, HeaderError, HeaderName, Method, NameAddr, Request, Response};
+
+use crate::apply::Refusal;
+use crate::binding::{Binding, BindingKey};
+use crate::command::{Command, ContactChange, ContactUpdate, RegisterCommand};
+use crate::directory::Directory;
+use crate::policy::Policy;
+use crate::response::{binding_contact, reply, ALLOWED_METHODS, SUPPORTED_OPTION_TAGS};
+
+/// How a request reached the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP datagrams.
+    Udp,
+    /// A TCP connection.
+    Tcp,
+    /// A TLS connection.
+    Tls,
+}
+
+impl Transport {
+    /// Lowercase name, as in a `transport` URI parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// What the front needs to know besides the request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestContext {
+    /// Now, in milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// The transport the request came on.
+    pub transport: Transport,
+    /// The address the request came from.
+    pub source: SocketAddr,
+}
+
+/// The front's settings.
+#[derive(Clone, Debug)]
+pub struct FrontConfig {
+    /// Domains this registrar serves, lowercase. Default: none.
+    pub domains: Vec<String>,
+    /// Expiry and binding limits.
+    pub policy: Policy,
+    /// Accept any user of a served domain, with no directory entry. Only sensible without
+    /// authentication (benchmarks). Default false.
+    pub open_directory: bool,
+    /// The `Server` header value.
+    pub server: String,
+}
+
+/// What to do with a request after the stateless steps.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this response; nothing else to do.
+    Respond(Response),
+    /// Apply `command` to the registry, then answer with [`Front::answer_register`].
+    Apply {
+        /// The REGISTER command.
+        command: Command,
+        /// What the answer needs to remember about the request.
+        reply: RegisterReply,
+    },
+    /// Look up `aor`'s bindings, then answer with [`Front::answer_lookup`].
+    Lookup {
+        /// The canonical AOR to look up.
+        aor: String,
+    },
+    /// Send nothing (an ACK, or a request that no response can be routed for).
+    Drop {
+        /// Why, for logs and counters.
+        reason: String,
+    },
+}
+
+/// Facts of a REGISTER that shape its `200 OK`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterReply {
+    /// The canonical AOR.
+    pub aor: String,
+    /// The client supports GRUU: list `pub-gruu` for contacts with an instance.
+    pub gruu: bool,
+    /// Path values to echo (RFC 3327 §5.3: only when the client supports `path`).
+    pub path_echo: Vec<String>,
+    /// A contact used Outbound: answer with `Require: outbound` (RFC 5626 §6).
+    pub outbound: bool,
+}
+
+/// The stateless registrar: validates requests and builds answers.
+///
+/// Method families: [`Front::handle_request`] turns a request into an [`Action`];
+/// [`Front::answer_register`], [`Front::answer_lookup`] and [`Front::answer_unavailable`] turn
+/// the store's result into the response. Time is always an argument.
+pub struct Front {
+    config: FrontConfig,
+    directory: Directory,
+    authenticator: Option<DigestAuthenticator>,
+}
+
+/// A problem that ends a request with one response.
+struct Reject {
+    status: u16,
+    reason: Option<String>,
+    headers: Vec<(HeaderName, String)>,
+}
+
+impl Reject {
+    fn new(status: u16, reason: impl Into<String>) -> Reject {
+        Reject {
+            status,
+            reason: Some(reason.into()),
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Reject {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+impl From<HeaderError> for Reject {
+    fn from(error: HeaderError) -> Reject {
+        Reject::new(error.status(), error.to_string())
+    }
+}
+
+impl Front {
+    /// A front serving `directory`; `authenticator` is `None` when digest authentication is off.
+    pub fn new(
+        config: FrontConfig,
+        directory: Directory,
+        authenticator: Option<DigestAuthenticator>,
+    ) -> Front {
+        Front {
+            config,
+            directory,
+            authenticator,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &FrontConfig {
+        &self.config
+    }
+
+    /// Runs the stateless steps on `request`.
+    pub fn handle_request(&mut self, request: &Request, context: &RequestContext) -> Action {
+        if let Err(error) = request.headers.top_via() {
+            return Action::Drop {
+                reason: format!("no usable Via, cannot answer: {error}"),
+            };
+        }
+        if request.method == Method::Ack {
+            return Action::Drop {
+                reason: "ACK needs no answer".into(),
+            };
+        }
+        let result = match check_common(request) {
+            Err(reject) => Err(reject),
+            Ok(()) if request.method == Method::Register => self.register(request, context),
+            Ok(()) => self.route(request),
+        };
+        match result {
+            Ok(action) => action,
+            Err(reject) => Action::Respond(self.reject(request, reject)),
+        }
+    }
+
+    /// The answer to a REGISTER once the registry applied (or refused) its command.
+    /// `bindings` are the AOR's live bindings after the apply.
+    pub fn answer_register(
+        &self,
+        request: &Request,
+        reply_facts: &RegisterReply,
+        result: Result<&[Binding], &Refusal>,
+        now_ms: u64,
+    ) -> Response {
+        let bindings = match result {
+            Ok(bindings) => bindings,
+            Err(refusal) => {
+                let status = refusal.status();
+                return self.reject(request, Reject::new(status, refusal.to_string()));
+            }
+        };
+        let mut response = reply(request, 200, None, &self.config.server);
+        let gruu_aor = reply_facts.gruu.then_some(reply_facts.aor.as_str());
+        for binding in bindings {
+            let contact = binding_contact(binding, now_ms, gruu_aor);
+            response.headers.push(HeaderName::Contact, contact);
+        }
+        for path in &reply_facts.path_echo {
+            response.headers.push(HeaderName::Path, path.clone());
+        }
+        if reply_facts.outbound {
+            response.headers.push(HeaderName::Require, "outbound");
+        }
+        response
+            .headers
+            .push(HeaderName::Supported, SUPPORTED_OPTION_TAGS.join(", "));
+        response
+            .headers
+            .push(HeaderName::Date, crate::date::http_date(now_ms));
+        response
+    }
+
+    /// The answer to a routed request once its AOR's live bindings are known, highest q
+    /// first: `302` listing them, or `480` when there are none.
+    pub fn answer_lookup(&self, request: &Request, bindings: &[Binding], now_ms: u64) -> Response {
+        if bindings.is_empty() {
+            return reply(request, 480, None, &self.config.server);
+        }
+        let mut response = reply(request, 302, None, &self.config.server);
+        for binding in bindings {
+            let contact = binding_contact(binding, now_ms, None);
+            response.headers.push(HeaderName::Contact, contact);
+        }
+        response
+    }
+
+    /// `503` with `Retry-After`: the store cannot take or answer the request now.
+    pub fn answer_unavailable(&self, request: &Request, retry_after_s: u32) -> Response {
+        let mut response = reply(request, 503, None, &self.config.server);
+        response
+            .headers
+            .push(HeaderName::RetryAfter, retry_after_s.to_string());
+        response
+    }
+
+    fn reject(&self, request: &Request, reject: Reject) -> Response {
+        let mut response = reply(
+            request,
+            reject.status,
+            reject.reason.as_deref(),
+            &self.config.server,
+        );
+        for (name, value) in reject.headers {
+            response.headers.push(name, value);
+        }
+        response
+    }
+
+    fn serves(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.config.domains.contains(&host)
+    }
+
+    fn is_known(&self, aor: &str) -> bool {
+        self.directory.by_aor(aor).is_some() || self.config.open_directory
+    }
+
+    /// RFC 3261 §10.3 steps 1–6.
+    fn register(&mut self, request: &Request, context: &RequestContext) -> Result<Action, Reject> {
+        // Step 1: the Request-URI names a domain we hold bindings for.
+        if !self.serves(&request.uri.host) {
+            return Err(Reject::new(404, "Domain Not Served"));
+        }
+        // Step 2: every Require'd extension is supported.
+        check_require(request)?;
+        // Step 3: authentication.
+        let authenticated = self.authenticate(request, context.now_ms)?;
+        // Step 5 before 4: authorization needs the AOR, and an unknown AOR is a 404.
+        let to = request.headers.to()?;
+        let aor = to.uri.aor();
+        if !self.serves(&to.uri.host) || !self.is_known(&aor) {
+            return Err(Reject::new(404, "Not Found"));
+        }
+        // Step 4: a user registers only its own AOR.
+        if let Some(username) = authenticated {
+            let own = self
+                .directory
+                .by_username(&username)
+                .is_some_and(|user| user.aor == aor);
+            if !own {
+                return Err(Reject::new(403, "Not Allowed To Register This AOR"));
+            }
+        }
+        // Step 6: contacts and expiry.
+        let supported = request.headers.option_tags(&HeaderName::Supported);
+        let contacts = request.headers.contacts()?;
+        let expires_header = request.headers.expires()?;
+        let change = contact_change(contacts, expires_header, &supported, &self.config.policy)?;
+        let path = path_values(request)?;
+        let outbound = uses_outbound(&change);
+        if outbound && path.is_empty() && request.headers.vias()?.len() > 1 {
+            // RFC 5626 §6: the edge proxy did not add a Path with `ob`, so there is no flow.
+            return Err(Reject::new(439, "First Hop Lacks Outbound Support"));
+        }
+        let has = |tag: &str| supported.iter().any(|t| t == tag);
+        let reply_facts = RegisterReply {
+            aor: aor.clone(),
+            gruu: has("gruu"),
+            path_echo: if has("path") {
+                path.clone()
+            } else {
+                Vec::new()
+            },
+            outbound,
+        };
+        let command = RegisterCommand {
+            aor,
+            call_id: request.headers.call_id()?.to_string(),
+            cseq: request.headers.cseq()?.seq,
+            change,
+            path,
+            received: Some(format!("{}:{}", context.transport.as_str(), context.source)),
+            user_agent: request
+                .headers
+                .get(&HeaderName::UserAgent)
+                .map(str::to_string),
+        };
+        Ok(Action::Apply {
+            command: Command::Register(command),
+            reply: reply_facts,
+        })
+    }
+
+    /// Digest authentication; `Ok(None)` when it is off.
+    fn authenticate(&mut self, request: &Request, now_ms: u64) -> Result<Option<String>, Reject> {
+        let Some(authenticator) = self.authenticator.as_mut() else {
+            return Ok(None);
+        };
+        let realm = authenticator.realm().to_string();
+        let authorization = request
+            .headers
+            .get_all(&HeaderName::Authorization)
+            .find(|value| digest_realm(value).is_some_and(|r| r == realm));
+        let verdict = match authorization {
+            None => None,
+            Some(value) => {
+                let directory = &self.directory;
+                Some(
+                    authenticator.verify(now_ms, request.method.as_str(), value, |username| {
+                        directory.by_username(username).map(|u| &u.credentials)
+                    }),
+                )
+            }
+        };
+        let stale = match verdict {
+            Some(Verdict::Authenticated { username }) => return Ok(Some(username)),
+            Some(Verdict::Malformed { reason }) => {
+                return Err(Reject::new(
+                    400,
+                    format!("Bad Authorization header: {reason}"),
+                ))
+            }
+            Some(Verdict::Stale) => true,
+            Some(Verdict::Rejected { .. }) | None => false,
+        };
+        let mut reject = Reject {
+            status: 401,
+            reason: None,
+            headers: Vec::new(),
+        };
+        for challenge in authenticator.challenge(now_ms, stale) {
+            reject = reject.with_header(HeaderName::WwwAuthenticate, challenge);
+        }
+        Err(reject)
+    }
+
+    /// A request other than REGISTER: OPTIONS to the server, or a redirect for an AOR.
+    fn route(&self, request: &Request) -> Result<Action, Reject> {
+        let uri = &request.uri;
+        if uri.user.is_none() {
+            return match request.method {
+                Method::Options => Ok(Action::Respond(self.options_answer(request))),
+                _ => Err(Reject::new(404, "Not Found")),
+            };
+        }
+        if request.method == Method::Cancel {
+            // Every INVITE is answered at once, so no transaction is left to cancel.
+            return Err(Reject::new(481, "Call/Transaction Does Not Exist"));
+        }
+        let aor = uri.aor();
+        if !self.serves(&uri.host) || !self.is_known(&aor) {
+            return Err(Reject::new(404, "Not Found"));
+        }
+        Ok(Action::Lookup { aor })
+    }
+
+    fn options_answer(&self, request: &Request) -> Response {
+        let mut response = reply(request, 200, None, &self.config.server);
+        response.headers.push(HeaderName::Allow, ALLOWED_METHODS);
+        response
+            .headers
+            .push(HeaderName::Supported, SUPPORTED_OPTION_TAGS.join(", "));
+        response.headers.push(HeaderName::Accept, "application/sdp");
+        response
+    }
+}
+
+/// Headers every request needs before anything else is looked at.
+fn check_common(request: &Request) -> Result<(), Reject> {
+    request.headers.from()?;
+    request.headers.to()?;
+    request.headers.call_id()?;
+    let cseq = request.headers.cseq()?;
+    if cseq.method != request.method {
+        return Err(Reject::new(400, "CSeq Method Does Not Match Request"));
+    }
+    Ok(())
+}
+
+fn check_require(request: &Request) -> Result<(), Reject> {
+    let unsupported: Vec<String> = request
+        .headers
+        .option_tags(&HeaderName::Require)
+        .into_iter()
+        .filter(|tag| !SUPPORTED_OPTION_TAGS.contains(&tag.as_str()))
+        .collect();
+    if unsupported.is_empty() {
+        return Ok(());
+    }
+    Err(Reject::new(420, "Bad Extension")
+        .with_header(HeaderName::Unsupported, unsupported.join(", ")))
+}
+
+/// The `realm` parameter of a `Digest` Authorization value, if it has one.
+fn digest_realm(value: &str) -> Option<String> {
+    let rest = value.trim_start();
+    let scheme_end = rest.find(char::is_whitespace)?;
+    if !rest[..scheme_end].eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    roster_sip::split_comma_list(&rest[scheme_end..])
+        .into_iter()
+        .find_map(|part| {
+            let (name, value) = part.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("realm")
+                .then(|| value.trim().trim_matches('"').to_string())
+        })
+}
+
+/// RFC 3261 §10.3 step 6 for the Contact headers of one REGISTER.
+fn contact_change(
+    contacts: Contacts,
+    expires_header: Option<u32>,
+    supported: &[String],
+    policy: &Policy,
+) -> Result<ContactChange, Reject> {
+    let list = match contacts {
+        Contacts::Star if expires_header == Some(0) => return Ok(ContactChange::RemoveAll),
+        Contacts::Star => {
+            return Err(Reject::new(400, "Contact * Requires Expires: 0"));
+        }
+        Contacts::List(list) if list.is_empty() => return Ok(ContactChange::Query),
+        Contacts::List(list) => list,
+    };
+    let outbound_supported = supported.iter().any(|tag| tag == "outbound");
+    let mut updates = Vec::with_capacity(list.len());
+    let mut too_brief = None;
+    for contact in &list {
+        let requested_s = contact_expires(contact)?
+            .or(expires_header)
+            .unwrap_or(policy.expires_default_s);
+        match policy.grant(requested_s) {
+            Ok(expires_s) => updates.push(contact_update(contact, expires_s, outbound_supported)?),
+            Err(min) => too_brief = Some(min),
+        }
+    }
+    if let Some(min) = too_brief {
+        return Err(Reject::new(423, "Interval Too Brief")
+            .with_header(HeaderName::MinExpires, min.to_string()));
+    }
+    let flows = updates.iter().filter(|u| u.reg_id.is_some()).count();
+    if flows > 1 {
+        // RFC 5626 §6: at most one Contact with a reg-id in one REGISTER.
+        return Err(Reject::new(400, "More Than One Contact With reg-id"));
+    }
+    Ok(ContactChange::Update(updates))
+}
+
+fn contact_expires(contact: &NameAddr) -> Result<Option<u32>, Reject> {
+    let Some(param) = contact.param("expires") else {
+        return Ok(None);
+    };
+    let value = param.unquoted().unwrap_or_default();
+    parse_delta_seconds(&value)
+        .map(Some)
+        .ok_or_else(|| Reject::new(400, "Invalid Contact expires Parameter"))
+}
+
+/// RFC 3261 delta-seconds; values past 2^32-1 mean 2^32-1 (§20.19).
+fn parse_delta_seconds(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<u32>().unwrap_or(u32::MAX))
+}
+
+/// RFC 3261 qvalue: "0" / "1" with up to three decimals, in thousandths.
+fn parse_q_milli(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits_ok = fraction.len() <= 3 && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !digits_ok {
+        return None;
+    }
+    let fraction_milli = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    match whole {
+        "0" => Some(fraction_milli),
+        "1" if fraction_milli == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+fn contact_update(
+    contact: &NameAddr,
+    expires_s: u32,
+    outbound_supported: bool,
+) -> Result<ContactUpdate, Reject> {
+    let q_milli = match contact.param("q") {
+        None => None,
+        Some(param) => Some(
+            parse_q_milli(&param.unquoted().unwrap_or_default())
+                .ok_or_else(|| Reject::new(400, "Invalid Contact q Parameter"))?,
+        ),
+    };
+    let instance = contact.param("+sip.instance").and_then(|p| p.unquoted());
+    let reg_id = match contact.param("reg-id") {
+        None => None,
+        Some(param) => Some(
+            param
+                .unquoted()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|&id| id > 0)
+                .ok_or_else(|| Reject::new(400, "Invalid Contact reg-id Parameter"))?,
+        ),
+    };
+    if reg_id.is_some() && instance.is_none() {
+        return Err(Reject::new(400, "reg-id Without +sip.instance"));
+    }
+    // RFC 5626 §6: without `Supported: outbound` the registrar ignores reg-id.
+    let reg_id = reg_id.filter(|_| outbound_supported);
+    let key = match (&instance, reg_id) {
+        (Some(instance), Some(reg_id)) => BindingKey::Flow {
+            instance: instance.clone(),
+            reg_id,
+        },
+        _ => BindingKey::Uri(contact.uri.comparison_key()),
+    };
+    let mut stored = contact.clone();
+    stored
+        .params
+        .retain(|p| !p.name.eq_ignore_ascii_case("expires"));
+    stored.display_name = None;
+    Ok(ContactUpdate {
+        key,
+        contact: stored.to_string(),
+        q_milli,
+        expires_s,
+        instance,
+        reg_id,
+    })
+}
+
+fn path_values(request: &Request) -> Result<Vec<String>, Reject> {
+    Ok(request
+        .headers
+        .name_addrs(&HeaderName::Path)?
+        .iter()
+        .map(NameAddr::to_string)
+        .collect())
+}
+
+fn uses_outbound(change: &ContactChange) -> bool {
+    match change {
+        ContactChange::Update(updates) => updates.iter().any(|u| u.reg_id.is_some()),
+        ContactChange::Query | ContactChange::RemoveAll => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! Every AOR's bindings, changed only by applying [`Command`]s.
+
+use std::collections::HashMap;
+
+use crate::apply::{apply_register, Refusal};
+use crate::binding::Binding;
+use crate::command::Command;
+use crate::policy::Policy;
+
+/// The bindings of every AOR: the registrar's state machine.
+///
+/// Changed only through [`Registry::apply`], with the command's timestamp; reads take the
+/// reader's `now_ms` only to hide bindings that have expired but are not purged yet.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    aors: HashMap<String, Vec<Binding>>,
+    policy: Policy,
+}
+
+/// The result of applying one [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// A REGISTER was applied; these are the AOR's live bindings now.
+    Registered {
+        /// Live bindings after the apply, for the `200 OK`.
+        bindings: Vec<Binding>,
+        /// Whether anything was added, refreshed or removed.
+        changed: bool,
+    },
+    /// A REGISTER was refused; nothing changed.
+    Refused(Refusal),
+    /// Expired bindings were removed.
+    Purged {
+        /// How many bindings went.
+        bindings_removed: usize,
+    },
+}
+
+impl Registry {
+    /// An empty registry applying `policy`.
+    pub fn new(policy: Policy) -> Registry {
+        Registry {
+            aors: HashMap::new(),
+            policy,
+        }
+    }
+
+    /// The policy commands are applied with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Applies one command at the command's timestamp `now_ms`.
+    pub fn apply(&mut self, command: &Command, now_ms: u64) -> CommandOutcome {
+        match command {
+            Command::Register(register) => {
+                let mut bindings = self.aors.remove(&register.aor).unwrap_or_default();
+                let result = apply_register(&mut bindings, register, now_ms, &self.policy);
+                let outcome = match result {
+                    Ok(applied) => CommandOutcome::Registered {
+                        bindings: bindings.clone(),
+                        changed: applied.changed,
+                    },
+                    Err(refusal) => CommandOutcome::Refused(refusal),
+                };
+                if !bindings.is_empty() {
+                    self.aors.insert(register.aor.clone(), bindings);
+                }
+                outcome
+            }
+            Command::PurgeExpired => CommandOutcome::Purged {
+                bindings_removed: self.purge_expired(now_ms),
+            },
+        }
+    }
+
+    /// The live bindings of `aor` at `now_ms`, highest q first (absent q counts as 1.0), then
+    /// most recently refreshed first.
+    pub fn lookup(&self, aor: &str, now_ms: u64) -> Vec<Binding> {
+        let mut live: Vec<Binding> = self
+            .aors
+            .get(aor)
+            .into_iter()
+            .flatten()
+            .filter(|binding| binding.is_live(now_ms))
+            .cloned()
+            .collect();
+        live.sort_by(|a, b| {
+            b.q_order()
+                .cmp(&a.q_order())
+                .then(b.updated_at_ms.cmp(&a.updated_at_ms))
+        });
+        live
+    }
+
+    /// Number of AORs with at least one stored binding (expired ones included until purged).
+    pub fn aor_count(&self) -> usize {
+        self.aors.len()
+    }
+
+    /// Number of stored bindings (expired ones included until purged).
+    pub fn binding_count(&self) -> usize {
+        self.aors.values().map(Vec::len).sum()
+    }
+
+    /// Whether any stored binding has expired at `now_ms`: a purge would do something.
+    pub fn has_expired(&self, now_ms: u64) -> bool {
+        self.aors
+            .values()
+            .flatten()
+            .any(|binding| !binding.is_live(now_ms))
+    }
+
+    fn purge_expired(&mut self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        self.aors.retain(|_, bindings| {
+            let before = bindings.len();
+            bindings.retain(|binding| binding.is_live(now_ms));
+            removed += before - bindings.len();
+            !bindings.is_empty()
+        });
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::BindingKey;
+    use crate::command::{ContactChange, ContactUpdate, RegisterCommand};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn register(aor: &str, cseq: u32, contacts: &[(&str, u32, Option<u16>)]) -> Command {
+        let updates = contacts
+            .iter()
+            .map(|(uri, expires_s, q_milli)| ContactUpdate {
+                key: BindingKey::Uri(uri.to_string()),
+                contact: format!("<{uri}>"),
+                q_milli: *q_milli,
+                expires_s: *expires_s,
+                instance: None,
+                reg_id: None,
+            })
+            .collect();
+        Command::Register(RegisterCommand {
+            aor: aor.into(),
+            call_id: "call".into(),
+            cseq,
+            change: ContactChange::Update(updates),
+            path: vec![],
+            received: None,
+            user_agent: None,
+        })
+    }
+
+    #[test]
+    fn lookup_orders_by_q_and_hides_expired() {
+        let mut registry = Registry::new(Policy::default());
+        let command = register(
+            "sip:a@x",
+            1,
+            &[
+                ("sip:low@h", 3600, Some(100)),
+                ("sip:none@h", 60, None),
+                ("sip:mid@h", 3600, Some(500)),
+            ],
+        );
+        registry.apply(&command, T0);
+        let order: Vec<String> = registry
+            .lookup("sip:a@x", T0)
+            .into_iter()
+            .map(|b| b.contact)
+            .collect();
+        assert_eq!(order, ["<sip:none@h>", "<sip:mid@h>", "<sip:low@h>"]);
+        assert_eq!(registry.lookup("sip:a@x", T0 + 60_000).len(), 2);
+    }
+
+    #[test]
+    fn purge_removes_expired_and_empty_aors() {
+        let mut registry = Registry::new(Policy::default());
+        registry.apply(&register("sip:a@x", 1, &[("sip:1@h", 60, None)]), T0);
+        registry.apply(&register("sip:b@x", 1, &[("sip:2@h", 3600, None)]), T0);
+        assert!(!registry.has_expired(T0 + 59_999));
+        assert!(registry.has_expired(T0 + 60_000));
+        let outcome = registry.apply(&Command::PurgeExpired, T0 + 60_000);
+        assert_eq!(
+            outcome,
+            CommandOutcome::Purged {
+                bindings_removed: 1
+            }
+        );
+        assert_eq!(registry.aor_count(), 1);
+        assert_eq!(registry.binding_count(), 1);
+    }
+
+    #[test]
+    fn same_commands_same_state() {
+        let commands = [
+            register("sip:a@x", 1, &[("sip:1@h", 60, None)]),
+            register("sip:a@x", 2, &[("sip:2@h", 60, Some(300))]),
+            register("sip:a@x", 2, &[("sip:1@h", 0, None)]),
+            Command::PurgeExpired,
+        ];
+        let run = || {
+            let mut registry = Registry::new(Policy::default());
+            let outcomes: Vec<CommandOutcome> = commands
+                .iter()
+                .enumerate()
+                .map(|(i, c)| registry.apply(c, T0 + i as u64 * 1000))
+                .collect();
+            (outcomes, registry.lookup("sip:a@x", T0 + 5000))
+        };
+        assert_eq!(run(), run());
+    }
+}

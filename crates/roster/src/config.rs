@@ -1,0 +1,426 @@
+//! The node's configuration: the TOML file as written ([`RawConfig`]), then checked and resolved
+//! into a [`Config`] that holds only values known to work.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use roster_auth::Algorithm;
+use roster_registrar::{Overflow, Policy};
+use serde::Deserialize;
+
+/// Largest SIP message a node accepts: the registrar's answers must fit a UDP datagram, and a
+/// stream connection buffers at most this much of an unfinished message.
+pub const SIP_MESSAGE_SIZE_MAX: usize = roster_sip::SIP_MESSAGE_SIZE_MAX;
+
+/// A configuration that cannot be used; the message names the key and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node config.
+    #[error("invalid config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The TOML file as written. Every field has a default except where noted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[node]`.
+    #[serde(default)]
+    pub node: RawNode,
+    /// `[sip]`.
+    pub sip: RawSip,
+    /// `[registrar]`.
+    #[serde(default)]
+    pub registrar: RawRegistrar,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `[node]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// Name in logs and in the `Server` header. Default `roster`.
+    #[serde(default = "default_node_name")]
+    pub name: String,
+}
+
+/// `[sip]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSip {
+    /// Domains served (required, at least one).
+    pub domains: Vec<String>,
+    /// UDP listen addresses. Default none.
+    #[serde(default)]
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses. Default none.
+    #[serde(default)]
+    pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses. Default none; needs `tls_certificate` and `tls_private_key`.
+    #[serde(default)]
+    pub tls: Vec<SocketAddr>,
+    /// PEM certificate chain for TLS, relative to the config file.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for TLS, relative to the config file.
+    pub tls_private_key: Option<PathBuf>,
+    /// Open TCP and TLS connections at most. Default 10,000, bound 1..=1,000,000.
+    pub connections_max: Option<usize>,
+    /// A TCP or TLS connection idle this long is closed. Default 7,500 s (longer than the
+    /// default maximum registration interval, so a client refreshing on time keeps its flow).
+    pub connection_idle_timeout_s: Option<u64>,
+}
+
+/// `[registrar]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistrar {
+    /// Default 3600.
+    pub expires_default_s: Option<u32>,
+    /// Default 60.
+    pub expires_min_s: Option<u32>,
+    /// Default 7200.
+    pub expires_max_s: Option<u32>,
+    /// Default 8.
+    pub bindings_per_aor_max: Option<usize>,
+    /// `reject` (default) or `evict-oldest`.
+    pub overflow: Option<Overflow>,
+    /// How often expired bindings are purged. Default 10 s, bound 1..=3600.
+    pub purge_interval_s: Option<u64>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Require digest authentication for REGISTER. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Digest realm. Default: the first served domain.
+    pub realm: Option<String>,
+    /// Challenge algorithms, preferred first. Default `["SHA-256", "MD5"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// Nonce lifetime. Default 300 s, bound 10..=86400.
+    pub nonce_lifetime_s: Option<u64>,
+    /// The users file (TOML `[[user]]` entries with `aor`, `username`, `ha1_md5`,
+    /// `ha1_sha256`), relative to the config file. Default: no users.
+    pub users_file: Option<PathBuf>,
+    /// Accept any user of a served domain without a directory entry. Only allowed with
+    /// `enabled = false`. Default false.
+    #[serde(default)]
+    pub open_directory: bool,
+}
+
+impl Default for RawNode {
+    fn default() -> Self {
+        RawNode {
+            name: default_node_name(),
+        }
+    }
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            enabled: true,
+            realm: None,
+            algorithms: None,
+            nonce_lifetime_s: None,
+            users_file: None,
+            open_directory: false,
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    "roster".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The node's name.
+    pub node_name: String,
+    /// Domains served, lowercase.
+    pub domains: Vec<String>,
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses.
+    pub tls: Vec<SocketAddr>,
+    /// Certificate and key files, present whenever `tls` is not empty.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Stream connections at most.
+    pub connections_max: usize,
+    /// Idle stream connections are closed after this.
+    pub connection_idle_timeout_s: u64,
+    /// Registrar limits.
+    pub policy: Policy,
+    /// Purge period.
+    pub purge_interval_s: u64,
+    /// Digest settings, `None` when authentication is off.
+    pub auth: Option<AuthConfig>,
+    /// Users file, if any.
+    pub users_file: Option<PathBuf>,
+    /// Accept any user of a served domain.
+    pub open_directory: bool,
+}
+
+/// Digest authentication settings.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// The realm.
+    pub realm: String,
+    /// Challenge algorithms, preferred first.
+    pub algorithms: Vec<Algorithm>,
+    /// Nonce lifetime in seconds.
+    pub nonce_lifetime_s: u64,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`; relative paths inside it are resolved against its
+    /// directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_raw(raw, base)
+    }
+
+    /// Checks `raw`, resolving relative paths against `base`.
+    pub fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid(message);
+        let domains: Vec<String> = raw
+            .sip
+            .domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        if domains.is_empty() || domains.iter().any(String::is_empty) {
+            return Err(invalid("sip.domains must list at least one domain".into()));
+        }
+        let sip = &raw.sip;
+        if sip.udp.is_empty() && sip.tcp.is_empty() && sip.tls.is_empty() {
+            return Err(invalid(
+                "no SIP listen address: set sip.udp, sip.tcp or sip.tls".into(),
+            ));
+        }
+        let tls_files = match (&sip.tls_certificate, &sip.tls_private_key) {
+            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "sip.tls_certificate and sip.tls_private_key go together".into(),
+                ))
+            }
+        };
+        if !sip.tls.is_empty() && tls_files.is_none() {
+            return Err(invalid(
+                "sip.tls needs sip.tls_certificate and sip.tls_private_key".into(),
+            ));
+        }
+        let connections_max = bounded(
+            "sip.connections_max",
+            sip.connections_max,
+            10_000,
+            1,
+            1_000_000,
+        )?;
+        let connection_idle_timeout_s = bounded(
+            "sip.connection_idle_timeout_s",
+            sip.connection_idle_timeout_s,
+            7_500,
+            1,
+            86_400 * 7,
+        )?;
+        let policy = policy(&raw.registrar)?;
+        let purge_interval_s = bounded(
+            "registrar.purge_interval_s",
+            raw.registrar.purge_interval_s,
+            10,
+            1,
+            3600,
+        )?;
+        let auth = auth(&raw.auth, &domains)?;
+        if raw.auth.open_directory && auth.is_some() {
+            return Err(invalid(
+                "auth.open_directory needs auth.enabled = false: unknown users cannot authenticate"
+                    .into(),
+            ));
+        }
+        Ok(Config {
+            node_name: raw.node.name,
+            domains,
+            udp: raw.sip.udp,
+            tcp: raw.sip.tcp,
+            tls: raw.sip.tls,
+            tls_files,
+            connections_max,
+            connection_idle_timeout_s,
+            policy,
+            purge_interval_s,
+            auth,
+            users_file: raw.auth.users_file.map(|file| base.join(file)),
+            open_directory: raw.auth.open_directory,
+        })
+    }
+}
+
+fn bounded<T>(key: &str, value: Option<T>, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(ConfigError::Invalid(format!(
+            "{key} = {value} is out of range {min}..={max}"
+        )));
+    }
+    Ok(value)
+}
+
+fn policy(raw: &RawRegistrar) -> Result<Policy, ConfigError> {
+    let defaults = Policy::default();
+    let policy = Policy {
+        expires_default_s: raw.expires_default_s.unwrap_or(defaults.expires_default_s),
+        expires_min_s: raw.expires_min_s.unwrap_or(defaults.expires_min_s),
+        expires_max_s: raw.expires_max_s.unwrap_or(defaults.expires_max_s),
+        bindings_per_aor_max: raw
+            .bindings_per_aor_max
+            .unwrap_or(defaults.bindings_per_aor_max),
+        overflow: raw.overflow.unwrap_or(defaults.overflow),
+    };
+    policy
+        .validate()
+        .map_err(|error| ConfigError::Invalid(format!("registrar: {error}")))?;
+    Ok(policy)
+}
+
+fn auth(raw: &RawAuth, domains: &[String]) -> Result<Option<AuthConfig>, ConfigError> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let algorithms = match &raw.algorithms {
+        None => vec![Algorithm::Sha256, Algorithm::Md5],
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                name.parse::<Algorithm>().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "auth.algorithms: unknown algorithm {name:?} (use \"SHA-256\" or \"MD5\")"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if algorithms.is_empty() {
+        return Err(ConfigError::Invalid(
+            "auth.algorithms must name at least one algorithm".into(),
+        ));
+    }
+    let nonce_lifetime_s = bounded(
+        "auth.nonce_lifetime_s",
+        raw.nonce_lifetime_s,
+        300,
+        10,
+        86_400,
+    )?;
+    Ok(Some(AuthConfig {
+        realm: raw.realm.clone().unwrap_or_else(|| domains[0].clone()),
+        algorithms,
+        nonce_lifetime_s,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: "test.toml".into(),
+            message: error.to_string(),
+        })?;
+        Config::from_raw(raw, Path::new("/etc/roster"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse("[sip]\ndomains = [\"Example.com\"]\nudp = [\"127.0.0.1:5060\"]\n")
+            .expect("valid");
+        assert_eq!(config.domains, ["example.com"]);
+        assert_eq!(config.policy, Policy::default());
+        let auth = config.auth.expect("auth on by default");
+        assert_eq!(auth.realm, "example.com");
+        assert_eq!(auth.algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let config = parse(
+            "[sip]\ndomains = [\"a\"]\ntls = [\"127.0.0.1:5061\"]\ntls_certificate = \"c.pem\"\n\
+             tls_private_key = \"k.pem\"\n[auth]\nusers_file = \"users.toml\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.tls_files,
+            Some(("/etc/roster/c.pem".into(), "/etc/roster/k.pem".into()))
+        );
+        assert_eq!(config.users_file, Some("/etc/roster/users.toml".into()));
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let cases = [
+            ("[sip]\ndomains = []\nudp = [\"127.0.0.1:1\"]", "sip.domains"),
+            ("[sip]\ndomains = [\"a\"]", "no SIP listen address"),
+            ("[sip]\ndomains = [\"a\"]\ntls = [\"127.0.0.1:1\"]", "sip.tls needs"),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[registrar]\nexpires_min_s = 9999",
+                "registrar:",
+            ),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[auth]\nopen_directory = true",
+                "auth.open_directory",
+            ),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[auth]\nalgorithms = [\"SHA-512\"]",
+                "auth.algorithms",
+            ),
+            ("[sip]\ndomains = [\"a\"]\nudp = [\"nonsense\"]", "invalid"),
+            ("[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\ntypo = 1", "typo"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).expect_err(text).to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+}

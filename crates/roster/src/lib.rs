@@ -1,0 +1,21 @@
+//! The Roster node: SIP transports (UDP, TCP, TLS) around the sans-IO registrar, its
+//! configuration, and the `roster` commands.
+//!
+//! Main types: [`config::Config`], [`service::Service`] (the request path),
+//! [`transaction::ServerTransactions`] (UDP retransmissions), [`store::MemoryStore`].
+//!
+//! **Architecture Invariant**: this crate reads the clock ([`clock`]) and the network; the
+//! registrar rules it calls do neither.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod node;
+pub mod service;
+pub mod store;
+pub mod stream;
+pub mod tls;
+pub mod transaction;
+pub mod udp;
+pub mod users;

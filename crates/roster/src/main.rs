@@ -1,0 +1,189 @@
+//! `roster`: the Roster daemon and its commands.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use roster::config::Config;
+use roster::demo::DemoOptions;
+use roster::users::{UserEntry, UsersFile};
+use tokio_util::sync::CancellationToken;
+
+/// Roster: a geo-redundant SIP registrar cluster.
+#[derive(Parser)]
+#[command(name = "roster", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node from a TOML configuration file.
+    Start {
+        /// The node's configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start a ready local deployment in the foreground, with demo users u0 … u9999.
+    Demo {
+        /// SIP address for UDP and TCP; TLS listens on the next port.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
+        sip: SocketAddr,
+        /// Directory for the generated files (credentials, users, config, certificates).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Accept any user of the demo domain without a challenge (benchmarks only).
+        #[arg(long)]
+        no_auth: bool,
+    },
+    /// Manage the users file.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user to a users file (created if missing); the password is read from standard
+    /// input and only its HA1 hashes are stored.
+    Add {
+        /// The users file.
+        #[arg(long, value_name = "FILE")]
+        users_file: PathBuf,
+        /// The address of record, e.g. sip:alice@example.com.
+        #[arg(long)]
+        aor: String,
+        /// Digest user name (default: the AOR's user part).
+        #[arg(long)]
+        username: Option<String>,
+        /// Digest realm (default: the AOR's domain).
+        #[arg(long)]
+        realm: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("roster: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Start { config } => {
+            let config = Config::load(&config)?;
+            serve(|shutdown| async move {
+                roster::node::run(config, shutdown, |listening| {
+                    for (transport, address) in &listening.sip {
+                        println!("roster: sip {} {address}", transport.as_str());
+                    }
+                    println!("roster: ready");
+                })
+                .await
+            })
+        }
+        Command::Demo { sip, dir, no_auth } => {
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("roster-demo"));
+            let options = DemoOptions { sip, dir, no_auth };
+            serve(|shutdown| roster::demo::run(options, shutdown))
+        }
+        Command::User { command } => match command {
+            UserCommand::Add {
+                users_file,
+                aor,
+                username,
+                realm,
+            } => add_user(users_file, aor, username, realm),
+        },
+    }
+}
+
+/// Runs `job` on a multi-threaded runtime until it ends or a termination signal arrives.
+fn serve<F, Fut>(job: F) -> anyhow::Result<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            roster::node::termination_signal().await;
+            signal_shutdown.cancel();
+        });
+        job(shutdown).await
+    })
+}
+
+fn add_user(
+    users_file: PathBuf,
+    aor: String,
+    username: Option<String>,
+    realm: Option<String>,
+) -> anyhow::Result<()> {
+    let uri = roster_sip::Uri::parse(&aor).with_context(|| format!("invalid --aor {aor:?}"))?;
+    let user_part = uri
+        .user
+        .clone()
+        .with_context(|| format!("--aor {aor:?} has no user part"))?;
+    let username = username.unwrap_or(user_part);
+    let realm = realm.unwrap_or_else(|| uri.host.to_ascii_lowercase());
+    let mut file: UsersFile = match std::fs::read_to_string(&users_file) {
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("invalid users file {}", users_file.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => UsersFile::default(),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", users_file.display()))
+        }
+    };
+    if std::io::stdin().is_terminal() {
+        eprintln!("password for {username} (one line):");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "empty password on standard input");
+    file.user.push(UserEntry::from_password(
+        &uri.aor(),
+        &username,
+        &realm,
+        password,
+    ));
+    // Check the whole file (duplicates included) before writing it.
+    roster::users::directory(toml::from_str(&toml::to_string(&file)?)?)
+        .map_err(|message| anyhow::anyhow!("{message}"))?;
+    std::fs::write(&users_file, toml::to_string(&file)?)
+        .with_context(|| format!("cannot write {}", users_file.display()))?;
+    println!(
+        "added {} (digest user {username}, realm {realm})",
+        uri.aor()
+    );
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,199 @@
+//! A running node: binds the SIP listeners of a [`Config`], serves until told to stop, then
+//! lets in-flight requests finish within a drain deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use roster_auth::{DigestAuthenticator, DigestConfig};
+use roster_registrar::{Command, Directory, Front, FrontConfig, Transport};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::service::Service;
+use crate::store::MemoryStore;
+use crate::stream::StreamSettings;
+use crate::{stream, tls, udp, users};
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The addresses a node listens on, once bound.
+#[derive(Clone, Debug, Default)]
+pub struct Listening {
+    /// (transport, address) pairs.
+    pub sip: Vec<(Transport, SocketAddr)>,
+}
+
+/// Builds the request path of a node from its configuration.
+pub fn build_service(config: &Config) -> anyhow::Result<Service> {
+    let directory = match &config.users_file {
+        Some(path) => users::load(path)?,
+        None => Directory::default(),
+    };
+    let authenticator = match &config.auth {
+        None => None,
+        Some(auth) => {
+            let digest = DigestConfig {
+                realm: auth.realm.clone(),
+                algorithms: auth.algorithms.clone(),
+                nonce_lifetime_ms: auth.nonce_lifetime_s * 1000,
+                ..DigestConfig::new(auth.realm.clone())
+            };
+            digest
+                .validate()
+                .map_err(|error| anyhow::anyhow!("invalid [auth] settings: {error}"))?;
+            let mut key = [0u8; 32];
+            rand::Fill::fill(&mut key, &mut rand::rng());
+            Some(DigestAuthenticator::new(digest, key))
+        }
+    };
+    let front = Front::new(
+        FrontConfig {
+            domains: config.domains.clone(),
+            policy: config.policy.clone(),
+            open_directory: config.open_directory,
+            server: format!(
+                "Roster/{} ({})",
+                env!("CARGO_PKG_VERSION"),
+                config.node_name
+            ),
+        },
+        directory,
+        authenticator,
+    );
+    Ok(Service::new(
+        config.node_name.clone(),
+        front,
+        MemoryStore::new(config.policy.clone()),
+    ))
+}
+
+/// Binds every listener of `config` and serves until `shutdown` is cancelled.
+/// `on_ready` is called once every listener is bound.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(&Listening),
+) -> anyhow::Result<()> {
+    let service = Arc::new(build_service(&config)?);
+    let tracker = TaskTracker::new();
+    let mut listening = Listening::default();
+    for &address in &config.udp {
+        let socket = udp::bind(address)
+            .await
+            .with_context(|| format!("cannot bind SIP UDP on {address}"))?;
+        listening.sip.push((Transport::Udp, socket.local_addr()?));
+        tracker.spawn(udp::serve(
+            socket,
+            service.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    let connections = Arc::new(Semaphore::new(config.connections_max));
+    let idle_timeout = Duration::from_secs(config.connection_idle_timeout_s);
+    let tls_acceptor = match &config.tls_files {
+        Some((certificate, key)) if !config.tls.is_empty() => {
+            Some(tls::acceptor(certificate, key)?)
+        }
+        _ => None,
+    };
+    let streams = config.tcp.iter().map(|a| (Transport::Tcp, *a, None)).chain(
+        config
+            .tls
+            .iter()
+            .map(|a| (Transport::Tls, *a, tls_acceptor.clone())),
+    );
+    for (transport, address, tls) in streams {
+        let listener = stream::bind(address).await.with_context(|| {
+            format!(
+                "cannot bind SIP {} on {address}",
+                transport.as_str().to_uppercase()
+            )
+        })?;
+        listening.sip.push((transport, listener.local_addr()?));
+        let settings = StreamSettings {
+            transport,
+            tls,
+            connections: connections.clone(),
+            idle_timeout,
+        };
+        tracker.spawn(stream::serve(
+            listener,
+            settings,
+            service.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    tracker.spawn(purge_loop(
+        service.clone(),
+        Duration::from_secs(config.purge_interval_s),
+        shutdown.clone(),
+    ));
+    for (transport, address) in &listening.sip {
+        info!(node = %config.node_name, transport = transport.as_str(), %address, "listening");
+    }
+    on_ready(&listening);
+    shutdown.cancelled().await;
+    tracker.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("drain deadline passed with requests still in flight");
+    }
+    info!(counters = %service.counters.summary(), "stopped");
+    Ok(())
+}
+
+/// Removes expired bindings every `interval`, with an ordinary command.
+async fn purge_loop(service: Arc<Service>, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        let store = service.store();
+        if !matches!(store.has_expired(now), Ok(true)) {
+            continue;
+        }
+        match store.apply(&Command::PurgeExpired, now) {
+            Ok((outcome, _)) => tracing::debug!(?outcome, "purged expired bindings"),
+            Err(error) => warn!(%error, "purge failed"),
+        }
+    }
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,234 @@
+//! The TCP and TLS transports: a connection's bytes are framed into messages, each request is
+//! handled in its own task, and responses go back on the same connection in any order
+//! (RFC 3261 §18.2.2).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_registrar::Transport;
+use roster_sip::{Frame, StreamFramer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::config::SIP_MESSAGE_SIZE_MAX;
+use crate::service::{stamp_top_via, Service};
+
+/// Requests of one connection being handled at once; past it the connection is not read, so
+/// TCP flow control pushes back on the client. One SIPp process multiplexes all its calls on
+/// one connection, so this is sized like the UDP bound.
+pub const STREAM_REQUESTS_IN_FLIGHT_MAX: usize = 4_096;
+
+/// Responses queued for one connection's writer.
+const WRITE_QUEUE_MAX: usize = 1_024;
+
+/// A TLS handshake taking longer than this is abandoned.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read buffer size: one typical burst of SIP messages.
+const READ_CHUNK_SIZE: usize = 16 * 1024;
+
+/// Settings shared by a listener's connections.
+#[derive(Clone)]
+pub struct StreamSettings {
+    /// TCP or TLS.
+    pub transport: Transport,
+    /// Present for TLS.
+    pub tls: Option<TlsAcceptor>,
+    /// Limits open connections across all stream listeners.
+    pub connections: Arc<Semaphore>,
+    /// Idle connections are closed after this.
+    pub idle_timeout: Duration,
+}
+
+/// Accepts connections on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    settings: StreamSettings,
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: wait a little rather than spin.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = settings.connections.clone().try_acquire_owned() else {
+            warn!(%peer, "connection limit reached; closing new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let settings = settings.clone();
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        let connection_tracker = tracker.clone();
+        tracker.spawn(async move {
+            match settings.tls.clone() {
+                None => {
+                    run_connection(
+                        stream,
+                        peer,
+                        &settings,
+                        service,
+                        shutdown,
+                        connection_tracker,
+                    )
+                    .await
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            run_connection(
+                                tls,
+                                peer,
+                                &settings,
+                                service,
+                                shutdown,
+                                connection_tracker,
+                            )
+                            .await
+                        }
+                        Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Binds a TCP listener at `address`.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+async fn run_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    settings: &StreamSettings,
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (queue, queued) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE_MAX);
+    let writer_task = tracker.spawn(write_loop(writer, queued));
+    let in_flight = Arc::new(Semaphore::new(STREAM_REQUESTS_IN_FLIGHT_MAX));
+    let mut framer = StreamFramer::new(SIP_MESSAGE_SIZE_MAX);
+    let mut chunk = vec![0u8; READ_CHUNK_SIZE];
+    'connection: loop {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            read = tokio::time::timeout(settings.idle_timeout, reader.read(&mut chunk)) => read,
+        };
+        let length = match read {
+            Err(_) => {
+                debug!(%peer, "idle connection closed");
+                break;
+            }
+            Ok(Err(error)) => {
+                debug!(%peer, %error, "read failed");
+                break;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Ok(length)) => length,
+        };
+        if let Err(error) = framer.push(&chunk[..length]) {
+            count_malformed(&service);
+            debug!(%peer, %error, "closing connection: framing error");
+            break;
+        }
+        loop {
+            let frame = match framer.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    // The stream has lost its message boundaries; nothing after can be trusted.
+                    count_malformed(&service);
+                    debug!(%peer, %error, "closing connection: framing error");
+                    break 'connection;
+                }
+            };
+            let bytes = match frame {
+                Frame::KeepAlivePing => {
+                    // RFC 5626 §3.5.1: a CRLF pong answers a double-CRLF ping.
+                    if queue.send(b"\r\n".to_vec()).await.is_err() {
+                        break 'connection;
+                    }
+                    continue;
+                }
+                Frame::Message(bytes) => bytes,
+            };
+            let Some(mut request) = service.parse_request(&bytes, peer) else {
+                continue;
+            };
+            stamp_top_via(&mut request, peer);
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break 'connection;
+            };
+            let service = service.clone();
+            let queue = queue.clone();
+            let transport = settings.transport;
+            tracker.spawn(async move {
+                let response = service.handle_request(&request, transport, peer).await;
+                drop(permit);
+                if let Some(response) = response {
+                    let mut bytes = Vec::with_capacity(512);
+                    response.encode(&mut bytes);
+                    let _ = queue.send(bytes).await;
+                }
+            });
+        }
+    }
+    drop(queue);
+    // The writer ends once every in-flight request has sent its answer and dropped its queue.
+    let _ = writer_task.await;
+}
+
+async fn write_loop<W>(mut writer: W, mut queued: mpsc::Receiver<Vec<u8>>)
+where
+    W: AsyncWrite + Unpin,
+{
+    while let Some(bytes) = queued.recv().await {
+        if writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        // Coalesce what is already queued before flushing.
+        while let Ok(more) = queued.try_recv() {
+            if writer.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn count_malformed(service: &Service) {
+    service
+        .counters
+        .malformed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}

@@ -1,0 +1,359 @@
+//! UDP server transactions (RFC 3261 §17.2), sans-IO: a retransmitted request gets the same
+//! response again and is not handled twice, and final non-2xx answers to INVITE are
+//! retransmitted until the ACK comes (timer G).
+//!
+//! Method families: [`ServerTransactions::on_request`] and [`ServerTransactions::on_response`]
+//! feed events; [`ServerTransactions::poll_timeout`] says when to call
+//! [`ServerTransactions::handle_timeout`], which returns what to send again. Time is an argument
+//! (milliseconds, monotonic, never decreasing between calls).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+
+use roster_sip::{Method, Request};
+
+/// RFC 3261 T1: round-trip estimate.
+pub const T1_MS: u64 = 500;
+/// RFC 3261 T2: longest retransmit interval for INVITE responses.
+pub const T2_MS: u64 = 4_000;
+/// RFC 3261 T4: longest time a message stays in the network.
+pub const T4_MS: u64 = 5_000;
+/// Timer J (non-INVITE) and timer H (INVITE awaiting ACK): 64·T1.
+pub const TIMER_J_MS: u64 = 64 * T1_MS;
+/// Transactions kept at most. At 10,000 requests/s a transaction lives 32 s (timer J), so
+/// 320,000 are live at that load; past the bound the oldest are forgotten early, which only
+/// means a very late retransmission is handled again (CSeq ordering still holds).
+pub const TRANSACTIONS_MAX: usize = 500_000;
+
+/// What identifies a server transaction (RFC 3261 §17.2.3).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionKey {
+    branch: String,
+    sent_by: String,
+    method: String,
+}
+
+impl TransactionKey {
+    /// The key of `request`; ACK maps to the INVITE it acknowledges. `None` without a usable
+    /// Via.
+    pub fn of(request: &Request) -> Option<TransactionKey> {
+        let via = request.headers.top_via().ok()?;
+        let sent_by = match via.port {
+            Some(port) => format!("{}:{port}", via.host.to_ascii_lowercase()),
+            None => via.host.to_ascii_lowercase(),
+        };
+        let branch = match via.branch() {
+            Some(branch) if branch.starts_with("z9hG4bK") => branch.to_string(),
+            // RFC 2543 clients: fall back to Call-ID, CSeq number and From tag (§17.2.3).
+            _ => {
+                let call_id = request.headers.call_id().ok()?;
+                let seq = request.headers.cseq().ok()?.seq;
+                let from = request.headers.from().ok()?;
+                format!("{call_id}:{seq}:{}", from.tag().unwrap_or_default())
+            }
+        };
+        let method = match request.method {
+            Method::Ack => Method::Invite.as_str().to_string(),
+            ref other => other.as_str().to_string(),
+        };
+        Some(TransactionKey {
+            branch,
+            sent_by,
+            method,
+        })
+    }
+}
+
+/// What to do with an arriving request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A new transaction: handle the request.
+    New,
+    /// A retransmission: send this response again, or nothing while the first copy is still
+    /// being handled.
+    Retransmission(Option<Transmit>),
+    /// An ACK for a final INVITE response we sent: the transaction is confirmed.
+    Acknowledged,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The encoded response.
+    pub bytes: Vec<u8>,
+}
+
+/// The live UDP server transactions of a node.
+#[derive(Debug, Default)]
+pub struct ServerTransactions {
+    entries: HashMap<TransactionKey, Entry>,
+    /// (deadline, key): lazy; an entry whose deadline moved is skipped when popped.
+    expiries: BinaryHeap<Reverse<(u64, TransactionKey)>>,
+    /// (deadline, key) of timer G retransmissions; lazy in the same way.
+    retransmits: BinaryHeap<Reverse<(u64, TransactionKey)>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    response: Option<Transmit>,
+    expires_at_ms: u64,
+    /// Timer G: next retransmission and its interval; `None` when not retransmitting.
+    retransmit: Option<(u64, u64)>,
+    /// The ACK came (possibly before the response was recorded): never retransmit.
+    acknowledged: bool,
+}
+
+impl ServerTransactions {
+    /// No transactions.
+    pub fn new() -> ServerTransactions {
+        ServerTransactions::default()
+    }
+
+    /// Live transactions.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A request arrived at `now_ms`.
+    pub fn on_request(&mut self, key: &TransactionKey, is_ack: bool, now_ms: u64) -> Received {
+        if is_ack {
+            return match self.entries.get_mut(key) {
+                Some(entry) => {
+                    // Timer I: absorb ACK retransmissions for T4, send nothing more.
+                    entry.retransmit = None;
+                    entry.acknowledged = true;
+                    entry.expires_at_ms = now_ms + T4_MS;
+                    self.expiries
+                        .push(Reverse((entry.expires_at_ms, key.clone())));
+                    Received::Acknowledged
+                }
+                None => Received::New,
+            };
+        }
+        if let Some(entry) = self.entries.get(key) {
+            return Received::Retransmission(entry.response.clone());
+        }
+        while self.entries.len() >= TRANSACTIONS_MAX {
+            if !self.evict_earliest() {
+                break;
+            }
+        }
+        let expires_at_ms = now_ms + TIMER_J_MS;
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                response: None,
+                expires_at_ms,
+                retransmit: None,
+                acknowledged: false,
+            },
+        );
+        self.expiries.push(Reverse((expires_at_ms, key.clone())));
+        Received::New
+    }
+
+    /// The response to the transaction `key` was sent at `now_ms`. `retransmit` asks for
+    /// timer G (a final non-2xx answer to an INVITE over UDP).
+    pub fn on_response(
+        &mut self,
+        key: &TransactionKey,
+        transmit: Transmit,
+        retransmit: bool,
+        now_ms: u64,
+    ) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.response = Some(transmit);
+        if entry.acknowledged {
+            return;
+        }
+        entry.expires_at_ms = now_ms + TIMER_J_MS;
+        self.expiries
+            .push(Reverse((entry.expires_at_ms, key.clone())));
+        if retransmit {
+            let next = now_ms + T1_MS;
+            entry.retransmit = Some((next, T1_MS));
+            self.retransmits.push(Reverse((next, key.clone())));
+        }
+    }
+
+    /// When [`ServerTransactions::handle_timeout`] has work next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let expiry = self.expiries.peek().map(|Reverse((at, _))| *at);
+        let retransmit = self.retransmits.peek().map(|Reverse((at, _))| *at);
+        match (expiry, retransmit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends transactions whose time is up and returns the responses to send again.
+    #[must_use]
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Vec<Transmit> {
+        while let Some(Reverse((at, _))) = self.expiries.peek() {
+            if *at > now_ms {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.expiries.pop() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.expires_at_ms == at)
+            {
+                self.entries.remove(&key);
+            }
+        }
+        let mut sends = Vec::new();
+        while let Some(Reverse((at, _))) = self.retransmits.peek() {
+            if *at > now_ms {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.retransmits.pop() else {
+                break;
+            };
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            let Some((next, interval)) = entry.retransmit else {
+                continue;
+            };
+            if next != at {
+                continue;
+            }
+            if let Some(transmit) = &entry.response {
+                sends.push(transmit.clone());
+            }
+            let interval = (interval * 2).min(T2_MS);
+            entry.retransmit = Some((now_ms + interval, interval));
+            self.retransmits.push(Reverse((now_ms + interval, key)));
+        }
+        sends
+    }
+
+    /// Forgets the transaction that expires first; false when there is none.
+    fn evict_earliest(&mut self) -> bool {
+        while let Some(Reverse((at, key))) = self.expiries.pop() {
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.expires_at_ms == at)
+            {
+                self.entries.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roster_sip::{parse_message, Message};
+
+    fn request(method: &str, branch: &str) -> Request {
+        let text = format!(
+            "{method} sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch={branch}\r\n\
+             From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        match parse_message(text.as_bytes()) {
+            Ok(Message::Request(request)) => request,
+            other => panic!("bad test request: {other:?}"),
+        }
+    }
+
+    fn transmit(bytes: &[u8]) -> Transmit {
+        Transmit {
+            destination: "192.0.2.1:5070".parse().expect("address"),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn retransmission_gets_the_same_response() {
+        let mut transactions = ServerTransactions::new();
+        let key = TransactionKey::of(&request("REGISTER", "z9hG4bK1")).expect("key");
+        assert_eq!(transactions.on_request(&key, false, 0), Received::New);
+        assert_eq!(
+            transactions.on_request(&key, false, 10),
+            Received::Retransmission(None)
+        );
+        transactions.on_response(&key, transmit(b"200"), false, 20);
+        assert_eq!(
+            transactions.on_request(&key, false, 30),
+            Received::Retransmission(Some(transmit(b"200")))
+        );
+        // Timer J ends it.
+        assert!(transactions.handle_timeout(20 + TIMER_J_MS).is_empty());
+        assert!(transactions.is_empty());
+        assert_eq!(transactions.on_request(&key, false, 40_000), Received::New);
+    }
+
+    #[test]
+    fn different_branch_or_method_is_a_new_transaction() {
+        let mut transactions = ServerTransactions::new();
+        let a = TransactionKey::of(&request("REGISTER", "z9hG4bK1")).expect("key");
+        let b = TransactionKey::of(&request("REGISTER", "z9hG4bK2")).expect("key");
+        let c = TransactionKey::of(&request("OPTIONS", "z9hG4bK1")).expect("key");
+        for key in [&a, &b, &c] {
+            assert_eq!(transactions.on_request(key, false, 0), Received::New);
+        }
+    }
+
+    #[test]
+    fn invite_failure_retransmits_until_ack() {
+        let mut transactions = ServerTransactions::new();
+        let invite = TransactionKey::of(&request("INVITE", "z9hG4bK9")).expect("key");
+        let ack = TransactionKey::of(&request("ACK", "z9hG4bK9")).expect("key");
+        assert_eq!(invite, ack);
+        transactions.on_request(&invite, false, 0);
+        transactions.on_response(&invite, transmit(b"302"), true, 0);
+        assert_eq!(transactions.poll_timeout(), Some(T1_MS));
+        assert_eq!(transactions.handle_timeout(T1_MS), vec![transmit(b"302")]);
+        assert_eq!(transactions.handle_timeout(T1_MS + 999), vec![]);
+        assert_eq!(
+            transactions.handle_timeout(3 * T1_MS),
+            vec![transmit(b"302")]
+        );
+        assert_eq!(
+            transactions.on_request(&ack, true, 2000),
+            Received::Acknowledged
+        );
+        assert!(transactions.handle_timeout(10_000).is_empty());
+        assert!(transactions.is_empty(), "timer I ended it");
+    }
+
+    #[test]
+    fn ack_before_recorded_response_stops_timer_g() {
+        let mut transactions = ServerTransactions::new();
+        let invite = TransactionKey::of(&request("INVITE", "z9hG4bK7")).expect("key");
+        transactions.on_request(&invite, false, 0);
+        assert_eq!(
+            transactions.on_request(&invite, true, 1),
+            Received::Acknowledged
+        );
+        transactions.on_response(&invite, transmit(b"302"), true, 2);
+        assert!(transactions.handle_timeout(10 * T1_MS).is_empty());
+    }
+
+    #[test]
+    fn stray_ack_is_new() {
+        let mut transactions = ServerTransactions::new();
+        let ack = TransactionKey::of(&request("ACK", "z9hG4bK5")).expect("key");
+        assert_eq!(transactions.on_request(&ack, true, 0), Received::New);
+        assert!(transactions.is_empty());
+    }
+}

@@ -1,0 +1,253 @@
+//! The `roster` command line as an operator meets it: bad input gives a message naming the
+//! problem and a non-zero exit; `user add` and `demo` do what they say.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn roster() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+}
+
+fn temp_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("roster-cli-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let output = roster()
+        .args(["start", "--config", "/nonexistent/roster.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot read config file /nonexistent/roster.toml"));
+}
+
+#[test]
+fn invalid_config_is_named() {
+    let dir = temp_dir("bad-config");
+    let path = dir.join("roster.toml");
+    std::fs::write(&path, "[sip]\ndomains = []\nudp = [\"127.0.0.1:5060\"]\n").expect("write");
+    let output = roster()
+        .arg("start")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("sip.domains"),
+        "{}",
+        stderr(&output)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn port_in_use_is_named() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let dir = temp_dir("port-in-use");
+    let path = dir.join("roster.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sip]\ndomains = [\"example.com\"]\nudp = [\"{address}\"]\n[auth]\nenabled = false\n"
+        ),
+    )
+    .expect("write");
+    let output = roster()
+        .arg("start")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("cannot bind SIP UDP on {address}")),
+        "{}",
+        stderr(&output)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let output = roster().args(["start", "--bogus"]).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn user_add_stores_hashes_and_refuses_duplicates() {
+    let dir = temp_dir("user-add");
+    let users = dir.join("users.toml");
+    let add = || {
+        let mut child = roster()
+            .args([
+                "user",
+                "add",
+                "--aor",
+                "sip:alice@example.com",
+                "--users-file",
+            ])
+            .arg(&users)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"correct horse\n")
+            .expect("write password");
+        child.wait_with_output().expect("wait")
+    };
+    let first = add();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = std::fs::read_to_string(&users).expect("users file");
+    assert!(text.contains("sip:alice@example.com"));
+    assert!(text.contains("ha1_sha256"));
+    assert!(!text.contains("correct horse"), "no clear password on disk");
+    let second = add();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(stderr(&second).contains("duplicate"), "{}", stderr(&second));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `roster demo` starts, prints its addresses and a password, writes the credentials, and a
+/// real SIP client registers demo users with that password.
+#[test]
+fn demo_serves_with_printed_credentials() {
+    let dir = temp_dir("demo");
+    let port = free_port();
+    let mut child = roster()
+        .arg("demo")
+        .arg("--sip")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--dir")
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut password = None;
+    let mut banner = String::new();
+    while password.is_none() {
+        let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!("demo printed no password within 20 s:\n{banner}");
+        };
+        banner.push_str(&line);
+        banner.push('\n');
+        password = line.strip_prefix("password: ").map(str::to_string);
+    }
+    let password = password.expect("password line");
+    assert!(
+        banner.contains(&format!("UDP  127.0.0.1:{port}")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("TLS  127.0.0.1:{}", port + 1)),
+        "{banner}"
+    );
+    let credentials = std::fs::read_to_string(dir.join("credentials")).expect("credentials");
+    assert!(credentials.contains(&format!("password: {password}")));
+
+    let sipp = Command::new("sipp")
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-nostdin",
+            "-timeout_error",
+            "-timeout",
+            "30s",
+        ])
+        .args(["-recv_timeout", "5000", "-m", "3"])
+        .arg("-sf")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/sipp/registrar_flow.xml"
+        ))
+        .arg("-inf")
+        .arg(dir.join("users.csv"))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output();
+    let _ = child.kill();
+    let _ = child.wait();
+    let sipp = sipp.expect("run sipp (apt-get install sip-tester)");
+    assert!(
+        sipp.status.success(),
+        "SIPp against the demo failed:\n{}",
+        String::from_utf8_lossy(&sipp.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn demo_without_auth_says_so_loudly() {
+    let dir = temp_dir("demo-no-auth");
+    let port = free_port();
+    let mut child = roster()
+        .arg("demo")
+        .arg("--no-auth")
+        .arg("--sip")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut warned = false;
+    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(20)) {
+        warned |= line.contains("AUTHENTICATION IS OFF");
+        if line.starts_with("password: ") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "--no-auth must be announced");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn free_port() -> u16 {
+    for _ in 0..200 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = udp.local_addr().expect("address").port();
+        if port < 65_000
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
