@@ -77,8 +77,10 @@ fn rules(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // Outside the closure: criterion calls it again for each phase, and the CSeq must keep
+    // rising across all of them.
+    let mut cseq = 10;
     group.bench_function("register_end_to_end", |b| {
-        let mut cseq = 10;
         b.iter(|| {
             cseq += 1;
             let request = request(4243, cseq);

@@ -169,8 +169,10 @@ impl Front {
         }
         let result = match check_common(request) {
             Err(reject) => Err(reject),
-            Ok(()) if request.method == Method::Register => self.register(request, context),
-            Ok(()) => self.route(request),
+            Ok(common) if request.method == Method::Register => {
+                self.register(request, common, context)
+            }
+            Ok(_) => self.route(request),
         };
         match result {
             Ok(action) => action,
@@ -261,7 +263,12 @@ impl Front {
     }
 
     /// RFC 3261 §10.3 steps 1–6.
-    fn register(&mut self, request: &Request, context: &RequestContext) -> Result<Action, Reject> {
+    fn register(
+        &mut self,
+        request: &Request,
+        common: Common,
+        context: &RequestContext,
+    ) -> Result<Action, Reject> {
         // Step 1: the Request-URI names a domain we hold bindings for.
         if !self.serves(&request.uri.host) {
             return Err(Reject::new(404, "Domain Not Served"));
@@ -271,7 +278,7 @@ impl Front {
         // Step 3: authentication.
         let authenticated = self.authenticate(request, context.now_ms)?;
         // Step 5 before 4: authorization needs the AOR, and an unknown AOR is a 404.
-        let to = request.headers.to()?;
+        let to = common.to;
         let aor = to.uri.aor();
         if !self.serves(&to.uri.host) || !self.is_known(&aor) {
             return Err(Reject::new(404, "Not Found"));
@@ -310,8 +317,8 @@ impl Front {
         };
         let command = RegisterCommand {
             aor,
-            call_id: request.headers.call_id()?.to_string(),
-            cseq: request.headers.cseq()?.seq,
+            call_id: common.call_id,
+            cseq: common.cseq,
             change,
             path,
             received: Some(format!("{}:{}", context.transport.as_str(), context.source)),
@@ -400,16 +407,27 @@ impl Front {
     }
 }
 
-/// Headers every request needs before anything else is looked at.
-fn check_common(request: &Request) -> Result<(), Reject> {
+/// The headers every request needs, parsed once.
+struct Common {
+    to: NameAddr,
+    call_id: String,
+    cseq: u32,
+}
+
+/// Checks the headers every request needs before anything else is looked at.
+fn check_common(request: &Request) -> Result<Common, Reject> {
     request.headers.from()?;
-    request.headers.to()?;
-    request.headers.call_id()?;
+    let to = request.headers.to()?;
+    let call_id = request.headers.call_id()?.to_string();
     let cseq = request.headers.cseq()?;
     if cseq.method != request.method {
         return Err(Reject::new(400, "CSeq Method Does Not Match Request"));
     }
-    Ok(())
+    Ok(Common {
+        to,
+        call_id,
+        cseq: cseq.seq,
+    })
 }
 
 fn check_require(request: &Request) -> Result<(), Reject> {

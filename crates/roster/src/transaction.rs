@@ -8,8 +8,11 @@
 //! (milliseconds, monotonic, never decreasing between calls).
 
 use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use roster_sip::{Method, Request};
 
@@ -26,42 +29,103 @@ pub const TIMER_J_MS: u64 = 64 * T1_MS;
 /// means a very late retransmission is handled again (CSeq ordering still holds).
 pub const TRANSACTIONS_MAX: usize = 500_000;
 
-/// What identifies a server transaction (RFC 3261 §17.2.3).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TransactionKey {
-    branch: String,
-    sent_by: String,
-    method: String,
+/// What identifies a server transaction (RFC 3261 §17.2.3): a 128-bit keyed hash of branch,
+/// sent-by and method, so a live transaction costs 16 bytes of key, not three strings.
+/// The hash keys are random per node, so a client cannot aim a collision at another's
+/// transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionKey(u128);
+
+/// Computes [`TransactionKey`]s; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct KeyHasher([RandomState; 2]);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        KeyHasher([RandomState::new(), RandomState::new()])
+    }
 }
 
-impl TransactionKey {
+impl KeyHasher {
     /// The key of `request`; ACK maps to the INVITE it acknowledges. `None` without a usable
-    /// Via.
-    pub fn of(request: &Request) -> Option<TransactionKey> {
+    /// Via (or, for RFC 2543 branches, Call-ID, CSeq and From).
+    pub fn key(&self, request: &Request) -> Option<TransactionKey> {
         let via = request.headers.top_via().ok()?;
-        let sent_by = match via.port {
-            Some(port) => format!("{}:{port}", via.host.to_ascii_lowercase()),
-            None => via.host.to_ascii_lowercase(),
-        };
-        let branch = match via.branch() {
-            Some(branch) if branch.starts_with("z9hG4bK") => branch.to_string(),
-            // RFC 2543 clients: fall back to Call-ID, CSeq number and From tag (§17.2.3).
-            _ => {
-                let call_id = request.headers.call_id().ok()?;
-                let seq = request.headers.cseq().ok()?.seq;
-                let from = request.headers.from().ok()?;
-                format!("{call_id}:{seq}:{}", from.tag().unwrap_or_default())
-            }
-        };
         let method = match request.method {
-            Method::Ack => Method::Invite.as_str().to_string(),
-            ref other => other.as_str().to_string(),
+            Method::Ack => Method::Invite.as_str(),
+            ref other => other.as_str(),
         };
-        Some(TransactionKey {
-            branch,
-            sent_by,
-            method,
-        })
+        let mut parts: [u64; 2] = [0; 2];
+        for (part, state) in parts.iter_mut().zip(&self.0) {
+            let mut hasher = state.build_hasher();
+            via.host.to_ascii_lowercase().hash(&mut hasher);
+            via.port.hash(&mut hasher);
+            method.hash(&mut hasher);
+            match via.branch() {
+                Some(branch) if branch.starts_with("z9hG4bK") => branch.hash(&mut hasher),
+                // RFC 2543 clients: fall back to Call-ID, CSeq number and From tag (§17.2.3).
+                _ => {
+                    request.headers.call_id().ok()?.hash(&mut hasher);
+                    request.headers.cseq().ok()?.seq.hash(&mut hasher);
+                    let from = request.headers.from().ok()?;
+                    from.tag().unwrap_or_default().hash(&mut hasher);
+                }
+            }
+            *part = hasher.finish();
+        }
+        Some(TransactionKey(
+            (u128::from(parts[0]) << 64) | u128::from(parts[1]),
+        ))
+    }
+}
+
+/// Shards of a node's table: a resize or a timer sweep locks one shard, so the receive loop
+/// never waits behind a rehash of every live transaction.
+pub const TRANSACTION_SHARDS: usize = 16;
+
+/// A socket's transactions, sharded by key.
+pub struct TransactionTable {
+    hasher: KeyHasher,
+    /// `std` mutexes: every section is a map operation without `.await`.
+    shards: Vec<Mutex<ServerTransactions>>,
+}
+
+impl Default for TransactionTable {
+    fn default() -> Self {
+        TransactionTable {
+            hasher: KeyHasher::default(),
+            shards: (0..TRANSACTION_SHARDS)
+                .map(|_| {
+                    Mutex::new(ServerTransactions::new(
+                        TRANSACTIONS_MAX / TRANSACTION_SHARDS,
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TransactionTable {
+    /// The key of `request` in this table.
+    pub fn key(&self, request: &Request) -> Option<TransactionKey> {
+        self.hasher.key(request)
+    }
+
+    /// The shard holding `key`.
+    pub fn shard(&self, key: &TransactionKey) -> &Mutex<ServerTransactions> {
+        // The key is a uniform hash, so its low bits spread the shards evenly.
+        &self.shards[(key.0 % TRANSACTION_SHARDS as u128) as usize]
+    }
+
+    /// Runs every shard's timers; returns what to send again.
+    pub fn handle_timeout(&self, now_ms: u64) -> Vec<Transmit> {
+        let mut sends = Vec::new();
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                sends.extend(shard.handle_timeout(now_ms));
+            }
+        }
+        sends
     }
 }
 
@@ -82,8 +146,8 @@ pub enum Received {
 pub struct Transmit {
     /// Where to.
     pub destination: SocketAddr,
-    /// The encoded response.
-    pub bytes: Vec<u8>,
+    /// The encoded response, allocated at its exact size: it may be kept for 32 s.
+    pub bytes: Arc<[u8]>,
 }
 
 /// The live UDP server transactions of a node.
@@ -94,6 +158,8 @@ pub struct ServerTransactions {
     expiries: BinaryHeap<Reverse<(u64, TransactionKey)>>,
     /// (deadline, key) of timer G retransmissions; lazy in the same way.
     retransmits: BinaryHeap<Reverse<(u64, TransactionKey)>>,
+    /// Live transactions at most in this table.
+    capacity: usize,
 }
 
 #[derive(Debug)]
@@ -107,9 +173,12 @@ struct Entry {
 }
 
 impl ServerTransactions {
-    /// No transactions.
-    pub fn new() -> ServerTransactions {
-        ServerTransactions::default()
+    /// No transactions; at most `capacity` live ones (the oldest go first past it).
+    pub fn new(capacity: usize) -> ServerTransactions {
+        ServerTransactions {
+            capacity: capacity.max(1),
+            ..ServerTransactions::default()
+        }
     }
 
     /// Live transactions.
@@ -131,8 +200,7 @@ impl ServerTransactions {
                     entry.retransmit = None;
                     entry.acknowledged = true;
                     entry.expires_at_ms = now_ms + T4_MS;
-                    self.expiries
-                        .push(Reverse((entry.expires_at_ms, key.clone())));
+                    self.expiries.push(Reverse((entry.expires_at_ms, *key)));
                     Received::Acknowledged
                 }
                 None => Received::New,
@@ -141,14 +209,14 @@ impl ServerTransactions {
         if let Some(entry) = self.entries.get(key) {
             return Received::Retransmission(entry.response.clone());
         }
-        while self.entries.len() >= TRANSACTIONS_MAX {
+        while self.entries.len() >= self.capacity {
             if !self.evict_earliest() {
                 break;
             }
         }
         let expires_at_ms = now_ms + TIMER_J_MS;
         self.entries.insert(
-            key.clone(),
+            *key,
             Entry {
                 response: None,
                 expires_at_ms,
@@ -156,7 +224,7 @@ impl ServerTransactions {
                 acknowledged: false,
             },
         );
-        self.expiries.push(Reverse((expires_at_ms, key.clone())));
+        self.expiries.push(Reverse((expires_at_ms, *key)));
         Received::New
     }
 
@@ -177,12 +245,11 @@ impl ServerTransactions {
             return;
         }
         entry.expires_at_ms = now_ms + TIMER_J_MS;
-        self.expiries
-            .push(Reverse((entry.expires_at_ms, key.clone())));
+        self.expiries.push(Reverse((entry.expires_at_ms, *key)));
         if retransmit {
             let next = now_ms + T1_MS;
             entry.retransmit = Some((next, T1_MS));
-            self.retransmits.push(Reverse((next, key.clone())));
+            self.retransmits.push(Reverse((next, *key)));
         }
     }
 
@@ -278,14 +345,15 @@ mod tests {
     fn transmit(bytes: &[u8]) -> Transmit {
         Transmit {
             destination: "192.0.2.1:5070".parse().expect("address"),
-            bytes: bytes.to_vec(),
+            bytes: Arc::from(bytes),
         }
     }
 
     #[test]
     fn retransmission_gets_the_same_response() {
-        let mut transactions = ServerTransactions::new();
-        let key = TransactionKey::of(&request("REGISTER", "z9hG4bK1")).expect("key");
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        let hasher = KeyHasher::default();
+        let key = hasher.key(&request("REGISTER", "z9hG4bK1")).expect("key");
         assert_eq!(transactions.on_request(&key, false, 0), Received::New);
         assert_eq!(
             transactions.on_request(&key, false, 10),
@@ -304,10 +372,11 @@ mod tests {
 
     #[test]
     fn different_branch_or_method_is_a_new_transaction() {
-        let mut transactions = ServerTransactions::new();
-        let a = TransactionKey::of(&request("REGISTER", "z9hG4bK1")).expect("key");
-        let b = TransactionKey::of(&request("REGISTER", "z9hG4bK2")).expect("key");
-        let c = TransactionKey::of(&request("OPTIONS", "z9hG4bK1")).expect("key");
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        let hasher = KeyHasher::default();
+        let a = hasher.key(&request("REGISTER", "z9hG4bK1")).expect("key");
+        let b = hasher.key(&request("REGISTER", "z9hG4bK2")).expect("key");
+        let c = hasher.key(&request("OPTIONS", "z9hG4bK1")).expect("key");
         for key in [&a, &b, &c] {
             assert_eq!(transactions.on_request(key, false, 0), Received::New);
         }
@@ -315,9 +384,10 @@ mod tests {
 
     #[test]
     fn invite_failure_retransmits_until_ack() {
-        let mut transactions = ServerTransactions::new();
-        let invite = TransactionKey::of(&request("INVITE", "z9hG4bK9")).expect("key");
-        let ack = TransactionKey::of(&request("ACK", "z9hG4bK9")).expect("key");
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        let hasher = KeyHasher::default();
+        let invite = hasher.key(&request("INVITE", "z9hG4bK9")).expect("key");
+        let ack = hasher.key(&request("ACK", "z9hG4bK9")).expect("key");
         assert_eq!(invite, ack);
         transactions.on_request(&invite, false, 0);
         transactions.on_response(&invite, transmit(b"302"), true, 0);
@@ -338,8 +408,9 @@ mod tests {
 
     #[test]
     fn ack_before_recorded_response_stops_timer_g() {
-        let mut transactions = ServerTransactions::new();
-        let invite = TransactionKey::of(&request("INVITE", "z9hG4bK7")).expect("key");
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        let hasher = KeyHasher::default();
+        let invite = hasher.key(&request("INVITE", "z9hG4bK7")).expect("key");
         transactions.on_request(&invite, false, 0);
         assert_eq!(
             transactions.on_request(&invite, true, 1),
@@ -351,8 +422,9 @@ mod tests {
 
     #[test]
     fn stray_ack_is_new() {
-        let mut transactions = ServerTransactions::new();
-        let ack = TransactionKey::of(&request("ACK", "z9hG4bK5")).expect("key");
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        let hasher = KeyHasher::default();
+        let ack = hasher.key(&request("ACK", "z9hG4bK5")).expect("key");
         assert_eq!(transactions.on_request(&ack, true, 0), Received::New);
         assert!(transactions.is_empty());
     }
