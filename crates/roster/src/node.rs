@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roster_auth::{DigestAuthenticator, DigestConfig};
-use roster_registrar::{Command, Directory, Front, FrontConfig, Transport};
+use roster_registrar::{Directory, Front, FrontConfig, Transport};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::service::Service;
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, Store};
 use crate::stream::StreamSettings;
 use crate::{stream, tls, udp, users};
 
@@ -30,8 +30,8 @@ pub struct Listening {
     pub sip: Vec<(Transport, SocketAddr)>,
 }
 
-/// Builds the request path of a node from its configuration.
-pub fn build_service(config: &Config) -> anyhow::Result<Service> {
+/// Builds the request path of a node from its configuration, over `store`.
+pub fn build_service<S: Store>(config: &Config, store: S) -> anyhow::Result<Service<S>> {
     let directory = match &config.users_file {
         Some(path) => users::load(path)?,
         None => Directory::default(),
@@ -67,21 +67,29 @@ pub fn build_service(config: &Config) -> anyhow::Result<Service> {
         directory,
         authenticator,
     );
-    Ok(Service::new(
-        config.node_name.clone(),
-        front,
-        MemoryStore::new(config.policy.clone()),
-    ))
+    Ok(Service::new(config.node_name.clone(), front, store))
 }
 
-/// Binds every listener of `config` and serves until `shutdown` is cancelled.
-/// `on_ready` is called once every listener is bound.
+/// Runs a single node with its bindings in memory: binds every listener of `config` and serves
+/// until `shutdown` is cancelled. `on_ready` is called once every listener is bound.
 pub async fn run(
     config: Config,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Listening),
 ) -> anyhow::Result<()> {
-    let service = Arc::new(build_service(&config)?);
+    let store = MemoryStore::new(config.policy.clone());
+    let service = Arc::new(build_service(&config, store)?);
+    serve(&config, service, shutdown, on_ready).await
+}
+
+/// Serves `service` on every SIP listener of `config` until `shutdown` is cancelled, then
+/// drains in-flight requests.
+pub async fn serve<S: Store>(
+    config: &Config,
+    service: Arc<Service<S>>,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(&Listening),
+) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let mut listening = Listening::default();
     for &address in &config.udp {
@@ -154,7 +162,11 @@ pub async fn run(
 }
 
 /// Removes expired bindings every `interval`, with an ordinary command.
-async fn purge_loop(service: Arc<Service>, interval: Duration, shutdown: CancellationToken) {
+async fn purge_loop<S: Store>(
+    service: Arc<Service<S>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -162,14 +174,8 @@ async fn purge_loop(service: Arc<Service>, interval: Duration, shutdown: Cancell
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = now_ms();
-        let store = service.store();
-        if !matches!(store.has_expired(now), Ok(true)) {
-            continue;
-        }
-        match store.apply(&Command::PurgeExpired, now) {
-            Ok((outcome, _)) => tracing::debug!(?outcome, "purged expired bindings"),
-            Err(error) => warn!(%error, "purge failed"),
+        if let Err(error) = service.store().purge_expired(now_ms()).await {
+            warn!(%error, "purge failed");
         }
     }
 }

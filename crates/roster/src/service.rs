@@ -10,7 +10,7 @@ use roster_sip::{parse_message, Message, Request, Response};
 use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::clock::now_ms;
-use crate::store::{MemoryStore, StoreError};
+use crate::store::{Applied, Store, StoreError};
 
 /// Running totals of what a node saw, for logs and the status of later issues.
 #[derive(Debug, Default)]
@@ -54,20 +54,20 @@ impl Counters {
     }
 }
 
-/// A node's request path.
-pub struct Service {
+/// A node's request path over a [`Store`].
+pub struct Service<S> {
     node: String,
     /// A `std` mutex: `handle_request` holds it for the stateless checks only, never across
     /// an `.await`.
     front: Mutex<Front>,
-    store: MemoryStore,
+    store: S,
     /// What the node saw.
     pub counters: Counters,
 }
 
-impl Service {
+impl<S: Store> Service<S> {
     /// A service named `node` with this front and store.
-    pub fn new(node: String, front: Front, store: MemoryStore) -> Service {
+    pub fn new(node: String, front: Front, store: S) -> Service<S> {
         Service {
             node,
             front: Mutex::new(front),
@@ -82,7 +82,7 @@ impl Service {
     }
 
     /// The store.
-    pub fn store(&self) -> &MemoryStore {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -163,7 +163,10 @@ impl Service {
                 None
             }
             Action::Apply { command, reply } => {
-                let (outcome, applied_ms) = match self.store.apply(&command, now_ms) {
+                let Applied {
+                    outcome,
+                    at_ms: applied_ms,
+                } = match self.store.apply(command, now_ms).await {
                     Ok(applied) => applied,
                     Err(error) => return self.unavailable(request, error),
                 };
@@ -179,7 +182,7 @@ impl Service {
                     }
                 })
             }
-            Action::Lookup { aor } => match self.store.lookup(&aor, now_ms) {
+            Action::Lookup { aor } => match self.store.lookup(&aor, now_ms).await {
                 Ok(bindings) => {
                     self.with_front(|front| front.answer_lookup(request, &bindings, now_ms))
                 }

@@ -1,6 +1,7 @@
-//! Where bindings live. For now one node's memory; the pool replaces it with Raft groups
-//! behind the same two calls.
+//! Where bindings live: the [`Store`] trait the request path calls, and [`MemoryStore`], one
+//! node's memory. The pool implements the same trait with Raft groups.
 
+use std::future::Future;
 use std::sync::Mutex;
 
 use roster_registrar::{Binding, Command, CommandOutcome, Policy, Registry};
@@ -16,6 +17,36 @@ pub enum StoreError {
         /// When the client may retry, in seconds.
         retry_after_s: u32,
     },
+}
+
+/// A command's result and the timestamp it was applied at: the answer counts remaining
+/// expiries from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// What the registry did.
+    pub outcome: CommandOutcome,
+    /// The command's timestamp as applied (never below an earlier command's).
+    pub at_ms: u64,
+}
+
+/// The registrar's state as the request path sees it.
+pub trait Store: Send + Sync + 'static {
+    /// Applies `command`, stamped `now_ms` (the store may raise it, never lower it).
+    fn apply(
+        &self,
+        command: Command,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// The live bindings of `aor` at `now_ms`, highest q first; linearizable.
+    fn lookup(
+        &self,
+        aor: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
+
+    /// Removes expired bindings, where this store holds any to remove.
+    fn purge_expired(&self, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// One node's in-memory registry.
@@ -44,41 +75,46 @@ impl MemoryStore {
     }
 
     /// Applies `command` at `now_ms`, raised to the last command's time if the clock stepped
-    /// back or another request got in first. Returns the outcome and the timestamp it was
-    /// applied at, which the answer must use (remaining expiries count from it).
-    pub fn apply(
-        &self,
-        command: &Command,
-        now_ms: u64,
-    ) -> Result<(CommandOutcome, u64), StoreError> {
-        let mut inner = self.lock()?;
+    /// back or another request got in first.
+    pub fn apply_now(&self, command: &Command, now_ms: u64) -> Result<Applied, StoreError> {
+        let mut inner = self.lock_inner()?;
         let at_ms = now_ms.max(inner.last_ms);
         inner.last_ms = at_ms;
-        Ok((inner.registry.apply(command, at_ms), at_ms))
-    }
-
-    /// The live bindings of `aor` at `now_ms`, highest q first.
-    pub fn lookup(&self, aor: &str, now_ms: u64) -> Result<Vec<Binding>, StoreError> {
-        Ok(self.lock()?.registry.lookup(aor, now_ms))
-    }
-
-    /// Whether a purge would remove anything at `now_ms`.
-    pub fn has_expired(&self, now_ms: u64) -> Result<bool, StoreError> {
-        Ok(self.lock()?.registry.has_expired(now_ms))
+        Ok(Applied {
+            outcome: inner.registry.apply(command, at_ms),
+            at_ms,
+        })
     }
 
     /// (AORs, bindings) held, expired ones included until purged.
     pub fn counts(&self) -> Result<(usize, usize), StoreError> {
-        let inner = self.lock()?;
+        let inner = self.lock_inner()?;
         Ok((inner.registry.aor_count(), inner.registry.binding_count()))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+    fn lock_inner(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
         // A poisoned lock means a panic inside apply: refuse service rather than serve state
         // that may be half-changed.
         self.inner.lock().map_err(|_| StoreError::Unavailable {
             reason: "registry lock poisoned by an earlier panic".into(),
             retry_after_s: 5,
         })
+    }
+}
+
+impl Store for MemoryStore {
+    async fn apply(&self, command: Command, now_ms: u64) -> Result<Applied, StoreError> {
+        self.apply_now(&command, now_ms)
+    }
+
+    async fn lookup(&self, aor: &str, now_ms: u64) -> Result<Vec<Binding>, StoreError> {
+        Ok(self.lock_inner()?.registry.lookup(aor, now_ms))
+    }
+
+    async fn purge_expired(&self, now_ms: u64) -> Result<(), StoreError> {
+        if self.lock_inner()?.registry.has_expired(now_ms) {
+            self.apply_now(&Command::PurgeExpired, now_ms)?;
+        }
+        Ok(())
     }
 }

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::config::SIP_MESSAGE_SIZE_MAX;
 use crate::service::{stamp_top_via, Service};
+use crate::store::Store;
 
 /// Requests of one connection being handled at once; past it the connection is not read, so
 /// TCP flow control pushes back on the client. One SIPp process multiplexes all its calls on
@@ -47,10 +48,10 @@ pub struct StreamSettings {
 }
 
 /// Accepts connections on `listener` until `shutdown`.
-pub async fn serve(
+pub async fn serve<S: Store>(
     listener: TcpListener,
     settings: StreamSettings,
-    service: Arc<Service>,
+    service: Arc<Service<S>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -120,15 +121,16 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-async fn run_connection<S>(
-    stream: S,
+async fn run_connection<S, T>(
+    stream: T,
     peer: SocketAddr,
     settings: &StreamSettings,
-    service: Arc<Service>,
+    service: Arc<Service<S>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Store,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let (queue, queued) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE_MAX);
@@ -226,7 +228,7 @@ where
     let _ = writer.shutdown().await;
 }
 
-fn count_malformed(service: &Service) {
+fn count_malformed<S: Store>(service: &Service<S>) {
     service
         .counters
         .malformed

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use crate::clock::monotonic_ms;
 use crate::config::SIP_MESSAGE_SIZE_MAX;
 use crate::service::{stamp_top_via, udp_response_destination, Service};
+use crate::store::Store;
 use crate::transaction::{Received, TransactionTable, Transmit};
 
 /// Requests of one UDP socket being handled at once. Past it the receive loop waits, the
@@ -28,9 +29,9 @@ pub const UDP_REQUESTS_IN_FLIGHT_MAX: usize = 4_096;
 const TRANSACTION_TICK: Duration = Duration::from_millis(50);
 
 /// Serves one bound UDP socket until `shutdown`.
-pub async fn serve(
+pub async fn serve<S: Store>(
     socket: UdpSocket,
-    service: Arc<Service>,
+    service: Arc<Service<S>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
