@@ -173,3 +173,28 @@ fn invite_is_redirected_and_ack_absorbed() {
     // After the ACK, timer G stops: no retransmitted 302 arrives.
     assert_eq!(receive(&socket), None);
 }
+
+#[test]
+fn http_reports_metrics_health_and_status() {
+    let node = node();
+    let socket = client();
+    let request = register(&socket, "http-1", 1, "z9hG4bK-http-1", "sip:t5@192.0.2.5");
+    let request = request.replace("t1@example.com", "t5@example.com");
+    assert_eq!(status(&exchange(&socket, &node, &request)), "200");
+    let http = node.http.expect("the test node serves HTTP");
+    let (code, body) = roster_tests::http_get(http, "/health");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, body) = roster_tests::http_get(http, "/status");
+    assert_eq!(code, 200);
+    assert!(body.contains("\"bindings\":1"), "{body}");
+    let (code, body) = roster_tests::http_get(http, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("roster_sip_responses_total{class=\"2xx\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("roster_sip_request_duration_seconds_bucket"),
+        "{body}"
+    );
+}

@@ -132,6 +132,8 @@ pub struct Node {
     pub port: u16,
     /// Its directory (config, users, certificates).
     pub dir: TempDir,
+    /// Its HTTP address (metrics, health, status).
+    pub http: Option<SocketAddr>,
 }
 
 /// What kind of node to start.
@@ -176,7 +178,8 @@ impl Node {
             "[node]\nname = \"test\"\n[sip]\ndomains = [\"example.com\"]\n\
              udp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\ntls = [\"127.0.0.1:{}\"]\n\
              tls_certificate = \"cert.pem\"\ntls_private_key = \"key.pem\"\n\
-             [registrar]\n{}\n[auth]\nenabled = {}\nusers_file = \"users.toml\"\n{algorithms}",
+             [registrar]\n{}\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [auth]\nenabled = {}\nusers_file = \"users.toml\"\n{algorithms}",
             port + 1,
             options.registrar,
             options.auth,
@@ -195,16 +198,26 @@ impl Node {
         let stdout = child.stdout.take().expect("stdout piped");
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut http = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(address) = line.strip_prefix("roster: http ") {
+                    http = address.parse().ok();
+                }
                 if line == "roster: ready" {
-                    let _ = ready_tx.send(());
+                    let _ = ready_tx.send(http);
                 }
             }
         });
-        let node = Node { child, port, dir };
-        if ready_rx.recv_timeout(NODE_START_DEADLINE).is_err() {
-            panic!("roster did not become ready within {NODE_START_DEADLINE:?}");
+        let mut node = Node {
+            child,
+            port,
+            dir,
+            http: None,
+        };
+        match ready_rx.recv_timeout(NODE_START_DEADLINE) {
+            Ok(http) => node.http = http,
+            Err(_) => panic!("roster did not become ready within {NODE_START_DEADLINE:?}"),
         }
         node
     }
@@ -230,6 +243,30 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET path` on `address` over plain HTTP/1.0; returns (status code, body). Bounded by a
+/// 5 s timeout.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .expect("connect to HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read response");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Runs a child to completion, killing it past `deadline`.

@@ -51,6 +51,17 @@ pub struct RawConfig {
     /// `[auth]`.
     #[serde(default)]
     pub auth: RawAuth,
+    /// `[http]`.
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+/// `[http]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address for metrics, health and status. Default: none (no HTTP).
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[node]`.
@@ -186,6 +197,8 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// Accept any user of a served domain.
     pub open_directory: bool,
+    /// HTTP address for metrics, health and status.
+    pub http: Option<SocketAddr>,
 }
 
 /// Digest authentication settings.
@@ -290,6 +303,7 @@ impl Config {
             auth,
             users_file: raw.auth.users_file.map(|file| base.join(file)),
             open_directory: raw.auth.open_directory,
+            http: raw.http.listen,
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// Accept any user of the demo domain without a challenge.
     pub no_auth: bool,
+    /// Metrics, health and status.
+    pub http: SocketAddr,
 }
 
 /// Writes the demo's files and runs its node until `shutdown`.
@@ -51,7 +53,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
          enabled = {auth}\nopen_directory = {open}\nusers_file = \"users.toml\"\n\
          # MD5 first: SIPp 3.6 and many phones answer only the first challenge, and only MD5.\n\
          # A production pool should list SHA-256 first (RFC 8760 section 2.4).\n\
-         algorithms = [\"MD5\", \"SHA-256\"]\n",
+         algorithms = [\"MD5\", \"SHA-256\"]\n\n[http]\nlisten = \"{http}\"\n",
+        http = options.http,
         sip = options.sip,
         auth = !options.no_auth,
         open = options.no_auth,
@@ -118,6 +121,12 @@ fn banner(options: &DemoOptions, listening: &Listening, password: &str) -> Strin
             text,
             "  SIP {:<4} {address}",
             transport.as_str().to_uppercase()
+        );
+    }
+    if let Some(http) = listening.http {
+        let _ = writeln!(
+            text,
+            "  HTTP     http://{http}/ (status, /metrics, /health)"
         );
     }
     let _ = writeln!(

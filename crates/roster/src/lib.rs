@@ -11,10 +11,12 @@
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod node;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod telemetry;
 pub mod tls;
 pub mod transaction;
 pub mod udp;

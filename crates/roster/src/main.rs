@@ -39,6 +39,9 @@ enum Command {
         /// Accept any user of the demo domain without a challenge (benchmarks only).
         #[arg(long)]
         no_auth: bool,
+        /// HTTP address for metrics, health and the status page.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
     },
     /// Manage the users file.
     User {
@@ -88,14 +91,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     for (transport, address) in &listening.sip {
                         println!("roster: sip {} {address}", transport.as_str());
                     }
+                    if let Some(address) = listening.http {
+                        println!("roster: http {address}");
+                    }
                     println!("roster: ready");
                 })
                 .await
             })
         }
-        Command::Demo { sip, dir, no_auth } => {
+        Command::Demo {
+            sip,
+            dir,
+            no_auth,
+            http,
+        } => {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("roster-demo"));
-            let options = DemoOptions { sip, dir, no_auth };
+            let options = DemoOptions {
+                sip,
+                dir,
+                no_auth,
+                http,
+            };
             serve(|shutdown| roster::demo::run(options, shutdown))
         }
         Command::User { command } => match command {

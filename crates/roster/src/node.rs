@@ -28,6 +28,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub struct Listening {
     /// (transport, address) pairs.
     pub sip: Vec<(Transport, SocketAddr)>,
+    /// Metrics, health and status, if configured.
+    pub http: Option<SocketAddr>,
 }
 
 /// Builds the request path of a node from its configuration, over `store`.
@@ -140,6 +142,20 @@ pub async fn serve<S: Store>(
             tracker.clone(),
         ));
     }
+    if let Some(address) = config.http {
+        let listener = crate::http::bind(address)
+            .await
+            .with_context(|| format!("cannot bind HTTP on {address}"))?;
+        listening.http = Some(listener.local_addr()?);
+        let prometheus = crate::telemetry::install();
+        let status: Arc<dyn crate::http::StatusSource> = service.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(error) = crate::http::serve(listener, status, prometheus, shutdown).await {
+                warn!(%error, "HTTP server stopped");
+            }
+        });
+    }
     tracker.spawn(purge_loop(
         service.clone(),
         Duration::from_secs(config.purge_interval_s),
@@ -157,7 +173,7 @@ pub async fn serve<S: Store>(
     {
         warn!("drain deadline passed with requests still in flight");
     }
-    info!(counters = %service.counters.summary(), "stopped");
+    info!("stopped");
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! up in the store, and build the response.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use roster_registrar::{Action, CommandOutcome, Front, RequestContext, Transport};
@@ -11,48 +10,7 @@ use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::clock::now_ms;
 use crate::store::{Applied, Store, StoreError};
-
-/// Running totals of what a node saw, for logs and the status of later issues.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Requests parsed and handled.
-    pub requests: AtomicU64,
-    /// Responses sent, by class: index 1 for 1xx … 6 for 6xx.
-    pub responses_by_class: [AtomicU64; 7],
-    /// Messages dropped because they did not parse.
-    pub malformed: AtomicU64,
-    /// Requests dropped without an answer (no Via, stray ACK, store poisoned).
-    pub dropped: AtomicU64,
-    /// Retransmitted requests answered from the transaction layer.
-    pub retransmissions: AtomicU64,
-    /// SIP responses received (a registrar sends no requests, so they are ignored).
-    pub stray_responses: AtomicU64,
-}
-
-impl Counters {
-    /// Counts one response of `status`.
-    pub fn count_response(&self, status: u16) {
-        let class = usize::from(status / 100).min(6);
-        self.responses_by_class[class].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// One line for logs.
-    pub fn summary(&self) -> String {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let classes: Vec<String> = (1..=6)
-            .map(|class| format!("{class}xx={}", load(&self.responses_by_class[class])))
-            .collect();
-        format!(
-            "requests={} {} malformed={} dropped={} retransmissions={} stray_responses={}",
-            load(&self.requests),
-            classes.join(" "),
-            load(&self.malformed),
-            load(&self.dropped),
-            load(&self.retransmissions),
-            load(&self.stray_responses),
-        )
-    }
-}
+use crate::telemetry;
 
 /// A node's request path over a [`Store`].
 pub struct Service<S> {
@@ -61,8 +19,6 @@ pub struct Service<S> {
     /// an `.await`.
     front: Mutex<Front>,
     store: S,
-    /// What the node saw.
-    pub counters: Counters,
 }
 
 impl<S: Store> Service<S> {
@@ -72,7 +28,6 @@ impl<S: Store> Service<S> {
             node,
             front: Mutex::new(front),
             store,
-            counters: Counters::default(),
         }
     }
 
@@ -91,13 +46,11 @@ impl<S: Store> Service<S> {
         match parse_message(bytes) {
             Ok(Message::Request(request)) => Some(request),
             Ok(Message::Response(_)) => {
-                self.counters
-                    .stray_responses
-                    .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(telemetry::SIP_STRAY_RESPONSES).increment(1);
                 None
             }
             Err(error) => {
-                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(telemetry::SIP_MALFORMED).increment(1);
                 debug!(%source, %error, "dropped malformed message");
                 None
             }
@@ -112,7 +65,8 @@ impl<S: Store> Service<S> {
         transport: Transport,
         source: SocketAddr,
     ) -> Option<Response> {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        metrics::counter!(telemetry::SIP_REQUESTS, "transport" => transport.as_str()).increment(1);
         let aor = request
             .headers
             .to()
@@ -133,12 +87,13 @@ impl<S: Store> Service<S> {
             .await;
         match &response {
             Some(response) => {
-                self.counters.count_response(response.status);
+                let class = telemetry::status_class(response.status);
+                metrics::counter!(telemetry::SIP_RESPONSES, "class" => class).increment(1);
+                metrics::histogram!(telemetry::SIP_REQUEST_DURATION)
+                    .record(started.elapsed().as_secs_f64());
                 span.in_scope(|| debug!(status = response.status, "answered"));
             }
-            None => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            None => metrics::counter!(telemetry::SIP_DROPPED).increment(1),
         }
         response
     }
@@ -193,6 +148,7 @@ impl<S: Store> Service<S> {
 
     fn unavailable(&self, request: &Request, error: StoreError) -> Option<Response> {
         warn!(%error, "store unavailable");
+        metrics::counter!(telemetry::STORE_UNAVAILABLE).increment(1);
         let StoreError::Unavailable { retry_after_s, .. } = error;
         self.with_front(|front| front.answer_unavailable(request, retry_after_s))
     }
@@ -231,5 +187,19 @@ pub fn udp_response_destination(request: &Request, source: SocketAddr) -> Socket
     match request.headers.top_via() {
         Ok(via) if via.rport().is_none() => SocketAddr::new(source.ip(), via.port.unwrap_or(5060)),
         _ => source,
+    }
+}
+
+impl<S: Store> crate::http::StatusSource for Service<S> {
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "version": env!("CARGO_PKG_VERSION"),
+            "store": self.store.status(),
+        })
+    }
+
+    fn healthy(&self) -> bool {
+        self.store.healthy()
     }
 }

@@ -47,6 +47,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes expired bindings, where this store holds any to remove.
     fn purge_expired(&self, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The store's part of the node's status document.
+    fn status(&self) -> serde_json::Value;
+
+    /// Whether the store can serve requests now.
+    fn healthy(&self) -> bool;
 }
 
 /// One node's in-memory registry.
@@ -116,5 +122,20 @@ impl Store for MemoryStore {
             self.apply_now(&Command::PurgeExpired, now_ms)?;
         }
         Ok(())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        match self.counts() {
+            Ok((aors, bindings)) => serde_json::json!({
+                "kind": "memory",
+                "aors": aors,
+                "bindings": bindings,
+            }),
+            Err(error) => serde_json::json!({ "kind": "memory", "error": error.to_string() }),
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.counts().is_ok()
     }
 }

@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use crate::config::SIP_MESSAGE_SIZE_MAX;
 use crate::service::{stamp_top_via, Service};
 use crate::store::Store;
+use crate::telemetry;
 
 /// Requests of one connection being handled at once; past it the connection is not read, so
 /// TCP flow control pushes back on the client. One SIPp process multiplexes all its calls on
@@ -156,7 +157,7 @@ async fn run_connection<S, T>(
             Ok(Ok(length)) => length,
         };
         if let Err(error) = framer.push(&chunk[..length]) {
-            count_malformed(&service);
+            count_malformed();
             debug!(%peer, %error, "closing connection: framing error");
             break;
         }
@@ -166,7 +167,7 @@ async fn run_connection<S, T>(
                 Ok(None) => break,
                 Err(error) => {
                     // The stream has lost its message boundaries; nothing after can be trusted.
-                    count_malformed(&service);
+                    count_malformed();
                     debug!(%peer, %error, "closing connection: framing error");
                     break 'connection;
                 }
@@ -228,9 +229,6 @@ where
     let _ = writer.shutdown().await;
 }
 
-fn count_malformed<S: Store>(service: &Service<S>) {
-    service
-        .counters
-        .malformed
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+fn count_malformed() {
+    metrics::counter!(telemetry::SIP_MALFORMED).increment(1);
 }

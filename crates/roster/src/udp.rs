@@ -17,6 +17,7 @@ use crate::clock::monotonic_ms;
 use crate::config::SIP_MESSAGE_SIZE_MAX;
 use crate::service::{stamp_top_via, udp_response_destination, Service};
 use crate::store::Store;
+use crate::telemetry;
 use crate::transaction::{Received, TransactionTable, Transmit};
 
 /// Requests of one UDP socket being handled at once. Past it the receive loop waits, the
@@ -59,10 +60,7 @@ pub async fn serve<S: Store>(
             }
         };
         if length > SIP_MESSAGE_SIZE_MAX {
-            service
-                .counters
-                .malformed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!(telemetry::SIP_MALFORMED).increment(1);
             continue;
         }
         let datagram = &buffer[..length];
@@ -78,10 +76,7 @@ pub async fn serve<S: Store>(
         };
         stamp_top_via(&mut request, source);
         let Some(key) = transactions.key(&request) else {
-            service
-                .counters
-                .dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!(telemetry::SIP_DROPPED).increment(1);
             continue;
         };
         let is_ack = request.method == Method::Ack;
@@ -96,10 +91,7 @@ pub async fn serve<S: Store>(
             Received::New => {}
             Received::Acknowledged => continue,
             Received::Retransmission(resend) => {
-                service
-                    .counters
-                    .retransmissions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!(telemetry::SIP_RETRANSMISSIONS).increment(1);
                 if let Some(transmit) = resend {
                     send(&socket, &transmit).await;
                 }
