@@ -11,7 +11,7 @@ use crate::policy::Policy;
 ///
 /// Changed only through [`Registry::apply`], with the command's timestamp; reads take the
 /// reader's `now_ms` only to hide bindings that have expired but are not purged yet.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Registry {
     aors: HashMap<String, Vec<Binding>>,
     policy: Policy,

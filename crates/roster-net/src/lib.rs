@@ -1,0 +1,167 @@
+//! Request/response RPCs between the nodes of a Roster pool, authenticated and encrypted.
+//!
+//! Main types: the [`Network`] trait (the client side: send one request to a node, wait for its
+//! response) and the [`Handler`] trait (the server side: what a node does with a request from an
+//! authenticated peer), with two implementations:
+//!
+//! - [`quic`]: [`QuicNetwork`] and [`QuicServer`] over QUIC (quinn) with mutual TLS (rustls),
+//!   one connection per pair of nodes and one bidirectional stream per request;
+//! - [`sim`]: [`SimNetwork`] and [`SimEndpoint`], an in-process router with faults (partitions,
+//!   isolation, drops, lost replies, delays) that are deterministic for a seed, for tests.
+//!
+//! [`pki`] makes the cluster's own certificate authority and the node certificates that carry each
+//! node's id; the `roster cert` command calls it.
+//!
+//! Payloads are opaque bytes: callers encode their own messages (with bincode and a size limit on
+//! every decode). This crate knows nothing of Raft or SIP.
+//!
+//! **Architecture Invariant**: only `roster-net` knows QUIC and rustls. No quinn or rustls type
+//! appears in the public API; certificates and keys cross it as PEM text.
+//!
+//! **Architecture Invariant**: the `from` passed to [`Handler::handle`] is authenticated: it is
+//! read from the peer's certificate after rustls has verified it against the cluster CA.
+//!
+//! **Architecture Invariant**: no request or response body larger than [`MESSAGE_SIZE_MAX`] is
+//! sent, and the length prefix of a received body is checked against it before any allocation.
+//! Peer input never panics this crate.
+#![deny(missing_docs)]
+
+pub mod pki;
+pub mod quic;
+pub mod sim;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use quic::{bind, AddressBook, QuicConfig, QuicNetwork, QuicServer};
+pub use sim::{SimEndpoint, SimNetwork, SimStats};
+
+/// The id of a node of a pool, unique in the cluster and carried in the node's certificate.
+pub type NodeId = u64;
+
+/// Largest request or response body in bytes, checked before allocating on receive.
+///
+/// 16 MiB. The largest messages are Raft snapshots of one routing group. A pool splits its users
+/// into 32 groups by default, so a pool of 100 000 AORs puts about 3 000 in a group; at a few
+/// bindings of a few hundred bytes each, a group's snapshot is a few megabytes, and 16 MiB leaves
+/// several times that as headroom. A deployment with larger groups raises the group count or
+/// sends snapshots in chunks. The limit also bounds what one peer can make a node allocate per
+/// stream; the total is bounded by [`QuicConfig::request_bytes_in_flight_max`].
+pub const MESSAGE_SIZE_MAX: usize = 16 * 1024 * 1024;
+
+// The length prefix on the wire is a u32.
+const _: () = assert!(MESSAGE_SIZE_MAX <= u32::MAX as usize);
+
+/// Why a request failed.
+///
+/// After [`NetError::Timeout`], [`NetError::Unreachable`] or [`NetError::Remote`] the caller
+/// cannot know whether the peer executed the request: the request may have arrived and only the
+/// reply been lost. Callers that need exactly-once effects make their requests idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// The node could not be reached: no connection, the connection dropped, or the peer is down.
+    #[error("node {to} is unreachable: {reason}")]
+    Unreachable {
+        /// The node the request was for.
+        to: NodeId,
+        /// What went wrong, for the log.
+        reason: String,
+    },
+    /// No response arrived within the request's timeout.
+    #[error("no response from node {to} within the timeout")]
+    Timeout {
+        /// The node the request was for.
+        to: NodeId,
+    },
+    /// A body is larger than [`MESSAGE_SIZE_MAX`].
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The size of the body in bytes.
+        size: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// This node's network is shut down.
+    #[error("the network endpoint is shut down")]
+    Closed,
+    /// A certificate or key is invalid, or a peer failed authentication.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A local I/O error, such as a socket that cannot be bound.
+    #[error("I/O: {0}")]
+    Io(String),
+    /// The node is not in the address book.
+    #[error("node {0} is not in the address book")]
+    UnknownPeer(NodeId),
+    /// The peer received the request but could not answer it (too large, overloaded, failed).
+    #[error("the peer could not answer: {0}")]
+    Remote(String),
+    /// A configuration value is out of its bounds.
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+}
+
+/// The client side: send one request to a node and wait for its response.
+///
+/// Implementations are cheap to clone and share one connection per peer among all clones.
+pub trait Network: Clone + Send + Sync + 'static {
+    /// Sends `body` to node `to` and returns its response, or an error once `timeout` has passed.
+    ///
+    /// A body larger than [`MESSAGE_SIZE_MAX`] is refused with [`NetError::TooLarge`] before
+    /// anything is sent.
+    fn request(
+        &self,
+        to: NodeId,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<u8>, NetError>> + Send;
+}
+
+/// The server side: what a node does with a request from an authenticated peer.
+///
+/// The returned future runs to completion in its own task even when the requester stops waiting,
+/// so a handler never observes a half-done request. A panic in a handler fails that one request
+/// (the peer sees [`NetError::Remote`]) and nothing else.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request `body` from node `from`. The response must not be larger than
+    /// [`MESSAGE_SIZE_MAX`]; a larger one is dropped and the peer sees [`NetError::Remote`].
+    fn handle(&self, from: NodeId, body: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
+}
+
+/// A response future with the handler's type erased.
+type ResponseFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
+
+/// A [`Handler`] behind a pointer of one type, so that the transports need no type parameter.
+#[derive(Clone)]
+pub(crate) struct ErasedHandler {
+    call: Arc<dyn Fn(NodeId, Vec<u8>) -> ResponseFuture + Send + Sync>,
+}
+
+impl ErasedHandler {
+    pub(crate) fn new<H: Handler>(handler: Arc<H>) -> Self {
+        let call = move |from: NodeId, body: Vec<u8>| -> ResponseFuture {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { handler.handle(from, body).await })
+        };
+        ErasedHandler {
+            call: Arc::new(call),
+        }
+    }
+
+    pub(crate) fn handle(&self, from: NodeId, body: Vec<u8>) -> ResponseFuture {
+        (self.call)(from, body)
+    }
+}
+
+/// Checks a body against [`MESSAGE_SIZE_MAX`].
+pub(crate) fn check_size(size: usize) -> Result<(), NetError> {
+    if size > MESSAGE_SIZE_MAX {
+        return Err(NetError::TooLarge {
+            size,
+            max: MESSAGE_SIZE_MAX,
+        });
+    }
+    Ok(())
+}

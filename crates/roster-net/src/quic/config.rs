@@ -1,0 +1,219 @@
+//! The configuration of a QUIC node ([`QuicConfig`]) and its run-time peer [`AddressBook`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use crate::pki::NodeCertificate;
+use crate::{NetError, NodeId, MESSAGE_SIZE_MAX};
+
+/// Where each peer node listens, shared by all clones and updatable at run time.
+///
+/// A change applies to the next connection to that peer: a cached connection we dialled to the
+/// old address is closed and replaced on the next request.
+#[derive(Clone, Debug, Default)]
+pub struct AddressBook {
+    // A std lock: every section is a map operation with no `.await`.
+    addresses: Arc<RwLock<HashMap<NodeId, SocketAddr>>>,
+}
+
+impl AddressBook {
+    /// An empty address book.
+    pub fn new() -> AddressBook {
+        AddressBook::default()
+    }
+
+    /// Sets the address of `node_id`, returning the previous one.
+    pub fn insert(&self, node_id: NodeId, address: SocketAddr) -> Option<SocketAddr> {
+        self.write().insert(node_id, address)
+    }
+
+    /// Forgets `node_id`, returning its address.
+    pub fn remove(&self, node_id: NodeId) -> Option<SocketAddr> {
+        self.write().remove(&node_id)
+    }
+
+    /// The address of `node_id`.
+    pub fn get(&self, node_id: NodeId) -> Option<SocketAddr> {
+        self.read().get(&node_id).copied()
+    }
+
+    /// A copy of all entries.
+    pub fn snapshot(&self) -> HashMap<NodeId, SocketAddr> {
+        self.read().clone()
+    }
+
+    // A poisoned lock only means a panic elsewhere while holding it; a map insert or remove
+    // cannot leave the map half-changed, so the data is still good.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, SocketAddr>> {
+        self.addresses
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, SocketAddr>> {
+        self.addresses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl From<HashMap<NodeId, SocketAddr>> for AddressBook {
+    fn from(addresses: HashMap<NodeId, SocketAddr>) -> AddressBook {
+        AddressBook {
+            addresses: Arc::new(RwLock::new(addresses)),
+        }
+    }
+}
+
+/// The configuration of one QUIC node: identity, trust, peers and limits.
+///
+/// Build it with [`QuicConfig::new`], which sets every knob to its default, then change knobs as
+/// needed; [`crate::quic::bind`] validates it with [`QuicConfig::validate`].
+#[derive(Clone)]
+pub struct QuicConfig {
+    /// This node's id; it must be the id carried by `cert_pem`.
+    pub node_id: NodeId,
+    /// The UDP address to listen on; requests to peers leave from it too.
+    pub listen_addr: SocketAddr,
+    /// The cluster CA certificate in PEM: the only trust root, for servers and clients alike.
+    pub ca_cert_pem: String,
+    /// This node's certificate in PEM, issued by the cluster CA.
+    pub cert_pem: String,
+    /// This node's private key in PEM.
+    pub key_pem: String,
+    /// Where peers listen.
+    pub peers: AddressBook,
+    /// How often an idle connection sends a keep-alive. Default 1 s; must be below
+    /// `idle_timeout`.
+    pub keep_alive_interval: Duration,
+    /// How long a connection may hear nothing from its peer before it is considered dead.
+    /// Default 10 s; at least 100 ms, at most 1 hour.
+    pub idle_timeout: Duration,
+    /// How long a handshake may take, dialling or accepting. Default 3 s; at least 10 ms.
+    pub connect_timeout: Duration,
+    /// How long a server waits for a whole request body once its stream opened. Default 10 s;
+    /// at least 10 ms.
+    pub request_read_timeout: Duration,
+    /// How long shutdown waits for in-flight handlers before closing connections. Default 5 s.
+    pub drain_timeout: Duration,
+    /// Most concurrent RPC streams a peer may open on one connection; more wait for a free one.
+    /// Default 256; 1 to 65 536.
+    pub streams_per_connection_max: u32,
+    /// Most requests handled at once across all connections; more wait. Default 1024; at least 1.
+    pub handlers_in_flight_max: usize,
+    /// Most request body bytes held at once across all connections, counted from the length
+    /// prefix before allocating; more wait. Default 256 MiB; at least [`MESSAGE_SIZE_MAX`], so a
+    /// maximal request always fits.
+    pub request_bytes_in_flight_max: usize,
+    /// Most accepted connections at once; further handshakes are refused. A pool has at most 16
+    /// nodes, one connection per pair, so the default of 64 leaves room for restarts.
+    pub connections_max: usize,
+    /// First wait before redialling a peer after a failed dial. Default 50 ms.
+    pub reconnect_backoff_min: Duration,
+    /// Longest wait before redialling, reached by doubling. Default 5 s; at least the minimum.
+    pub reconnect_backoff_max: Duration,
+}
+
+impl QuicConfig {
+    /// A configuration for the node that `certificate` names, with every knob at its default.
+    pub fn new(
+        listen_addr: SocketAddr,
+        ca_cert_pem: impl Into<String>,
+        certificate: &NodeCertificate,
+        peers: AddressBook,
+    ) -> QuicConfig {
+        QuicConfig {
+            node_id: certificate.node_id,
+            listen_addr,
+            ca_cert_pem: ca_cert_pem.into(),
+            cert_pem: certificate.cert_pem.clone(),
+            key_pem: certificate.key_pem.clone(),
+            peers,
+            keep_alive_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            request_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+            streams_per_connection_max: 256,
+            handlers_in_flight_max: 1024,
+            request_bytes_in_flight_max: 256 * 1024 * 1024,
+            connections_max: 64,
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks every knob against its bounds (certificates are checked when TLS is built).
+    pub fn validate(&self) -> Result<(), NetError> {
+        let fail = |message: &str| Err(NetError::Config(message.to_owned()));
+        if self.idle_timeout < Duration::from_millis(100)
+            || self.idle_timeout > Duration::from_secs(3600)
+        {
+            return fail("idle_timeout must be 100 ms to 1 hour");
+        }
+        if self.keep_alive_interval.is_zero() || self.keep_alive_interval >= self.idle_timeout {
+            return fail("keep_alive_interval must be above zero and below idle_timeout");
+        }
+        if self.connect_timeout < Duration::from_millis(10) {
+            return fail("connect_timeout must be at least 10 ms");
+        }
+        if self.request_read_timeout < Duration::from_millis(10) {
+            return fail("request_read_timeout must be at least 10 ms");
+        }
+        if self.streams_per_connection_max == 0 || self.streams_per_connection_max > 65_536 {
+            return fail("streams_per_connection_max must be 1 to 65536");
+        }
+        if self.handlers_in_flight_max == 0 {
+            return fail("handlers_in_flight_max must be at least 1");
+        }
+        if self.request_bytes_in_flight_max < MESSAGE_SIZE_MAX {
+            return fail("request_bytes_in_flight_max must be at least MESSAGE_SIZE_MAX");
+        }
+        // The byte budget is a tokio semaphore, whose permits are bounded.
+        if self.request_bytes_in_flight_max > tokio::sync::Semaphore::MAX_PERMITS {
+            return fail("request_bytes_in_flight_max is too large");
+        }
+        if self.connections_max == 0 {
+            return fail("connections_max must be at least 1");
+        }
+        if self.reconnect_backoff_min.is_zero()
+            || self.reconnect_backoff_max < self.reconnect_backoff_min
+        {
+            return fail(
+                "reconnect_backoff_min must be above zero and at most reconnect_backoff_max",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for QuicConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("QuicConfig")
+            .field("node_id", &self.node_id)
+            .field("listen_addr", &self.listen_addr)
+            .field("peers", &self.peers)
+            .field("key_pem", &"<secret>")
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_read_timeout", &self.request_read_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field(
+                "streams_per_connection_max",
+                &self.streams_per_connection_max,
+            )
+            .field("handlers_in_flight_max", &self.handlers_in_flight_max)
+            .field(
+                "request_bytes_in_flight_max",
+                &self.request_bytes_in_flight_max,
+            )
+            .field("connections_max", &self.connections_max)
+            .field("reconnect_backoff_min", &self.reconnect_backoff_min)
+            .field("reconnect_backoff_max", &self.reconnect_backoff_max)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,222 @@
+//! The server side of a QUIC node: accepts connections, authenticates peers, serves each
+//! bidirectional stream as one RPC, and shuts the endpoint down when cancelled.
+
+use std::sync::{Arc, PoisonError};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{
+    read_length, tls, write_frame, FrameError, Shared, StreamCode, CLOSE_SHUTDOWN,
+    CLOSE_UNAUTHENTICATED, CLOSE_WAIT_MAX,
+};
+use crate::{NodeId, MESSAGE_SIZE_MAX};
+
+/// Accepts connections until shutdown, refusing those beyond
+/// [`super::QuicConfig::connections_max`].
+pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else {
+            break;
+        };
+        let Ok(permit) = Arc::clone(&shared.connection_permits).try_acquire_owned() else {
+            tracing::warn!(remote = %incoming.remote_address(), "refusing connection: too many open");
+            incoming.refuse();
+            continue;
+        };
+        shared
+            .tracker
+            .spawn(accept_connection(Arc::clone(&shared), incoming, permit));
+    }
+}
+
+/// Completes the handshake of one incoming connection, then serves it.
+async fn accept_connection(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    permit: OwnedSemaphorePermit,
+) {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(error) => {
+            tracing::debug!(%remote, "incoming connection failed: {error}");
+            return;
+        }
+    };
+    let connection = match tokio::time::timeout(shared.config.connect_timeout, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::warn!(%remote, "refused or failed handshake: {error}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%remote, "handshake timed out");
+            return;
+        }
+    };
+    // The certificate chains to the cluster CA (rustls checked); it must also name one node.
+    let peer = match tls::peer_node_id(&connection) {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(%remote, "refusing peer without a node identity: {error}");
+            connection.close(
+                quinn::VarInt::from_u32(CLOSE_UNAUTHENTICATED),
+                b"certificate names no node",
+            );
+            return;
+        }
+    };
+    tracing::debug!(peer, %remote, "accepted connection");
+    shared.adopt(peer, &connection).await;
+    serve_connection(shared, connection, peer).await;
+    drop(permit);
+}
+
+/// Serves every stream the peer opens on `connection`, until it closes or shutdown.
+pub(super) async fn serve_connection(
+    shared: Arc<Shared>,
+    connection: quinn::Connection,
+    peer: NodeId,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            stream = connection.accept_bi() => stream,
+        };
+        match stream {
+            Ok((send, recv)) => {
+                shared
+                    .tracker
+                    .spawn(serve_stream(Arc::clone(&shared), peer, send, recv));
+            }
+            Err(error) => {
+                tracing::debug!(peer, "connection ended: {error}");
+                break;
+            }
+        }
+    }
+}
+
+/// The permits a request holds while its body is in memory and its handler runs.
+struct RequestPermits {
+    _handler: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// Serves one RPC: read the request, run the handler in its own task, write the response.
+async fn serve_stream(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let read_timeout = shared.config.request_read_timeout;
+    let received = tokio::time::timeout(read_timeout, receive_request(&shared, &mut recv)).await;
+    let (body, permits) = match received {
+        Ok(Ok(request)) => request,
+        Ok(Err(code)) => return refuse(peer, &mut send, &mut recv, code),
+        Err(_) => return refuse(peer, &mut send, &mut recv, StreamCode::Overloaded),
+    };
+    // Its own task, so that a panic fails this request only.
+    let response = match tokio::spawn(shared.handler.handle(peer, body)).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(peer, "request handler failed: {error}");
+            let _ = send.reset(StreamCode::HandlerFailed.var_int());
+            return;
+        }
+    };
+    drop(permits);
+    if response.len() > MESSAGE_SIZE_MAX {
+        tracing::error!(peer, size = response.len(), "response too large, dropped");
+        let _ = send.reset(StreamCode::ResponseTooLarge.var_int());
+        return;
+    }
+    if let Err(error) = write_frame(&mut send, &response).await {
+        tracing::debug!(peer, "response not sent: {error}");
+        return;
+    }
+    let _ = send.finish();
+    // Wait until the peer has the response, so that a shutdown right after does not cut it off.
+    let _ = tokio::time::timeout(read_timeout, send.stopped()).await;
+}
+
+/// Reads one request body, taking a handler permit and the body's bytes from the budget first.
+async fn receive_request(
+    shared: &Shared,
+    recv: &mut quinn::RecvStream,
+) -> Result<(Vec<u8>, RequestPermits), StreamCode> {
+    let size = read_length(recv).await.map_err(|error| match error {
+        FrameError::TooLarge(_) => StreamCode::RequestTooLarge,
+        FrameError::Read(_) => StreamCode::Malformed,
+    })?;
+    // The semaphores are never closed; an error would mean shutdown, reported as overload.
+    let handler = Arc::clone(&shared.handler_permits)
+        .acquire_owned()
+        .await
+        .map_err(|_| StreamCode::Overloaded)?;
+    // `size` is at most MESSAGE_SIZE_MAX, which fits in u32 (checked at compile time).
+    let size_permits = u32::try_from(size).map_err(|_| StreamCode::RequestTooLarge)?;
+    let bytes = Arc::clone(&shared.request_byte_permits)
+        .acquire_many_owned(size_permits)
+        .await
+        .map_err(|_| StreamCode::Overloaded)?;
+    let mut body = vec![0; size];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|_| StreamCode::Malformed)?;
+    // The body must end the stream.
+    recv.read_to_end(0)
+        .await
+        .map_err(|_| StreamCode::Malformed)?;
+    let permits = RequestPermits {
+        _handler: handler,
+        _bytes: bytes,
+    };
+    Ok((body, permits))
+}
+
+fn refuse(
+    peer: NodeId,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    code: StreamCode,
+) {
+    tracing::warn!(peer, ?code, "request refused");
+    let _ = recv.stop(code.var_int());
+    let _ = send.reset(code.var_int());
+}
+
+/// Waits for cancellation, drains in-flight requests, then closes the endpoint.
+pub(super) async fn close_when_cancelled(shared: Arc<Shared>) {
+    shared.shutdown.cancelled().await;
+    shared.tracker.close();
+    if tokio::time::timeout(shared.config.drain_timeout, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            node_id = shared.node_id,
+            "drain timed out; closing with requests in flight"
+        );
+    }
+    let endpoint = shared
+        .endpoint
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(endpoint) = endpoint {
+        endpoint.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutting down");
+        let _ = tokio::time::timeout(CLOSE_WAIT_MAX, endpoint.wait_idle()).await;
+    }
+    shared
+        .slots
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+    tracing::info!(node_id = shared.node_id, "roster-net shut down");
+}

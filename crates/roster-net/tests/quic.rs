@@ -1,0 +1,416 @@
+//! The QUIC transport through its public API, on 127.0.0.1 only: round trips, concurrency,
+//! reconnection, refusal of strangers and impostors, size limits and shutdown.
+//! Every wait is bounded by a request timeout or [`WAIT`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use roster_net::pki::{Ca, NodeCertificate};
+use roster_net::{
+    bind, AddressBook, Handler, NetError, Network, NodeId, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The bound on any one wait in these tests.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Answers `echo:` and the body, and remembers who asked.
+#[derive(Default)]
+struct Echo {
+    calls: AtomicUsize,
+    callers: Mutex<Vec<NodeId>>,
+}
+
+impl Echo {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Handler for Echo {
+    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.callers.lock().unwrap().push(from);
+        // A short pause makes concurrent requests overlap on the server.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        match body.as_slice() {
+            b"panic" => panic!("the handler was asked to panic"),
+            b"huge" => vec![0; MESSAGE_SIZE_MAX + 1],
+            _ => [b"echo:".as_slice(), &body].concat(),
+        }
+    }
+}
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn config(
+    ca: &Ca,
+    certificate: &NodeCertificate,
+    listen: SocketAddr,
+    peers: &AddressBook,
+) -> QuicConfig {
+    QuicConfig::new(listen, ca.cert_pem(), certificate, peers.clone())
+}
+
+/// Starts node `node_id` with a certificate from `ca` and enters it in `peers`.
+fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook, handler: Arc<Echo>) -> QuicServer {
+    let certificate = ca.issue_node(node_id, ["127.0.0.1"]).unwrap();
+    let server = bind(
+        config(ca, &certificate, localhost(), peers),
+        handler,
+        CancellationToken::new(),
+    )
+    .unwrap();
+    peers.insert(node_id, server.local_addr());
+    server
+}
+
+#[tokio::test]
+async fn round_trip_between_two_nodes() {
+    let ca = Ca::generate("round trip").unwrap();
+    let peers = AddressBook::new();
+    let (echo_a, echo_b) = (Arc::new(Echo::default()), Arc::new(Echo::default()));
+    let a = start(&ca, 1, &peers, Arc::clone(&echo_a));
+    let b = start(&ca, 2, &peers, Arc::clone(&echo_b));
+
+    let response = a
+        .network()
+        .request(2, b"hello".to_vec(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(response, b"echo:hello");
+    let response = b.network().request(1, Vec::new(), WAIT).await.unwrap();
+    assert_eq!(response, b"echo:");
+    // `from` is the id in the caller's certificate.
+    assert_eq!(*echo_b.callers.lock().unwrap(), [1]);
+    assert_eq!(*echo_a.callers.lock().unwrap(), [2]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_on_one_connection() {
+    let ca = Ca::generate("concurrency").unwrap();
+    let peers = AddressBook::new();
+    let echo = Arc::new(Echo::default());
+    let a = start(&ca, 1, &peers, Arc::default());
+    // Few streams per connection: the other requests must wait for one, not fail.
+    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let mut b_config = config(&ca, &certificate, localhost(), &peers);
+    b_config.streams_per_connection_max = 8;
+    b_config.handlers_in_flight_max = 4;
+    let b = bind(b_config, Arc::clone(&echo), CancellationToken::new()).unwrap();
+    peers.insert(2, b.local_addr());
+
+    let network = a.network();
+    let mut requests = tokio::task::JoinSet::new();
+    for index in 0..300u32 {
+        let network = network.clone();
+        requests.spawn(async move {
+            let body = index.to_be_bytes().to_vec();
+            let response = network.request(2, body.clone(), WAIT).await.unwrap();
+            assert_eq!(response, [b"echo:".as_slice(), &body].concat());
+        });
+    }
+    while let Some(joined) = requests.join_next().await {
+        joined.unwrap();
+    }
+    assert_eq!(echo.calls(), 300);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_the_peer_restarts() {
+    let ca = Ca::generate("restart").unwrap();
+    let peers = AddressBook::new();
+    let a = start(&ca, 1, &peers, Arc::default());
+    let b = start(&ca, 2, &peers, Arc::default());
+    let network = a.network();
+    assert_eq!(
+        network.request(2, b"one".to_vec(), WAIT).await.unwrap(),
+        b"echo:one"
+    );
+
+    let b_address = b.local_addr();
+    b.shutdown().await;
+    let short = Duration::from_millis(300);
+    let error = network
+        .request(2, b"down".to_vec(), short)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            NetError::Unreachable { to: 2, .. } | NetError::Timeout { to: 2 }
+        ),
+        "{error:?}"
+    );
+
+    // The same node comes back on the same address.
+    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let echo = Arc::new(Echo::default());
+    let b = bind(
+        config(&ca, &certificate, b_address, &peers),
+        Arc::clone(&echo),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let response = loop {
+        match network.request(2, b"two".to_vec(), short).await {
+            Ok(response) => break response,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("no reconnection: {error}"),
+        }
+    };
+    assert_eq!(response, b"echo:two");
+    assert_eq!(echo.calls(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A crash sends no close: the peer learns that its connection is gone from the stateless reset
+/// the restarted node sends, well before the idle timeout would tell it.
+#[tokio::test]
+async fn reconnects_soon_after_the_peer_crashes_and_restarts() {
+    let ca = Ca::generate("crash").unwrap();
+    let peers = AddressBook::new();
+    let a = start(&ca, 1, &peers, Arc::default());
+    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+
+    // Node 2 runs on its own runtime, so that it can die without closing anything.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let b = {
+        let _context = runtime.enter();
+        bind(
+            config(&ca, &certificate, localhost(), &peers),
+            Arc::new(Echo::default()),
+            CancellationToken::new(),
+        )
+        .unwrap()
+    };
+    let b_address = b.local_addr();
+    peers.insert(2, b_address);
+    let network = a.network();
+    assert_eq!(
+        network.request(2, b"one".to_vec(), WAIT).await.unwrap(),
+        b"echo:one"
+    );
+    runtime.shutdown_background();
+    drop(b);
+
+    // It comes back on the same address with the same key, once the port is free.
+    let echo = Arc::new(Echo::default());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let b = loop {
+        let config = config(&ca, &certificate, b_address, &peers);
+        match bind(config, Arc::clone(&echo), CancellationToken::new()) {
+            Ok(server) => break server,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("cannot rebind: {error}"),
+        }
+    };
+    let restarted = tokio::time::Instant::now();
+    let short = Duration::from_millis(500);
+    loop {
+        match network.request(2, b"two".to_vec(), short).await {
+            Ok(response) => {
+                assert_eq!(response, b"echo:two");
+                break;
+            }
+            Err(_) if restarted.elapsed() < Duration::from_secs(3) => {}
+            Err(error) => panic!("still no answer after the restart: {error}"),
+        }
+    }
+    // The idle timeout is 10 s: reconnecting sooner proves the reset was heard.
+    assert!(restarted.elapsed() < Duration::from_secs(3));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_with_a_certificate_from_another_ca_is_refused() {
+    let ca = Ca::generate("cluster").unwrap();
+    let stranger_ca = Ca::generate("stranger").unwrap();
+    let peers = AddressBook::new();
+    let echo = Arc::new(Echo::default());
+    let b = start(&ca, 2, &peers, Arc::clone(&echo));
+
+    // The stranger trusts the cluster CA, so it would accept the server; the server must not
+    // accept the stranger's certificate, even though it claims a plausible node id.
+    let stranger_certificate = stranger_ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let stranger_config = config(&ca, &stranger_certificate, localhost(), &peers);
+    let stranger = bind(
+        stranger_config,
+        Arc::new(Echo::default()),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let error = stranger
+        .network()
+        .request(2, b"let me in".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    assert_eq!(echo.calls(), 0, "the handler ran for a stranger");
+
+    // And a cluster node refuses to talk to a server with a stranger's certificate.
+    let impostor_certificate = stranger_ca.issue_node(3, ["127.0.0.1"]).unwrap();
+    let impostor_echo = Arc::new(Echo::default());
+    let impostor = bind(
+        config(&stranger_ca, &impostor_certificate, localhost(), &peers),
+        Arc::clone(&impostor_echo),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    peers.insert(3, impostor.local_addr());
+    let error = b
+        .network()
+        .request(3, b"hello?".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    assert_eq!(impostor_echo.calls(), 0);
+    stranger.shutdown().await;
+    impostor.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_with_another_node_id_than_dialled_is_refused() {
+    let ca = Ca::generate("identity").unwrap();
+    let peers = AddressBook::new();
+    let echo_c = Arc::new(Echo::default());
+    let a = start(&ca, 1, &peers, Arc::default());
+    let c = start(&ca, 3, &peers, Arc::clone(&echo_c));
+    // The address book says node 2 is where node 3 listens.
+    peers.insert(2, c.local_addr());
+    let error = a
+        .network()
+        .request(2, b"for two".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    assert_eq!(echo_c.calls(), 0);
+    // Node 3 itself is reachable at that address.
+    assert_eq!(
+        a.network().request(3, b"x".to_vec(), WAIT).await.unwrap(),
+        b"echo:x"
+    );
+    a.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_configuration_for_another_node_than_the_certificate_is_refused() {
+    let ca = Ca::generate("config").unwrap();
+    let certificate = ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let mut config = config(&ca, &certificate, localhost(), &AddressBook::new());
+    config.node_id = 2;
+    let error = bind(config, Arc::new(Echo::default()), CancellationToken::new()).unwrap_err();
+    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_refused() {
+    let ca = Ca::generate("size").unwrap();
+    let peers = AddressBook::new();
+    let echo = Arc::new(Echo::default());
+    let a = start(&ca, 1, &peers, Arc::default());
+    let b = start(&ca, 2, &peers, Arc::clone(&echo));
+    let network = a.network();
+
+    let error = network
+        .request(2, vec![0; MESSAGE_SIZE_MAX + 1], WAIT)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        NetError::TooLarge {
+            size: MESSAGE_SIZE_MAX + 1,
+            max: MESSAGE_SIZE_MAX
+        }
+    );
+    assert_eq!(echo.calls(), 0);
+
+    // A response over the limit is not sent; the caller hears why.
+    let error = network
+        .request(2, b"huge".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, NetError::Remote(ref reason) if reason.contains("response too large")),
+        "{error:?}"
+    );
+    // A body of exactly the limit goes through.
+    let response = network
+        .request(2, vec![7; MESSAGE_SIZE_MAX - 5], WAIT)
+        .await
+        .unwrap();
+    assert_eq!(response.len(), MESSAGE_SIZE_MAX);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_one_request_only() {
+    let ca = Ca::generate("panic").unwrap();
+    let peers = AddressBook::new();
+    let a = start(&ca, 1, &peers, Arc::default());
+    let b = start(&ca, 2, &peers, Arc::default());
+    let error = a
+        .network()
+        .request(2, b"panic".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, NetError::Remote(ref reason) if reason.contains("handler failed")),
+        "{error:?}"
+    );
+    assert_eq!(
+        a.network().request(2, b"ok".to_vec(), WAIT).await.unwrap(),
+        b"echo:ok"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_peers_and_shutdown_are_reported() {
+    let ca = Ca::generate("shutdown").unwrap();
+    let peers = AddressBook::new();
+    let token = CancellationToken::new();
+    let certificate = ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let a = bind(
+        config(&ca, &certificate, localhost(), &peers),
+        Arc::new(Echo::default()),
+        token.clone(),
+    )
+    .unwrap();
+    let network = a.network();
+    assert_eq!(
+        network.request(9, b"?".to_vec(), WAIT).await.unwrap_err(),
+        NetError::UnknownPeer(9)
+    );
+    // Cancelling the caller's token shuts the node down.
+    token.cancel();
+    a.shutdown().await;
+    assert_eq!(
+        network.request(9, b"?".to_vec(), WAIT).await.unwrap_err(),
+        NetError::Closed
+    );
+}

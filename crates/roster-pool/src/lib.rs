@@ -1,0 +1,20 @@
+//! A node of a Roster pool: the Raft replicas of the routing groups placed on it.
+//!
+//! Main types: [`PoolNode`] (its groups, the write and read paths, the handler its peers
+//! call), [`placement`] (where replicas go, and the moves that rebalance them), [`Topology`]
+//! (the pool as the operator writes it), [`protocol`] (what nodes say to each other) and
+//! [`router`] (Raft traffic of every group over one `roster-net` network).
+//!
+//! **Architecture Invariant**: this crate knows openraft, not QUIC (that is `roster-net`) nor
+//! sled (that is `roster-store`). Every write carries the pool's epoch; the leader stamps the
+//! time; apply never reads a clock.
+#![deny(missing_docs)]
+
+pub mod node;
+pub mod placement;
+pub mod protocol;
+pub mod router;
+pub mod topology;
+
+pub use node::{PoolError, PoolHandler, PoolNode, PoolOptions};
+pub use topology::{NodeSpec, PoolSpec, Topology, TopologyError};

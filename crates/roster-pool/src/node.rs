@@ -1,0 +1,603 @@
+//! A node of a pool: the replicas of the routing groups placed on it, the handler that serves
+//! its peers, and the write and read paths the SIP front calls.
+//!
+//! Writes go to the group's leader (locally, or forwarded over the network) and are answered
+//! once applied; reads are linearizable (read index on the leader). A group without a leader,
+//! or whose leader has not heard from a quorum within the election timeout, is refused at once
+//! ([`PoolError::Unavailable`]; the SIP front answers `503` with `Retry-After`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::ReadPolicy;
+use roster_net::{Handler, Network};
+use roster_raft::config::{group_config, GroupConfigOptions};
+use roster_raft::{typ, GroupCommand, GroupId, GroupRequest, GroupResponse, NodeId};
+use roster_registrar::{Binding, Command, Policy};
+use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
+use tracing::{debug, info, warn};
+
+use crate::placement::Assignment;
+use crate::protocol::{decode, encode, PoolRequest, PoolResponse, ServeError};
+use crate::router::{GroupNetworks, PoolRouter};
+
+/// Forwarding hops a write or read may take before it gives up: the leader can change under
+/// it, but more than a few hops means the group is electing; the client retries.
+const FORWARD_HOPS_MAX: usize = 4;
+
+/// How often the write path looks for a leader while a group is electing.
+const LEADER_POLL: Duration = Duration::from_millis(25);
+
+/// A write or read the pool could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The group has no leader or no quorum now; try again in `retry_after_s`.
+    #[error("routing group {group} unavailable: {reason}")]
+    Unavailable {
+        /// The group.
+        group: GroupId,
+        /// Why.
+        reason: String,
+        /// When to retry, in seconds.
+        retry_after_s: u32,
+    },
+    /// Starting or storing failed.
+    #[error("pool node: {0}")]
+    Internal(String),
+}
+
+/// How a node runs its groups.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// This node.
+    pub node_id: NodeId,
+    /// Routing groups of the pool (G).
+    pub groups: u32,
+    /// The ownership epoch every write carries.
+    pub epoch: u64,
+    /// Raft timings and snapshot policy.
+    pub raft: GroupConfigOptions,
+    /// Registrar limits of a new group.
+    pub policy: Policy,
+    /// How long a write or read may take before it is refused.
+    pub request_timeout: Duration,
+    /// How long a request waits for a leader to be elected before it is refused.
+    pub leader_wait: Duration,
+}
+
+struct Replica {
+    raft: GroupRaft,
+    state: GroupStateHandle,
+}
+
+/// What the write and read paths route to a group's leader.
+#[derive(Clone, Debug)]
+enum Operation {
+    Write(GroupRequest),
+    Read { aor: String, now_ms: u64 },
+}
+
+impl Operation {
+    fn request(&self, group: GroupId) -> PoolRequest {
+        match self {
+            Operation::Write(request) => PoolRequest::Write {
+                group,
+                request: request.clone(),
+            },
+            Operation::Read { aor, now_ms } => PoolRequest::Read {
+                group,
+                aor: aor.clone(),
+                now_ms: *now_ms,
+            },
+        }
+    }
+}
+
+/// What an [`Operation`] returns.
+enum Answer {
+    Written(GroupResponse),
+    Bindings(Vec<Binding>),
+}
+
+impl Answer {
+    fn from_response(response: PoolResponse) -> Result<Answer, ServeError> {
+        match response {
+            PoolResponse::Write(result) => result.map(Answer::Written),
+            PoolResponse::Read(result) => result.map(Answer::Bindings),
+            other => Err(ServeError::Unavailable(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One node of a pool.
+pub struct PoolNode<N: Network> {
+    options: PoolOptions,
+    router: PoolRouter<N>,
+    store: NodeStore,
+    /// A `std` lock: held only to clone a replica handle out, never across an `.await`.
+    replicas: RwLock<HashMap<GroupId, Arc<Replica>>>,
+    clock: fn() -> u64,
+}
+
+impl<N: Network> PoolNode<N> {
+    /// Opens the replicas `assignment` places on this node and starts their Raft groups.
+    /// `clock` gives milliseconds since the Unix epoch (the leader's timestamp for writes).
+    pub async fn start(
+        options: PoolOptions,
+        store: NodeStore,
+        network: N,
+        assignment: &Assignment,
+        clock: fn() -> u64,
+    ) -> Result<Arc<PoolNode<N>>, PoolError> {
+        let node = Arc::new(PoolNode {
+            router: PoolRouter::new(network),
+            store,
+            replicas: RwLock::new(HashMap::new()),
+            clock,
+            options,
+        });
+        for (&group, replicas) in assignment {
+            if replicas.contains(&node.options.node_id) {
+                node.open_replica(group).await?;
+            }
+        }
+        Ok(node)
+    }
+
+    /// Initializes the groups whose first replica is this node and that have never been
+    /// initialized, with the voters `assignment` gives them. Idempotent.
+    pub async fn bootstrap(
+        &self,
+        assignment: &Assignment,
+        addresses: &BTreeMap<NodeId, String>,
+    ) -> Result<(), PoolError> {
+        for (&group, voters) in assignment {
+            if voters.first() != Some(&self.options.node_id) {
+                continue;
+            }
+            let Some(replica) = self.replica(group) else {
+                continue;
+            };
+            let initialized = replica
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|error| PoolError::Internal(error.to_string()))?;
+            if initialized {
+                continue;
+            }
+            let members: BTreeMap<NodeId, typ::Node> = voters
+                .iter()
+                .map(|id| {
+                    let addr = addresses.get(id).cloned().unwrap_or_default();
+                    (*id, typ::Node { addr })
+                })
+                .collect();
+            match replica.raft.initialize(members).await {
+                Ok(()) => info!(group, "initialized routing group"),
+                // Another run got there first: fine.
+                Err(error) => debug!(group, %error, "initialize skipped"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every Raft group of this node and closes their storage.
+    pub async fn shutdown(&self) {
+        let replicas: Vec<Arc<Replica>> = match self.replicas.write() {
+            Ok(mut replicas) => replicas.drain().map(|(_, r)| r).collect(),
+            Err(_) => Vec::new(),
+        };
+        for replica in replicas {
+            if let Err(error) = replica.raft.shutdown().await {
+                warn!(%error, "raft shutdown failed");
+            }
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.options.node_id
+    }
+
+    /// The routing groups with a replica here.
+    pub fn groups(&self) -> Vec<GroupId> {
+        let mut groups: Vec<GroupId> = self.replicas_read().keys().copied().collect();
+        groups.sort_unstable();
+        groups
+    }
+
+    /// The Raft handle of `group`, if this node holds a replica.
+    pub fn raft(&self, group: GroupId) -> Option<GroupRaft> {
+        self.replica(group).map(|r| r.raft.clone())
+    }
+
+    /// Applies `command` in `group`, through the group's leader.
+    pub async fn write(
+        &self,
+        group: GroupId,
+        command: Command,
+    ) -> Result<GroupResponse, PoolError> {
+        let request = GroupRequest {
+            epoch: self.options.epoch,
+            timestamp_ms: 0,
+            command: GroupCommand::Registrar(command),
+        };
+        match self.routed(group, Operation::Write(request)).await? {
+            Answer::Written(response) => Ok(response),
+            Answer::Bindings(_) => Err(self.unavailable(group, "read answer to a write".into())),
+        }
+    }
+
+    /// The live bindings of `aor` (in `group`), linearizable: served by the leader after a
+    /// read-index round.
+    pub async fn read(
+        &self,
+        group: GroupId,
+        aor: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Binding>, PoolError> {
+        let operation = Operation::Read {
+            aor: aor.to_string(),
+            now_ms,
+        };
+        match self.routed(group, operation).await? {
+            Answer::Bindings(bindings) => Ok(bindings),
+            Answer::Written(_) => Err(self.unavailable(group, "write answer to a read".into())),
+        }
+    }
+
+    /// Runs `operation` on the leader of `group`: here, or forwarded, following the leader as
+    /// it moves, within the request timeout.
+    async fn routed(&self, group: GroupId, operation: Operation) -> Result<Answer, PoolError> {
+        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
+        let mut target = self.leader_of(group, deadline).await?;
+        for _ in 0..FORWARD_HOPS_MAX {
+            let result = if target == self.options.node_id {
+                self.serve_operation(group, operation.clone()).await
+            } else {
+                self.forward(target, operation.request(group), deadline)
+                    .await
+                    .and_then(Answer::from_response)
+            };
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(ServeError::NotLeader {
+                    leader: Some(leader),
+                }) => target = leader,
+                Err(ServeError::NotLeader { leader: None }) => {
+                    target = self.leader_of(group, deadline).await?;
+                }
+                Err(error) => return Err(self.unavailable(group, error.to_string())),
+            }
+        }
+        Err(self.unavailable(group, "leader changed too often".into()))
+    }
+
+    async fn serve_operation(
+        &self,
+        group: GroupId,
+        operation: Operation,
+    ) -> Result<Answer, ServeError> {
+        match operation {
+            Operation::Write(request) => {
+                self.write_local(group, request).await.map(Answer::Written)
+            }
+            Operation::Read { aor, now_ms } => self
+                .read_local(group, &aor, now_ms)
+                .await
+                .map(Answer::Bindings),
+        }
+    }
+
+    /// A status document: per group, this replica's view.
+    pub fn status(&self) -> serde_json::Value {
+        let replicas: Vec<(GroupId, Arc<Replica>)> = self
+            .replicas_read()
+            .iter()
+            .map(|(g, r)| (*g, r.clone()))
+            .collect();
+        let mut groups = Vec::with_capacity(replicas.len());
+        for (group, replica) in replicas {
+            // Cloned out at once: holding the borrow across an await can deadlock.
+            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+            groups.push(serde_json::json!({
+                "group": group,
+                "state": format!("{:?}", metrics.state),
+                "leader": metrics.current_leader,
+                "term": metrics.current_term,
+                "last_log_index": metrics.last_log_index,
+                "committed": metrics.cluster_committed.map(|id| id.index),
+                "applied": metrics.last_applied.map(|id| id.index),
+                "voters": voters,
+                "millis_since_quorum_ack": millis_since_quorum_ack(&metrics),
+            }));
+        }
+        groups.sort_by_key(|g| g["group"].as_u64());
+        serde_json::json!({
+            "node": self.options.node_id,
+            "epoch": self.options.epoch,
+            "groups": groups,
+        })
+    }
+
+    async fn open_replica(&self, group: GroupId) -> Result<(), PoolError> {
+        let (log, state_machine) = self
+            .store
+            .group(group, &self.options.policy)
+            .map_err(|error| PoolError::Internal(error.to_string()))?;
+        let state = state_machine.state_handle();
+        let config = group_config(&GroupConfigOptions {
+            cluster_name: format!("group-{group}"),
+            ..self.options.raft.clone()
+        })
+        .map_err(|error| PoolError::Internal(error.to_string()))?;
+        let networks = GroupNetworks::new(self.router.clone(), group);
+        let raft = GroupRaft::new(
+            self.options.node_id,
+            Arc::new(config),
+            networks,
+            log,
+            state_machine,
+        )
+        .await
+        .map_err(|error| PoolError::Internal(error.to_string()))?;
+        let replica = Arc::new(Replica { raft, state });
+        match self.replicas.write() {
+            Ok(mut replicas) => {
+                replicas.insert(group, replica);
+                Ok(())
+            }
+            Err(_) => Err(PoolError::Internal("replica table lock poisoned".into())),
+        }
+    }
+
+    fn replicas_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<Replica>>> {
+        // A poisoned lock only means a panic elsewhere while inserting; the map is still whole.
+        self.replicas
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn replica(&self, group: GroupId) -> Option<Arc<Replica>> {
+        self.replicas_read().get(&group).cloned()
+    }
+
+    /// The leader of `group` as far as this node knows, waiting (until `deadline`, at most
+    /// `leader_wait`) while the group elects one.
+    async fn leader_of(
+        &self,
+        group: GroupId,
+        deadline: tokio::time::Instant,
+    ) -> Result<NodeId, PoolError> {
+        let wait_until = deadline.min(tokio::time::Instant::now() + self.options.leader_wait);
+        loop {
+            if let Some(leader) = self.known_leader(group) {
+                return Ok(leader);
+            }
+            if tokio::time::Instant::now() >= wait_until {
+                return Err(self.unavailable(group, "no leader".into()));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    fn known_leader(&self, group: GroupId) -> Option<NodeId> {
+        match self.replica(group) {
+            // Cloned out at once (see `status`).
+            Some(replica) => replica.raft.metrics().borrow_watched().current_leader,
+            // No replica here: any node of the pool holding one will forward; ask the
+            // group's replicas in turn through the first one we can name.
+            None => None,
+        }
+    }
+
+    async fn forward(
+        &self,
+        target: NodeId,
+        request: PoolRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<PoolResponse, ServeError> {
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if timeout.is_zero() {
+            return Err(ServeError::Unavailable("deadline passed".into()));
+        }
+        self.router
+            .call(target, &request, timeout)
+            .await
+            .map_err(|_| ServeError::NotLeader { leader: None })
+            .inspect_err(|_| debug!(target, "forward failed"))
+    }
+
+    /// Proposes on this node, which believes it leads `group`.
+    async fn write_local(
+        &self,
+        group: GroupId,
+        mut request: GroupRequest,
+    ) -> Result<GroupResponse, ServeError> {
+        let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
+        self.check_leadership(&replica)?;
+        request.timestamp_ms = (self.clock)();
+        let write = replica.raft.client_write(request);
+        match tokio::time::timeout(self.options.request_timeout, write).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(error)) => match error.forward_to_leader() {
+                Some(forward) => Err(ServeError::NotLeader {
+                    leader: forward.leader_id,
+                }),
+                None => Err(ServeError::Unavailable(error.to_string())),
+            },
+            Err(_) => Err(ServeError::Unavailable(
+                "write not committed in time".into(),
+            )),
+        }
+    }
+
+    async fn read_local(
+        &self,
+        group: GroupId,
+        aor: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Binding>, ServeError> {
+        let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
+        self.check_leadership(&replica)?;
+        let read = replica.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+        match tokio::time::timeout(self.options.request_timeout, read).await {
+            Ok(Ok(_)) => replica
+                .state
+                .read(|state| state.lookup(aor, now_ms))
+                .map_err(|error| ServeError::Unavailable(error.to_string())),
+            Ok(Err(error)) => match error.forward_to_leader() {
+                Some(forward) => Err(ServeError::NotLeader {
+                    leader: forward.leader_id,
+                }),
+                None => Err(ServeError::Unavailable(error.to_string())),
+            },
+            Err(_) => Err(ServeError::Unavailable(
+                "read index not confirmed in time".into(),
+            )),
+        }
+    }
+
+    /// Refuses at once when this replica is not the leader, or leads without having heard
+    /// from a quorum for longer than an election timeout (it is cut off: a write would hang).
+    fn check_leadership(&self, replica: &Replica) -> Result<(), ServeError> {
+        let metrics = replica.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(self.options.node_id) {
+            return Err(ServeError::NotLeader {
+                leader: metrics.current_leader,
+            });
+        }
+        let cut_off_ms = self.options.raft.election_timeout_max_ms;
+        match millis_since_quorum_ack(&metrics) {
+            Some(millis) if millis > cut_off_ms => Err(ServeError::Unavailable(format!(
+                "leader has not heard from a quorum for {millis} ms"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn unavailable(&self, group: GroupId, reason: String) -> PoolError {
+        warn!(group, node = self.options.node_id, %reason, "group unavailable");
+        PoolError::Unavailable {
+            group,
+            reason,
+            retry_after_s: 1,
+        }
+    }
+
+    async fn serve(&self, request: PoolRequest) -> PoolResponse {
+        match request {
+            PoolRequest::Append { group, rpc } => match self.replica(group) {
+                Some(replica) => PoolResponse::Append(
+                    replica
+                        .raft
+                        .append_entries(rpc)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+                None => PoolResponse::Error(format!("no replica of group {group}")),
+            },
+            PoolRequest::Vote { group, rpc } => match self.replica(group) {
+                Some(replica) => {
+                    PoolResponse::Vote(replica.raft.vote(rpc).await.map_err(|e| e.to_string()))
+                }
+                None => PoolResponse::Error(format!("no replica of group {group}")),
+            },
+            PoolRequest::PreVote { group, rpc } => match self.replica(group) {
+                Some(replica) => {
+                    PoolResponse::Vote(replica.raft.pre_vote(rpc).await.map_err(|e| e.to_string()))
+                }
+                None => PoolResponse::Error(format!("no replica of group {group}")),
+            },
+            PoolRequest::Snapshot {
+                group,
+                vote,
+                meta,
+                data,
+            } => match self.replica(group) {
+                Some(replica) => {
+                    let snapshot = typ::Snapshot {
+                        meta,
+                        snapshot: data,
+                    };
+                    PoolResponse::Snapshot(
+                        replica
+                            .raft
+                            .install_full_snapshot(vote, snapshot)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    )
+                }
+                None => PoolResponse::Error(format!("no replica of group {group}")),
+            },
+            PoolRequest::Write { group, request } => {
+                PoolResponse::Write(self.write_local(group, request).await)
+            }
+            PoolRequest::Read { group, aor, now_ms } => {
+                PoolResponse::Read(self.read_local(group, &aor, now_ms).await)
+            }
+        }
+    }
+}
+
+/// How long ago a leader last heard from a quorum; `None` when not a leader.
+fn millis_since_quorum_ack(metrics: &typ::RaftMetrics) -> Option<u64> {
+    metrics.last_quorum_acked.as_ref().map(|acked| {
+        let elapsed = openraft::async_runtime::Instant::elapsed(&**acked);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+impl<N: Network> Handler for PoolNode<N> {
+    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+        let response = match decode::<PoolRequest>(&body) {
+            Ok(request) => self.serve(request).await,
+            Err(error) => {
+                warn!(from, %error, "undecodable pool request");
+                PoolResponse::Error(error.to_string())
+            }
+        };
+        // A response that cannot be encoded is a bug in this crate's types; answer with an
+        // error the peer can decode.
+        encode(&response).unwrap_or_else(|error| {
+            encode(&PoolResponse::Error(error.to_string())).unwrap_or_default()
+        })
+    }
+}
+
+/// The handler a node's network is built with before the node exists (the network is an
+/// argument of [`PoolNode::start`]); it serves requests once [`PoolHandler::attach`] is called
+/// and answers "starting" before.
+pub struct PoolHandler<N: Network> {
+    node: std::sync::OnceLock<std::sync::Weak<PoolNode<N>>>,
+}
+
+impl<N: Network> Default for PoolHandler<N> {
+    fn default() -> Self {
+        PoolHandler {
+            node: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl<N: Network> PoolHandler<N> {
+    /// Serves `node` from now on. A second call is ignored.
+    pub fn attach(&self, node: &Arc<PoolNode<N>>) {
+        let _ = self.node.set(Arc::downgrade(node));
+    }
+}
+
+impl<N: Network> Handler for PoolHandler<N> {
+    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+        match self.node.get().and_then(std::sync::Weak::upgrade) {
+            Some(node) => node.handle(from, body).await,
+            None => encode(&PoolResponse::Error("node starting".into())).unwrap_or_default(),
+        }
+    }
+}

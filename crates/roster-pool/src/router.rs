@@ -1,0 +1,168 @@
+//! Raft traffic of every routing group over one `roster-net` network: the
+//! [`openraft_multi::GroupRouter`] of a node, and the per-group network factory openraft asks
+//! for connections.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::error::{ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory};
+use openraft::OptionalSend;
+use openraft_multi::{GroupNetworkAdapter, GroupRouter};
+use roster_net::Network;
+use roster_raft::{typ, GroupId, NodeId, TypeConfig};
+
+use crate::protocol::{decode, encode, PoolRequest, PoolResponse};
+
+/// Pause before retrying a peer that was unreachable: long enough not to spin on a dead node,
+/// short against the election timeout (1–2 s), so a returning node is heard from quickly.
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Sends the Raft RPCs of every group of a node over one network.
+#[derive(Clone)]
+pub struct PoolRouter<N> {
+    network: N,
+}
+
+impl<N: Network> PoolRouter<N> {
+    /// A router over `network`.
+    pub fn new(network: N) -> PoolRouter<N> {
+        PoolRouter { network }
+    }
+
+    /// The network underneath.
+    pub fn network(&self) -> &N {
+        &self.network
+    }
+
+    /// Sends `request` to `target` and decodes the answer, within `timeout`.
+    pub async fn call(
+        &self,
+        target: NodeId,
+        request: &PoolRequest,
+        timeout: Duration,
+    ) -> Result<PoolResponse, String> {
+        let body = encode(request).map_err(|error| error.to_string())?;
+        let reply = self
+            .network
+            .request(target, body, timeout)
+            .await
+            .map_err(|error| error.to_string())?;
+        decode(&reply).map_err(|error| error.to_string())
+    }
+}
+
+fn unreachable(message: impl ToString) -> Unreachable<TypeConfig> {
+    Unreachable::from_string(message)
+}
+
+fn unexpected(response: &PoolResponse) -> String {
+    format!("unexpected answer: {response:?}")
+}
+
+impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
+    type SnapshotData = typ::SnapshotData;
+
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: typ::AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
+        let request = PoolRequest::Append { group, rpc };
+        match self.call(target, &request, option.hard_ttl()).await {
+            Ok(PoolResponse::Append(result)) => result.map_err(|error| unreachable(error).into()),
+            Ok(other) => Err(unreachable(unexpected(&other)).into()),
+            Err(error) => Err(unreachable(error).into()),
+        }
+    }
+
+    async fn vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: typ::VoteRequest,
+        option: RPCOption,
+    ) -> Result<typ::VoteResponse, typ::RPCError> {
+        self.vote_like(target, PoolRequest::Vote { group, rpc }, option)
+            .await
+    }
+
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: typ::VoteRequest,
+        option: RPCOption,
+    ) -> Result<typ::VoteResponse, typ::RPCError> {
+        self.vote_like(target, PoolRequest::PreVote { group, rpc }, option)
+            .await
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        vote: typ::Vote,
+        snapshot: typ::Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<typ::SnapshotResponse, typ::StreamingError> {
+        let request = PoolRequest::Snapshot {
+            group,
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        match self.call(target, &request, option.hard_ttl()).await {
+            Ok(PoolResponse::Snapshot(Ok(response))) => Ok(response),
+            Ok(PoolResponse::Snapshot(Err(error))) => {
+                Err(StreamingError::Unreachable(unreachable(error)))
+            }
+            Ok(other) => Err(StreamingError::Unreachable(unreachable(unexpected(&other)))),
+            Err(error) => Err(StreamingError::Unreachable(unreachable(error))),
+        }
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        Some(Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF)))
+    }
+}
+
+impl<N: Network> PoolRouter<N> {
+    async fn vote_like(
+        &self,
+        target: NodeId,
+        request: PoolRequest,
+        option: RPCOption,
+    ) -> Result<typ::VoteResponse, typ::RPCError> {
+        match self.call(target, &request, option.hard_ttl()).await {
+            Ok(PoolResponse::Vote(result)) => result.map_err(|error| unreachable(error).into()),
+            Ok(other) => Err(unreachable(unexpected(&other)).into()),
+            Err(error) => Err(unreachable(error).into()),
+        }
+    }
+}
+
+/// The network factory openraft holds for one group: a router and the group's id.
+#[derive(Clone)]
+pub struct GroupNetworks<N> {
+    router: PoolRouter<N>,
+    group: GroupId,
+}
+
+impl<N: Network> GroupNetworks<N> {
+    /// The factory of `group` over `router`.
+    pub fn new(router: PoolRouter<N>, group: GroupId) -> GroupNetworks<N> {
+        GroupNetworks { router, group }
+    }
+}
+
+impl<N: Network> RaftNetworkFactory<TypeConfig> for GroupNetworks<N> {
+    type Network = GroupNetworkAdapter<TypeConfig, GroupId, PoolRouter<N>>;
+
+    async fn new_client(&mut self, target: NodeId, _node: &typ::Node) -> Self::Network {
+        GroupNetworkAdapter::new(self.router.clone(), target, self.group)
+    }
+}

@@ -1,0 +1,48 @@
+//! Raft types and the applied state of one Roster routing group, sans-IO.
+//!
+//! A routing group is a shard of a pool's users (`group_of(aor, G)`), replicated by one Raft
+//! group. This crate names what the replicas agree on and what they compute from it; it opens
+//! no file, socket or clock:
+//!
+//! - [`TypeConfig`]: openraft's type configuration for every routing group, and [`typ`], the
+//!   aliases (`typ::Raft`, `typ::Entry`, `typ::Vote`, `typ::RaftError`, ...) used everywhere
+//!   else so that no other crate spells openraft's generic types.
+//! - [`GroupRequest`] (a log entry's application data: epoch, leader timestamp, [`GroupCommand`])
+//!   and [`GroupResponse`] (what applying it answered).
+//! - [`GroupState`]: the pure, deterministic applied state of one group (the
+//!   `roster_registrar::Registry`, the epoch, the last applied log id and membership, the last
+//!   leader timestamp). [`GroupState::apply`] is the Raft apply step.
+//! - [`group_of`]: the fixed hash that puts an AOR in a group.
+//! - [`config`]: builds and validates openraft's `Config` with explicit timings and pre-vote on.
+//! - [`codec`]: bincode encoding of entries and snapshots, every decode bounded by a `*_MAX`.
+//!
+//! **Architecture Invariant**: apply never reads the local clock. The effective time of a
+//! command is `max(command timestamp, last applied timestamp)`, both from the log.
+//! **Architecture Invariant**: no I/O here; only `roster-store` knows sled and only the network
+//! crate knows the transport.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod config;
+mod request;
+mod routing;
+mod state;
+pub mod typ;
+
+pub use codec::{CodecError, ENTRY_SIZE_MAX, SNAPSHOT_SIZE_MAX};
+pub use request::{GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUEST_SIZE_MAX};
+pub use routing::{group_of, GroupId};
+pub use state::{ApplyError, GroupState};
+
+/// Node ids are the pool's server numbers, stable across restarts.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of every routing group (and of nothing else).
+    ///
+    /// Only the application data and response differ from openraft's defaults: `NodeId = u64`,
+    /// `Node = openraft::BasicNode { addr }`, tokio runtime, `leader_id_adv` leader ids.
+    pub TypeConfig:
+        D = GroupRequest,
+        R = GroupResponse,
+);

@@ -1,0 +1,237 @@
+//! What a routing group's log carries ([`GroupRequest`]) and what applying it answers
+//! ([`GroupResponse`]).
+
+use std::fmt;
+
+use roster_registrar::{Binding, Command, CommandOutcome, ContactChange, Refusal};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError, ENTRY_SIZE_MAX};
+
+/// What a log entry adds around its request (log id and payload tag, a few varints), rounded up
+/// generously.
+const ENTRY_OVERHEAD_MAX: usize = 256;
+
+/// Largest encoded [`GroupRequest`], in bytes: an entry of [`ENTRY_SIZE_MAX`] less its overhead.
+pub const REQUEST_SIZE_MAX: usize = ENTRY_SIZE_MAX - ENTRY_OVERHEAD_MAX;
+
+/// The application data of one log entry: a command, the epoch it was proposed under, and the
+/// leader's timestamp.
+///
+/// The leader stamps `timestamp_ms` (milliseconds since the Unix epoch) when it proposes; every
+/// replica applies the command at `max(timestamp_ms, last applied timestamp)`, never at its own
+/// clock. `epoch` is the pool-ownership epoch from the CMS (fencing): the group refuses a request
+/// whose epoch is below its current one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRequest {
+    /// The ownership epoch the proposer holds.
+    pub epoch: u64,
+    /// The leader's wall-clock time at proposal, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// What to do.
+    pub command: GroupCommand,
+}
+
+/// The commands a routing group applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupCommand {
+    /// A registrar command (REGISTER, purge), applied by `roster_registrar::Registry`.
+    Registrar(Command),
+    /// Raise the group's epoch to the request's `epoch` (a pool failover or failback), so that
+    /// writers still holding an older epoch are refused from then on.
+    SetEpoch,
+}
+
+/// The result of applying one log entry.
+///
+/// The first three variants mirror `roster_registrar::CommandOutcome` (see
+/// [`GroupResponse::into_outcome`]); the others are the group's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupResponse {
+    /// A REGISTER was applied; these are the AOR's live bindings now.
+    Registered {
+        /// Live bindings after the apply, for the `200 OK`.
+        bindings: Vec<Binding>,
+        /// Whether anything was added, refreshed or removed.
+        changed: bool,
+        /// The time the command was applied at (the effective time, never below an earlier
+        /// command's): the `200 OK` counts remaining expiries from it.
+        at_ms: u64,
+    },
+    /// A REGISTER was refused by the registrar rules; nothing changed.
+    Refused(GroupRefusal),
+    /// Expired bindings were removed.
+    Purged {
+        /// How many bindings went.
+        bindings_removed: u64,
+    },
+    /// The request's epoch is below the group's: another pool owns these users now. Nothing
+    /// changed.
+    StaleEpoch {
+        /// The group's epoch.
+        current: u64,
+    },
+    /// The group's epoch is now `epoch` (it was lower or equal).
+    EpochSet {
+        /// The group's epoch after the apply.
+        epoch: u64,
+    },
+    /// A blank entry (a new leader's first) was applied.
+    Blank,
+    /// A membership entry was applied.
+    Membership,
+}
+
+/// A serde mirror of `roster_registrar::Refusal`, which is not a serde type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRefusal {
+    /// RFC 3261 §10.3 step 7: same Call-ID and a CSeq not higher than the stored one.
+    OutOfOrder {
+        /// The request's CSeq.
+        cseq: u32,
+        /// The CSeq stored with the binding.
+        stored: u32,
+    },
+    /// The AOR would hold more bindings than the policy allows, and the policy rejects.
+    TooManyBindings {
+        /// Bindings the request would leave.
+        count: u64,
+        /// The policy's limit.
+        max: u64,
+    },
+}
+
+impl GroupRequest {
+    /// A registrar command proposed under `epoch` at the leader's `timestamp_ms`.
+    pub fn registrar(epoch: u64, timestamp_ms: u64, command: Command) -> GroupRequest {
+        GroupRequest {
+            epoch,
+            timestamp_ms,
+            command: GroupCommand::Registrar(command),
+        }
+    }
+
+    /// Checks that the request fits a log entry ([`REQUEST_SIZE_MAX`]). The proposer must call
+    /// this before `client_write`: every replica refuses to store a larger entry, and a refused
+    /// write stops the replica.
+    pub fn check_size(&self) -> Result<(), CodecError> {
+        codec::encode::<_, REQUEST_SIZE_MAX>("group request", self).map(|_| ())
+    }
+
+    /// A request raising the group's epoch to `epoch`.
+    pub fn set_epoch(epoch: u64, timestamp_ms: u64) -> GroupRequest {
+        GroupRequest {
+            epoch,
+            timestamp_ms,
+            command: GroupCommand::SetEpoch,
+        }
+    }
+}
+
+impl GroupResponse {
+    /// The registrar's view of a registrar outcome; `None` for the group's own variants.
+    pub fn into_outcome(self) -> Option<CommandOutcome> {
+        match self {
+            GroupResponse::Registered {
+                bindings, changed, ..
+            } => Some(CommandOutcome::Registered { bindings, changed }),
+            GroupResponse::Refused(refusal) => Some(CommandOutcome::Refused(refusal.into())),
+            GroupResponse::Purged { bindings_removed } => Some(CommandOutcome::Purged {
+                bindings_removed: usize::try_from(bindings_removed).unwrap_or(usize::MAX),
+            }),
+            GroupResponse::StaleEpoch { .. }
+            | GroupResponse::EpochSet { .. }
+            | GroupResponse::Blank
+            | GroupResponse::Membership => None,
+        }
+    }
+}
+
+impl GroupResponse {
+    /// The group's response to a registrar outcome applied at `at_ms`.
+    pub fn from_outcome(outcome: CommandOutcome, at_ms: u64) -> GroupResponse {
+        match outcome {
+            CommandOutcome::Registered { bindings, changed } => GroupResponse::Registered {
+                bindings,
+                changed,
+                at_ms,
+            },
+            CommandOutcome::Refused(refusal) => GroupResponse::Refused(refusal.into()),
+            CommandOutcome::Purged { bindings_removed } => GroupResponse::Purged {
+                bindings_removed: u64::try_from(bindings_removed).unwrap_or(u64::MAX),
+            },
+        }
+    }
+}
+
+impl From<Refusal> for GroupRefusal {
+    fn from(refusal: Refusal) -> GroupRefusal {
+        match refusal {
+            Refusal::OutOfOrder { cseq, stored } => GroupRefusal::OutOfOrder { cseq, stored },
+            Refusal::TooManyBindings { count, max } => GroupRefusal::TooManyBindings {
+                count: u64::try_from(count).unwrap_or(u64::MAX),
+                max: u64::try_from(max).unwrap_or(u64::MAX),
+            },
+        }
+    }
+}
+
+impl From<GroupRefusal> for Refusal {
+    fn from(refusal: GroupRefusal) -> Refusal {
+        match refusal {
+            GroupRefusal::OutOfOrder { cseq, stored } => Refusal::OutOfOrder { cseq, stored },
+            GroupRefusal::TooManyBindings { count, max } => Refusal::TooManyBindings {
+                count: usize::try_from(count).unwrap_or(usize::MAX),
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            },
+        }
+    }
+}
+
+/// One line for logs: epoch, timestamp, and the command's kind and AOR (no contacts).
+impl fmt::Display for GroupRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "epoch={} t={}ms ", self.epoch, self.timestamp_ms)?;
+        match &self.command {
+            GroupCommand::SetEpoch => write!(f, "set-epoch"),
+            GroupCommand::Registrar(Command::PurgeExpired) => write!(f, "purge-expired"),
+            GroupCommand::Registrar(Command::Register(register)) => {
+                let change = match &register.change {
+                    ContactChange::Query => "query".to_string(),
+                    ContactChange::RemoveAll => "remove-all".to_string(),
+                    ContactChange::Update(updates) => format!("update({})", updates.len()),
+                };
+                write!(
+                    f,
+                    "register {} cseq={} {}",
+                    register.aor, register.cseq, change
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_mirror_round_trips() {
+        let refusals = [
+            Refusal::OutOfOrder { cseq: 3, stored: 7 },
+            Refusal::TooManyBindings { count: 9, max: 8 },
+        ];
+        for refusal in refusals {
+            let mirrored = GroupRefusal::from(refusal.clone());
+            assert_eq!(Refusal::from(mirrored), refusal);
+        }
+    }
+
+    #[test]
+    fn display_names_the_command_not_the_contacts() {
+        let request = GroupRequest::set_epoch(4, 1000);
+        assert_eq!(request.to_string(), "epoch=4 t=1000ms set-epoch");
+        let purge = GroupRequest::registrar(1, 2, Command::PurgeExpired);
+        assert_eq!(purge.to_string(), "epoch=1 t=2ms purge-expired");
+    }
+}

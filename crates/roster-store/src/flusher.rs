@@ -1,0 +1,231 @@
+//! Group commit: one thread per database makes writes durable for every group at once.
+//!
+//! Writers put their data into sled first (readable at once), then hand a [`Waiter`] to the
+//! flusher. The flusher thread takes every waiter queued so far (up to [`FLUSH_BATCH_MAX`]),
+//! makes the database durable once, and then completes them all, in the order they came. While
+//! it flushes, new waiters queue up for the next round: under load, one flush serves the
+//! appends of many groups.
+//!
+//! Durability is three steps, because sled 0.34's `flush` alone is not durable on Linux (it
+//! writes with `sync_file_range`, which persists neither the file's size nor the drive's cache;
+//! sled issue 1452):
+//! 1. `Db::flush` writes sled's I/O buffers into its data file `db`;
+//! 2. `fdatasync` of `db` puts that data, and the size it grew to, on disk;
+//! 3. values too large for a log segment live in files under `blobs/`, which sled writes without
+//!    any sync: each new or grown one is `fsync`ed, then the directory.
+//!
+//! A failed flush poisons the flusher: after an `fsync` error the kernel may have dropped the
+//! dirty pages, so no later flush can prove anything. Every waiter from then on gets an error,
+//! which stops the Raft groups of this node (openraft treats storage errors as fatal).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use roster_raft::typ;
+use tokio::sync::{mpsc, oneshot};
+
+/// Waiters queued to the flusher before writers wait for room: generous, as one flush completes
+/// them all, and bounded so that a stalled disk turns into back-pressure, not memory.
+pub const FLUSH_WAITERS_PENDING_MAX: usize = 16_384;
+
+/// Waiters completed by one flush at most: bounds the batch vector; the rest go to the next
+/// flush, which starts at once.
+pub const FLUSH_BATCH_MAX: usize = 4_096;
+
+const _: () = assert!(FLUSH_BATCH_MAX <= FLUSH_WAITERS_PENDING_MAX);
+
+/// Someone waiting for the next durable point.
+pub(crate) enum Waiter {
+    /// openraft's append callback: fired after the flush.
+    Append(typ::IOFlushed),
+    /// A storage call that returns only once its write is durable (vote, truncate, purge,
+    /// snapshot).
+    Signal(oneshot::Sender<io::Result<()>>),
+}
+
+/// The handle to a database's flusher thread. Dropping it lets the thread finish the queued
+/// waiters and joins it.
+pub(crate) struct Flusher {
+    sender: Option<mpsc::Sender<Waiter>>,
+    thread: Option<JoinHandle<()>>,
+    flushes: Arc<AtomicU64>,
+}
+
+impl Flusher {
+    /// Starts the flusher of `db`, whose files are in `directory`.
+    pub(crate) fn start(db: sled::Db, directory: &Path) -> io::Result<Flusher> {
+        let data_file = File::open(directory.join("db"))?;
+        let blobs = BlobSync::new(directory.join("blobs"));
+        let (sender, receiver) = mpsc::channel(FLUSH_WAITERS_PENDING_MAX);
+        let flushes = Arc::new(AtomicU64::new(0));
+        let worker = Worker {
+            db,
+            data_file,
+            blobs,
+            receiver,
+            flushes: flushes.clone(),
+            failure: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("roster-store-flusher".into())
+            .spawn(move || worker.run())?;
+        Ok(Flusher {
+            sender: Some(sender),
+            thread: Some(thread),
+            flushes,
+        })
+    }
+
+    /// Queues `waiter` for the next flush. Fails only when the flusher thread is gone.
+    pub(crate) async fn enqueue(&self, waiter: Waiter) -> io::Result<()> {
+        let Some(sender) = &self.sender else {
+            return Err(stopped());
+        };
+        sender.send(waiter).await.map_err(|_| stopped())
+    }
+
+    /// Returns once everything written before the call is durable.
+    pub(crate) async fn flush(&self) -> io::Result<()> {
+        let (sender, receiver) = oneshot::channel();
+        self.enqueue(Waiter::Signal(sender)).await?;
+        receiver.await.map_err(|_| stopped())?
+    }
+
+    /// How many flushes (each a sled flush plus `fdatasync`) the thread has done.
+    pub(crate) fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once the queue is empty; joining makes sure the
+        // database is released before a reopen. This waits for at most one flush.
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the store's flusher thread panicked");
+            }
+        }
+    }
+}
+
+struct Worker {
+    db: sled::Db,
+    data_file: File,
+    blobs: BlobSync,
+    receiver: mpsc::Receiver<Waiter>,
+    flushes: Arc<AtomicU64>,
+    /// Set by the first failed flush; every later waiter gets it.
+    failure: Option<(io::ErrorKind, String)>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(FLUSH_BATCH_MAX);
+        while let Some(first) = self.receiver.blocking_recv() {
+            batch.push(first);
+            while batch.len() < FLUSH_BATCH_MAX {
+                match self.receiver.try_recv() {
+                    Ok(waiter) => batch.push(waiter),
+                    Err(_) => break,
+                }
+            }
+            if self.failure.is_none() {
+                if let Err(error) = self.make_durable() {
+                    tracing::error!(%error, "flush failed; the store is poisoned");
+                    self.failure = Some((error.kind(), error.to_string()));
+                }
+            }
+            for waiter in batch.drain(..) {
+                complete(waiter, self.result());
+            }
+        }
+    }
+
+    fn make_durable(&mut self) -> io::Result<()> {
+        // Step 1: sled's buffers into its data file (not yet durable, see the module doc).
+        self.db.flush().map_err(io::Error::other)?;
+        // Step 2: the data file's data and size on disk.
+        self.data_file.sync_data()?;
+        // Step 3: large values in blob files.
+        self.blobs.sync_changed()?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn result(&self) -> io::Result<()> {
+        match &self.failure {
+            None => Ok(()),
+            Some((kind, message)) => Err(io::Error::new(
+                *kind,
+                format!("an earlier flush failed ({message}); reopen the store"),
+            )),
+        }
+    }
+}
+
+fn complete(waiter: Waiter, result: io::Result<()>) {
+    match waiter {
+        Waiter::Append(callback) => callback.io_completed(result),
+        // The caller may have given up waiting; nothing to tell then.
+        Waiter::Signal(sender) => drop(sender.send(result)),
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the store's flusher has stopped")
+}
+
+/// Tracks which blob files are durable, by length: sled writes a blob once, completely, before
+/// the write that refers to it returns, so a file seen at its final length and synced stays
+/// durable.
+struct BlobSync {
+    directory: PathBuf,
+    synced_lengths: HashMap<OsString, u64>,
+}
+
+impl BlobSync {
+    fn new(directory: PathBuf) -> BlobSync {
+        BlobSync {
+            directory,
+            synced_lengths: HashMap::new(),
+        }
+    }
+
+    fn sync_changed(&mut self) -> io::Result<()> {
+        let entries = match std::fs::read_dir(&self.directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let mut seen = HashMap::with_capacity(self.synced_lengths.len());
+        let mut changed = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let length = entry.metadata()?.len();
+            if self.synced_lengths.get(&name) != Some(&length) {
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_all()?,
+                    // sled removed it meanwhile (garbage collection): nothing to keep.
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(error),
+                }
+                changed = true;
+            }
+            seen.insert(name, length);
+        }
+        if changed {
+            File::open(&self.directory)?.sync_all()?;
+        }
+        self.synced_lengths = seen;
+        Ok(())
+    }
+}

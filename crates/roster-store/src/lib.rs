@@ -1,0 +1,290 @@
+//! Durable storage of a node's routing groups: one sled database per node, many Raft groups.
+//!
+//! - [`NodeStore`]: the node's database. [`NodeStore::group`] opens one group's storage as the
+//!   two halves openraft wants: a [`LogStore`] (`RaftLogStorage` + `RaftLogReader`: the log, the
+//!   vote, the committed and purged log ids) and a [`StateMachineStore`] (`RaftStateMachine` +
+//!   `RaftSnapshotBuilder`: the group's `roster_raft::GroupState` in memory, snapshotted into
+//!   sled). [`GroupStateHandle`] reads the applied state from outside Raft.
+//! - Group commit: appends, votes, truncations, purges and snapshots of all groups share one
+//!   flusher thread, which makes them durable with one sled flush and one `fdatasync` per round
+//!   (see `flusher`). [`NodeStore::flush_count`] counts the rounds.
+//! - Restart: [`NodeStore::group`] loads the group's last snapshot; openraft then replays the log
+//!   from the snapshot up to the saved committed log id (`Raft::new` does it).
+//!
+//! Durability, at each call (all "durable" points go through the flusher):
+//! - `save_vote`, `truncate_after`, `purge`: durable before they return;
+//! - `append`: readable when it returns, durable before its `IOFlushed` callback fires;
+//! - snapshots (built or installed): durable before the call returns, hence before openraft
+//!   purges the log they cover;
+//! - `save_committed`: written, durable with the next flush of any group (openraft allows a
+//!   stale `committed`; it only shortens the replay after a crash);
+//! - `apply`: in memory only; the log and snapshots rebuild it.
+//!
+//! **Architecture Invariant**: only this crate knows sled; no sled type appears in its API.
+//! **Architecture Invariant**: apply never reads the local clock (it runs
+//! `roster_raft::GroupState::apply`).
+//! A broken storage invariant (an entry that does not decode, a hole in the log, a snapshot whose
+//! metadata does not match its content) is returned as an I/O error, which openraft treats as
+//! fatal: the group's replica stops rather than serve from damaged state.
+#![deny(missing_docs)]
+
+mod flusher;
+mod layout;
+mod log;
+mod state_machine;
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use roster_raft::{CodecError, GroupId};
+use roster_registrar::Policy;
+
+pub use flusher::{FLUSH_BATCH_MAX, FLUSH_WAITERS_PENDING_MAX};
+pub use layout::SNAPSHOT_CHUNK_SIZE_MAX;
+pub use log::{LogStore, LOG_READ_BYTES_MAX, LOG_READ_ENTRIES_MAX};
+pub use state_machine::{GroupSnapshotBuilder, GroupStateHandle, StateMachineStore};
+
+use crate::flusher::Flusher;
+use crate::layout::GroupTrees;
+
+/// A routing group's Raft, with this crate's state machine.
+pub type GroupRaft = roster_raft::typ::Raft<StateMachineStore>;
+
+/// Groups one node may hold replicas of: every group of the pool (G defaults to 32) plus the CMS
+/// group, with room for a larger G.
+pub const GROUPS_PER_NODE_MAX: usize = 1_024;
+
+/// How a node's database is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The database directory (created if absent).
+    pub path: PathBuf,
+    /// sled's page cache, in bytes. Default 256 MiB. Group states are held in memory anyway;
+    /// the cache serves log reads for replication.
+    pub cache_capacity_bytes: u64,
+}
+
+/// Why the store could not be opened or a group not served.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, corruption found by sled, lock held by another process).
+    #[error("database error: {0}")]
+    Database(String),
+    /// A file operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// Stored bytes did not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// Stored data breaks an invariant of the store.
+    #[error("group {group_id}: corrupt store: {reason}")]
+    Corrupt {
+        /// The group.
+        group_id: GroupId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The group's storage is already open (two writers would break Raft's ordering).
+    #[error("group {0} is already open")]
+    GroupOpen(GroupId),
+    /// More than [`GROUPS_PER_NODE_MAX`] groups open at once.
+    #[error("more than {GROUPS_PER_NODE_MAX} groups open")]
+    TooManyGroups,
+    /// A panic while the group's state was locked left it unusable.
+    #[error("group {0}: state lock poisoned by a panic")]
+    Poisoned(GroupId),
+}
+
+/// One node's database, shared by all its routing groups. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeStore {
+    shared: Arc<Shared>,
+}
+
+/// What every handle of a node's store shares.
+pub(crate) struct Shared {
+    // Field order is drop order: the flusher joins its thread (which holds a `Db` clone) before
+    // this handle of the database goes.
+    flusher: Flusher,
+    db: sled::Db,
+    path: PathBuf,
+    open_groups: Mutex<BTreeSet<GroupId>>,
+}
+
+/// Held by every handle of an open group; the last one to go closes the group.
+pub(crate) struct GroupLease {
+    group_id: GroupId,
+    shared: Arc<Shared>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            path: PathBuf::from("roster-data"),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl NodeStore {
+    /// Opens (or creates) the database at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<NodeStore, StoreError> {
+        NodeStore::open_with(&StoreOptions {
+            path: path.as_ref().to_path_buf(),
+            ..StoreOptions::default()
+        })
+    }
+
+    /// Opens (or creates) the database described by `options`.
+    pub fn open_with(options: &StoreOptions) -> Result<NodeStore, StoreError> {
+        let db = sled::Config::new()
+            .path(&options.path)
+            .cache_capacity(options.cache_capacity_bytes)
+            // Logs are purged behind every snapshot: favour space reclamation.
+            .mode(sled::Mode::LowSpace)
+            // Durability comes from the flusher (flush + fdatasync); sled's own timer only
+            // bounds how much unflushed data piles up between rounds.
+            .flush_every_ms(Some(1_000))
+            .use_compression(false)
+            .open()
+            .map_err(database)?;
+        // Durability: the files sled just created (`db`, `conf`, `blobs/`) exist after a crash
+        // only once their directory is synced.
+        sync_directory(&options.path)?;
+        let flusher = Flusher::start(db.clone(), &options.path)?;
+        Ok(NodeStore {
+            shared: Arc::new(Shared {
+                flusher,
+                db,
+                path: options.path.clone(),
+                open_groups: Mutex::new(BTreeSet::new()),
+            }),
+        })
+    }
+
+    /// Opens the storage of group `group_id`, loading its last snapshot.
+    ///
+    /// `policy` is the registrar policy of a group that has no snapshot yet; a group restored
+    /// from a snapshot keeps the policy recorded in it (it is replicated state: all replicas
+    /// must apply the same one).
+    pub fn group(
+        &self,
+        group_id: GroupId,
+        policy: &Policy,
+    ) -> Result<(LogStore, StateMachineStore), StoreError> {
+        let lease = Arc::new(self.lease(group_id)?);
+        let trees = GroupTrees::of(group_id);
+        let log_tree = self.shared.db.open_tree(&trees.log).map_err(database)?;
+        let meta_tree = self.shared.db.open_tree(&trees.meta).map_err(database)?;
+        let snapshot_tree = self
+            .shared
+            .db
+            .open_tree(&trees.snapshot)
+            .map_err(database)?;
+        let log_store = LogStore::open(group_id, log_tree, meta_tree, lease.clone())?;
+        let state_machine = StateMachineStore::open(group_id, snapshot_tree, policy, lease)?;
+        Ok((log_store, state_machine))
+    }
+
+    /// The groups that have data in this database, open or not.
+    pub fn group_ids(&self) -> BTreeSet<GroupId> {
+        self.shared
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|name| layout::group_of_tree(name))
+            .collect()
+    }
+
+    /// Deletes a group's data (its replica moved away). The group must not be open.
+    pub async fn remove_group(&self, group_id: GroupId) -> Result<(), StoreError> {
+        let lease = self.lease(group_id)?;
+        let trees = GroupTrees::of(group_id);
+        for name in [&trees.log, &trees.meta, &trees.snapshot] {
+            self.shared.db.drop_tree(name).map_err(database)?;
+        }
+        // Durability: the removal is on disk before this returns.
+        self.shared.flusher.flush().await?;
+        drop(lease);
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (one flusher round).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.shared.flusher.flush().await?;
+        Ok(())
+    }
+
+    /// Flusher rounds so far, each one sled flush plus one `fdatasync`, serving any number of
+    /// writes from any number of groups.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flusher.flush_count()
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn lease(&self, group_id: GroupId) -> Result<GroupLease, StoreError> {
+        let mut open = self
+            .shared
+            .open_groups
+            .lock()
+            .map_err(|_| StoreError::Poisoned(group_id))?;
+        if open.contains(&group_id) {
+            return Err(StoreError::GroupOpen(group_id));
+        }
+        if open.len() >= GROUPS_PER_NODE_MAX {
+            return Err(StoreError::TooManyGroups);
+        }
+        open.insert(group_id);
+        Ok(GroupLease {
+            group_id,
+            shared: self.shared.clone(),
+        })
+    }
+}
+
+impl GroupLease {
+    pub(crate) fn group_id(&self) -> GroupId {
+        self.group_id
+    }
+
+    pub(crate) fn flusher(&self) -> &Flusher {
+        &self.shared.flusher
+    }
+}
+
+impl Drop for GroupLease {
+    fn drop(&mut self) {
+        // A short section without `.await`. A poisoned set only means a panic elsewhere; the
+        // group is closed either way.
+        let mut open = match self.shared.open_groups.lock() {
+            Ok(open) => open,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        open.remove(&self.group_id);
+    }
+}
+
+pub(crate) fn database(error: sled::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+pub(crate) fn sled_io(error: sled::Error) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+fn sync_directory(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}

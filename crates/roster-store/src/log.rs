@@ -1,0 +1,313 @@
+//! [`LogStore`]: one group's Raft log and vote in sled (`RaftLogStorage` + `RaftLogReader`).
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader};
+use roster_raft::codec::{decode_entry, decode_meta, encode_entry, encode_meta};
+use roster_raft::{typ, GroupId, TypeConfig};
+
+use crate::flusher::Waiter;
+use crate::layout::{log_index, log_key, META_COMMITTED, META_PURGED, META_VOTE};
+use crate::{sled_io, GroupLease, StoreError};
+
+/// Entries returned by one `limited_get_log_entries` call at most (replication reads in such
+/// batches; openraft sends at most `PAYLOAD_ENTRIES_MAX` per message anyway).
+pub const LOG_READ_ENTRIES_MAX: usize = 1_024;
+/// Encoded bytes returned by one `limited_get_log_entries` call at most (at least one entry is
+/// always returned): bounds the memory of one replication read.
+pub const LOG_READ_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+const _: () = assert!(LOG_READ_BYTES_MAX >= roster_raft::ENTRY_SIZE_MAX);
+
+/// One group's log store; also its own log reader (clones share everything).
+#[derive(Clone)]
+pub struct LogStore {
+    group_id: GroupId,
+    log: sled::Tree,
+    meta: sled::Tree,
+    lease: Arc<GroupLease>,
+}
+
+impl LogStore {
+    pub(crate) fn open(
+        group_id: GroupId,
+        log: sled::Tree,
+        meta: sled::Tree,
+        lease: Arc<GroupLease>,
+    ) -> Result<LogStore, StoreError> {
+        debug_assert_eq!(lease.group_id(), group_id);
+        let store = LogStore {
+            group_id,
+            log,
+            meta,
+            lease,
+        };
+        store.finish_interrupted_purge()?;
+        Ok(store)
+    }
+
+    /// The group this log belongs to.
+    pub fn group_id(&self) -> GroupId {
+        self.group_id
+    }
+
+    /// A purge records the purged log id first, then deletes; a crash in between leaves entries
+    /// at or below it, which no reader may see. Deleting them now restores the invariant.
+    fn finish_interrupted_purge(&self) -> Result<(), StoreError> {
+        let purged = self.read_purged()?;
+        if let Some(purged) = purged {
+            self.remove_through(purged.index).map_err(StoreError::Io)?;
+        }
+        Ok(())
+    }
+
+    fn read_purged(&self) -> io::Result<Option<typ::LogId>> {
+        self.read_meta(META_PURGED, "purged log id")
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> io::Result<Option<T>> {
+        let Some(bytes) = self.meta.get(key).map_err(sled_io)? else {
+            return Ok(None);
+        };
+        decode_meta(what, &bytes).map(Some).map_err(invalid)
+    }
+
+    fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+        value: &T,
+    ) -> io::Result<()> {
+        let bytes = encode_meta(what, value).map_err(invalid)?;
+        self.meta.insert(key, bytes).map_err(sled_io)?;
+        Ok(())
+    }
+
+    /// The last entry's log id, from the log itself.
+    fn last_entry_log_id(&self) -> io::Result<Option<typ::LogId>> {
+        let Some((key, value)) = self.log.last().map_err(sled_io)? else {
+            return Ok(None);
+        };
+        let entry = self.decode_at(&key, &value)?;
+        Ok(Some(entry.log_id))
+    }
+
+    /// The last entry's index, from its key alone (no decode).
+    fn last_index(&self) -> io::Result<Option<u64>> {
+        let Some((key, _)) = self.log.last().map_err(sled_io)? else {
+            return Ok(None);
+        };
+        log_index(&key)
+            .map(Some)
+            .ok_or_else(|| self.corrupt("a log key is not 8 bytes"))
+    }
+
+    /// Decodes the entry stored under `key`, checking that it is the entry of that index.
+    fn decode_at(&self, key: &[u8], value: &[u8]) -> io::Result<typ::Entry> {
+        let index = log_index(key).ok_or_else(|| self.corrupt("a log key is not 8 bytes"))?;
+        let entry = decode_entry(value).map_err(invalid)?;
+        if entry.log_id.index != index {
+            return Err(self.corrupt(&format!(
+                "key {index} holds the entry of index {}",
+                entry.log_id.index
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// Reads entries of `range`, at most `entries_max` of them and (past the first)
+    /// `bytes_max` encoded bytes, checking that they are consecutive.
+    fn read_range<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        entries_max: usize,
+        bytes_max: usize,
+    ) -> io::Result<Vec<typ::Entry>> {
+        let start = match range.start_bound() {
+            Bound::Included(index) => Bound::Included(log_key(*index)),
+            Bound::Excluded(index) => Bound::Excluded(log_key(*index)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(index) => Bound::Included(log_key(*index)),
+            Bound::Excluded(index) => Bound::Excluded(log_key(*index)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut entries: Vec<typ::Entry> = Vec::new();
+        let mut bytes_read = 0usize;
+        for item in self.log.range::<[u8; 8], _>((start, end)) {
+            let (key, value) = item.map_err(sled_io)?;
+            if !entries.is_empty()
+                && (entries.len() >= entries_max || bytes_read + value.len() > bytes_max)
+            {
+                break;
+            }
+            let entry = self.decode_at(&key, &value)?;
+            if let Some(previous) = entries.last() {
+                if entry.log_id.index != previous.log_id.index + 1 {
+                    return Err(self.corrupt(&format!(
+                        "hole in the log between {} and {}",
+                        previous.log_id.index, entry.log_id.index
+                    )));
+                }
+            }
+            bytes_read += value.len();
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Deletes every entry at or below `index`, atomically.
+    fn remove_through(&self, index: u64) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(..=log_key(index)).keys() {
+            batch.remove(key.map_err(sled_io)?);
+        }
+        self.log.apply_batch(batch).map_err(sled_io)
+    }
+
+    /// Deletes every entry from `index` on, atomically.
+    fn remove_from(&self, index: u64) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(log_key(index)..).keys() {
+            batch.remove(key.map_err(sled_io)?);
+        }
+        self.log.apply_batch(batch).map_err(sled_io)
+    }
+
+    fn corrupt(&self, reason: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("group {}: corrupt log: {reason}", self.group_id),
+        )
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<typ::Entry>, io::Error> {
+        self.read_range(range, usize::MAX, usize::MAX)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<typ::Vote>, io::Error> {
+        self.read_meta(META_VOTE, "vote")
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<typ::Entry>, io::Error> {
+        self.read_range(start..end, LOG_READ_ENTRIES_MAX, LOG_READ_BYTES_MAX)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<typ::LogState, io::Error> {
+        let last_purged_log_id = self.read_purged()?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &typ::Vote) -> Result<(), io::Error> {
+        self.write_meta(META_VOTE, "vote", vote)?;
+        // Durability: the vote is on disk before this returns.
+        self.lease.flusher().flush().await
+    }
+
+    async fn save_committed(&mut self, committed: Option<typ::LogId>) -> Result<(), io::Error> {
+        match committed {
+            Some(log_id) => self.write_meta(META_COMMITTED, "committed log id", &log_id)?,
+            None => {
+                self.meta.remove(META_COMMITTED).map_err(sled_io)?;
+            }
+        }
+        // Durability: none awaited here; the next flush of any group carries it. A crash may
+        // lose the latest value, which only makes the restart replay less (see the crate doc).
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<typ::LogId>, io::Error> {
+        self.read_meta(META_COMMITTED, "committed log id")
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = typ::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        let mut previous: Option<u64> = self.last_index()?;
+        for entry in entries {
+            let index = entry.log_id.index;
+            // Precondition: appends extend the log without a hole; a conflicting suffix has been
+            // truncated first (openraft's contract).
+            if let Some(previous) = previous {
+                if index != previous + 1 {
+                    return Err(io::Error::other(format!(
+                        "group {}: append of index {index} after {previous} would leave a hole or overwrite",
+                        self.group_id
+                    )));
+                }
+            }
+            // An entry too large to read back must not be written: refusing stops the replica.
+            let bytes = encode_entry(&entry).map_err(invalid)?;
+            batch.insert(&log_key(index), bytes);
+            previous = Some(index);
+        }
+        // Atomic, and readable by every reader as soon as it returns (openraft's contract).
+        self.log.apply_batch(batch).map_err(sled_io)?;
+        // Durability: the callback fires after the flusher's next flush + fdatasync.
+        self.lease.flusher().enqueue(Waiter::Append(callback)).await
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<typ::LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |log_id| log_id.index + 1);
+        self.remove_from(from)?;
+        // Durability: the truncation is on disk before this returns, so a restart cannot bring
+        // back a suffix that conflicts with entries appended after it.
+        self.lease.flusher().flush().await?;
+        // Postcondition: nothing at or after `from` remains.
+        let last = self.last_entry_log_id()?;
+        if last.is_some_and(|log_id| log_id.index >= from) {
+            return Err(self.corrupt("entries remain after truncation"));
+        }
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: typ::LogId) -> Result<(), io::Error> {
+        // The purged id first: entries at or below it are ignored (and removed at open) even if
+        // the deletion below is interrupted.
+        self.write_meta(META_PURGED, "purged log id", &log_id)?;
+        self.remove_through(log_id.index)?;
+        // Durability: the purge is on disk before this returns.
+        self.lease.flusher().flush().await
+    }
+}
+
+fn invalid(error: roster_raft::CodecError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
