@@ -294,6 +294,27 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
+    /// Purges expired bindings in every group this node leads (an ordinary command, so every
+    /// replica removes the same bindings at the same log position).
+    pub async fn purge_expired(&self, now_ms: u64) -> Result<(), PoolError> {
+        for group in self.groups() {
+            let Some(replica) = self.replica(group) else {
+                continue;
+            };
+            if !replica.raft.is_leader() {
+                continue;
+            }
+            let expired = replica
+                .state
+                .read(|state| state.registry().has_expired(now_ms))
+                .map_err(|error| PoolError::Internal(error.to_string()))?;
+            if expired {
+                self.write(group, Command::PurgeExpired).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A status document: per group, this replica's view.
     pub fn status(&self) -> serde_json::Value {
         let replicas: Vec<(GroupId, Arc<Replica>)> = self
