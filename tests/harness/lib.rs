@@ -2,6 +2,7 @@
 //! cleans up. Every wait has a deadline; every child is killed on drop.
 #![deny(missing_docs)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -348,4 +349,244 @@ fn tail(text: &str, max: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// A REGISTER for `user` of example.com with one contact (or none: a query), over UDP to
+/// `target`; the response text, or `None` after `timeout`.
+pub fn register_udp(
+    target: SocketAddr,
+    user: &str,
+    call_id: &str,
+    cseq: u32,
+    contact: Option<&str>,
+    timeout: Duration,
+) -> Option<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(timeout)).ok()?;
+    let port = socket.local_addr().ok()?.port();
+    let contact = contact
+        .map(|c| format!("Contact: <{c}>\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};rport;branch=z9hG4bK-{call_id}-{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag={call_id}\r\nTo: <sip:{user}@example.com>\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{contact}Content-Length: 0\r\n\r\n"
+    );
+    socket.send_to(request.as_bytes(), target).ok()?;
+    let mut buffer = vec![0u8; 65_536];
+    let (length, _) = socket.recv_from(&mut buffer).ok()?;
+    Some(String::from_utf8_lossy(&buffer[..length]).into_owned())
+}
+
+/// The status code of a SIP response's text.
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A pool of three `roster start` processes made by `roster init`, on loopback.
+pub struct Pool {
+    /// The pool's files.
+    pub dir: TempDir,
+    /// SIP address of each node, by id (1..=3).
+    pub sip: BTreeMap<u64, SocketAddr>,
+    /// HTTP address of each running node.
+    pub http: BTreeMap<u64, SocketAddr>,
+    children: BTreeMap<u64, Child>,
+    configs: BTreeMap<u64, PathBuf>,
+}
+
+impl Pool {
+    /// Creates and starts a pool of three nodes with `users` and no authentication.
+    pub fn start(users: &Users) -> Pool {
+        let dir = TempDir::new("pool");
+        users.write(dir.path());
+        let base = free_port_range(6, 3);
+        let mut topology = String::from("[pool]\nname = \"test\"\ngroups = 8\n");
+        let mut sip = BTreeMap::new();
+        for id in 1..=3u64 {
+            let sip_address = SocketAddr::from(([127, 0, 0, 1], base + 2 * (id as u16 - 1)));
+            let cluster = SocketAddr::from(([127, 0, 0, 1], base + 100 + id as u16));
+            sip.insert(id, sip_address);
+            topology.push_str(&format!(
+                "\n[[node]]\nid = {id}\ncluster = \"{cluster}\"\nsip = \"{sip_address}\"\nhttp = \"127.0.0.1:0\"\n"
+            ));
+        }
+        let topology_path = dir.path().join("topology.toml");
+        std::fs::write(&topology_path, topology).expect("write topology");
+        let output = Command::new(roster_bin())
+            .arg("init")
+            .arg("--topology")
+            .arg(&topology_path)
+            .arg("--dir")
+            .arg(dir.path().join("pool"))
+            .arg("--no-auth")
+            .output()
+            .expect("run roster init");
+        assert!(
+            output.status.success(),
+            "roster init failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let configs = (1..=3u64)
+            .map(|id| (id, dir.path().join(format!("pool/node-{id}/roster.toml"))))
+            .collect();
+        let mut pool = Pool {
+            dir,
+            sip,
+            http: BTreeMap::new(),
+            children: BTreeMap::new(),
+            configs,
+        };
+        let ids: Vec<u64> = pool.configs.keys().copied().collect();
+        let waits: Vec<_> = ids.iter().map(|&id| pool.spawn(id)).collect();
+        for (id, ready) in ids.into_iter().zip(waits) {
+            pool.await_ready(id, ready);
+        }
+        pool
+    }
+
+    fn spawn(&mut self, id: u64) -> mpsc::Receiver<Option<SocketAddr>> {
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log")))
+            .expect("node log");
+        let mut child = Command::new(roster_bin())
+            .arg("start")
+            .arg("--config")
+            .arg(&self.configs[&id])
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn roster start");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut http = None;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = line.strip_prefix("roster: http ") {
+                    http = address.parse().ok();
+                }
+                if line == "roster: ready" {
+                    let _ = ready_tx.send(http);
+                }
+            }
+        });
+        self.children.insert(id, child);
+        ready_rx
+    }
+
+    fn await_ready(&mut self, id: u64, ready: mpsc::Receiver<Option<SocketAddr>>) {
+        match ready.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(http)) => {
+                self.http.insert(id, http);
+            }
+            _ => panic!(
+                "pool node {id} not ready within 60 s; log: {}",
+                std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log")))
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
+    /// `kill -9` node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.http.remove(&id);
+    }
+
+    /// Starts node `id` again from its disk and waits until it is ready.
+    pub fn restart(&mut self, id: u64) {
+        let ready = self.spawn(id);
+        self.await_ready(id, ready);
+    }
+
+    /// Node `id`'s view of each routing group, from its JSON status.
+    pub fn groups(&self, id: u64) -> Vec<GroupRow> {
+        let Some(&http) = self.http.get(&id) else {
+            return Vec::new();
+        };
+        let (_, body) = http_get(http, "/status");
+        parse_groups(&body)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One routing group as a node reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupRow {
+    /// The group.
+    pub group: u64,
+    /// The leader the node knows of.
+    pub leader: Option<u64>,
+    /// The commit index.
+    pub committed: Option<u64>,
+    /// The applied index.
+    pub applied: Option<u64>,
+}
+
+/// Group rows from a node's `/status` JSON, read without a JSON library: each group object
+/// lists these keys.
+fn parse_groups(body: &str) -> Vec<GroupRow> {
+    let number = |object: &str, key: &str| -> Option<u64> {
+        let start = object.find(&format!("\"{key}\":"))? + key.len() + 3;
+        let digits: String = object[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    body.split('{')
+        .filter(|object| object.contains("\"group\":"))
+        .filter_map(|object| {
+            Some(GroupRow {
+                group: number(object, "group")?,
+                leader: number(object, "leader"),
+                committed: number(object, "committed"),
+                applied: number(object, "applied"),
+            })
+        })
+        .collect()
+}
+
+/// A base port such that `udp_tcp` consecutive ports are free for UDP and TCP and `cluster`
+/// ports at base+101.. are free for UDP.
+pub fn free_port_range(udp_tcp: u16, cluster: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..500 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) as u16;
+        let base = 30_000 + (std::process::id() % 300) as u16 * 90 + (step % 60) * 200;
+        if base > 60_000 {
+            continue;
+        }
+        let sip_free = (base..base + udp_tcp).all(|port| {
+            UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        let cluster_free = (base + 101..base + 101 + cluster)
+            .all(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok());
+        if sip_free && cluster_free {
+            return base;
+        }
+    }
+    panic!("no free port range");
 }

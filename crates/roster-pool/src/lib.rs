@@ -3,13 +3,17 @@
 //! Main types: [`PoolNode`] (its groups, the write and read paths, the handler its peers
 //! call), [`placement`] (where replicas go, and the moves that rebalance them), [`Topology`]
 //! (the pool as the operator writes it), [`protocol`] (what nodes say to each other) and
-//! [`router`] (Raft traffic of every group over one `roster-net` network).
+//! [`router`] (Raft traffic of every group over one `roster-net` network). Membership changes
+//! (moves, rebalancing after a node joins or drains, leader balancing) are methods of
+//! [`PoolNode`]: [`PoolNode::move_replica`], [`PoolNode::rebalance`],
+//! [`PoolNode::balance_leaders`].
 //!
 //! **Architecture Invariant**: this crate knows openraft, not QUIC (that is `roster-net`) nor
 //! sled (that is `roster-store`). Every write carries the pool's epoch; the leader stamps the
 //! time; apply never reads a clock.
 #![deny(missing_docs)]
 
+mod membership;
 pub mod node;
 pub mod placement;
 pub mod protocol;

@@ -6,8 +6,8 @@
 //! or whose leader has not heard from a quorum within the election timeout, is refused at once
 //! ([`PoolError::Unavailable`]; the SIP front answers `503` with `Retry-After`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
@@ -20,15 +20,23 @@ use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
 use tracing::{debug, info, warn};
 
 use crate::placement::Assignment;
-use crate::protocol::{decode, encode, PoolRequest, PoolResponse, ServeError};
+use crate::protocol::{decode, encode, GroupMembers, PoolRequest, PoolResponse, ServeError};
 use crate::router::{GroupNetworks, PoolRouter};
 
 /// Forwarding hops a write or read may take before it gives up: the leader can change under
 /// it, but more than a few hops means the group is electing; the client retries.
 const FORWARD_HOPS_MAX: usize = 4;
 
+/// Extra hops a request may take while views of the leader disagree (an election): with a
+/// [`LEADER_POLL`] pause before each, 40 cover a second, an election's length.
+const ELECTION_HOPS_MAX: usize = 40;
+
 /// How often the write path looks for a leader while a group is electing.
 const LEADER_POLL: Duration = Duration::from_millis(25);
+
+/// Attempts to delete a closed group's data while requests in flight still hold its storage:
+/// 200 × [`LEADER_POLL`] = 5 s, far more than any request holds a handle.
+const CLOSE_ATTEMPTS_MAX: usize = 200;
 
 /// A write or read the pool could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +75,28 @@ pub struct PoolOptions {
     pub leader_wait: Duration,
 }
 
-struct Replica {
-    raft: GroupRaft,
-    state: GroupStateHandle,
+pub(crate) struct Replica {
+    pub(crate) raft: GroupRaft,
+    pub(crate) state: GroupStateHandle,
 }
 
-/// What the write and read paths route to a group's leader.
+/// What the write, read and membership paths route to a group's leader.
 #[derive(Clone, Debug)]
-enum Operation {
+pub(crate) enum Operation {
     Write(GroupRequest),
-    Read { aor: String, now_ms: u64 },
+    Read {
+        aor: String,
+        now_ms: u64,
+    },
+    Members,
+    Move {
+        add: NodeId,
+        remove: Option<NodeId>,
+        addresses: BTreeMap<NodeId, String>,
+    },
+    TransferLeader {
+        to: NodeId,
+    },
 }
 
 impl Operation {
@@ -91,14 +111,29 @@ impl Operation {
                 aor: aor.clone(),
                 now_ms: *now_ms,
             },
+            Operation::Members => PoolRequest::Members { group },
+            Operation::Move {
+                add,
+                remove,
+                addresses,
+            } => PoolRequest::MoveReplica {
+                group,
+                add: *add,
+                remove: *remove,
+                addresses: addresses.clone(),
+            },
+            Operation::TransferLeader { to } => PoolRequest::TransferLeader { group, to: *to },
         }
     }
 }
 
 /// What an [`Operation`] returns.
-enum Answer {
+pub(crate) enum Answer {
     Written(GroupResponse),
     Bindings(Vec<Binding>),
+    Members(GroupMembers),
+    Moved(Vec<NodeId>),
+    Done,
 }
 
 impl Answer {
@@ -106,6 +141,9 @@ impl Answer {
         match response {
             PoolResponse::Write(result) => result.map(Answer::Written),
             PoolResponse::Read(result) => result.map(Answer::Bindings),
+            PoolResponse::Members(result) => result.map(Answer::Members),
+            PoolResponse::Moved(result) => result.map(Answer::Moved),
+            PoolResponse::Done(result) => result.map(|()| Answer::Done),
             other => Err(ServeError::Unavailable(format!(
                 "unexpected answer {other:?}"
             ))),
@@ -113,19 +151,42 @@ impl Answer {
     }
 }
 
+/// Where this node believes each group's replicas and leader are, for groups it holds no
+/// replica of (it must still forward their writes and reads). Hints only: a wrong one costs a
+/// hop, never correctness.
+#[derive(Default)]
+pub(crate) struct Hints {
+    /// The node that last answered for the group as its leader.
+    leaders: HashMap<GroupId, NodeId>,
+    /// The replicas of the assignment the node started with, updated by the moves it ran.
+    pub(crate) replicas: Assignment,
+    /// Every node this node has heard of.
+    peers: BTreeSet<NodeId>,
+}
+
 /// One node of a pool.
 pub struct PoolNode<N: Network> {
-    options: PoolOptions,
-    router: PoolRouter<N>,
-    store: NodeStore,
+    pub(crate) options: PoolOptions,
+    pub(crate) router: PoolRouter<N>,
+    pub(crate) store: NodeStore,
     /// A `std` lock: held only to clone a replica handle out, never across an `.await`.
     replicas: RwLock<HashMap<GroupId, Arc<Replica>>>,
+    /// A `std` lock around short sections without `.await`.
+    pub(crate) hints: Mutex<Hints>,
+    /// Serializes opening and closing replicas (a `tokio` lock: held across the awaits of
+    /// starting and stopping a Raft group).
+    lifecycle: tokio::sync::Mutex<()>,
     clock: fn() -> u64,
 }
 
 impl<N: Network> PoolNode<N> {
-    /// Opens the replicas `assignment` places on this node and starts their Raft groups.
+    /// Opens the replicas `assignment` places on this node, and those it has data for (it held
+    /// them before a restart, or joined them by a move), and starts their Raft groups.
     /// `clock` gives milliseconds since the Unix epoch (the leader's timestamp for writes).
+    ///
+    /// A node joining a running pool starts with the pool's current assignment (or an empty
+    /// one) and must not call [`PoolNode::bootstrap`]: its replicas arrive by moves
+    /// ([`PoolNode::rebalance`]).
     pub async fn start(
         options: PoolOptions,
         store: NodeStore,
@@ -133,17 +194,28 @@ impl<N: Network> PoolNode<N> {
         assignment: &Assignment,
         clock: fn() -> u64,
     ) -> Result<Arc<PoolNode<N>>, PoolError> {
+        let mut groups: BTreeSet<GroupId> = store.group_ids();
+        let peers: BTreeSet<NodeId> = assignment.values().flatten().copied().collect();
         let node = Arc::new(PoolNode {
             router: PoolRouter::new(network),
             store,
             replicas: RwLock::new(HashMap::new()),
+            hints: Mutex::new(Hints {
+                leaders: HashMap::new(),
+                replicas: assignment.clone(),
+                peers,
+            }),
+            lifecycle: tokio::sync::Mutex::new(()),
             clock,
             options,
         });
         for (&group, replicas) in assignment {
             if replicas.contains(&node.options.node_id) {
-                node.open_replica(group).await?;
+                groups.insert(group);
             }
+        }
+        for group in groups {
+            node.open_replica(group).await?;
         }
         Ok(node)
     }
@@ -155,6 +227,7 @@ impl<N: Network> PoolNode<N> {
         assignment: &Assignment,
         addresses: &BTreeMap<NodeId, String>,
     ) -> Result<(), PoolError> {
+        self.learn_peers(addresses.keys().copied());
         for (&group, voters) in assignment {
             if voters.first() != Some(&self.options.node_id) {
                 continue;
@@ -216,6 +289,12 @@ impl<N: Network> PoolNode<N> {
         self.replica(group).map(|r| r.raft.clone())
     }
 
+    /// The applied state of this node's replica of `group`, if it holds one (status pages and
+    /// tests; reads that must be linearizable go through [`PoolNode::read`]).
+    pub fn state(&self, group: GroupId) -> Option<GroupStateHandle> {
+        self.replica(group).map(|r| r.state.clone())
+    }
+
     /// Applies `command` in `group`, through the group's leader.
     pub async fn write(
         &self,
@@ -229,7 +308,7 @@ impl<N: Network> PoolNode<N> {
         };
         match self.routed(group, Operation::Write(request)).await? {
             Answer::Written(response) => Ok(response),
-            Answer::Bindings(_) => Err(self.unavailable(group, "read answer to a write".into())),
+            _ => Err(self.unavailable(group, "unexpected answer to a write".into())),
         }
     }
 
@@ -247,7 +326,7 @@ impl<N: Network> PoolNode<N> {
         };
         match self.routed(group, operation).await? {
             Answer::Bindings(bindings) => Ok(bindings),
-            Answer::Written(_) => Err(self.unavailable(group, "write answer to a read".into())),
+            _ => Err(self.unavailable(group, "unexpected answer to a read".into())),
         }
     }
 
@@ -255,27 +334,144 @@ impl<N: Network> PoolNode<N> {
     /// it moves, within the request timeout.
     async fn routed(&self, group: GroupId, operation: Operation) -> Result<Answer, PoolError> {
         let deadline = tokio::time::Instant::now() + self.options.request_timeout;
-        let mut target = self.leader_of(group, deadline).await?;
-        for _ in 0..FORWARD_HOPS_MAX {
+        self.routed_until(group, operation, deadline).await
+    }
+
+    /// [`PoolNode::routed`] with its own deadline. A node without a replica of `group` asks
+    /// the nodes its hints name, in turn.
+    pub(crate) async fn routed_until(
+        &self,
+        group: GroupId,
+        operation: Operation,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, PoolError> {
+        let mut tried: Vec<NodeId> = Vec::new();
+        let mut target = self.next_target(group, &mut tried, deadline).await?;
+        let hops_max = FORWARD_HOPS_MAX + self.peer_count() + ELECTION_HOPS_MAX;
+        for _ in 0..hops_max {
+            tried.push(target);
             let result = if target == self.options.node_id {
                 self.serve_operation(group, operation.clone()).await
             } else {
-                self.forward(target, operation.request(group), deadline)
+                let hop_deadline = match operation {
+                    // A move runs long on the leader: it gets all the time there is.
+                    Operation::Move { .. } => deadline,
+                    // Others get half the request timeout per hop, so that a message lost
+                    // to a leader that is gone leaves time to try the next one.
+                    _ => {
+                        deadline.min(tokio::time::Instant::now() + self.options.request_timeout / 2)
+                    }
+                };
+                self.forward(target, operation.request(group), hop_deadline)
                     .await
                     .and_then(Answer::from_response)
             };
             match result {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    self.note_leader(group, target);
+                    return Ok(answer);
+                }
                 Err(ServeError::NotLeader {
                     leader: Some(leader),
-                }) => target = leader,
-                Err(ServeError::NotLeader { leader: None }) => {
-                    target = self.leader_of(group, deadline).await?;
+                }) if leader != target => {
+                    // Back to a node already asked: views of the leader disagree while the
+                    // group elects; give the election a moment.
+                    if tried.contains(&leader) {
+                        if tokio::time::Instant::now() + LEADER_POLL >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(LEADER_POLL).await;
+                    }
+                    target = leader;
+                }
+                Err(ServeError::NotLeader { .. }) | Err(ServeError::UnknownGroup(_)) => {
+                    target = self.next_target(group, &mut tried, deadline).await?;
                 }
                 Err(error) => return Err(self.unavailable(group, error.to_string())),
             }
         }
         Err(self.unavailable(group, "leader changed too often".into()))
+    }
+
+    /// Where to send a request for `group` next: the leader this node's replica knows (waiting
+    /// while it elects), or, without a replica here, the next node the hints name that was not
+    /// `tried` yet (starting again after a pause when all were).
+    async fn next_target(
+        &self,
+        group: GroupId,
+        tried: &mut Vec<NodeId>,
+        deadline: tokio::time::Instant,
+    ) -> Result<NodeId, PoolError> {
+        // A replica that knows its group follows its leader; an empty one (opened for a move
+        // that has not reached it yet) knows nothing, and asks like a node without a replica.
+        let knows_group = self.replica(group).is_some_and(|replica| {
+            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let knows = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some();
+            knows
+        });
+        if knows_group {
+            return self.leader_of(group, deadline).await;
+        }
+        let candidates = self.candidates(group);
+        if let Some(next) = candidates.iter().find(|n| !tried.contains(n)) {
+            return Ok(*next);
+        }
+        // Every candidate said no: the group is electing. Pause, then start over.
+        if tokio::time::Instant::now() + LEADER_POLL >= deadline || candidates.is_empty() {
+            return Err(self.unavailable(group, "no node leads the group".into()));
+        }
+        tokio::time::sleep(LEADER_POLL).await;
+        tried.clear();
+        candidates
+            .first()
+            .copied()
+            .ok_or_else(|| self.unavailable(group, "no node to ask".into()))
+    }
+
+    /// The nodes that may lead `group`, likeliest first: the last leader seen, the replicas
+    /// of the hinted assignment, then every other node heard of. Never this node.
+    fn candidates(&self, group: GroupId) -> Vec<NodeId> {
+        let hints = self.hints_lock();
+        let mut candidates: Vec<NodeId> = Vec::new();
+        let ordered = hints
+            .leaders
+            .get(&group)
+            .into_iter()
+            .chain(hints.replicas.get(&group).into_iter().flatten())
+            .chain(hints.peers.iter());
+        for node in ordered {
+            if *node != self.options.node_id && !candidates.contains(node) {
+                candidates.push(*node);
+            }
+        }
+        candidates
+    }
+
+    fn note_leader(&self, group: GroupId, leader: NodeId) {
+        let mut hints = self.hints_lock();
+        hints.leaders.insert(group, leader);
+        hints.peers.insert(leader);
+    }
+
+    /// Adds `peers` to the nodes this node knows of.
+    pub(crate) fn learn_peers(&self, peers: impl IntoIterator<Item = NodeId>) {
+        self.hints_lock().peers.extend(peers);
+    }
+
+    fn peer_count(&self) -> usize {
+        self.hints_lock().peers.len()
+    }
+
+    pub(crate) fn hints_lock(&self) -> std::sync::MutexGuard<'_, Hints> {
+        // A poisoned lock only means a panic elsewhere mid-update; hints are only hints.
+        self.hints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn serve_operation(
@@ -291,6 +487,18 @@ impl<N: Network> PoolNode<N> {
                 .read_local(group, &aor, now_ms)
                 .await
                 .map(Answer::Bindings),
+            Operation::Members => self.members_local(group).await.map(Answer::Members),
+            Operation::Move {
+                add,
+                remove,
+                addresses,
+            } => self
+                .move_local(group, add, remove, &addresses)
+                .await
+                .map(Answer::Moved),
+            Operation::TransferLeader { to } => {
+                self.transfer_local(group, to).await.map(|()| Answer::Done)
+            }
         }
     }
 
@@ -347,7 +555,20 @@ impl<N: Network> PoolNode<N> {
         })
     }
 
-    async fn open_replica(&self, group: GroupId) -> Result<(), PoolError> {
+    /// Opens this node's replica of `group` and starts its Raft group, without initializing
+    /// it: an empty replica waits, as a learner-to-be, for the leader to replicate to it.
+    /// Idempotent: a replica already open is left as it is.
+    pub async fn open_replica(&self, group: GroupId) -> Result<(), PoolError> {
+        if group >= self.options.groups {
+            return Err(PoolError::Internal(format!(
+                "group {group} is outside 0..{}",
+                self.options.groups
+            )));
+        }
+        let _lifecycle = self.lifecycle.lock().await;
+        if self.replica(group).is_some() {
+            return Ok(());
+        }
         let (log, state_machine) = self
             .store
             .group(group, &self.options.policy)
@@ -378,14 +599,49 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    fn replicas_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<Replica>>> {
+    /// Stops this node's replica of `group` and deletes its data: the node has been removed
+    /// from the group. Idempotent: without a replica it only makes sure no data is left.
+    ///
+    /// The caller must know the node is no longer a member (the group's leader does, once the
+    /// membership change is committed); see [`PoolRequest::CloseReplica`].
+    pub async fn close_replica(&self, group: GroupId) -> Result<(), PoolError> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let replica = match self.replicas.write() {
+            Ok(mut replicas) => replicas.remove(&group),
+            Err(_) => return Err(PoolError::Internal("replica table lock poisoned".into())),
+        };
+        if let Some(replica) = replica {
+            if let Err(error) = replica.raft.shutdown().await {
+                warn!(group, %error, "raft shutdown failed");
+            }
+            info!(group, node = self.options.node_id, "closed replica");
+        }
+        // The storage is released when the last handle of the stopped group goes; requests in
+        // flight may hold one for a moment.
+        for _ in 0..CLOSE_ATTEMPTS_MAX {
+            match self.store.remove_group(group).await {
+                Ok(()) => return Ok(()),
+                Err(roster_store::StoreError::GroupOpen(_)) => {
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+                Err(error) => return Err(PoolError::Internal(error.to_string())),
+            }
+        }
+        Err(PoolError::Internal(format!(
+            "group {group} still open after its replica stopped"
+        )))
+    }
+
+    pub(crate) fn replicas_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<Replica>>> {
         // A poisoned lock only means a panic elsewhere while inserting; the map is still whole.
         self.replicas
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn replica(&self, group: GroupId) -> Option<Arc<Replica>> {
+    pub(crate) fn replica(&self, group: GroupId) -> Option<Arc<Replica>> {
         self.replicas_read().get(&group).cloned()
     }
 
@@ -412,13 +668,12 @@ impl<N: Network> PoolNode<N> {
         match self.replica(group) {
             // Cloned out at once (see `status`).
             Some(replica) => replica.raft.metrics().borrow_watched().current_leader,
-            // No replica here: any node of the pool holding one will forward; ask the
-            // group's replicas in turn through the first one we can name.
+            // No replica here: `next_target` asks the nodes the hints name.
             None => None,
         }
     }
 
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         target: NodeId,
         request: PoolRequest,
@@ -487,7 +742,7 @@ impl<N: Network> PoolNode<N> {
 
     /// Refuses at once when this replica is not the leader, or leads without having heard
     /// from a quorum for longer than an election timeout (it is cut off: a write would hang).
-    fn check_leadership(&self, replica: &Replica) -> Result<(), ServeError> {
+    pub(crate) fn check_leadership(&self, replica: &Replica) -> Result<(), ServeError> {
         let metrics = replica.raft.metrics().borrow_watched().clone();
         if metrics.current_leader != Some(self.options.node_id) {
             return Err(ServeError::NotLeader {
@@ -503,7 +758,7 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    fn unavailable(&self, group: GroupId, reason: String) -> PoolError {
+    pub(crate) fn unavailable(&self, group: GroupId, reason: String) -> PoolError {
         warn!(group, node = self.options.node_id, %reason, "group unavailable");
         PoolError::Unavailable {
             group,
@@ -562,6 +817,27 @@ impl<N: Network> PoolNode<N> {
             }
             PoolRequest::Read { group, aor, now_ms } => {
                 PoolResponse::Read(self.read_local(group, &aor, now_ms).await)
+            }
+            PoolRequest::OpenReplica { group } => PoolResponse::Done(
+                self.open_replica(group)
+                    .await
+                    .map_err(|error| ServeError::Unavailable(error.to_string())),
+            ),
+            PoolRequest::CloseReplica { group, members } => {
+                PoolResponse::Done(self.serve_close(group, &members).await)
+            }
+            PoolRequest::Groups => PoolResponse::Groups(self.groups()),
+            PoolRequest::Members { group } => {
+                PoolResponse::Members(self.members_local(group).await)
+            }
+            PoolRequest::MoveReplica {
+                group,
+                add,
+                remove,
+                addresses,
+            } => PoolResponse::Moved(self.move_local(group, add, remove, &addresses).await),
+            PoolRequest::TransferLeader { group, to } => {
+                PoolResponse::Done(self.transfer_local(group, to).await)
             }
         }
     }

@@ -166,6 +166,45 @@ pub fn apply(assignment: &Assignment, moves: &[Move]) -> Assignment {
     next
 }
 
+/// Who should lead each group: leaders spread evenly over the nodes (at most
+/// `ceil(groups / nodes)` each where the replicas allow), keeping the `current` leader of a
+/// group where the spread allows it (a transfer costs an election's pause), and otherwise
+/// the replica that leads fewest groups so far, first replicas first. Deterministic.
+pub fn leaders(
+    assignment: &Assignment,
+    current: &BTreeMap<GroupId, NodeId>,
+) -> BTreeMap<GroupId, NodeId> {
+    let nodes: BTreeSet<NodeId> = assignment.values().flatten().copied().collect();
+    let cap = assignment.len().div_ceil(nodes.len().max(1));
+    let mut led: BTreeMap<NodeId, usize> = nodes.iter().map(|&n| (n, 0)).collect();
+    let mut chosen: BTreeMap<GroupId, NodeId> = BTreeMap::new();
+    for (group, replicas) in assignment {
+        let Some(&leader) = current.get(group) else {
+            continue;
+        };
+        let count = led.entry(leader).or_default();
+        if replicas.contains(&leader) && *count < cap {
+            *count += 1;
+            chosen.insert(*group, leader);
+        }
+    }
+    for (group, replicas) in assignment {
+        if chosen.contains_key(group) {
+            continue;
+        }
+        let best = replicas
+            .iter()
+            .enumerate()
+            .min_by_key(|(position, node)| (led.get(node).copied().unwrap_or(0), *position))
+            .map(|(_, node)| *node);
+        if let Some(node) = best {
+            *led.entry(node).or_default() += 1;
+            chosen.insert(*group, node);
+        }
+    }
+    chosen
+}
+
 fn least_loaded(
     assignment: &Assignment,
     eligible: &BTreeSet<NodeId>,
@@ -253,6 +292,26 @@ mod tests {
     fn balanced_pool_needs_no_moves() {
         let nodes = [1, 2, 3, 4, 5, 6, 7];
         assert!(rebalance(&initial(&nodes, 32), &nodes).is_empty());
+    }
+
+    #[test]
+    fn leaders_spread_and_stay_put_when_balanced() {
+        let nodes = [1, 2, 3, 4];
+        let assignment = initial(&nodes, 32);
+        // Everything led by node 1 where it can: spread out.
+        let current: BTreeMap<GroupId, NodeId> = assignment
+            .iter()
+            .map(|(g, r)| (*g, if r.contains(&1) { 1 } else { r[0] }))
+            .collect();
+        let wanted = leaders(&assignment, &current);
+        let mut led: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (group, leader) in &wanted {
+            assert!(assignment[group].contains(leader));
+            *led.entry(*leader).or_default() += 1;
+        }
+        assert!(led.values().all(|&count| count == 8), "{led:?}");
+        // Balanced already: nothing changes.
+        assert_eq!(leaders(&assignment, &wanted), wanted);
     }
 
     #[test]

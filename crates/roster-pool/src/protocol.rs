@@ -4,6 +4,8 @@
 //! Raft traffic of every routing group shares one connection per node pair; the group id is in
 //! every message (openraft's multi-raft example does the same).
 
+use std::collections::BTreeMap;
+
 use roster_raft::{typ, GroupId, GroupRequest, GroupResponse, NodeId};
 use roster_registrar::Binding;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -63,6 +65,80 @@ pub enum PoolRequest {
         /// The reader's clock, to hide expired bindings.
         now_ms: u64,
     },
+    /// Open an empty replica of `group` (it will join as a learner; it does not initialize).
+    /// Sent by the group's leader before `add_learner`. Idempotent.
+    OpenReplica {
+        /// The routing group.
+        group: GroupId,
+    },
+    /// Close the replica of `group` and delete its data: the receiver has been removed from
+    /// the group. Idempotent.
+    CloseReplica {
+        /// The routing group.
+        group: GroupId,
+        /// The group's committed members (voters and learners) as its leader saw them after
+        /// the removal: the receiver refuses to close if it is one of them.
+        members: Vec<NodeId>,
+    },
+    /// The groups the receiver holds a replica of (open now).
+    Groups,
+    /// The members of `group`, answered by its leader after a read-index round.
+    Members {
+        /// The routing group.
+        group: GroupId,
+    },
+    /// Move a replica of `group` (run by its leader): `add` joins as learner, catches up and
+    /// becomes a voter, then `remove` (if any) leaves and closes its replica.
+    MoveReplica {
+        /// The routing group.
+        group: GroupId,
+        /// The node gaining a replica.
+        add: NodeId,
+        /// The node losing one.
+        remove: Option<NodeId>,
+        /// Cluster addresses, for the new member's `Node` record.
+        addresses: BTreeMap<NodeId, String>,
+    },
+    /// Transfer leadership of `group` to `to` (run by its leader), if `to` is caught up.
+    TransferLeader {
+        /// The routing group.
+        group: GroupId,
+        /// The new leader.
+        to: NodeId,
+    },
+}
+
+/// A routing group's members as its leader sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMembers {
+    /// The leader that answered.
+    pub leader: NodeId,
+    /// The voters (of the last configuration, when the group is in joint consensus).
+    pub voters: Vec<NodeId>,
+    /// Voters of the earlier configuration of a joint one that are not in the last (leaving,
+    /// but still voting until the change completes). Empty when not joint.
+    pub outgoing: Vec<NodeId>,
+    /// Members that do not vote.
+    pub learners: Vec<NodeId>,
+    /// Whether the membership is a joint configuration (a change is under way or was cut
+    /// short).
+    pub joint: bool,
+}
+
+impl GroupMembers {
+    /// Every member: voters (outgoing ones too) and learners, ascending.
+    pub fn all(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self
+            .voters
+            .iter()
+            .chain(&self.outgoing)
+            .chain(&self.learners)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
 }
 
 /// Why a forwarded write or read was not served.
@@ -95,6 +171,14 @@ pub enum PoolResponse {
     Write(Result<GroupResponse, ServeError>),
     /// To `Read`.
     Read(Result<Vec<Binding>, ServeError>),
+    /// To `OpenReplica`, `CloseReplica` and `TransferLeader`.
+    Done(Result<(), ServeError>),
+    /// To `Groups`.
+    Groups(Vec<GroupId>),
+    /// To `Members`.
+    Members(Result<GroupMembers, ServeError>),
+    /// To `MoveReplica`: the voters after the move.
+    Moved(Result<Vec<NodeId>, ServeError>),
     /// The request could not be decoded or names a group the node does not hold.
     Error(String),
 }

@@ -68,6 +68,12 @@ pub struct NodeSpec {
     pub id: NodeId,
     /// Its address for the cluster transport (QUIC).
     pub cluster: SocketAddr,
+    /// Its SIP address (UDP and TCP), for clients and `roster pool status`. Optional.
+    #[serde(default)]
+    pub sip: Option<SocketAddr>,
+    /// Its HTTP status address, for `roster pool status`. Optional.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
 }
 
 fn default_groups() -> u32 {

@@ -54,6 +54,35 @@ pub struct RawConfig {
     /// `[http]`.
     #[serde(default)]
     pub http: RawHttp,
+    /// `[pool]`: present when the node is one of a pool; absent for a single node with its
+    /// bindings in memory.
+    pub pool: Option<RawPool>,
+}
+
+/// `[pool]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// The pool's topology file (written by `roster init`), relative to this file.
+    pub topology: PathBuf,
+    /// This node's id in the topology.
+    pub node_id: u64,
+    /// Where this node's database lives, relative to this file.
+    pub data_dir: PathBuf,
+    /// The cluster CA certificate (PEM).
+    pub ca_certificate: PathBuf,
+    /// This node's cluster certificate (PEM), issued by the cluster CA.
+    pub node_certificate: PathBuf,
+    /// This node's cluster private key (PEM).
+    pub node_private_key: PathBuf,
+    /// The ownership epoch this pool writes with. Default 1.
+    pub epoch: Option<u64>,
+    /// Raft heartbeat. Default 150 ms, bound 50..=1000.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Raft election timeout, lower end. Default 1000 ms.
+    pub election_timeout_min_ms: Option<u64>,
+    /// Raft election timeout, upper end. Default 2000 ms.
+    pub election_timeout_max_ms: Option<u64>,
 }
 
 /// `[http]`.
@@ -137,6 +166,8 @@ pub struct RawAuth {
     /// `enabled = false`. Default false.
     #[serde(default)]
     pub open_directory: bool,
+    /// The nonce key file shared by a pool's nodes (64 hex digits). Default: a random key.
+    pub nonce_key_file: Option<PathBuf>,
 }
 
 impl Default for RawNode {
@@ -156,6 +187,7 @@ impl Default for RawAuth {
             nonce_lifetime_s: None,
             users_file: None,
             open_directory: false,
+            nonce_key_file: None,
         }
     }
 }
@@ -199,6 +231,34 @@ pub struct Config {
     pub open_directory: bool,
     /// HTTP address for metrics, health and status.
     pub http: Option<SocketAddr>,
+    /// Pool membership, when the node is one of a pool.
+    pub pool: Option<PoolConfig>,
+    /// The digest nonce key file (64 hex digits), shared by the nodes of a pool so a nonce
+    /// issued by one verifies on another. `None`: a random key per process.
+    pub nonce_key_file: Option<PathBuf>,
+}
+
+/// `[pool]`, checked and with paths resolved.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// This node's id.
+    pub node_id: u64,
+    /// The database directory.
+    pub data_dir: PathBuf,
+    /// Cluster CA certificate.
+    pub ca_certificate: PathBuf,
+    /// This node's certificate.
+    pub node_certificate: PathBuf,
+    /// This node's key.
+    pub node_private_key: PathBuf,
+    /// Ownership epoch.
+    pub epoch: u64,
+    /// Raft heartbeat, ms.
+    pub heartbeat_interval_ms: u64,
+    /// Election timeout range, ms.
+    pub election_timeout_ms: (u64, u64),
 }
 
 /// Digest authentication settings.
@@ -304,8 +364,50 @@ impl Config {
             users_file: raw.auth.users_file.map(|file| base.join(file)),
             open_directory: raw.auth.open_directory,
             http: raw.http.listen,
+            pool: raw.pool.map(|pool| pool_config(pool, base)).transpose()?,
+            nonce_key_file: raw.auth.nonce_key_file.map(|file| base.join(file)),
         })
     }
+}
+
+fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
+    if raw.node_id == 0 {
+        return Err(ConfigError::Invalid(
+            "pool.node_id must be 1 or more".into(),
+        ));
+    }
+    let heartbeat_interval_ms = bounded(
+        "pool.heartbeat_interval_ms",
+        raw.heartbeat_interval_ms,
+        150,
+        50,
+        1000,
+    )?;
+    let min = bounded(
+        "pool.election_timeout_min_ms",
+        raw.election_timeout_min_ms,
+        1000,
+        3 * heartbeat_interval_ms,
+        10_000,
+    )?;
+    let max = bounded(
+        "pool.election_timeout_max_ms",
+        raw.election_timeout_max_ms,
+        2000,
+        min + heartbeat_interval_ms,
+        10_000,
+    )?;
+    Ok(PoolConfig {
+        topology: base.join(raw.topology),
+        node_id: raw.node_id,
+        data_dir: base.join(raw.data_dir),
+        ca_certificate: base.join(raw.ca_certificate),
+        node_certificate: base.join(raw.node_certificate),
+        node_private_key: base.join(raw.node_private_key),
+        epoch: raw.epoch.unwrap_or(1),
+        heartbeat_interval_ms,
+        election_timeout_ms: (min, max),
+    })
 }
 
 fn bounded<T>(key: &str, value: Option<T>, default: T, min: T, max: T) -> Result<T, ConfigError>

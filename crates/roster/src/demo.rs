@@ -4,14 +4,12 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rand::distr::{Alphanumeric, SampleString};
-use roster_registrar::Transport;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::node::{self, Listening};
 use crate::users::{UserEntry, UsersFile};
 
 /// The demo's SIP domain.
@@ -33,39 +31,183 @@ pub struct DemoOptions {
     pub http: SocketAddr,
 }
 
-/// Writes the demo's files and runs its node until `shutdown`.
+/// Nodes of the demo pool.
+pub const DEMO_NODES: u64 = 3;
+
+/// How long the demo waits for its nodes to report ready.
+const NODES_READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One started node of the demo.
+struct DemoNode {
+    id: u64,
+    child: tokio::process::Child,
+    sip: Vec<(String, String)>,
+    http: Option<String>,
+}
+
+/// Writes the demo's files, starts a pool of three `roster start` processes on the loopback
+/// address, and runs until `shutdown`; then stops them.
 pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let tls_port = options
-        .sip
-        .port()
-        .checked_add(1)
-        .filter(|_| options.sip.port() != 0)
-        .context("--sip needs a port below 65535 (TLS listens on the next one)")?;
-    let tls_address = SocketAddr::new(options.sip.ip(), tls_port);
+    let base = options.sip.port();
+    anyhow::ensure!(
+        base != 0 && base <= 60_000,
+        "--sip needs a fixed port of 60000 or below (the pool uses the ports above it)"
+    );
     std::fs::create_dir_all(&options.dir)
         .with_context(|| format!("cannot create demo directory {}", options.dir.display()))?;
     let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
     write_files(&options, &password)?;
-    let config_text = format!(
-        "# Written by `roster demo`.\n[node]\nname = \"demo-1\"\n\n[sip]\n\
-         domains = [\"{DEMO_DOMAIN}\"]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\ntls = [\"{tls_address}\"]\n\
-         tls_certificate = \"tls/cert.pem\"\ntls_private_key = \"tls/key.pem\"\n\n[auth]\n\
-         enabled = {auth}\nopen_directory = {open}\nusers_file = \"users.toml\"\n\
-         # MD5 first: SIPp 3.6 and many phones answer only the first challenge, and only MD5.\n\
-         # A production pool should list SHA-256 first (RFC 8760 section 2.4).\n\
-         algorithms = [\"MD5\", \"SHA-256\"]\n\n[http]\nlisten = \"{http}\"\n",
-        http = options.http,
-        sip = options.sip,
-        auth = !options.no_auth,
-        open = options.no_auth,
-    );
-    let config_path = options.dir.join("roster.toml");
-    write(&config_path, &config_text)?;
-    let config = Config::load(&config_path)?;
-    node::run(config, shutdown, |listening| {
-        print!("{}", banner(&options, listening, &password));
+    let topology_path = options.dir.join("topology.toml");
+    write(&topology_path, &topology(&options))?;
+    let configs = crate::init::init(&crate::init::InitOptions {
+        topology: topology_path,
+        dir: options.dir.join("pool"),
+        domains: vec![DEMO_DOMAIN.to_string()],
+        users: (!options.no_auth).then(|| options.dir.join("users.toml")),
+        no_auth: options.no_auth,
+        // MD5 first: SIPp 3.6 and many phones answer only the first challenge, and only MD5.
+        // A production pool should list SHA-256 first (RFC 8760 section 2.4).
+        algorithms: vec!["MD5".into(), "SHA-256".into()],
+    })?;
+    let mut nodes = Vec::new();
+    for (id, config) in configs {
+        nodes.push(start_node(&options, id, &config)?);
+    }
+    let ready = tokio::time::timeout(NODES_READY_DEADLINE, wait_ready(&mut nodes)).await;
+    match ready {
+        Ok(Ok(())) => print!("{}", banner(&options, &nodes, &password)),
+        Ok(Err(error)) => {
+            stop(&mut nodes).await;
+            return Err(error);
+        }
+        Err(_) => {
+            stop(&mut nodes).await;
+            anyhow::bail!(
+                "the demo nodes were not ready within {NODES_READY_DEADLINE:?}; see {}/node-*.log",
+                options.dir.display()
+            );
+        }
+    }
+    let outcome = tokio::select! {
+        _ = shutdown.cancelled() => Ok(()),
+        exited = first_exit(&mut nodes) => Err(anyhow::anyhow!(
+            "{exited}; see {}/node-*.log",
+            options.dir.display()
+        )),
+    };
+    stop(&mut nodes).await;
+    outcome
+}
+
+fn topology(options: &DemoOptions) -> String {
+    let ip = options.sip.ip();
+    let base = options.sip.port();
+    let mut text = String::from("[pool]\nname = \"demo\"\ngroups = 32\n");
+    for id in 1..=DEMO_NODES {
+        let sip = SocketAddr::new(ip, base + 2 * (id as u16 - 1));
+        let cluster = SocketAddr::new(ip, base + 1000 + id as u16);
+        let http = if options.http.port() == 0 {
+            options.http
+        } else {
+            SocketAddr::new(options.http.ip(), options.http.port() + (id as u16 - 1))
+        };
+        let _ = writeln!(
+            text,
+            "\n[[node]]\nid = {id}\ncluster = \"{cluster}\"\nsip = \"{sip}\"\nhttp = \"{http}\""
+        );
+    }
+    text
+}
+
+fn start_node(options: &DemoOptions, id: u64, config: &Path) -> anyhow::Result<DemoNode> {
+    let log_path = options.dir.join(format!("node-{id}.log"));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the roster executable")?;
+    let mut command = tokio::process::Command::new(exe);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it runs in the
+    // child between fork and exec. It makes a node stop when the demo dies, even by SIGKILL.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let child = command
+        .arg("start")
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start demo node {id}"))?;
+    Ok(DemoNode {
+        id,
+        child,
+        sip: Vec::new(),
+        http: None,
     })
-    .await
+}
+
+/// Reads each node's announcements until it says `roster: ready`.
+async fn wait_ready(nodes: &mut [DemoNode]) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    for node in nodes.iter_mut() {
+        let stdout = node
+            .child
+            .stdout
+            .take()
+            .context("demo node stdout not captured")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        loop {
+            let Some(line) = lines.next_line().await? else {
+                anyhow::bail!("demo node {} exited before it was ready", node.id);
+            };
+            if let Some(rest) = line.strip_prefix("roster: sip ") {
+                if let Some((transport, address)) = rest.split_once(' ') {
+                    node.sip.push((transport.to_string(), address.to_string()));
+                }
+            } else if let Some(address) = line.strip_prefix("roster: http ") {
+                node.http = Some(address.to_string());
+            } else if line == "roster: ready" {
+                break;
+            }
+        }
+        // Keep draining its stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    }
+    Ok(())
+}
+
+async fn first_exit(nodes: &mut [DemoNode]) -> String {
+    let waits = nodes.iter_mut().map(|node| {
+        Box::pin(async move {
+            let status = node.child.wait().await;
+            format!("demo node {} exited ({status:?})", node.id)
+        })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
+async fn stop(nodes: &mut [DemoNode]) {
+    for node in nodes.iter_mut() {
+        if let Some(pid) = node.child.id() {
+            // SIGTERM first: the node drains in-flight requests.
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+    for node in nodes.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(8), node.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = node.child.kill().await;
+        }
+    }
 }
 
 fn write_files(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
@@ -97,15 +239,6 @@ fn write_files(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
         );
     }
     write(&dir.join("users.csv"), &csv)?;
-    let names = vec![
-        options.sip.ip().to_string(),
-        "localhost".to_string(),
-        DEMO_DOMAIN.to_string(),
-    ];
-    let (certificate, key) = crate::tls::self_signed(&names)?;
-    std::fs::create_dir_all(dir.join("tls"))?;
-    write(&dir.join("tls/cert.pem"), &certificate)?;
-    write(&dir.join("tls/key.pem"), &key)?;
     Ok(())
 }
 
@@ -113,21 +246,26 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn banner(options: &DemoOptions, listening: &Listening, password: &str) -> String {
+fn banner(options: &DemoOptions, nodes: &[DemoNode], password: &str) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "Roster demo: one registrar node, bindings in memory.");
-    for (transport, address) in &listening.sip {
-        let _ = writeln!(
-            text,
-            "  SIP {:<4} {address}",
-            transport.as_str().to_uppercase()
-        );
-    }
-    if let Some(http) = listening.http {
-        let _ = writeln!(
-            text,
-            "  HTTP     http://{http}/ (status, /metrics, /health)"
-        );
+    let _ = writeln!(
+        text,
+        "Roster demo: a pool of {} nodes on one machine, every registration in Raft groups on disk.",
+        nodes.len()
+    );
+    for node in nodes {
+        let sip: Vec<String> = node
+            .sip
+            .iter()
+            .map(|(transport, address)| format!("{} {address}", transport.to_uppercase()))
+            .collect();
+        let _ = writeln!(text, "  node {}  SIP {}", node.id, sip.join("  "));
+        if let Some(http) = &node.http {
+            let _ = writeln!(
+                text,
+                "          HTTP http://{http}/ (status, /metrics, /health)"
+            );
+        }
     }
     let _ = writeln!(
         text,
@@ -140,19 +278,12 @@ fn banner(options: &DemoOptions, listening: &Listening, password: &str) -> Strin
     let _ = writeln!(text, "password: {password}");
     let _ = writeln!(
         text,
-        "  files: {} (credentials, users.csv for SIPp, roster.toml, tls/)",
+        "  files: {} (credentials, users.csv for SIPp, topology.toml, pool/, node-N.log)",
         options.dir.display()
     );
-    let udp = listening
-        .sip
-        .iter()
-        .find(|(transport, _)| *transport == Transport::Udp)
-        .map(|(_, address)| address.to_string())
-        .unwrap_or_default();
     let _ = writeln!(
         text,
-        "  try: point a SIP client at {udp} as u0@{DEMO_DOMAIN}, or run\n       \
-         sipp -sn uac ... (see README.md). Ctrl-C stops the demo."
+        "  try: point a SIP client at any node's SIP address as u0@{DEMO_DOMAIN}, or see README.md. Ctrl-C stops the demo."
     );
     text
 }

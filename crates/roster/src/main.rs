@@ -48,6 +48,71 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Create a pool from a topology file: the cluster CA, node certificates, a shared nonce
+    /// key and each node's configuration (start each with `roster start --config`).
+    Init {
+        /// The pool's topology (TOML: [pool] name, groups; [[node]] id, cluster, sip, http).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// Where to write the pool's files.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The users file (see `roster user add`); required unless --no-auth.
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
+        /// SIP domain served (repeat for several).
+        #[arg(long = "domain", value_name = "DOMAIN", default_value = "example.com")]
+        domains: Vec<String>,
+        /// Accept any user of the domains without authentication (benchmarks only).
+        #[arg(long)]
+        no_auth: bool,
+    },
+    /// Cluster certificates: a CA, and node certificates issued by it.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Pool operations.
+    Pool {
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca.key (never overwritten).
+    Ca {
+        /// Where to write.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The cluster's name, in the CA's subject.
+        #[arg(long, default_value = "roster")]
+        cluster: String,
+    },
+    /// Issue node ID's certificate: DIR/node-ID.pem and DIR/node-ID.key, from DIR/ca.pem/.key.
+    Node {
+        /// The directory holding the CA; the node's files are written there too.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node id.
+        #[arg(long)]
+        id: u64,
+        /// An address (IP or DNS name) the node is reached at; repeat for several.
+        #[arg(long = "address", value_name = "ADDR")]
+        addresses: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// Each node up or down, and each routing group's leader, term, commit and applied index
+    /// and replicas, from the nodes' HTTP status.
+    Status {
+        /// The pool's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,7 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start { config } => {
             let config = Config::load(&config)?;
             serve(|shutdown| async move {
-                roster::node::run(config, shutdown, |listening| {
+                roster::node::run_any(config, shutdown, |listening| {
                     for (transport, address) in &listening.sip {
                         println!("roster: sip {} {address}", transport.as_str());
                     }
@@ -113,6 +178,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http,
             };
             serve(|shutdown| roster::demo::run(options, shutdown))
+        }
+        Command::Init {
+            topology,
+            dir,
+            users,
+            domains,
+            no_auth,
+        } => {
+            let configs = roster::init::init(&roster::init::InitOptions {
+                topology,
+                dir,
+                domains,
+                users,
+                no_auth,
+                algorithms: vec!["SHA-256".into(), "MD5".into()],
+            })?;
+            for (id, config) in configs {
+                println!("node {id}: roster start --config {}", config.display());
+            }
+            Ok(())
+        }
+        Command::Cert { command } => cert(command),
+        Command::Pool {
+            command: PoolCommand::Status { topology },
+        } => {
+            let topology = roster::pool::read_topology(&topology)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let report = runtime.block_on(roster::status::pool_status(&topology));
+            print!("{report}");
+            Ok(())
         }
         Command::User { command } => match command {
             UserCommand::Add {
@@ -144,6 +242,29 @@ where
         });
         job(shutdown).await
     })
+}
+
+fn cert(command: CertCommand) -> anyhow::Result<()> {
+    use roster_net::pki::Ca;
+    match command {
+        CertCommand::Ca { dir, cluster } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let ca = Ca::generate(&cluster)?;
+            ca.write_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
+            println!("wrote {0}/ca.pem and {0}/ca.key", dir.display());
+        }
+        CertCommand::Node { dir, id, addresses } => {
+            anyhow::ensure!(id > 0, "--id must be 1 or more");
+            let ca = Ca::read_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
+            let certificate = ca.issue_node(id, &addresses)?;
+            let cert = dir.join(format!("node-{id}.pem"));
+            let key = dir.join(format!("node-{id}.key"));
+            certificate.write_files(&cert, &key)?;
+            println!("wrote {} and {}", cert.display(), key.display());
+        }
+    }
+    Ok(())
 }
 
 fn add_user(
@@ -197,7 +318,8 @@ fn add_user(
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // openraft narrates every election and heartbeat at info; its warnings are enough.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -50,8 +50,7 @@ pub fn build_service<S: Store>(config: &Config, store: S) -> anyhow::Result<Serv
             digest
                 .validate()
                 .map_err(|error| anyhow::anyhow!("invalid [auth] settings: {error}"))?;
-            let mut key = [0u8; 32];
-            rand::Fill::fill(&mut key, &mut rand::rng());
+            let key = nonce_key(config)?;
             Some(DigestAuthenticator::new(digest, key))
         }
     };
@@ -70,6 +69,35 @@ pub fn build_service<S: Store>(config: &Config, store: S) -> anyhow::Result<Serv
         authenticator,
     );
     Ok(Service::new(config.node_name.clone(), front, store))
+}
+
+/// The digest nonce key: from `auth.nonce_key_file` (shared by a pool's nodes), else random.
+fn nonce_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    match &config.nonce_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read nonce key file {}", path.display()))?;
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+                anyhow::anyhow!("nonce key file {} must hold 64 hex digits", path.display())
+            })?;
+        }
+        None => rand::Fill::fill(&mut key, &mut rand::rng()),
+    }
+    Ok(key)
+}
+
+/// Runs a node: a pool member when `config` has `[pool]`, else a single node with its
+/// bindings in memory.
+pub async fn run_any(
+    config: Config,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(&Listening),
+) -> anyhow::Result<()> {
+    match config.pool.clone() {
+        Some(pool) => crate::pool::run(config, pool, shutdown, on_ready).await,
+        None => run(config, shutdown, on_ready).await,
+    }
 }
 
 /// Runs a single node with its bindings in memory: binds every listener of `config` and serves

@@ -17,6 +17,24 @@ fn temp_dir(label: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Stops a `roster demo` child when dropped, even when the test panics: SIGTERM first, so the
+/// demo stops its nodes, then SIGKILL if it is still there after a bounded wait.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -143,6 +161,7 @@ fn demo_serves_with_printed_credentials() {
         .spawn()
         .expect("spawn demo");
     let stdout = child.stdout.take().expect("stdout");
+    let demo = Demo(child);
     let (lines_tx, lines_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -152,9 +171,8 @@ fn demo_serves_with_printed_credentials() {
     let mut password = None;
     let mut banner = String::new();
     while password.is_none() {
-        let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(20)) else {
-            let _ = child.kill();
-            panic!("demo printed no password within 20 s:\n{banner}");
+        let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(60)) else {
+            panic!("demo printed no password within 60 s:\n{banner}");
         };
         banner.push_str(&line);
         banner.push('\n');
@@ -162,11 +180,15 @@ fn demo_serves_with_printed_credentials() {
     }
     let password = password.expect("password line");
     assert!(
-        banner.contains(&format!("UDP  127.0.0.1:{port}")),
+        banner.contains(&format!("UDP 127.0.0.1:{port}")),
         "{banner}"
     );
     assert!(
-        banner.contains(&format!("TLS  127.0.0.1:{}", port + 1)),
+        banner.contains(&format!("UDP 127.0.0.1:{}", port + 4)),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("TLS 127.0.0.1:{}", port + 1)),
         "{banner}"
     );
     let credentials = std::fs::read_to_string(dir.join("credentials")).expect("credentials");
@@ -193,8 +215,7 @@ fn demo_serves_with_printed_credentials() {
         .current_dir(&dir)
         .stdin(Stdio::null())
         .output();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
     let sipp = sipp.expect("run sipp (apt-get install sip-tester)");
     assert!(
         sipp.status.success(),
@@ -221,6 +242,7 @@ fn demo_without_auth_says_so_loudly() {
         .spawn()
         .expect("spawn demo");
     let stdout = child.stdout.take().expect("stdout");
+    let demo = Demo(child);
     let (lines_tx, lines_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -228,28 +250,36 @@ fn demo_without_auth_says_so_loudly() {
         }
     });
     let mut warned = false;
-    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(20)) {
+    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(60)) {
         warned |= line.contains("AUTHENTICATION IS OFF");
         if line.starts_with("password: ") {
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
     assert!(warned, "--no-auth must be announced");
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A base port for the demo pool: SIP on base..base+5 (UDP and TCP), cluster on
+/// base+1001..base+1003 (UDP), all free now.
 fn free_port() -> u16 {
-    for _ in 0..200 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = udp.local_addr().expect("address").port();
-        if port < 65_000
-            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-        {
-            return port;
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    for _ in 0..500 {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = 20_000 + (std::process::id() % 500) as u16 * 70 + (step % 50) * 40;
+        if base > 59_000 {
+            continue;
+        }
+        let sip_free = (base..base + 6).all(|port| {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        let cluster_free = (base + 1001..=base + 1003)
+            .all(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
+        if sip_free && cluster_free {
+            return base;
         }
     }
-    panic!("no free port");
+    panic!("no free port range");
 }

@@ -1,0 +1,216 @@
+//! Membership changes while writes go on: a fourth node joins and takes its share of replicas,
+//! then node 1 drains (Lync's `Invoke-CsComputerFailOver`) and holds nothing; every
+//! acknowledged write survives, replicas agree, placement is balanced, and leaders spread.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{check_acknowledged, check_replicas_agree, raft_options, writer, Cluster, Oracle};
+use openraft::async_runtime::watch::WatchReceiver;
+use roster_net::{Network, SimEndpoint};
+use roster_pool::placement;
+use roster_pool::protocol::{decode, encode, PoolRequest, PoolResponse};
+use roster_pool::PoolHandler;
+use roster_raft::NodeId;
+
+const GROUPS: u32 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_a_node_then_drain_one_while_writing() {
+    let seed = 11;
+    let cluster = Cluster::start(3, seed, GROUPS, raft_options()).await;
+    let oracle = Arc::new(Oracle::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u32)
+        .map(|w| {
+            tokio::spawn(writer(
+                cluster.nodes.clone(),
+                GROUPS,
+                w * 20..(w + 1) * 20,
+                seed * 10 + u64::from(w),
+                oracle.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Node 4 joins: it starts with the pool's creation assignment (which does not name it),
+    // so it opens nothing and serves by forwarding until replicas move to it.
+    cluster.start_node(4).await;
+    assert!(cluster.node(4).groups().is_empty());
+    let addresses = cluster.addresses();
+    let orchestrator = cluster.node(2);
+    let moves = orchestrator
+        .rebalance(&[1, 2, 3, 4], &addresses)
+        .await
+        .expect("rebalance onto node 4");
+    assert!(!moves.is_empty());
+    assert!(moves.iter().all(|m| m.add == 4), "{moves:?}");
+    let assignment = orchestrator.assignment().await.expect("assignment");
+    assert_balanced(&assignment, &[1, 2, 3, 4]);
+    assert_eq!(
+        groups_held(&cluster, 4),
+        held_in(&assignment, 4),
+        "node 4 opened what it was given"
+    );
+
+    // Node 1 drains: its replicas go to the others, and it closes them.
+    let moves = orchestrator
+        .rebalance(&[2, 3, 4], &addresses)
+        .await
+        .expect("drain node 1");
+    assert!(moves.iter().all(|m| m.remove == Some(1)), "{moves:?}");
+    let assignment = orchestrator.assignment().await.expect("assignment");
+    assert!(
+        assignment.values().all(|r| !r.contains(&1)),
+        "{assignment:?}"
+    );
+    assert_balanced(&assignment, &[2, 3, 4]);
+    assert!(
+        cluster.node(1).groups().is_empty(),
+        "node 1 still holds {:?}",
+        cluster.node(1).groups()
+    );
+    // Running it again finds nothing to do.
+    let again = orchestrator
+        .rebalance(&[2, 3, 4], &addresses)
+        .await
+        .expect("rebalance again");
+    assert!(again.is_empty(), "{again:?}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = 0;
+    for handle in writers {
+        acknowledged += handle.await.expect("writer").acknowledged;
+    }
+    assert!(acknowledged > 0);
+    // Reads through every node, node 1 included (it forwards).
+    check_acknowledged(&cluster, &oracle, seed).await;
+    let members = check_replicas_agree(&cluster, seed, Duration::from_secs(15)).await;
+    for (group, members) in &members {
+        assert!(!members.contains(&1), "group {group}: {members:?}");
+        assert_eq!(members.len(), 3, "group {group}: {members:?}");
+    }
+
+    // Leader balancing: every node that holds replicas leads its share.
+    cluster
+        .node(3)
+        .balance_leaders()
+        .await
+        .expect("balance leaders");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let led = leaders(&cluster);
+        let counts: Vec<usize> = [2, 3, 4]
+            .iter()
+            .map(|n| led.values().filter(|l| *l == n).count())
+            .collect();
+        let cap = (GROUPS as usize).div_ceil(3);
+        if led.len() == GROUPS as usize && counts.iter().all(|c| *c <= cap) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leaders not balanced: {led:?}"
+        );
+        // Transfers can be refused while a follower lags; ask again.
+        let _ = cluster.node(3).balance_leaders().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for node in cluster.all() {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_is_idempotent_and_a_member_refuses_to_close() {
+    let cluster = Cluster::start(3, 12, GROUPS, raft_options()).await;
+    cluster.start_node(4).await;
+    let addresses = cluster.addresses();
+    let node = cluster.node(1);
+    let before = node.members(0).await.expect("members");
+    let remove = before.voters[0];
+    let after = node
+        .move_replica(0, 4, Some(remove), &addresses)
+        .await
+        .expect("move");
+    assert!(after.contains(&4) && !after.contains(&remove), "{after:?}");
+    // The same move again changes nothing.
+    let again = node
+        .move_replica(0, 4, Some(remove), &addresses)
+        .await
+        .expect("move again");
+    assert_eq!(again, after);
+    let members = node.members(0).await.expect("members");
+    assert_eq!(members.voters, after);
+    assert!(!members.joint);
+    assert!(members.learners.is_empty(), "{members:?}");
+    assert!(cluster.node(remove).state(0).is_none());
+    assert!(cluster.node(4).state(0).is_some());
+    // A member told to close (a bug in an orchestrator) refuses and keeps its replica.
+    let probe = cluster
+        .network
+        .endpoint(99, Arc::new(PoolHandler::<SimEndpoint>::default()));
+    let member = after[0];
+    let request = PoolRequest::CloseReplica {
+        group: 0,
+        members: after.clone(),
+    };
+    let reply = probe
+        .request(
+            member,
+            encode(&request).expect("encode"),
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("reply");
+    let answer: PoolResponse = decode(&reply).expect("decode");
+    assert!(matches!(answer, PoolResponse::Done(Err(_))), "{answer:?}");
+    assert!(cluster.node(member).state(0).is_some());
+    for node in cluster.all() {
+        node.shutdown().await;
+    }
+}
+
+fn assert_balanced(assignment: &placement::Assignment, nodes: &[NodeId]) {
+    let load = placement::load(assignment, nodes);
+    let (min, max) = (load.values().min(), load.values().max());
+    assert!(
+        max.zip(min).is_some_and(|(max, min)| max - min <= 1),
+        "unbalanced: {load:?}"
+    );
+    assert!(assignment.values().all(|r| r.len() == 3), "{assignment:?}");
+}
+
+fn held_in(assignment: &placement::Assignment, node: NodeId) -> Vec<u32> {
+    assignment
+        .iter()
+        .filter(|(_, r)| r.contains(&node))
+        .map(|(g, _)| *g)
+        .collect()
+}
+
+fn groups_held(cluster: &Cluster, node: NodeId) -> Vec<u32> {
+    cluster.node(node).groups()
+}
+
+fn leaders(cluster: &Cluster) -> BTreeMap<u32, NodeId> {
+    let mut led = BTreeMap::new();
+    for node in cluster.all() {
+        for group in node.groups() {
+            let Some(raft) = node.raft(group) else {
+                continue;
+            };
+            if raft.metrics().borrow_watched().current_leader == Some(node.node_id()) {
+                led.insert(group, node.node_id());
+            }
+        }
+    }
+    led
+}

@@ -1,0 +1,148 @@
+//! `roster init`: turns a pool's topology into what each node needs to start: the cluster CA
+//! and node certificates, a shared digest nonce key, a database directory and a `roster.toml`
+//! per node.
+//!
+//! ```text
+//! DIR/topology.toml        the pool (copied)
+//! DIR/tls/ca.pem, ca.key   the cluster CA (kept if present: re-running init adds, never replaces)
+//! DIR/nonce.key            the digest nonce key shared by the nodes
+//! DIR/users.toml           the users (copied from --users), unless --no-auth
+//! DIR/node-N/roster.toml   node N's configuration: `roster start --config DIR/node-N/roster.toml`
+//! DIR/node-N/node.pem/.key node N's certificate (cluster transport and SIP over TLS)
+//! DIR/node-N/data/         node N's database
+//! ```
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use roster_net::pki::{Ca, NodeCertificate};
+use roster_pool::Topology;
+
+/// What `roster init` was asked for.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// Where to write.
+    pub dir: PathBuf,
+    /// SIP domains served.
+    pub domains: Vec<String>,
+    /// The users file to copy; `None` with `no_auth`.
+    pub users: Option<PathBuf>,
+    /// Accept any user of the domains without authentication (benchmarks).
+    pub no_auth: bool,
+    /// Digest challenge order, e.g. `["SHA-256", "MD5"]`.
+    pub algorithms: Vec<String>,
+}
+
+/// Writes every node's files; returns the path of each node's configuration, by node id.
+pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
+    let text = std::fs::read_to_string(&options.topology)
+        .with_context(|| format!("cannot read topology file {}", options.topology.display()))?;
+    let topology = Topology::parse(&text)
+        .with_context(|| format!("in topology file {}", options.topology.display()))?;
+    anyhow::ensure!(
+        options.no_auth || options.users.is_some(),
+        "--users FILE is needed unless --no-auth"
+    );
+    for node in &topology.node {
+        anyhow::ensure!(
+            node.sip.is_some(),
+            "node {} has no sip address in the topology (sip = \"ADDR:PORT\")",
+            node.id
+        );
+    }
+    let dir = &options.dir;
+    std::fs::create_dir_all(dir.join("tls"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    write(&dir.join("topology.toml"), &text)?;
+    let ca = load_or_create_ca(dir, &topology.pool.name)?;
+    let nonce_path = dir.join("nonce.key");
+    if !nonce_path.exists() {
+        let mut key = [0u8; 32];
+        rand::Fill::fill(&mut key, &mut rand::rng());
+        write(&nonce_path, &format!("{}\n", hex::encode(key)))?;
+    }
+    if let Some(users) = &options.users {
+        std::fs::copy(users, dir.join("users.toml"))
+            .with_context(|| format!("cannot copy users file {}", users.display()))?;
+    }
+    let mut configs = Vec::new();
+    for node in &topology.node {
+        let node_dir = dir.join(format!("node-{}", node.id));
+        std::fs::create_dir_all(node_dir.join("data"))
+            .with_context(|| format!("cannot create {}", node_dir.display()))?;
+        let sip = node.sip.context("sip address checked above")?;
+        let cert_path = node_dir.join("node.pem");
+        let key_path = node_dir.join("node.key");
+        if !cert_path.exists() {
+            let addresses = [node.cluster.ip().to_string(), sip.ip().to_string()];
+            let certificate: NodeCertificate = ca.issue_node(node.id, addresses)?;
+            certificate.write_files(&cert_path, &key_path)?;
+        }
+        let config_path = node_dir.join("roster.toml");
+        write(&config_path, &node_config(options, node.id, sip, node.http))?;
+        configs.push((node.id, config_path));
+    }
+    Ok(configs)
+}
+
+fn load_or_create_ca(dir: &Path, pool_name: &str) -> anyhow::Result<Ca> {
+    let cert = dir.join("tls/ca.pem");
+    let key = dir.join("tls/ca.key");
+    if cert.exists() {
+        return Ok(Ca::read_files(&cert, &key)?);
+    }
+    let ca = Ca::generate(pool_name)?;
+    ca.write_files(&cert, &key)?;
+    Ok(ca)
+}
+
+fn node_config(
+    options: &InitOptions,
+    id: u64,
+    sip: SocketAddr,
+    http: Option<SocketAddr>,
+) -> String {
+    let tls = SocketAddr::new(sip.ip(), sip.port().saturating_add(1));
+    let domains: Vec<String> = options.domains.iter().map(|d| format!("\"{d}\"")).collect();
+    let algorithms: Vec<String> = options
+        .algorithms
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let mut text = String::new();
+    let _ = writeln!(text, "# Written by `roster init` for node {id}.");
+    let _ = writeln!(text, "[node]\nname = \"node-{id}\"\n");
+    let _ = writeln!(
+        text,
+        "[sip]\ndomains = [{}]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\ntls = [\"{tls}\"]\n\
+         tls_certificate = \"node.pem\"\ntls_private_key = \"node.key\"\n",
+        domains.join(", ")
+    );
+    let _ = writeln!(
+        text,
+        "[auth]\nenabled = {}\nopen_directory = {}\nnonce_key_file = \"../nonce.key\"\nalgorithms = [{}]",
+        !options.no_auth,
+        options.no_auth,
+        algorithms.join(", ")
+    );
+    if options.users.is_some() {
+        let _ = writeln!(text, "users_file = \"../users.toml\"");
+    }
+    if let Some(http) = http {
+        let _ = writeln!(text, "\n[http]\nlisten = \"{http}\"");
+    }
+    let _ = writeln!(
+        text,
+        "\n[pool]\ntopology = \"../topology.toml\"\nnode_id = {id}\ndata_dir = \"data\"\n\
+         ca_certificate = \"../tls/ca.pem\"\nnode_certificate = \"node.pem\"\nnode_private_key = \"node.key\""
+    );
+    text
+}
+
+fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,135 @@
+//! Running a node as a member of a pool: open its database, join the cluster network (QUIC
+//! with mutual TLS), start the replicas placement gives it, and serve SIP from them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use roster_net::pki::NodeCertificate;
+use roster_net::{AddressBook, QuicConfig};
+use roster_pool::placement;
+use roster_pool::{PoolHandler, PoolNode, PoolOptions, Topology};
+use roster_raft::config::GroupConfigOptions;
+use roster_store::NodeStore;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::clock::now_ms;
+use crate::config::{Config, PoolConfig};
+use crate::node::{build_service, serve, Listening};
+use crate::pool_store::PoolStore;
+
+/// How long a pool write or read may take before the client gets `503`: a leader election
+/// (1–2 s) fits, a lost quorum does not hang the client.
+const POOL_REQUEST_TIMEOUT: Duration = Duration::from_millis(2_500);
+
+/// How long a request waits for a group with no known leader to elect one.
+const LEADER_WAIT: Duration = Duration::from_millis(2_000);
+
+/// The file in a node's data directory that says it has bootstrapped its groups once.
+const BOOTSTRAPPED_MARKER: &str = "bootstrapped";
+
+/// Writes the marker durably (file and directory synced).
+fn write_marker(path: &std::path::Path) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Reads the topology file of a pool.
+pub fn read_topology(path: &std::path::Path) -> anyhow::Result<Topology> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read topology file {}", path.display()))?;
+    Topology::parse(&text).with_context(|| format!("in topology file {}", path.display()))
+}
+
+/// Runs this node of the pool until `shutdown`.
+pub async fn run(
+    config: Config,
+    pool: PoolConfig,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(&Listening),
+) -> anyhow::Result<()> {
+    let topology = read_topology(&pool.topology)?;
+    let own = topology
+        .node
+        .iter()
+        .find(|node| node.id == pool.node_id)
+        .with_context(|| format!("node id {} is not in the topology", pool.node_id))?
+        .clone();
+    let ca = roster_net::pki::read_pem_file(&pool.ca_certificate)?;
+    let certificate = NodeCertificate::read_files(&pool.node_certificate, &pool.node_private_key)?;
+    anyhow::ensure!(
+        certificate.node_id == pool.node_id,
+        "certificate {} is for node {}, this node is {}",
+        pool.node_certificate.display(),
+        certificate.node_id,
+        pool.node_id
+    );
+    let peers = AddressBook::new();
+    for node in &topology.node {
+        peers.insert(node.id, node.cluster);
+    }
+    let store = NodeStore::open(&pool.data_dir)
+        .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
+    let handler = Arc::new(PoolHandler::default());
+    let quic = QuicConfig::new(own.cluster, ca, &certificate, peers);
+    let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
+        .with_context(|| format!("cannot bind the cluster transport on {}", own.cluster))?;
+    let ids = topology.node_ids();
+    let assignment = placement::initial(&ids, topology.pool.groups);
+    let options = PoolOptions {
+        node_id: pool.node_id,
+        groups: topology.pool.groups,
+        epoch: pool.epoch,
+        raft: GroupConfigOptions {
+            cluster_name: topology.pool.name.clone(),
+            heartbeat_interval_ms: pool.heartbeat_interval_ms,
+            election_timeout_min_ms: pool.election_timeout_ms.0,
+            election_timeout_max_ms: pool.election_timeout_ms.1,
+            ..GroupConfigOptions::default()
+        },
+        policy: config.policy.clone(),
+        request_timeout: POOL_REQUEST_TIMEOUT,
+        leader_wait: LEADER_WAIT,
+    };
+    let node = PoolNode::start(options, store, server.network(), &assignment, now_ms)
+        .await
+        .context("cannot start the routing groups")?;
+    handler.attach(&node);
+    let addresses: BTreeMap<u64, String> = topology
+        .node
+        .iter()
+        .map(|n| (n.id, n.cluster.to_string()))
+        .collect();
+    // Bootstrap only when the pool is created: a node that has ever bootstrapped keeps a
+    // marker, and never initializes groups again (after moves, `placement::initial` is not the
+    // live layout, and initializing a group there would create a second copy of it).
+    let marker = pool.data_dir.join(BOOTSTRAPPED_MARKER);
+    if !marker.exists() {
+        node.bootstrap(&assignment, &addresses)
+            .await
+            .context("cannot initialize the routing groups")?;
+        write_marker(&marker)?;
+    }
+    info!(
+        node = pool.node_id,
+        pool = %topology.pool.name,
+        groups = node.groups().len(),
+        cluster = %own.cluster,
+        "pool node started"
+    );
+    let service = Arc::new(build_service(
+        &config,
+        PoolStore::new(node.clone(), topology.pool.groups),
+    )?);
+    let result = serve(&config, service, shutdown, on_ready).await;
+    node.shutdown().await;
+    server.shutdown().await;
+    result
+}

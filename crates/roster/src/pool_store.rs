@@ -1,0 +1,107 @@
+//! The [`Store`] of a pool node: every command goes to the routing group of its AOR, through
+//! that group's Raft leader; lookups are linearizable reads.
+
+use std::sync::Arc;
+
+use roster_net::QuicNetwork;
+use roster_pool::{PoolError, PoolNode};
+use roster_raft::{group_of, GroupResponse};
+use roster_registrar::{Binding, Command, CommandOutcome};
+
+use crate::store::{Applied, Store, StoreError};
+
+/// A pool node seen as the registrar's store.
+pub struct PoolStore {
+    node: Arc<PoolNode<QuicNetwork>>,
+    groups: u32,
+}
+
+impl PoolStore {
+    /// The store of `node`, a member of a pool with `groups` routing groups.
+    pub fn new(node: Arc<PoolNode<QuicNetwork>>, groups: u32) -> PoolStore {
+        PoolStore { node, groups }
+    }
+
+    /// The pool node.
+    pub fn node(&self) -> &Arc<PoolNode<QuicNetwork>> {
+        &self.node
+    }
+}
+
+fn unavailable(error: PoolError) -> StoreError {
+    match error {
+        PoolError::Unavailable {
+            reason,
+            retry_after_s,
+            group,
+        } => StoreError::Unavailable {
+            reason: format!("routing group {group}: {reason}"),
+            retry_after_s,
+        },
+        PoolError::Internal(reason) => StoreError::Unavailable {
+            reason,
+            retry_after_s: 5,
+        },
+    }
+}
+
+impl Store for PoolStore {
+    async fn apply(&self, command: Command, now_ms: u64) -> Result<Applied, StoreError> {
+        let group = match &command {
+            Command::Register(register) => group_of(&register.aor, self.groups),
+            Command::PurgeExpired => {
+                self.node.purge_expired(now_ms).await.map_err(unavailable)?;
+                return Ok(Applied {
+                    outcome: CommandOutcome::Purged {
+                        bindings_removed: 0,
+                    },
+                    at_ms: now_ms,
+                });
+            }
+        };
+        let response = self.node.write(group, command).await.map_err(unavailable)?;
+        let at_ms = match &response {
+            GroupResponse::Registered { at_ms, .. } => *at_ms,
+            _ => now_ms,
+        };
+        match response {
+            GroupResponse::StaleEpoch { current } => Err(StoreError::Unavailable {
+                reason: format!(
+                    "routing group {group} is at epoch {current}: this pool no longer owns its users"
+                ),
+                retry_after_s: 5,
+            }),
+            other => match other.into_outcome() {
+                Some(outcome) => Ok(Applied { outcome, at_ms }),
+                None => Err(StoreError::Unavailable {
+                    reason: format!("routing group {group} gave no registrar outcome"),
+                    retry_after_s: 1,
+                }),
+            },
+        }
+    }
+
+    async fn lookup(&self, aor: &str, now_ms: u64) -> Result<Vec<Binding>, StoreError> {
+        let group = group_of(aor, self.groups);
+        // The registry answers highest q first already.
+        self.node
+            .read(group, aor, now_ms)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn purge_expired(&self, now_ms: u64) -> Result<(), StoreError> {
+        self.node.purge_expired(now_ms).await.map_err(unavailable)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let mut status = self.node.status();
+        status["kind"] = serde_json::json!("pool");
+        status["groups_total"] = serde_json::json!(self.groups);
+        status
+    }
+
+    fn healthy(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,95 @@
+//! `roster pool status`: asks every node of a pool for its HTTP status and prints one table.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use roster_pool::Topology;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long one node may take to answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Largest status document read from a node.
+const STATUS_SIZE_MAX: usize = 4 * 1024 * 1024;
+
+/// The pool's state as text: nodes up or down, then one line per routing group and replica.
+pub async fn pool_status(topology: &Topology) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "pool {} ({} routing groups)",
+        topology.pool.name, topology.pool.groups
+    );
+    let mut rows = Vec::new();
+    for node in &topology.node {
+        let Some(http) = node.http else {
+            let _ = writeln!(text, "node {}: no http address in the topology", node.id);
+            continue;
+        };
+        match fetch(http).await {
+            Ok(status) => {
+                let _ = writeln!(text, "node {}: up ({http})", node.id);
+                for group in status["store"]["groups"].as_array().into_iter().flatten() {
+                    rows.push((node.id, group.clone()));
+                }
+            }
+            Err(error) => {
+                let _ = writeln!(text, "node {}: DOWN ({http}: {error})", node.id);
+            }
+        }
+    }
+    rows.sort_by_key(|(node, group)| (group["group"].as_u64(), *node));
+    let _ = writeln!(
+        text,
+        "{:>5} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9} replicas",
+        "group", "node", "state", "leader", "term", "committed", "applied"
+    );
+    for (node, group) in rows {
+        let show = |key: &str| match &group[key] {
+            serde_json::Value::Null => "-".to_string(),
+            value => value.to_string().trim_matches('"').to_string(),
+        };
+        let _ = writeln!(
+            text,
+            "{:>5} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9} {}",
+            show("group"),
+            node,
+            show("state"),
+            show("leader"),
+            show("term"),
+            show("committed"),
+            show("applied"),
+            show("voters")
+        );
+    }
+    text
+}
+
+async fn fetch(address: SocketAddr) -> Result<serde_json::Value, String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = format!("GET /status HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        stream
+            .take(STATUS_SIZE_MAX as u64)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<Vec<u8>, String>(body)
+    };
+    let bytes = tokio::time::timeout(STATUS_TIMEOUT, exchange)
+        .await
+        .map_err(|_| "timed out".to_string())??;
+    let text = String::from_utf8_lossy(&bytes);
+    let (_, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| "no HTTP body".to_string())?;
+    serde_json::from_str(body).map_err(|e| format!("bad status document: {e}"))
+}
