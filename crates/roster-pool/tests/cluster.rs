@@ -1,6 +1,9 @@
 //! In-process pools over the simulated network: leader loss, partitions, restarts. After
 //! healing, every acknowledged registration is present and every replica agrees.
 
+mod common;
+
+use common::register;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +13,7 @@ use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
 use roster_raft::{group_of, GroupResponse, NodeId};
-use roster_registrar::{
-    BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
-};
+use roster_registrar::Policy;
 use roster_store::NodeStore;
 
 const GROUPS: u32 = 4;
@@ -99,28 +100,6 @@ impl Cluster {
     fn any_node(&self) -> &Arc<PoolNode<SimEndpoint>> {
         self.nodes.values().next().expect("a node")
     }
-}
-
-fn register(user: u32, cseq: u32) -> (String, Command) {
-    let aor = format!("sip:u{user}@example.com");
-    let contact = format!("sip:u{user}@192.0.2.1");
-    let command = Command::Register(RegisterCommand {
-        aor: aor.clone(),
-        call_id: format!("call-{user}"),
-        cseq,
-        change: ContactChange::Update(vec![ContactUpdate {
-            key: BindingKey::Uri(contact.clone()),
-            contact: format!("<{contact}>"),
-            q_milli: None,
-            expires_s: 3600,
-            instance: None,
-            reg_id: None,
-        }]),
-        path: vec![],
-        received: None,
-        user_agent: None,
-    });
-    (aor, command)
 }
 
 /// Writes through `node` until acknowledged or the deadline passes.
