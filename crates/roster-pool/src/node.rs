@@ -27,6 +27,11 @@ use crate::router::{GroupNetworks, PoolRouter};
 /// it, but more than a few hops means the group is electing; the client retries.
 const FORWARD_HOPS_MAX: usize = 4;
 
+/// Longest wait for one forwarded write or read: a live leader answers within a commit round
+/// (milliseconds to tens of milliseconds on a loaded pool), so 800 ms marks a leader that is
+/// gone, and leaves time in the request timeout to find the new one.
+const FORWARD_HOP_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// Extra hops a request may take while views of the leader disagree (an election): with a
 /// [`LEADER_POLL`] pause before each, 40 cover a second, an election's length.
 const ELECTION_HOPS_MAX: usize = 40;
@@ -356,11 +361,13 @@ impl<N: Network> PoolNode<N> {
                 let hop_deadline = match operation {
                     // A move runs long on the leader: it gets all the time there is.
                     Operation::Move { .. } => deadline,
-                    // Others get half the request timeout per hop, so that a message lost
-                    // to a leader that is gone leaves time to try the next one.
-                    _ => {
-                        deadline.min(tokio::time::Instant::now() + self.options.request_timeout / 2)
-                    }
+                    // Others get half the request timeout per hop, at most
+                    // FORWARD_HOP_TIMEOUT, so that a message lost to a leader that is gone
+                    // leaves time to try the next one.
+                    _ => deadline.min(
+                        tokio::time::Instant::now()
+                            + (self.options.request_timeout / 2).min(FORWARD_HOP_TIMEOUT),
+                    ),
                 };
                 self.forward(target, operation.request(group), hop_deadline)
                     .await
