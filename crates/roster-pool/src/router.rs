@@ -71,11 +71,12 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
         let request = PoolRequest::Append { group, rpc };
-        match self.call(target, &request, option.hard_ttl()).await {
-            Ok(PoolResponse::Append(result)) => result.map_err(|error| unreachable(error).into()),
-            Ok(other) => Err(unreachable(unexpected(&other)).into()),
-            Err(error) => Err(unreachable(error).into()),
-        }
+        self.exchange(target, &request, option, |response| match response {
+            PoolResponse::Append(result) => Ok(result),
+            other => Err(other),
+        })
+        .await
+        .map_err(Into::into)
     }
 
     async fn vote(
@@ -85,8 +86,10 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
         rpc: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
-        self.vote_like(target, PoolRequest::Vote { group, rpc }, option)
+        let request = PoolRequest::Vote { group, rpc };
+        self.exchange(target, &request, option, vote_answer)
             .await
+            .map_err(Into::into)
     }
 
     async fn pre_vote(
@@ -96,8 +99,10 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
         rpc: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
-        self.vote_like(target, PoolRequest::PreVote { group, rpc }, option)
+        let request = PoolRequest::PreVote { group, rpc };
+        self.exchange(target, &request, option, vote_answer)
             .await
+            .map_err(Into::into)
     }
 
     async fn full_snapshot(
@@ -115,14 +120,12 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
             meta: snapshot.meta,
             data: snapshot.snapshot,
         };
-        match self.call(target, &request, option.hard_ttl()).await {
-            Ok(PoolResponse::Snapshot(Ok(response))) => Ok(response),
-            Ok(PoolResponse::Snapshot(Err(error))) => {
-                Err(StreamingError::Unreachable(unreachable(error)))
-            }
-            Ok(other) => Err(StreamingError::Unreachable(unreachable(unexpected(&other)))),
-            Err(error) => Err(StreamingError::Unreachable(unreachable(error))),
-        }
+        self.exchange(target, &request, option, |response| match response {
+            PoolResponse::Snapshot(result) => Ok(result),
+            other => Err(other),
+        })
+        .await
+        .map_err(StreamingError::Unreachable)
     }
 
     fn backoff(&self) -> Option<Backoff> {
@@ -131,17 +134,30 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
 }
 
 impl<N: Network> PoolRouter<N> {
-    async fn vote_like(
+    /// Sends a Raft RPC and picks its answer out of the response with `pick` (which hands
+    /// back any other response as unexpected). Every failure, local or remote, is
+    /// `Unreachable`: openraft backs off and retries.
+    async fn exchange<T>(
         &self,
         target: NodeId,
-        request: PoolRequest,
+        request: &PoolRequest,
         option: RPCOption,
-    ) -> Result<typ::VoteResponse, typ::RPCError> {
-        match self.call(target, &request, option.hard_ttl()).await {
-            Ok(PoolResponse::Vote(result)) => result.map_err(|error| unreachable(error).into()),
-            Ok(other) => Err(unreachable(unexpected(&other)).into()),
-            Err(error) => Err(unreachable(error).into()),
+        pick: impl FnOnce(PoolResponse) -> Result<Result<T, String>, PoolResponse>,
+    ) -> Result<T, Unreachable<TypeConfig>> {
+        match self.call(target, request, option.hard_ttl()).await {
+            Ok(response) => match pick(response) {
+                Ok(result) => result.map_err(unreachable),
+                Err(other) => Err(unreachable(unexpected(&other))),
+            },
+            Err(error) => Err(unreachable(error)),
         }
+    }
+}
+
+fn vote_answer(response: PoolResponse) -> Result<Result<typ::VoteResponse, String>, PoolResponse> {
+    match response {
+        PoolResponse::Vote(result) => Ok(result),
+        other => Err(other),
     }
 }
 
