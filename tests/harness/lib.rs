@@ -398,38 +398,82 @@ pub fn status_of(response: &str) -> u16 {
 pub struct Pool {
     /// The pool's files.
     pub dir: TempDir,
-    /// SIP address of each node, by id (1..=3).
+    /// SIP address of each node, by id (1..=n).
     pub sip: BTreeMap<u64, SocketAddr>,
     /// HTTP address of each running node.
     pub http: BTreeMap<u64, SocketAddr>,
     children: BTreeMap<u64, Child>,
     configs: BTreeMap<u64, PathBuf>,
+    /// Each node's `[[node]]` table, by id.
+    entries: BTreeMap<u64, String>,
 }
 
 impl Pool {
     /// Creates and starts a pool of three nodes with `users` and no authentication.
     pub fn start(users: &Users) -> Pool {
+        Pool::start_nodes(users, 3)
+    }
+
+    /// Creates and starts a pool of `count` nodes (ids 1..=count) with `users` and no
+    /// authentication; every node's HTTP address is in the topology.
+    pub fn start_nodes(users: &Users, count: u64) -> Pool {
+        Pool::start_growable(users, count, count)
+    }
+
+    /// Creates a pool of the first `running` of `count` nodes and starts them; the others get
+    /// their ports now and join with [`Pool::add_node`].
+    pub fn start_growable(users: &Users, count: u64, running: u64) -> Pool {
         let dir = TempDir::new("pool");
         users.write(dir.path());
-        let base = free_port_range(6, 3);
-        let mut topology = String::from("[pool]\nname = \"test\"\ngroups = 8\n");
+        let count16 = u16::try_from(count).expect("a small pool");
+        // Per node: SIP UDP/TCP, TLS, then the HTTP ports after all of them.
+        let base = free_port_range(3 * count16, count16);
+        let mut entries = BTreeMap::new();
         let mut sip = BTreeMap::new();
-        for id in 1..=3u64 {
-            let sip_address = SocketAddr::from(([127, 0, 0, 1], base + 2 * (id as u16 - 1)));
-            let cluster = SocketAddr::from(([127, 0, 0, 1], base + 100 + id as u16));
+        for id in 1..=count {
+            let index = id as u16 - 1;
+            let sip_address = SocketAddr::from(([127, 0, 0, 1], base + 2 * index));
+            let http_address = SocketAddr::from(([127, 0, 0, 1], base + 2 * count16 + index));
+            let cluster = SocketAddr::from(([127, 0, 0, 1], base + 101 + index));
             sip.insert(id, sip_address);
-            topology.push_str(&format!(
-                "\n[[node]]\nid = {id}\ncluster = \"{cluster}\"\nsip = \"{sip_address}\"\nhttp = \"127.0.0.1:0\"\n"
-            ));
+            entries.insert(
+                id,
+                format!(
+                    "\n[[node]]\nid = {id}\ncluster = \"{cluster}\"\nsip = \"{sip_address}\"\nhttp = \"{http_address}\"\n"
+                ),
+            );
         }
-        let topology_path = dir.path().join("topology.toml");
+        let mut pool = Pool {
+            dir,
+            sip,
+            http: BTreeMap::new(),
+            children: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            entries,
+        };
+        pool.init(running);
+        let ids: Vec<u64> = (1..=running).collect();
+        let waits: Vec<_> = ids.iter().map(|&id| pool.spawn(id)).collect();
+        for (id, ready) in ids.into_iter().zip(waits) {
+            pool.await_ready(id, ready);
+        }
+        pool
+    }
+
+    /// Writes the topology of nodes 1..=`count` and runs `roster init` on it.
+    fn init(&mut self, count: u64) {
+        let mut topology = String::from("[pool]\nname = \"test\"\ngroups = 8\n");
+        for id in 1..=count {
+            topology.push_str(&self.entries[&id]);
+        }
+        let topology_path = self.dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).expect("write topology");
         let output = Command::new(roster_bin())
             .arg("init")
             .arg("--topology")
             .arg(&topology_path)
             .arg("--dir")
-            .arg(dir.path().join("pool"))
+            .arg(self.dir.path().join("pool"))
             .arg("--no-auth")
             .output()
             .expect("run roster init");
@@ -438,22 +482,22 @@ impl Pool {
             "roster init failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let configs = (1..=3u64)
-            .map(|id| (id, dir.path().join(format!("pool/node-{id}/roster.toml"))))
+        self.configs = (1..=count)
+            .map(|id| {
+                (
+                    id,
+                    self.dir.path().join(format!("pool/node-{id}/roster.toml")),
+                )
+            })
             .collect();
-        let mut pool = Pool {
-            dir,
-            sip,
-            http: BTreeMap::new(),
-            children: BTreeMap::new(),
-            configs,
-        };
-        let ids: Vec<u64> = pool.configs.keys().copied().collect();
-        let waits: Vec<_> = ids.iter().map(|&id| pool.spawn(id)).collect();
-        for (id, ready) in ids.into_iter().zip(waits) {
-            pool.await_ready(id, ready);
-        }
-        pool
+    }
+
+    /// Adds node `id` (one of the `count` of [`Pool::start_growable`]) to the topology, runs
+    /// `roster init` again and starts it: it joins the running pool, holding no replica yet.
+    pub fn add_node(&mut self, id: u64) {
+        self.init(id);
+        let ready = self.spawn(id);
+        self.await_ready(id, ready);
     }
 
     fn spawn(&mut self, id: u64) -> mpsc::Receiver<Option<SocketAddr>> {

@@ -117,6 +117,12 @@ pub trait Network: Clone + Send + Sync + 'static {
         body: Vec<u8>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<u8>, NetError>> + Send;
+
+    /// Learns that node `node` listens at `address` (from a Raft membership), unless its
+    /// address is known already. Networks that route by id alone ignore it.
+    fn learn_address(&self, node: NodeId, address: &str) {
+        let _ = (node, address);
+    }
 }
 
 /// The server side: what a node does with a request from an authenticated peer.

@@ -20,5 +20,8 @@ pub mod protocol;
 pub mod router;
 pub mod topology;
 
+/// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
+pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";
+
 pub use node::{PoolError, PoolHandler, PoolNode, PoolOptions};
 pub use topology::{NodeSpec, PoolSpec, Topology, TopologyError};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
-use roster_net::{Handler, Network};
+use roster_net::{Handler, NetError, Network};
 use roster_raft::config::{group_config, GroupConfigOptions};
 use roster_raft::{typ, GroupCommand, GroupId, GroupRequest, GroupResponse, NodeId};
 use roster_registrar::{Binding, Command, Policy};
@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::placement::Assignment;
 use crate::protocol::{decode, encode, GroupMembers, PoolRequest, PoolResponse, ServeError};
-use crate::router::{GroupNetworks, PoolRouter};
+use crate::router::{CallFailure, GroupNetworks, PoolRouter};
 
 /// Forwarding hops a write or read may take before it gives up: the leader can change under
 /// it, but more than a few hops means the group is electing; the client retries.
@@ -369,9 +369,20 @@ impl<N: Network> PoolNode<N> {
                             + (self.options.request_timeout / 2).min(FORWARD_HOP_TIMEOUT),
                     ),
                 };
-                self.forward(target, operation.request(group), hop_deadline)
-                    .await
-                    .and_then(Answer::from_response)
+                let forwarded = self
+                    .forward(target, operation.request(group), hop_deadline)
+                    .await;
+                match (forwarded, &operation) {
+                    // A write that may have reached the leader must not be sent again: if both
+                    // copies committed, the second would find its own CSeq already applied and
+                    // answer 500. Its outcome is unknown; the client retries with a new CSeq.
+                    (Err(ServeError::NotLeader { leader: None }), Operation::Write(_)) => {
+                        Err(ServeError::Unavailable(format!(
+                            "the write's outcome is unknown: node {target} did not answer"
+                        )))
+                    }
+                    (forwarded, _) => forwarded.and_then(Answer::from_response),
+                }
             };
             match result {
                 Ok(answer) => {
@@ -690,11 +701,41 @@ impl<N: Network> PoolNode<N> {
         if timeout.is_zero() {
             return Err(ServeError::Unavailable("deadline passed".into()));
         }
-        self.router
-            .call(target, &request, timeout)
-            .await
+        let mut result = self.router.call_typed(target, &request, timeout).await;
+        // A node this one has no address for (added to the pool after this node started):
+        // its address is in the membership of a group it belongs to. Nothing was sent.
+        if let Err(CallFailure::Net(NetError::UnknownPeer(_))) = &result {
+            if self.learn_address_from_memberships(target) {
+                let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+                result = self.router.call_typed(target, &request, timeout).await;
+            }
+        }
+        result
             .map_err(|_| ServeError::NotLeader { leader: None })
             .inspect_err(|_| debug!(target, "forward failed"))
+    }
+
+    /// Looks for `node`'s cluster address in the memberships of this node's replicas and
+    /// gives it to the network; `true` when found.
+    fn learn_address_from_memberships(&self, node: NodeId) -> bool {
+        for group in self.groups() {
+            let Some(replica) = self.replica(group) else {
+                continue;
+            };
+            let address = {
+                let metrics = replica.raft.metrics().borrow_watched().clone();
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&node)
+                    .map(|member| member.addr.clone())
+            };
+            if let Some(address) = address {
+                self.router.network().learn_address(node, &address);
+                return true;
+            }
+        }
+        false
     }
 
     /// Proposes on this node, which believes it leads `group`.
@@ -748,7 +789,8 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Refuses at once when this replica is not the leader, or leads without having heard
-    /// from a quorum for longer than an election timeout (it is cut off: a write would hang).
+    /// from a quorum for longer than two election timeouts (it is cut off: a write would
+    /// hang).
     pub(crate) fn check_leadership(&self, replica: &Replica) -> Result<(), ServeError> {
         let metrics = replica.raft.metrics().borrow_watched().clone();
         if metrics.current_leader != Some(self.options.node_id) {
@@ -756,7 +798,10 @@ impl<N: Network> PoolNode<N> {
                 leader: metrics.current_leader,
             });
         }
-        let cut_off_ms = self.options.raft.election_timeout_max_ms;
+        // Twice the longest election timeout: a leader whose followers are only slow (busy
+        // catching up a new replica, a loaded machine) keeps serving; one that is cut off
+        // refuses well before a client's transaction times out.
+        let cut_off_ms = 2 * self.options.raft.election_timeout_max_ms;
         match millis_since_quorum_ack(&metrics) {
             Some(millis) if millis > cut_off_ms => Err(ServeError::Unavailable(format!(
                 "leader has not heard from a quorum for {millis} ms"
@@ -861,7 +906,14 @@ fn millis_since_quorum_ack(metrics: &typ::RaftMetrics) -> Option<u64> {
 impl<N: Network> Handler for PoolNode<N> {
     async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
         let response = match decode::<PoolRequest>(&body) {
-            Ok(request) => self.serve(request).await,
+            Ok(request) => {
+                let kind = request.kind();
+                let started = std::time::Instant::now();
+                let response = self.serve(request).await;
+                metrics::histogram!(crate::RPC_DURATION, "kind" => kind)
+                    .record(started.elapsed().as_secs_f64());
+                response
+            }
             Err(error) => {
                 warn!(from, %error, "undecodable pool request");
                 PoolResponse::Error(error.to_string())

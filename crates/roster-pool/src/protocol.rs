@@ -108,6 +108,26 @@ pub enum PoolRequest {
     },
 }
 
+impl PoolRequest {
+    /// The request's kind, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PoolRequest::Append { .. } => "append",
+            PoolRequest::Vote { .. } => "vote",
+            PoolRequest::PreVote { .. } => "pre_vote",
+            PoolRequest::Snapshot { .. } => "snapshot",
+            PoolRequest::Write { .. } => "write",
+            PoolRequest::Read { .. } => "read",
+            PoolRequest::OpenReplica { .. } => "open_replica",
+            PoolRequest::CloseReplica { .. } => "close_replica",
+            PoolRequest::Groups => "groups",
+            PoolRequest::Members { .. } => "members",
+            PoolRequest::MoveReplica { .. } => "move_replica",
+            PoolRequest::TransferLeader { .. } => "transfer_leader",
+        }
+    }
+}
+
 /// A routing group's members as its leader sees them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMembers {

@@ -5,17 +5,17 @@
 use std::future::Future;
 use std::time::Duration;
 
-use openraft::error::{ReplicationClosed, StreamingError, Unreachable};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory};
 use openraft::OptionalSend;
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
-use roster_net::Network;
+use roster_net::{NetError, Network};
 use roster_raft::{typ, GroupId, NodeId, TypeConfig};
 
 use crate::protocol::{decode, encode, PoolRequest, PoolResponse};
 
 /// Pause before retrying a peer that was unreachable: long enough not to spin on a dead node,
-/// short against the election timeout (1–2 s), so a returning node is heard from quickly.
+/// short against the election timeout (0.45–0.7 s), so a returning node is heard from quickly.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Sends the Raft RPCs of every group of a node over one network.
@@ -42,18 +42,77 @@ impl<N: Network> PoolRouter<N> {
         request: &PoolRequest,
         timeout: Duration,
     ) -> Result<PoolResponse, String> {
-        let body = encode(request).map_err(|error| error.to_string())?;
+        self.call_typed(target, request, timeout)
+            .await
+            .map_err(|failure| failure.to_string())
+    }
+
+    pub(crate) async fn call_typed(
+        &self,
+        target: NodeId,
+        request: &PoolRequest,
+        timeout: Duration,
+    ) -> Result<PoolResponse, CallFailure> {
+        let body = encode(request).map_err(|error| CallFailure::Codec(error.to_string()))?;
         let reply = self
             .network
             .request(target, body, timeout)
             .await
-            .map_err(|error| error.to_string())?;
-        decode(&reply).map_err(|error| error.to_string())
+            .map_err(CallFailure::Net)?;
+        decode(&reply).map_err(|error| CallFailure::Codec(error.to_string()))
     }
 }
 
-fn unreachable(message: impl ToString) -> Unreachable<TypeConfig> {
-    Unreachable::from_string(message)
+/// Why an RPC got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallFailure {
+    #[error(transparent)]
+    Net(NetError),
+    #[error("{0}")]
+    Codec(String),
+}
+
+/// An RPC that failed, in the two kinds openraft treats differently: a timeout is transient
+/// (the peer is slow, e.g. flushing under load: retry at once), anything else means the peer
+/// is gone or broken (back off before retrying).
+enum RpcFailure {
+    Slow(NetworkError<TypeConfig>),
+    Gone(Unreachable<TypeConfig>),
+}
+
+impl RpcFailure {
+    fn gone(message: impl ToString) -> RpcFailure {
+        RpcFailure::Gone(Unreachable::from_string(message))
+    }
+}
+
+impl From<CallFailure> for RpcFailure {
+    fn from(failure: CallFailure) -> RpcFailure {
+        match failure {
+            CallFailure::Net(error @ NetError::Timeout { .. }) => {
+                RpcFailure::Slow(NetworkError::new(&error))
+            }
+            other => RpcFailure::gone(other),
+        }
+    }
+}
+
+impl From<RpcFailure> for typ::RPCError {
+    fn from(failure: RpcFailure) -> typ::RPCError {
+        match failure {
+            RpcFailure::Slow(error) => RPCError::Network(error),
+            RpcFailure::Gone(error) => RPCError::Unreachable(error),
+        }
+    }
+}
+
+impl From<RpcFailure> for typ::StreamingError {
+    fn from(failure: RpcFailure) -> typ::StreamingError {
+        match failure {
+            RpcFailure::Slow(error) => StreamingError::Network(error),
+            RpcFailure::Gone(error) => StreamingError::Unreachable(error),
+        }
+    }
 }
 
 fn unexpected(response: &PoolResponse) -> String {
@@ -125,7 +184,7 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
             other => Err(other),
         })
         .await
-        .map_err(StreamingError::Unreachable)
+        .map_err(Into::into)
     }
 
     fn backoff(&self) -> Option<Backoff> {
@@ -135,21 +194,23 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
 
 impl<N: Network> PoolRouter<N> {
     /// Sends a Raft RPC and picks its answer out of the response with `pick` (which hands
-    /// back any other response as unexpected). Every failure, local or remote, is
-    /// `Unreachable`: openraft backs off and retries.
+    /// back any other response as unexpected). A timeout is a transient failure that openraft
+    /// retries at once; every other failure, local or remote, is `Unreachable`, which openraft
+    /// backs off from.
     async fn exchange<T>(
         &self,
         target: NodeId,
         request: &PoolRequest,
         option: RPCOption,
         pick: impl FnOnce(PoolResponse) -> Result<Result<T, String>, PoolResponse>,
-    ) -> Result<T, Unreachable<TypeConfig>> {
-        match self.call(target, request, option.hard_ttl()).await {
-            Ok(response) => match pick(response) {
-                Ok(result) => result.map_err(unreachable),
-                Err(other) => Err(unreachable(unexpected(&other))),
-            },
-            Err(error) => Err(unreachable(error)),
+    ) -> Result<T, RpcFailure> {
+        let response = self
+            .call_typed(target, request, option.hard_ttl())
+            .await
+            .map_err(RpcFailure::from)?;
+        match pick(response) {
+            Ok(result) => result.map_err(RpcFailure::gone),
+            Err(other) => Err(RpcFailure::gone(unexpected(&other))),
         }
     }
 }
@@ -178,7 +239,10 @@ impl<N: Network> GroupNetworks<N> {
 impl<N: Network> RaftNetworkFactory<TypeConfig> for GroupNetworks<N> {
     type Network = GroupNetworkAdapter<TypeConfig, GroupId, PoolRouter<N>>;
 
-    async fn new_client(&mut self, target: NodeId, _node: &typ::Node) -> Self::Network {
+    async fn new_client(&mut self, target: NodeId, node: &typ::Node) -> Self::Network {
+        // The membership carries each member's cluster address: a node added to the pool is
+        // reachable before this node's topology file lists it.
+        self.router.network().learn_address(target, &node.addr);
         GroupNetworkAdapter::new(self.router.clone(), target, self.group)
     }
 }

@@ -131,6 +131,10 @@ async fn run(seed: u64) {
         let outcomes = handle.await.expect("writer");
         acknowledged += outcomes.acknowledged;
         unknown += outcomes.unknown;
+        assert_eq!(
+            outcomes.refused, 0,
+            "seed {seed}: a write was applied twice (refused as an old CSeq)"
+        );
     }
     assert!(acknowledged > 0, "seed {seed}: no write was acknowledged");
     check_acknowledged(&cluster, &oracle, seed).await;

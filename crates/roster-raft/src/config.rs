@@ -40,11 +40,17 @@ pub struct GroupConfigOptions {
     /// How often a leader sends heartbeats. Default 150, bound
     /// [`HEARTBEAT_INTERVAL_MS_MIN`]..=[`HEARTBEAT_INTERVAL_MS_MAX`].
     pub heartbeat_interval_ms: u64,
-    /// Shortest election timeout. Default 1000; at least [`ELECTION_HEARTBEATS_MIN`] heartbeats.
+    /// Shortest election timeout. Default 450 (three heartbeats); at least
+    /// [`ELECTION_HEARTBEATS_MIN`] heartbeats.
+    ///
+    /// Failover takes about `max` plus up to one more timeout: with pre-vote, a follower grants
+    /// no vote while its leader lease (openraft sets it to the maximum election timeout) lasts,
+    /// so a pre-candidate whose timer fires before the other followers' leases end is refused
+    /// and tries again one timeout later. The defaults give 0.7–1.4 s.
     pub election_timeout_min_ms: u64,
-    /// Longest election timeout; each timeout is drawn between min and max. Default 2000; at
+    /// Longest election timeout; each timeout is drawn between min and max. At
     /// least min + one heartbeat (so that split votes resolve), at most
-    /// [`ELECTION_TIMEOUT_MS_MAX`].
+    /// [`ELECTION_TIMEOUT_MS_MAX`]. Default 700.
     pub election_timeout_max_ms: u64,
     /// Entries applied since the last snapshot that trigger a new one. Default 5000, at least 1.
     pub snapshot_logs_since_last: u64,
@@ -103,8 +109,8 @@ impl Default for GroupConfigOptions {
         GroupConfigOptions {
             cluster_name: "roster".into(),
             heartbeat_interval_ms: 150,
-            election_timeout_min_ms: 1_000,
-            election_timeout_max_ms: 2_000,
+            election_timeout_min_ms: 450,
+            election_timeout_max_ms: 700,
             snapshot_logs_since_last: 5_000,
             logs_kept_after_snapshot: 1_000,
             install_snapshot_timeout_ms: 10_000,
@@ -193,7 +199,7 @@ mod tests {
         assert_eq!(config.heartbeat_interval, 150);
         assert_eq!(
             (config.election_timeout_min, config.election_timeout_max),
-            (1_000, 2_000)
+            (450, 700)
         );
         assert_eq!(config.max_payload_entries, PAYLOAD_ENTRIES_MAX);
     }
@@ -211,7 +217,7 @@ mod tests {
                 ..base.clone()
             },
             GroupConfigOptions {
-                election_timeout_max_ms: 1_100,
+                election_timeout_max_ms: 500,
                 ..base.clone()
             },
             GroupConfigOptions {
@@ -224,7 +230,7 @@ mod tests {
                 ..base.clone()
             },
             GroupConfigOptions {
-                install_snapshot_timeout_ms: 500,
+                install_snapshot_timeout_ms: 600,
                 ..base.clone()
             },
         ];

@@ -40,6 +40,13 @@ pub const FLUSH_BATCH_MAX: usize = 4_096;
 
 const _: () = assert!(FLUSH_BATCH_MAX <= FLUSH_WAITERS_PENDING_MAX);
 
+/// Shortest time from the start of one flush to the start of the next. Under load a flush
+/// waits out the rest of this interval, gathering the waiters that arrive meanwhile, so that a
+/// busy node makes at most one durable point per interval (each costs a sled I/O-buffer write,
+/// a `sync_file_range`, an `fdatasync` and several thread wake-ups). An idle node flushes at
+/// once: the interval has long passed when a lone waiter comes.
+pub const FLUSH_INTERVAL_MIN: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Someone waiting for the next durable point.
 pub(crate) enum Waiter {
     /// openraft's append callback: fired after the flush.
@@ -129,7 +136,15 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let mut batch = Vec::with_capacity(FLUSH_BATCH_MAX);
+        let mut last_start: Option<std::time::Instant> = None;
         while let Some(first) = self.receiver.blocking_recv() {
+            if let Some(rest) = last_start
+                .and_then(|start| FLUSH_INTERVAL_MIN.checked_sub(start.elapsed()))
+                .filter(|rest| !rest.is_zero())
+            {
+                std::thread::sleep(rest);
+            }
+            last_start = Some(std::time::Instant::now());
             batch.push(first);
             while batch.len() < FLUSH_BATCH_MAX {
                 match self.receiver.try_recv() {
@@ -138,7 +153,11 @@ impl Worker {
                 }
             }
             if self.failure.is_none() {
-                if let Err(error) = self.make_durable() {
+                let started = std::time::Instant::now();
+                let flushed = self.make_durable();
+                metrics::histogram!(crate::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(crate::FLUSH_BATCH).record(batch.len() as f64);
+                if let Err(error) = flushed {
                     tracing::error!(%error, "flush failed; the store is poisoned");
                     self.failure = Some((error.kind(), error.to_string()));
                 }

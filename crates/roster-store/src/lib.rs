@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use roster_raft::{CodecError, GroupId};
 use roster_registrar::Policy;
 
-pub use flusher::{FLUSH_BATCH_MAX, FLUSH_WAITERS_PENDING_MAX};
+pub use flusher::{FLUSH_BATCH_MAX, FLUSH_INTERVAL_MIN, FLUSH_WAITERS_PENDING_MAX};
 pub use layout::SNAPSHOT_CHUNK_SIZE_MAX;
 pub use log::{LogStore, LOG_READ_BYTES_MAX, LOG_READ_ENTRIES_MAX};
 pub use state_machine::{GroupSnapshotBuilder, GroupStateHandle, StateMachineStore};
@@ -51,6 +51,11 @@ use crate::layout::GroupTrees;
 
 /// A routing group's Raft, with this crate's state machine.
 pub type GroupRaft = roster_raft::typ::Raft<StateMachineStore>;
+
+/// Metric: seconds one durable point took (sled flush, `fdatasync`, blob syncs).
+pub const FLUSH_DURATION: &str = "roster_store_flush_seconds";
+/// Metric: waiters (appends of any group, votes, purges) completed by one flush.
+pub const FLUSH_BATCH: &str = "roster_store_flush_batch";
 
 /// Groups one node may hold replicas of: every group of the pool (G defaults to 32) plus the CMS
 /// group, with room for a larger G.

@@ -69,6 +69,11 @@ pub struct RawPool {
     pub node_id: u64,
     /// Where this node's database lives, relative to this file.
     pub data_dir: PathBuf,
+    /// The node joins a running pool: it never initializes routing groups, and gets replicas
+    /// only through moves (`roster pool rebalance`). Default false: the node is one of the
+    /// pool's first nodes. `roster init` sets it for nodes added to an existing pool.
+    #[serde(default)]
+    pub join: bool,
     /// The cluster CA certificate (PEM).
     pub ca_certificate: PathBuf,
     /// This node's cluster certificate (PEM), issued by the cluster CA.
@@ -79,9 +84,9 @@ pub struct RawPool {
     pub epoch: Option<u64>,
     /// Raft heartbeat. Default 150 ms, bound 50..=1000.
     pub heartbeat_interval_ms: Option<u64>,
-    /// Raft election timeout, lower end. Default 1000 ms.
+    /// Raft election timeout, lower end. Default 450 ms, at least three heartbeats.
     pub election_timeout_min_ms: Option<u64>,
-    /// Raft election timeout, upper end. Default 2000 ms.
+    /// Raft election timeout, upper end. Default 700 ms, at least min + one heartbeat.
     pub election_timeout_max_ms: Option<u64>,
 }
 
@@ -91,6 +96,10 @@ pub struct RawPool {
 pub struct RawHttp {
     /// Address for metrics, health and status. Default: none (no HTTP).
     pub listen: Option<SocketAddr>,
+    /// File holding the bearer token of the pool admin routes (`roster node drain`, `roster
+    /// pool rebalance`). Default: none (admin routes off). Keep the HTTP address on a
+    /// management network.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[node]`.
@@ -100,6 +109,9 @@ pub struct RawNode {
     /// Name in logs and in the `Server` header. Default `roster`.
     #[serde(default = "default_node_name")]
     pub name: String,
+    /// Threads running the node's async work. Default: one per CPU. Lower it when several
+    /// nodes share a machine (the demo runs three).
+    pub worker_threads: Option<usize>,
 }
 
 /// `[sip]`.
@@ -174,6 +186,7 @@ impl Default for RawNode {
     fn default() -> Self {
         RawNode {
             name: default_node_name(),
+            worker_threads: None,
         }
     }
 }
@@ -192,6 +205,9 @@ impl Default for RawAuth {
     }
 }
 
+/// Most async worker threads a node may ask for.
+pub const WORKER_THREADS_MAX: usize = 256;
+
 fn default_node_name() -> String {
     "roster".to_string()
 }
@@ -205,6 +221,10 @@ fn default_true() -> bool {
 pub struct Config {
     /// The node's name.
     pub node_name: String,
+    /// Async worker threads; `None`: one per CPU.
+    pub worker_threads: Option<usize>,
+    /// Bearer token of the admin routes; `None`: off.
+    pub admin_token: Option<String>,
     /// Domains served, lowercase.
     pub domains: Vec<String>,
     /// UDP listen addresses.
@@ -255,6 +275,8 @@ pub struct PoolConfig {
     pub node_private_key: PathBuf,
     /// Ownership epoch.
     pub epoch: u64,
+    /// Joins a running pool instead of creating it.
+    pub join: bool,
     /// Raft heartbeat, ms.
     pub heartbeat_interval_ms: u64,
     /// Election timeout range, ms.
@@ -349,7 +371,25 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(threads) = raw.node.worker_threads {
+            bounded(
+                "node.worker_threads",
+                Some(threads),
+                1,
+                1,
+                WORKER_THREADS_MAX,
+            )?;
+        }
+        let admin_token = match &raw.http.admin_token_file {
+            Some(path) => Some(
+                crate::admin::read_token(&base.join(path))
+                    .map_err(|error| invalid(format!("http.admin_token_file: {error}")))?,
+            ),
+            None => None,
+        };
         Ok(Config {
+            admin_token,
+            worker_threads: raw.node.worker_threads,
             node_name: raw.node.name,
             domains,
             udp: raw.sip.udp,
@@ -376,26 +416,35 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
             "pool.node_id must be 1 or more".into(),
         ));
     }
+    use roster_raft::config::{
+        GroupConfigOptions, ELECTION_HEARTBEATS_MIN, ELECTION_TIMEOUT_MS_MAX,
+        HEARTBEAT_INTERVAL_MS_MAX, HEARTBEAT_INTERVAL_MS_MIN,
+    };
+    let defaults = GroupConfigOptions::default();
     let heartbeat_interval_ms = bounded(
         "pool.heartbeat_interval_ms",
         raw.heartbeat_interval_ms,
-        150,
-        50,
-        1000,
+        defaults.heartbeat_interval_ms,
+        HEARTBEAT_INTERVAL_MS_MIN,
+        HEARTBEAT_INTERVAL_MS_MAX,
     )?;
     let min = bounded(
         "pool.election_timeout_min_ms",
         raw.election_timeout_min_ms,
-        1000,
-        3 * heartbeat_interval_ms,
-        10_000,
+        defaults
+            .election_timeout_min_ms
+            .max(ELECTION_HEARTBEATS_MIN * heartbeat_interval_ms),
+        ELECTION_HEARTBEATS_MIN * heartbeat_interval_ms,
+        ELECTION_TIMEOUT_MS_MAX,
     )?;
     let max = bounded(
         "pool.election_timeout_max_ms",
         raw.election_timeout_max_ms,
-        2000,
+        defaults
+            .election_timeout_max_ms
+            .max(min + heartbeat_interval_ms),
         min + heartbeat_interval_ms,
-        10_000,
+        ELECTION_TIMEOUT_MS_MAX,
     )?;
     Ok(PoolConfig {
         topology: base.join(raw.topology),
@@ -405,6 +454,7 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
         node_certificate: base.join(raw.node_certificate),
         node_private_key: base.join(raw.node_private_key),
         epoch: raw.epoch.unwrap_or(1),
+        join: raw.join,
         heartbeat_interval_ms,
         election_timeout_ms: (min, max),
     })
@@ -533,6 +583,14 @@ mod tests {
             ),
             ("[sip]\ndomains = [\"a\"]\nudp = [\"nonsense\"]", "invalid"),
             ("[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\ntypo = 1", "typo"),
+            (
+                "[node]\nworker_threads = 0\n[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]",
+                "node.worker_threads = 0",
+            ),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[http]\nadmin_token_file = \"/nonexistent/token\"",
+                "http.admin_token_file",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(text).expect_err(text).to_string();

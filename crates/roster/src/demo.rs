@@ -68,6 +68,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         // MD5 first: SIPp 3.6 and many phones answer only the first challenge, and only MD5.
         // A production pool should list SHA-256 first (RFC 8760 section 2.4).
         algorithms: vec!["MD5".into(), "SHA-256".into()],
+        worker_threads: Some(demo_worker_threads()),
     })?;
     let mut nodes = Vec::new();
     for (id, config) in configs {
@@ -286,4 +287,13 @@ fn banner(options: &DemoOptions, nodes: &[DemoNode], password: &str) -> String {
         "  try: point a SIP client at any node's SIP address as u0@{DEMO_DOMAIN}, or see README.md. Ctrl-C stops the demo."
     );
     text
+}
+
+/// Worker threads per demo node: the demo's three nodes share this machine's CPUs, so each
+/// gets a third of them (at least one) instead of one thread per CPU each, which would only
+/// add context switches.
+fn demo_worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let nodes = usize::try_from(DEMO_NODES).unwrap_or(usize::MAX);
+    (cpus / nodes).max(1)
 }

@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
 
 /// What the status endpoints report; the node supplies it.
 pub trait StatusSource: Send + Sync + 'static {
@@ -20,24 +22,41 @@ pub trait StatusSource: Send + Sync + 'static {
     fn healthy(&self) -> bool;
 }
 
+/// Pool administration behind a bearer token: `POST /admin/drain/{node}` and
+/// `POST /admin/rebalance`.
+pub struct AdminAccess {
+    /// The operations.
+    pub admin: Arc<dyn Admin>,
+    /// The token a request must carry (`Authorization: Bearer …`).
+    pub token: String,
+}
+
 struct HttpState {
     status: Arc<dyn StatusSource>,
     prometheus: PrometheusHandle,
+    admin: Option<AdminAccess>,
 }
 
-/// Serves HTTP on `listener` until `shutdown`.
+/// Serves HTTP on `listener` until `shutdown`; the admin routes answer only with `admin`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: Arc<dyn StatusSource>,
     prometheus: PrometheusHandle,
+    admin: Option<AdminAccess>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = Arc::new(HttpState { status, prometheus });
+    let state = Arc::new(HttpState {
+        status,
+        prometheus,
+        admin,
+    });
     let app = Router::new()
         .route("/", get(page))
         .route("/health", get(health))
         .route("/status", get(status_json))
         .route("/metrics", get(metrics_text))
+        .route("/admin/drain/{node}", post(admin_drain))
+        .route("/admin/rebalance", post(admin_rebalance))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -67,6 +86,50 @@ async fn metrics_text(State(state): State<Arc<HttpState>>) -> Response {
         state.prometheus.render(),
     )
         .into_response()
+}
+
+async fn admin_drain(
+    State(state): State<Arc<HttpState>>,
+    Path(node): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    run_admin(&state, &headers, |admin| admin.drain(node)).await
+}
+
+async fn admin_rebalance(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    run_admin(&state, &headers, |admin| admin.rebalance()).await
+}
+
+async fn run_admin(
+    state: &HttpState,
+    headers: &HeaderMap,
+    operation: impl FnOnce(&dyn Admin) -> crate::admin::AdminFuture,
+) -> Response {
+    let Some(access) = &state.admin else {
+        return (
+            StatusCode::NOT_FOUND,
+            "administration is off on this node (no [http] admin_token_file, or not in a pool)\n",
+        )
+            .into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if !crate::admin::authorized(&access.token, presented) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid admin bearer token is required\n",
+        )
+            .into_response();
+    }
+    match operation(access.admin.as_ref()).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => (
+            StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            format!("{}\n", error.message),
+        )
+            .into_response(),
+    }
 }
 
 async fn page() -> Html<&'static str> {

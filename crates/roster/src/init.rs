@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use rand::distr::{Alphanumeric, SampleString as _};
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_pool::Topology;
 
@@ -35,6 +36,8 @@ pub struct InitOptions {
     pub no_auth: bool,
     /// Digest challenge order, e.g. `["SHA-256", "MD5"]`.
     pub algorithms: Vec<String>,
+    /// `[node] worker_threads` of every node; `None` leaves the default (one per CPU).
+    pub worker_threads: Option<usize>,
 }
 
 /// Writes every node's files; returns the path of each node's configuration, by node id.
@@ -58,12 +61,20 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     std::fs::create_dir_all(dir.join("tls"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     write(&dir.join("topology.toml"), &text)?;
+    // Nodes added to an existing pool (which has a CA, and no certificate for them yet) join
+    // it; the nodes of a new pool create it.
+    let existing_pool = dir.join("tls/ca.pem").exists();
     let ca = load_or_create_ca(dir, &topology.pool.name)?;
     let nonce_path = dir.join("nonce.key");
     if !nonce_path.exists() {
         let mut key = [0u8; 32];
         rand::Fill::fill(&mut key, &mut rand::rng());
         write(&nonce_path, &format!("{}\n", hex::encode(key)))?;
+    }
+    let token_path = dir.join(ADMIN_TOKEN_FILE);
+    if !token_path.exists() {
+        let token = Alphanumeric.sample_string(&mut rand::rng(), 48);
+        write_secret(&token_path, &format!("{token}\n"))?;
     }
     if let Some(users) = &options.users {
         std::fs::copy(users, dir.join("users.toml"))
@@ -77,13 +88,18 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         let sip = node.sip.context("sip address checked above")?;
         let cert_path = node_dir.join("node.pem");
         let key_path = node_dir.join("node.key");
+        let joins =
+            existing_pool && (!cert_path.exists() || config_joins(&node_dir.join("roster.toml")));
         if !cert_path.exists() {
             let addresses = [node.cluster.ip().to_string(), sip.ip().to_string()];
             let certificate: NodeCertificate = ca.issue_node(node.id, addresses)?;
             certificate.write_files(&cert_path, &key_path)?;
         }
         let config_path = node_dir.join("roster.toml");
-        write(&config_path, &node_config(options, node.id, sip, node.http))?;
+        write(
+            &config_path,
+            &node_config(options, node.id, sip, node.http, joins),
+        )?;
         configs.push((node.id, config_path));
     }
     Ok(configs)
@@ -105,6 +121,7 @@ fn node_config(
     id: u64,
     sip: SocketAddr,
     http: Option<SocketAddr>,
+    joins: bool,
 ) -> String {
     let tls = SocketAddr::new(sip.ip(), sip.port().saturating_add(1));
     let domains: Vec<String> = options.domains.iter().map(|d| format!("\"{d}\"")).collect();
@@ -115,7 +132,11 @@ fn node_config(
         .collect();
     let mut text = String::new();
     let _ = writeln!(text, "# Written by `roster init` for node {id}.");
-    let _ = writeln!(text, "[node]\nname = \"node-{id}\"\n");
+    let _ = writeln!(text, "[node]\nname = \"node-{id}\"");
+    if let Some(threads) = options.worker_threads {
+        let _ = writeln!(text, "worker_threads = {threads}");
+    }
+    let _ = writeln!(text);
     let _ = writeln!(
         text,
         "[sip]\ndomains = [{}]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\ntls = [\"{tls}\"]\n\
@@ -133,14 +154,43 @@ fn node_config(
         let _ = writeln!(text, "users_file = \"../users.toml\"");
     }
     if let Some(http) = http {
-        let _ = writeln!(text, "\n[http]\nlisten = \"{http}\"");
+        let _ = writeln!(
+            text,
+            "\n[http]\nlisten = \"{http}\"\nadmin_token_file = \"../{ADMIN_TOKEN_FILE}\""
+        );
     }
     let _ = writeln!(
         text,
         "\n[pool]\ntopology = \"../topology.toml\"\nnode_id = {id}\ndata_dir = \"data\"\n\
          ca_certificate = \"../tls/ca.pem\"\nnode_certificate = \"node.pem\"\nnode_private_key = \"node.key\""
     );
+    if joins {
+        let _ = writeln!(text, "join = true");
+    }
     text
+}
+
+/// Whether the node configuration at `path` (written by an earlier `roster init`) joins.
+fn config_joins(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.trim() == "join = true"))
+}
+
+/// The pool admin token, in the directory `roster init` writes: `roster node drain` and
+/// `roster pool rebalance` present it.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Writes a file only its owner may read.
+fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {

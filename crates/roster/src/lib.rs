@@ -8,6 +8,8 @@
 //! registrar rules it calls do neither.
 #![deny(missing_docs)]
 
+pub mod admin;
+pub mod cli_http;
 pub mod clock;
 pub mod config;
 pub mod demo;

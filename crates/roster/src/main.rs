@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: PoolCommand,
     },
+    /// Node operations in a pool.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +117,33 @@ enum PoolCommand {
         /// The pool's topology (nodes need their `http` address).
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
+    },
+    /// Spread replicas and leaders over every node of the topology (after adding a node to
+    /// it and starting the node).
+    Rebalance {
+        /// The pool's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Move every replica off a node and its leaders to the others; then the node can be
+    /// stopped and removed from the topology. Never give a removed node's id to a new node.
+    Drain {
+        /// The pool's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The node to drain.
+        #[arg(long, value_name = "ID")]
+        node: u64,
     },
 }
 
@@ -151,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Start { config } => {
             let config = Config::load(&config)?;
-            serve(|shutdown| async move {
+            serve(config.worker_threads, |shutdown| async move {
                 roster::node::run_any(config, shutdown, |listening| {
                     for (transport, address) in &listening.sip {
                         println!("roster: sip {} {address}", transport.as_str());
@@ -177,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_auth,
                 http,
             };
-            serve(|shutdown| roster::demo::run(options, shutdown))
+            serve(None, |shutdown| roster::demo::run(options, shutdown))
         }
         Command::Init {
             topology,
@@ -193,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 users,
                 no_auth,
                 algorithms: vec!["SHA-256".into(), "MD5".into()],
+                worker_threads: None,
             })?;
             for (id, config) in configs {
                 println!("node {id}: roster start --config {}", config.display());
@@ -212,6 +245,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Pool {
+            command:
+                PoolCommand::Rebalance {
+                    topology,
+                    token_file,
+                },
+        } => admin_call(&topology, &token_file, None, "/admin/rebalance"),
+        Command::Node {
+            command:
+                NodeCommand::Drain {
+                    topology,
+                    token_file,
+                    node,
+                },
+        } => admin_call(
+            &topology,
+            &token_file,
+            Some(node),
+            &format!("/admin/drain/{node}"),
+        ),
         Command::User { command } => match command {
             UserCommand::Add {
                 users_file,
@@ -223,13 +276,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `job` on a multi-threaded runtime until it ends or a termination signal arrives.
-fn serve<F, Fut>(job: F) -> anyhow::Result<()>
+/// Runs `job` on a multi-threaded runtime (`worker_threads` of them, default one per CPU)
+/// until it ends or a termination signal arrives.
+fn serve<F, Fut>(worker_threads: Option<usize>, job: F) -> anyhow::Result<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -242,6 +300,30 @@ where
         });
         job(shutdown).await
     })
+}
+
+/// Runs a pool admin operation on a node of `topology` (not `avoid`) and prints its answer.
+fn admin_call(
+    topology: &std::path::Path,
+    token_file: &std::path::Path,
+    avoid: Option<u64>,
+    path: &str,
+) -> anyhow::Result<()> {
+    let topology = roster::pool::read_topology(topology)?;
+    let token = roster::admin::read_token(token_file)?;
+    if let Some(node) = avoid {
+        anyhow::ensure!(
+            topology.node.iter().any(|n| n.id == node),
+            "node {node} is not in the topology"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let answer = runtime.block_on(roster::admin::call(&topology, avoid, path, &token))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
 }
 
 fn cert(command: CertCommand) -> anyhow::Result<()> {

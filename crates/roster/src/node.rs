@@ -109,14 +109,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = MemoryStore::new(config.policy.clone());
     let service = Arc::new(build_service(&config, store)?);
-    serve(&config, service, shutdown, on_ready).await
+    serve(&config, service, None, shutdown, on_ready).await
 }
 
-/// Serves `service` on every SIP listener of `config` until `shutdown` is cancelled, then
-/// drains in-flight requests.
+/// Serves `service` on every SIP listener of `config` (and HTTP, with the pool's `admin`
+/// operations when given) until `shutdown` is cancelled, then drains in-flight requests.
 pub async fn serve<S: Store>(
     config: &Config,
     service: Arc<Service<S>>,
+    admin: Option<Arc<dyn crate::admin::Admin>>,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Listening),
 ) -> anyhow::Result<()> {
@@ -177,9 +178,14 @@ pub async fn serve<S: Store>(
         listening.http = Some(listener.local_addr()?);
         let prometheus = crate::telemetry::install();
         let status: Arc<dyn crate::http::StatusSource> = service.clone();
+        let admin = admin
+            .zip(config.admin_token.clone())
+            .map(|(admin, token)| crate::http::AdminAccess { admin, token });
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            if let Err(error) = crate::http::serve(listener, status, prometheus, shutdown).await {
+            if let Err(error) =
+                crate::http::serve(listener, status, prometheus, admin, shutdown).await
+            {
                 warn!(%error, "HTTP server stopped");
             }
         });

@@ -21,7 +21,7 @@ use crate::node::{build_service, serve, Listening};
 use crate::pool_store::PoolStore;
 
 /// How long a pool write or read may take before the client gets `503`: a leader election
-/// (1–2 s) fits, a lost quorum does not hang the client.
+/// (0.7–1.4 s) fits, a lost quorum does not hang the client.
 const POOL_REQUEST_TIMEOUT: Duration = Duration::from_millis(2_500);
 
 /// How long a request waits for a group with no known leader to elect one.
@@ -110,7 +110,16 @@ pub async fn run(
     // Bootstrap only when the pool is created: a node that has ever bootstrapped keeps a
     // marker, and never initializes groups again (after moves, `placement::initial` is not the
     // live layout, and initializing a group there would create a second copy of it).
+    // A joining node writes the marker at once: it must never initialize, even if its
+    // configuration later loses `join`.
     let marker = pool.data_dir.join(BOOTSTRAPPED_MARKER);
+    if pool.join && !marker.exists() {
+        info!(
+            node = pool.node_id,
+            "joining a running pool: replicas come by moves"
+        );
+        write_marker(&marker)?;
+    }
     if !marker.exists() {
         node.bootstrap(&assignment, &addresses)
             .await
@@ -128,7 +137,12 @@ pub async fn run(
         &config,
         PoolStore::new(node.clone(), topology.pool.groups),
     )?);
-    let result = serve(&config, service, shutdown, on_ready).await;
+    let admin: Arc<dyn crate::admin::Admin> = Arc::new(crate::admin::PoolAdmin::new(
+        node.clone(),
+        server.network(),
+        pool.topology.clone(),
+    ));
+    let result = serve(&config, service, Some(admin), shutdown, on_ready).await;
     node.shutdown().await;
     server.shutdown().await;
     result

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use roster_pool::Topology;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long one node may take to answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,29 +66,12 @@ pub async fn pool_status(topology: &Topology) -> String {
 }
 
 async fn fetch(address: SocketAddr) -> Result<serde_json::Value, String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| e.to_string())?;
-        let request = format!("GET /status HTTP/1.0\r\nHost: {address}\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut body = Vec::new();
-        stream
-            .take(STATUS_SIZE_MAX as u64)
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<Vec<u8>, String>(body)
-    };
-    let bytes = tokio::time::timeout(STATUS_TIMEOUT, exchange)
-        .await
-        .map_err(|_| "timed out".to_string())??;
-    let text = String::from_utf8_lossy(&bytes);
-    let (_, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| "no HTTP body".to_string())?;
-    serde_json::from_str(body).map_err(|e| format!("bad status document: {e}"))
+    let request = format!("GET /status HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let (status, body) =
+        crate::cli_http::exchange(address, &request, STATUS_SIZE_MAX as u64, STATUS_TIMEOUT)
+            .await?;
+    if status != 200 {
+        return Err(format!("HTTP {status}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("bad status document: {e}"))
 }

@@ -355,6 +355,19 @@ impl Network for QuicNetwork {
             Err(_) => Err(NetError::Timeout { to }),
         }
     }
+
+    fn learn_address(&self, node: NodeId, address: &str) {
+        if self.shared.peers.get(node).is_some() {
+            return;
+        }
+        match address.parse::<SocketAddr>() {
+            Ok(address) => {
+                tracing::info!(node, %address, "learned a peer's address");
+                self.shared.peers.insert(node, address);
+            }
+            Err(error) => tracing::warn!(node, address, "unusable peer address: {error}"),
+        }
+    }
 }
 
 impl std::fmt::Debug for QuicNetwork {

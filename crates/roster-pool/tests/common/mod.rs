@@ -239,6 +239,9 @@ pub struct Outcomes {
     pub acknowledged: u64,
     /// Writes that timed out or were refused as unavailable (unknown outcome).
     pub unknown: u64,
+    /// Writes refused by the registrar rules. Every write has a CSeq above the user's last,
+    /// so a refusal is a wrong answer: the same command applied twice.
+    pub refused: u64,
 }
 
 impl Oracle {
@@ -303,6 +306,10 @@ pub async fn writer(
                 began.elapsed(),
                 result.as_ref().map(|_| ()).map_err(|e| e.to_string())
             );
+        }
+        if let Ok(roster_raft::GroupResponse::Refused(refusal)) = &result {
+            eprintln!("seed {seed}: u{user} CSeq {cseq} refused: {refusal:?}");
+            outcomes.refused += 1;
         }
         let acknowledged = result.is_ok();
         oracle.record(user, *cseq, acknowledged);
