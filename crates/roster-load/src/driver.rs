@@ -108,12 +108,13 @@ pub async fn drive(
                 return summary;
             }
         }
-        // The next wake-up: a timer, the next operation (unless capped or already due and
-        // skipped), the drain's end, or the progress line.
-        let source_due = if capped {
+        // The next wake-up: a timer, the next operation (at once if one is still due: the
+        // batch bound cut it short; never while capped, a completion frees the slot), the
+        // drain's end, or the progress line.
+        let source_due = if capped || source.is_finished(now) {
             None
         } else {
-            source.due_at().filter(|due| *due > now)
+            source.due_at().map(|due| due.max(now))
         };
         let wake = [
             client.poll_timeout(),

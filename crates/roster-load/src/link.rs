@@ -262,7 +262,11 @@ async fn read_udp(socket: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>) {
             }
             // ICMP errors (port unreachable) surface here on some systems; the transaction
             // times out as if nothing came back.
-            Err(error) => tracing::debug!(%error, "UDP receive error"),
+            Err(error) => {
+                tracing::debug!(%error, "UDP receive error");
+                // Never spin on a socket that keeps failing.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 }
