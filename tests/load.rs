@@ -144,6 +144,42 @@ fn tls_load_verifies_and_a_wrong_name_fails_the_handshake() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// A wrong password: every registration is refused, and the run says so and fails.
+#[test]
+fn refused_registrations_fail_the_run() {
+    let node = Node::start(&users(), NodeOptions::default());
+    let target = node.sip().to_string();
+    let output = load(&[
+        &target,
+        "--users",
+        "5",
+        "--user-prefix",
+        "t",
+        "--password",
+        "wrong",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--mix",
+        "query=1",
+    ]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no registration was acknowledged"),
+        "{}",
+        text(&output)
+    );
+    assert!(stderr.contains("401 ×5"), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("authentication refused"),
+        "{}",
+        text(&output)
+    );
+}
+
 /// A UDP "registrar" that answers `200 OK` to every request and stores nothing, until
 /// dropped.
 struct ForgetfulRegistrar {

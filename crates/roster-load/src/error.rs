@@ -65,6 +65,15 @@ pub enum LoadError {
         /// How long the run waited.
         waited: Duration,
     },
+    /// The registrar answered, but refused every registration (wrong domain, user names or
+    /// password, usually).
+    #[error("no registration was acknowledged: the registrar answered {answered} requests; registrations got {outcomes}")]
+    NothingAcknowledged {
+        /// Operations that got a final response.
+        answered: u64,
+        /// The registrations' outcomes with counts, e.g. `404 ×100`.
+        outcomes: String,
+    },
     /// `--verify` found acknowledged bindings missing or wrong.
     #[error(
         "verification failed: {missing} acknowledged bindings missing, {expires_early} listed \

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::client::ClientCounters;
 use crate::config::TransportKind;
 use crate::error::LoadError;
+use crate::op::Operation;
 use crate::stats::Row;
 use crate::verify::VerifyReport;
 use crate::workload::{Mix, WorkloadCounters};
@@ -157,13 +158,26 @@ impl Report {
         out
     }
 
-    /// `Ok` when the target answered and any verification passed.
+    /// `Ok` when the target answered, acknowledged at least one registration (if any was
+    /// sent), and any verification passed.
     pub fn verdict(&self) -> Result<(), LoadError> {
         if self.answered == 0 && self.client.requests_sent > 0 {
             return Err(LoadError::NothingAnswered {
                 target: self.target.clone(),
                 sent: self.client.requests_sent,
                 waited: std::time::Duration::from_secs_f64(self.elapsed_s),
+            });
+        }
+        let registrations: Vec<String> = self
+            .operations
+            .iter()
+            .filter(|row| row.operation == Operation::Register && row.outcome != "all")
+            .map(|row| format!("{} ×{}", row.outcome, row.latency.count))
+            .collect();
+        if self.acks == 0 && !registrations.is_empty() {
+            return Err(LoadError::NothingAcknowledged {
+                answered: self.answered,
+                outcomes: registrations.join(", "),
             });
         }
         match &self.verify {
