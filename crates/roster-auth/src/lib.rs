@@ -3,7 +3,8 @@
 //! The main types are [`DigestAuthenticator`], which issues `WWW-Authenticate` challenges and
 //! verifies `Authorization` header values into a [`Verdict`], and [`Credentials`], a user's stored
 //! HA1 hashes (never the password).
-//! [`DigestResponse`] parses one `Digest` credentials header value.
+//! [`DigestResponse`] parses one `Digest` credentials header value; on the client side,
+//! [`DigestChallenge`] parses a challenge and answers it.
 //!
 //! **Architecture Invariant:** this crate does no I/O, reads no clock and draws no randomness.
 //! Time (`now_ms`, milliseconds since the Unix epoch) and the nonce key are arguments.
@@ -14,6 +15,7 @@
 
 mod algorithm;
 mod authenticator;
+mod challenge;
 mod credentials;
 mod error;
 mod nonce;
@@ -25,6 +27,7 @@ pub use authenticator::{
     DigestAuthenticator, DigestConfig, Verdict, NONCES_TRACKED_DEFAULT, NONCES_TRACKED_MAX,
     NONCE_LIFETIME_MS_DEFAULT, NONCE_LIFETIME_MS_MAX, REALM_LENGTH_MAX,
 };
+pub use challenge::{ChallengeAnswer, DigestChallenge};
 pub use credentials::Credentials;
 pub use error::{AuthError, ConfigError};
 pub use parse::{DigestResponse, AUTHORIZATION_LENGTH_MAX, PARAMETERS_MAX};

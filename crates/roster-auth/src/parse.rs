@@ -68,10 +68,7 @@ impl DigestResponse {
         if value.len() > AUTHORIZATION_LENGTH_MAX {
             return Err(AuthError::TooLong);
         }
-        let mut cursor = Cursor {
-            text: value,
-            position: 0,
-        };
+        let mut cursor = Cursor::new(value);
         cursor.expect_digest_scheme()?;
         let mut fields = RawFields::default();
         let mut count = 0;
@@ -195,12 +192,17 @@ fn parse_nonce_count(text: &str) -> Result<u32, AuthError> {
 }
 
 /// A position in the header value; it only ever stops on a character boundary.
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     text: &'a str,
     position: usize,
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor at the start of `text`.
+    pub(crate) fn new(text: &'a str) -> Cursor<'a> {
+        Cursor { text, position: 0 }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.position).copied()
     }
@@ -228,7 +230,7 @@ impl<'a> Cursor<'a> {
         self.text.get(start..self.position).unwrap_or_default()
     }
 
-    fn expect_digest_scheme(&mut self) -> Result<(), AuthError> {
+    pub(crate) fn expect_digest_scheme(&mut self) -> Result<(), AuthError> {
         self.skip_whitespace();
         let scheme = self.take_while(is_token_byte);
         if !scheme.eq_ignore_ascii_case("Digest") {
@@ -241,7 +243,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next `name=value` pair, skipping empty list elements; `None` at the end.
-    fn next_parameter(&mut self) -> Result<Option<(&'a str, String)>, AuthError> {
+    pub(crate) fn next_parameter(&mut self) -> Result<Option<(&'a str, String)>, AuthError> {
         loop {
             self.skip_whitespace();
             match self.peek() {

@@ -82,6 +82,10 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Load any SIP registrar: N users × M endpoints over UDP, TCP or TLS, with digest,
+    /// refreshes and a mix of operations at an open-loop rate; latency table, JSON report,
+    /// and `--verify` that every acknowledged registration is still there.
+    Load(Box<roster_load::LoadArgs>),
 }
 
 #[derive(Subcommand)]
@@ -233,6 +237,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cert { command } => cert(command),
+        Command::Load(args) => serve(None, |shutdown| async move {
+            roster_load::run_command(*args, shutdown).await?;
+            Ok(())
+        }),
         Command::Pool {
             command: PoolCommand::Status { topology },
         } => {
