@@ -396,3 +396,83 @@ fn help_documents_every_flag() {
         assert!(help.contains(flag), "{flag} not documented:\n{help}");
     }
 }
+
+/// Kills the demo (and, through PDEATHSIG, its nodes) when the test ends, however it ends.
+struct DemoGuard(std::process::Child);
+
+impl Drop for DemoGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What CI runs on every change: a short `roster load --verify` against `roster demo` (three
+/// durable processes, digest auth); every acknowledged registration must be found afterwards.
+#[test]
+fn load_verifies_against_a_demo_pool() {
+    use std::io::BufRead as _;
+    let dir = TempDir::new("demo-load");
+    let demo_dir = dir.path().join("demo");
+    let port = roster_tests::free_port_range(6, 0);
+    let mut child = Command::new(roster_bin())
+        .arg("demo")
+        .arg("--sip")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--dir")
+        .arg(&demo_dir)
+        .args(["--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn roster demo");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let _demo = DemoGuard(child);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("password: ") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo printed its password within 60 s");
+    let report_path = dir.path().join("report.json");
+    let target = format!("127.0.0.1:{port}");
+    let password_file = demo_dir.join("credentials");
+    let mut command = Command::new(roster_bin());
+    command
+        .arg("load")
+        .args([
+            target.as_str(),
+            "--users",
+            "200",
+            "--user-prefix",
+            "u",
+            "--password-file",
+            password_file.to_str().expect("utf-8 path"),
+            "--rate",
+            "100",
+            "--duration",
+            "5s",
+            "--expires",
+            "300",
+            "--verify",
+            "--json",
+            report_path.to_str().expect("utf-8 path"),
+        ])
+        .env("RUST_LOG", "warn");
+    let output = run_with_deadline(&mut command, Duration::from_secs(90));
+    assert!(output.status.success(), "{}", text(&output));
+    let report = json(&report_path);
+    assert_eq!(number(&report, "/errors"), 0, "{}", text(&output));
+    assert!(number(&report, "/acks") >= 100, "{report}");
+    assert!(number(&report, "/verify/bindings_expected") > 0, "{report}");
+    assert_eq!(number(&report, "/verify/missing"), 0, "{report}");
+}

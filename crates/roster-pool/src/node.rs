@@ -594,6 +594,11 @@ impl<N: Network> PoolNode<N> {
         let state = state_machine.state_handle();
         let config = group_config(&GroupConfigOptions {
             cluster_name: format!("group-{group}"),
+            snapshot_logs_since_last: staggered_snapshot_interval(
+                self.options.raft.snapshot_logs_since_last,
+                group,
+                self.options.groups,
+            ),
             ..self.options.raft.clone()
         })
         .map_err(|error| PoolError::Internal(error.to_string()))?;
@@ -895,6 +900,15 @@ impl<N: Network> PoolNode<N> {
     }
 }
 
+/// The snapshot interval of `group`: `base` entries, plus up to `base` more spread over the
+/// `groups` of the pool. Groups under an even load reach the same entry count together; with
+/// one interval they would all snapshot at once, and the burst of snapshot writes and flushes
+/// would stall every group's appends on the node.
+fn staggered_snapshot_interval(base: u64, group: GroupId, groups: u32) -> u64 {
+    let groups = u64::from(groups.max(1));
+    base + base * (u64::from(group) % groups) / groups
+}
+
 /// How long ago a leader last heard from a quorum; `None` when not a leader.
 fn millis_since_quorum_ack(metrics: &typ::RaftMetrics) -> Option<u64> {
     metrics.last_quorum_acked.as_ref().map(|acked| {
@@ -955,5 +969,21 @@ impl<N: Network> Handler for PoolHandler<N> {
             Some(node) => node.handle(from, body).await,
             None => encode(&PoolResponse::Error("node starting".into())).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod snapshot_interval_tests {
+    use super::staggered_snapshot_interval;
+
+    #[test]
+    fn intervals_spread_over_one_base() {
+        let intervals: Vec<u64> = (0..32)
+            .map(|group| staggered_snapshot_interval(5_000, group, 32))
+            .collect();
+        assert_eq!(intervals[0], 5_000);
+        assert_eq!(intervals[16], 7_500);
+        assert!(intervals.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(intervals[31] < 10_000);
     }
 }

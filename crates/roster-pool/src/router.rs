@@ -18,6 +18,10 @@ use crate::protocol::{decode, encode, PoolRequest, PoolResponse};
 /// short against the election timeout (0.45–0.7 s), so a returning node is heard from quickly.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Shortest wait for a Raft RPC's answer (see [`PoolRouter::exchange`]): below the election
+/// timeout minimum (450 ms), so a dead follower is still noticed in time.
+const RPC_TIMEOUT_MIN: Duration = Duration::from_millis(400);
+
 /// Sends the Raft RPCs of every group of a node over one network.
 #[derive(Clone)]
 pub struct PoolRouter<N> {
@@ -204,8 +208,11 @@ impl<N: Network> PoolRouter<N> {
         option: RPCOption,
         pick: impl FnOnce(PoolResponse) -> Result<Result<T, String>, PoolResponse>,
     ) -> Result<T, RpcFailure> {
+        // openraft asks for a heartbeat interval (150 ms); a follower flushing to disk under
+        // load may take longer, and giving up only makes the leader send the same entries
+        // again. Wait at least RPC_TIMEOUT_MIN: a dead peer still fails, a slow one answers.
         let response = self
-            .call_typed(target, request, option.hard_ttl())
+            .call_typed(target, request, option.hard_ttl().max(RPC_TIMEOUT_MIN))
             .await
             .map_err(RpcFailure::from)?;
         match pick(response) {

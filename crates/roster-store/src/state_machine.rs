@@ -251,7 +251,12 @@ impl SnapshotStore {
         batch.insert(SNAPSHOT_LENGTH, &(bytes.len() as u64).to_be_bytes());
         batch.insert(SNAPSHOT_META, meta_bytes);
         // Atomic: a reader (or a restart) sees the old snapshot or the new one, never a mix.
-        self.tree.apply_batch(batch).map_err(sled_io)?;
+        // Megabytes go into sled here: off the async threads, which carry every group's Raft.
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || tree.apply_batch(batch))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(sled_io)?;
         // Durability: flush + fdatasync before returning.
         self.lease.flusher().flush().await
     }
