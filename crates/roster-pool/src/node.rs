@@ -369,19 +369,26 @@ impl<N: Network> PoolNode<N> {
                             + (self.options.request_timeout / 2).min(FORWARD_HOP_TIMEOUT),
                     ),
                 };
-                let forwarded = self
+                match self
                     .forward(target, operation.request(group), hop_deadline)
-                    .await;
-                match (forwarded, &operation) {
+                    .await
+                {
+                    Ok(response) => Answer::from_response(response),
+                    Err(ForwardFailure::Deadline) => {
+                        Err(ServeError::Unavailable("deadline passed".into()))
+                    }
                     // A write that may have reached the leader must not be sent again: if both
                     // copies committed, the second would find its own CSeq already applied and
                     // answer 500. Its outcome is unknown; the client retries with a new CSeq.
-                    (Err(ServeError::NotLeader { leader: None }), Operation::Write(_)) => {
+                    Err(ForwardFailure::Unanswered(reason))
+                        if matches!(operation, Operation::Write(_)) =>
+                    {
                         Err(ServeError::Unavailable(format!(
-                            "the write's outcome is unknown: node {target} did not answer"
+                            "the write's outcome is unknown: node {target} did not answer ({reason})"
                         )))
                     }
-                    (forwarded, _) => forwarded.and_then(Answer::from_response),
+                    // Nothing was done there (or it is safe to repeat): ask the next node.
+                    Err(_) => Err(ServeError::NotLeader { leader: None }),
                 }
             };
             match result {
@@ -422,8 +429,11 @@ impl<N: Network> PoolNode<N> {
     ) -> Result<NodeId, PoolError> {
         // A replica that knows its group follows its leader; an empty one (opened for a move
         // that has not reached it yet) knows nothing, and asks like a node without a replica.
+        // Read in place, not cloned: this runs on every request (the borrow ends here, before
+        // any await).
         let knows_group = self.replica(group).is_some_and(|replica| {
-            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let metrics = replica.raft.metrics();
+            let metrics = metrics.borrow_watched();
             let knows = metrics
                 .membership_config
                 .membership()
@@ -701,10 +711,10 @@ impl<N: Network> PoolNode<N> {
         target: NodeId,
         request: PoolRequest,
         deadline: tokio::time::Instant,
-    ) -> Result<PoolResponse, ServeError> {
+    ) -> Result<PoolResponse, ForwardFailure> {
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         if timeout.is_zero() {
-            return Err(ServeError::Unavailable("deadline passed".into()));
+            return Err(ForwardFailure::Deadline);
         }
         let mut result = self.router.call_typed(target, &request, timeout).await;
         // A node this one has no address for (added to the pool after this node started):
@@ -716,7 +726,10 @@ impl<N: Network> PoolNode<N> {
             }
         }
         result
-            .map_err(|_| ServeError::NotLeader { leader: None })
+            .map_err(|failure| match failure {
+                CallFailure::Net(NetError::UnknownPeer(_)) => ForwardFailure::NotSent,
+                other => ForwardFailure::Unanswered(other.to_string()),
+            })
             .inspect_err(|_| debug!(target, "forward failed"))
     }
 
@@ -728,7 +741,8 @@ impl<N: Network> PoolNode<N> {
                 continue;
             };
             let address = {
-                let metrics = replica.raft.metrics().borrow_watched().clone();
+                let metrics = replica.raft.metrics();
+                let metrics = metrics.borrow_watched();
                 metrics
                     .membership_config
                     .membership()
@@ -797,17 +811,20 @@ impl<N: Network> PoolNode<N> {
     /// from a quorum for longer than two election timeouts (it is cut off: a write would
     /// hang).
     pub(crate) fn check_leadership(&self, replica: &Replica) -> Result<(), ServeError> {
-        let metrics = replica.raft.metrics().borrow_watched().clone();
-        if metrics.current_leader != Some(self.options.node_id) {
-            return Err(ServeError::NotLeader {
-                leader: metrics.current_leader,
-            });
+        // Two fields read in place: cloning the whole metrics on every write costs more.
+        let (leader, since_quorum_ack_ms) = {
+            let metrics = replica.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            (metrics.current_leader, millis_since_quorum_ack(&metrics))
+        };
+        if leader != Some(self.options.node_id) {
+            return Err(ServeError::NotLeader { leader });
         }
         // Twice the longest election timeout: a leader whose followers are only slow (busy
         // catching up a new replica, a loaded machine) keeps serving; one that is cut off
         // refuses well before a client's transaction times out.
         let cut_off_ms = 2 * self.options.raft.election_timeout_max_ms;
-        match millis_since_quorum_ack(&metrics) {
+        match since_quorum_ack_ms {
             Some(millis) if millis > cut_off_ms => Err(ServeError::Unavailable(format!(
                 "leader has not heard from a quorum for {millis} ms"
             ))),
@@ -907,6 +924,18 @@ impl<N: Network> PoolNode<N> {
 fn staggered_snapshot_interval(base: u64, group: GroupId, groups: u32) -> u64 {
     let groups = u64::from(groups.max(1));
     base + base * (u64::from(group) % groups) / groups
+}
+
+/// Why a forwarded request got no answer; what the sender may do next depends on whether the
+/// peer may have acted on it.
+#[derive(Debug)]
+pub(crate) enum ForwardFailure {
+    /// The deadline had passed before anything was sent.
+    Deadline,
+    /// Nothing reached the peer (no address is known for it).
+    NotSent,
+    /// The request may have reached the peer, which may have acted on it.
+    Unanswered(String),
 }
 
 /// How long ago a leader last heard from a quorum; `None` when not a leader.

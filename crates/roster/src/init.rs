@@ -172,7 +172,11 @@ fn node_config(
 
 /// Whether the node configuration at `path` (written by an earlier `roster init`) joins.
 fn config_joins(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.trim() == "join = true"))
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|config| config.get("pool")?.get("join")?.as_bool())
+        .unwrap_or(false)
 }
 
 /// The pool admin token, in the directory `roster init` writes: `roster node drain` and
