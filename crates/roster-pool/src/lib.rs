@@ -13,6 +13,7 @@
 //! time; apply never reads a clock.
 #![deny(missing_docs)]
 
+mod batch;
 mod membership;
 pub mod node;
 pub mod placement;
@@ -23,5 +24,6 @@ pub mod topology;
 /// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
 pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";
 
+pub use batch::BATCH_SIZE;
 pub use node::{PoolError, PoolHandler, PoolNode, PoolOptions};
 pub use topology::{NodeSpec, PoolSpec, Topology, TopologyError};

@@ -20,7 +20,9 @@ use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
 use tracing::{debug, info, warn};
 
 use crate::placement::Assignment;
-use crate::protocol::{decode, encode, GroupMembers, PoolRequest, PoolResponse, ServeError};
+use crate::protocol::{
+    decode, encode, CodecError, Frame, GroupMembers, PoolRequest, PoolResponse, ServeError,
+};
 use crate::router::{CallFailure, GroupNetworks, PoolRouter};
 
 /// Forwarding hops a write or read may take before it gives up: the leader can change under
@@ -913,6 +915,8 @@ impl<N: Network> PoolNode<N> {
             PoolRequest::TransferLeader { group, to } => {
                 PoolResponse::Done(self.transfer_local(group, to).await)
             }
+            // `handle` unpacks batches; one inside another is refused there.
+            PoolRequest::Batch(_) => PoolResponse::Error("a batch inside a batch".into()),
         }
     }
 }
@@ -946,9 +950,10 @@ fn millis_since_quorum_ack(metrics: &typ::RaftMetrics) -> Option<u64> {
     })
 }
 
-impl<N: Network> Handler for PoolNode<N> {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
-        let response = match decode::<PoolRequest>(&body) {
+impl<N: Network> PoolNode<N> {
+    /// Serves one decoded request (never a batch) and encodes its answer.
+    async fn handle_one(&self, from: NodeId, request: Result<PoolRequest, CodecError>) -> Vec<u8> {
+        let response = match request {
             Ok(request) => {
                 let kind = request.kind();
                 let started = std::time::Instant::now();
@@ -962,11 +967,34 @@ impl<N: Network> Handler for PoolNode<N> {
                 PoolResponse::Error(error.to_string())
             }
         };
-        // A response that cannot be encoded is a bug in this crate's types; answer with an
-        // error the peer can decode.
-        encode(&response).unwrap_or_else(|error| {
-            encode(&PoolResponse::Error(error.to_string())).unwrap_or_default()
-        })
+        encode_response(&response)
+    }
+}
+
+/// Encodes `response`. One that cannot be encoded is a bug in this crate's types; the peer
+/// gets an error it can decode instead.
+fn encode_response(response: &PoolResponse) -> Vec<u8> {
+    encode(response)
+        .unwrap_or_else(|error| encode(&PoolResponse::Error(error.to_string())).unwrap_or_default())
+}
+
+impl<N: Network> Handler for PoolNode<N> {
+    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+        match decode::<PoolRequest>(&body) {
+            // The requests of a batch are served concurrently, answered together in order.
+            Ok(PoolRequest::Batch(frames)) => {
+                let answers = futures_util::future::join_all(
+                    frames
+                        .iter()
+                        .map(|frame| self.handle_one(from, decode::<PoolRequest>(&frame.0))),
+                )
+                .await;
+                encode_response(&PoolResponse::Batch(
+                    answers.into_iter().map(Frame).collect(),
+                ))
+            }
+            request => self.handle_one(from, request).await,
+        }
     }
 }
 

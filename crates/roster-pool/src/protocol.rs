@@ -106,6 +106,9 @@ pub enum PoolRequest {
         /// The new leader.
         to: NodeId,
     },
+    /// Several encoded requests in one message (see `batch`), served concurrently and
+    /// answered by one [`PoolResponse::Batch`] in the same order. Never nested.
+    Batch(Vec<Frame>),
 }
 
 impl PoolRequest {
@@ -124,6 +127,7 @@ impl PoolRequest {
             PoolRequest::Members { .. } => "members",
             PoolRequest::MoveReplica { .. } => "move_replica",
             PoolRequest::TransferLeader { .. } => "transfer_leader",
+            PoolRequest::Batch(_) => "batch",
         }
     }
 }
@@ -199,8 +203,46 @@ pub enum PoolResponse {
     Members(Result<GroupMembers, ServeError>),
     /// To `MoveReplica`: the voters after the move.
     Moved(Result<Vec<NodeId>, ServeError>),
+    /// To `Batch`: the encoded answers, in the order of the requests.
+    Batch(Vec<Frame>),
     /// The request could not be decoded or names a group the node does not hold.
     Error(String),
+}
+
+/// An encoded message inside a batch, carried as one length-prefixed byte string (not as a
+/// sequence of single bytes, which is how serde would carry a plain `Vec<u8>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame(pub Vec<u8>);
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Frame {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Frame {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Frame, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Frame;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Frame, E> {
+                Ok(Frame(bytes.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Frame, E> {
+                Ok(Frame(bytes))
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
 }
 
 /// A message that could not be encoded or decoded.

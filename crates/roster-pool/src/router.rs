@@ -3,6 +3,7 @@
 //! for connections.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -12,6 +13,7 @@ use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use roster_net::{NetError, Network};
 use roster_raft::{typ, GroupId, NodeId, TypeConfig};
 
+use crate::batch::{Batcher, Lane};
 use crate::protocol::{decode, encode, PoolRequest, PoolResponse};
 
 /// Pause before retrying a peer that was unreachable: long enough not to spin on a dead node,
@@ -22,16 +24,21 @@ const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
 /// timeout minimum (450 ms), so a dead follower is still noticed in time.
 const RPC_TIMEOUT_MIN: Duration = Duration::from_millis(400);
 
-/// Sends the Raft RPCs of every group of a node over one network.
+/// Sends the Raft RPCs of every group of a node, and the requests it forwards, over one
+/// network, batching small requests to the same peer (see `batch`).
 #[derive(Clone)]
 pub struct PoolRouter<N> {
     network: N,
+    batcher: Arc<Batcher<N>>,
 }
 
 impl<N: Network> PoolRouter<N> {
     /// A router over `network`.
     pub fn new(network: N) -> PoolRouter<N> {
-        PoolRouter { network }
+        PoolRouter {
+            batcher: Arc::new(Batcher::new(network.clone())),
+            network,
+        }
     }
 
     /// The network underneath.
@@ -58,11 +65,11 @@ impl<N: Network> PoolRouter<N> {
         timeout: Duration,
     ) -> Result<PoolResponse, CallFailure> {
         let body = encode(request).map_err(|error| CallFailure::Codec(error.to_string()))?;
-        let reply = self
-            .network
-            .request(target, body, timeout)
-            .await
-            .map_err(CallFailure::Net)?;
+        let reply = match Lane::of(request) {
+            Some(lane) => self.batcher.request(target, lane, body, timeout).await,
+            None => self.network.request(target, body, timeout).await,
+        }
+        .map_err(CallFailure::Net)?;
         decode(&reply).map_err(|error| CallFailure::Codec(error.to_string()))
     }
 }
