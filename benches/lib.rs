@@ -49,6 +49,28 @@ pub fn register_command(n: u32, cseq: u32) -> Command {
     )
 }
 
+/// What the front makes of `benches/sipp/register_unique.xml`'s REGISTER for user `m{n}`
+/// (the fill of `benches/pool/million`): one plain contact for an hour, no instance.
+pub fn minimal_register_command(n: u32) -> Command {
+    let uri = format!("sip:m{n}@192.0.2.1:5060;transport=udp");
+    Command::Register(RegisterCommand {
+        aor: format!("sip:m{n}@example.com"),
+        call_id: format!("{n}-24573@127.0.0.1"),
+        cseq: 1,
+        change: ContactChange::Update(vec![ContactUpdate {
+            key: BindingKey::Uri(uri.clone()),
+            contact: format!("<{uri}>"),
+            q_milli: None,
+            expires_s: 3600,
+            instance: None,
+            reg_id: None,
+        }]),
+        path: vec![],
+        received: Some("udp:127.0.0.1:5061".into()),
+        user_agent: Some("SIPp roster-benches".into()),
+    })
+}
+
 /// `Contact: *` with `Expires: 0` for user `u{n}`: removes the AOR's bindings, and the AOR.
 pub fn unregister_command(n: u32, cseq: u32) -> Command {
     register(n, cseq, ContactChange::RemoveAll)

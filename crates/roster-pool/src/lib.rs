@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+pub mod gauges;
 mod membership;
 pub mod node;
 pub mod placement;

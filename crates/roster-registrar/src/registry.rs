@@ -64,6 +64,9 @@ impl Registry {
                     Err(refusal) => CommandOutcome::Refused(refusal),
                 };
                 if !bindings.is_empty() {
+                    // A vector grown by push keeps room for 4: most AORs hold one binding for
+                    // hours, and at a million AORs the spare room would be most of the memory.
+                    bindings.shrink_to_fit();
                     self.aors.insert(register.aor.clone(), bindings);
                 }
                 outcome

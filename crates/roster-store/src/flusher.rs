@@ -224,16 +224,32 @@ impl BlobSync {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error),
         };
+        self.sync_entries(entries)
+    }
+
+    /// Syncs the listed blob files that are new or grew, then the directory if any did.
+    ///
+    /// sled deletes a blob when its value is replaced or removed (each new group snapshot
+    /// replaces the last), possibly between the listing and the sync: a file that is gone
+    /// needs no sync. Before this was handled, such a race failed the flush, which poisons the
+    /// store and stops every group of the node (seen filling a pool with a million bindings).
+    fn sync_entries(
+        &mut self,
+        entries: impl Iterator<Item = io::Result<std::fs::DirEntry>>,
+    ) -> io::Result<()> {
         let mut seen = HashMap::with_capacity(self.synced_lengths.len());
         let mut changed = false;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
-            let length = entry.metadata()?.len();
+            let length = match entry.metadata() {
+                Ok(metadata) => metadata.len(),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
             if self.synced_lengths.get(&name) != Some(&length) {
                 match File::open(entry.path()) {
                     Ok(file) => file.sync_all()?,
-                    // sled removed it meanwhile (garbage collection): nothing to keep.
                     Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
                     Err(error) => return Err(error),
                 }
@@ -246,5 +262,30 @@ impl BlobSync {
         }
         self.synced_lengths = seen;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_deleted_between_listing_and_sync_is_skipped() {
+        let directory = tempfile::tempdir().expect("directory");
+        for name in ["1", "2", "3"] {
+            std::fs::write(directory.path().join(name), b"blob").expect("blob written");
+        }
+        let mut blobs = BlobSync::new(directory.path().to_path_buf());
+        // Listed first, deleted after: what sled's garbage collection does during a flush.
+        let listed: Vec<_> = std::fs::read_dir(directory.path())
+            .expect("listing")
+            .collect();
+        std::fs::remove_file(directory.path().join("2")).expect("blob removed");
+        blobs
+            .sync_entries(listed.into_iter())
+            .expect("a vanished blob is not an error");
+        let mut synced: Vec<_> = blobs.synced_lengths.keys().cloned().collect();
+        synced.sort();
+        assert_eq!(synced, vec![OsString::from("1"), OsString::from("3")]);
     }
 }

@@ -66,7 +66,7 @@ pub const GROUPS_PER_NODE_MAX: usize = 1_024;
 pub struct StoreOptions {
     /// The database directory (created if absent).
     pub path: PathBuf,
-    /// sled's page cache, in bytes. Default 256 MiB. Group states are held in memory anyway;
+    /// sled's page cache, in bytes. Default 64 MiB. Group states are held in memory anyway;
     /// the cache serves log reads for replication.
     pub cache_capacity_bytes: u64,
 }
@@ -128,7 +128,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             path: PathBuf::from("roster-data"),
-            cache_capacity_bytes: 256 * 1024 * 1024,
+            cache_capacity_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct RawPool {
     pub election_timeout_min_ms: Option<u64>,
     /// Raft election timeout, upper end. Default 700 ms, at least min + one heartbeat.
     pub election_timeout_max_ms: Option<u64>,
+    /// The database's page cache, in MiB. Default 64, bound 8..=65536. Bindings live in
+    /// memory anyway; the cache serves the log reads of replication and snapshots.
+    pub cache_mb: Option<u64>,
 }
 
 /// `[http]`.
@@ -281,6 +284,8 @@ pub struct PoolConfig {
     pub heartbeat_interval_ms: u64,
     /// Election timeout range, ms.
     pub election_timeout_ms: (u64, u64),
+    /// The database's page cache, bytes.
+    pub cache_bytes: u64,
 }
 
 /// Digest authentication settings.
@@ -457,8 +462,22 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
         join: raw.join,
         heartbeat_interval_ms,
         election_timeout_ms: (min, max),
+        cache_bytes: bounded(
+            "pool.cache_mb",
+            raw.cache_mb,
+            CACHE_MB_DEFAULT,
+            CACHE_MB_MIN,
+            CACHE_MB_MAX,
+        )? * 1024
+            * 1024,
     })
 }
+
+/// `[pool] cache_mb` default: sled's page cache of a node. At a million bindings that is
+/// about 67 bytes per binding, next to the few hundred the bindings themselves take.
+const CACHE_MB_DEFAULT: u64 = 64;
+const CACHE_MB_MIN: u64 = 8;
+const CACHE_MB_MAX: u64 = 65_536;
 
 fn bounded<T>(key: &str, value: Option<T>, default: T, min: T, max: T) -> Result<T, ConfigError>
 where

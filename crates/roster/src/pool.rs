@@ -11,7 +11,7 @@ use roster_net::{AddressBook, QuicConfig};
 use roster_pool::placement;
 use roster_pool::{PoolHandler, PoolNode, PoolOptions, Topology};
 use roster_raft::config::GroupConfigOptions;
-use roster_store::NodeStore;
+use roster_store::{NodeStore, StoreOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -39,6 +39,24 @@ fn write_marker(path: &std::path::Path) -> anyhow::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// How often the per-group gauges (`roster_group_*`, `roster_node_bindings`) are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Refreshes the node's per-group gauges until `shutdown`.
+async fn record_gauges<N: roster_net::Network>(
+    node: Arc<PoolNode<N>>,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(GAUGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => node.record_gauges(),
+        }
+    }
 }
 
 /// Reads the topology file of a pool.
@@ -75,8 +93,11 @@ pub async fn run(
     for node in &topology.node {
         peers.insert(node.id, node.cluster);
     }
-    let store = NodeStore::open(&pool.data_dir)
-        .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
+    let store = NodeStore::open_with(&StoreOptions {
+        path: pool.data_dir.clone(),
+        cache_capacity_bytes: pool.cache_bytes,
+    })
+    .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
     let handler = Arc::new(PoolHandler::default());
     let quic = QuicConfig::new(own.cluster, ca, &certificate, peers);
     let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
@@ -142,7 +163,9 @@ pub async fn run(
         server.network(),
         pool.topology.clone(),
     ));
+    let gauges = tokio::spawn(record_gauges(node.clone(), shutdown.clone()));
     let result = serve(&config, service, Some(admin), shutdown, on_ready).await;
+    gauges.abort();
     node.shutdown().await;
     server.shutdown().await;
     result

@@ -58,6 +58,27 @@ fn describe() {
         "time from a SIP request's arrival to its answer"
     );
     metrics::describe_counter!(STORE_UNAVAILABLE, "requests answered 503 by the store");
+    use roster_pool::gauges;
+    metrics::describe_gauge!(
+        gauges::GROUP_BINDINGS,
+        "bindings in this node's replica, by group"
+    );
+    metrics::describe_gauge!(gauges::GROUP_AORS, "AORs in this node's replica, by group");
+    metrics::describe_gauge!(
+        gauges::GROUP_APPLIED_INDEX,
+        "last applied log index, by group"
+    );
+    metrics::describe_gauge!(gauges::GROUP_LAST_LOG_INDEX, "last log index, by group");
+    metrics::describe_gauge!(gauges::GROUP_LEADER, "1 where this node leads the group");
+    metrics::describe_gauge!(gauges::GROUP_TERM, "Raft term, by group");
+    metrics::describe_gauge!(
+        gauges::NODE_BINDINGS,
+        "bindings in all of this node's replicas"
+    );
+    metrics::describe_histogram!(
+        roster_pool::BATCH_SIZE,
+        "requests per message sent to a peer"
+    );
 }
 
 /// The `class` label of a status code.
