@@ -26,10 +26,7 @@ impl<N: Network> PoolNode<N> {
     /// Sets the per-group gauges of every replica this node holds, and the node's total.
     pub fn record_gauges(&self) {
         let mut total = 0usize;
-        for group in self.groups() {
-            let Some(replica) = self.replica(group) else {
-                continue;
-            };
+        for (group, replica) in self.replica_list() {
             let label = group.to_string();
             // Read in place; the borrow ends before anything else is touched.
             let (leader, term, applied, last_log) = {

@@ -555,11 +555,7 @@ impl<N: Network> PoolNode<N> {
 
     /// A status document: per group, this replica's view.
     pub fn status(&self) -> serde_json::Value {
-        let replicas: Vec<(GroupId, Arc<Replica>)> = self
-            .replicas_read()
-            .iter()
-            .map(|(g, r)| (*g, r.clone()))
-            .collect();
+        let replicas = self.replica_list();
         let mut groups = Vec::with_capacity(replicas.len());
         for (group, replica) in replicas {
             // Cloned out at once: holding the borrow across an await can deadlock.
@@ -665,6 +661,14 @@ impl<N: Network> PoolNode<N> {
         Err(PoolError::Internal(format!(
             "group {group} still open after its replica stopped"
         )))
+    }
+
+    /// Every replica this node holds, copied out of the lock.
+    pub(crate) fn replica_list(&self) -> Vec<(GroupId, Arc<Replica>)> {
+        self.replicas_read()
+            .iter()
+            .map(|(group, replica)| (*group, replica.clone()))
+            .collect()
     }
 
     pub(crate) fn replicas_read(

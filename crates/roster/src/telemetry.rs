@@ -1,6 +1,7 @@
 //! The node's metrics: names, descriptions, and the Prometheus recorder they are rendered by.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use roster_pool::gauges;
 
 /// SIP requests handled, by transport.
 pub const SIP_REQUESTS: &str = "roster_sip_requests_total";
@@ -58,7 +59,6 @@ fn describe() {
         "time from a SIP request's arrival to its answer"
     );
     metrics::describe_counter!(STORE_UNAVAILABLE, "requests answered 503 by the store");
-    use roster_pool::gauges;
     metrics::describe_gauge!(
         gauges::GROUP_BINDINGS,
         "bindings in this node's replica, by group"
