@@ -25,6 +25,7 @@ mod front;
 mod policy;
 mod registry;
 mod response;
+mod stored;
 
 pub use apply::{apply_register, Applied, Refusal};
 pub use binding::{Binding, BindingKey};

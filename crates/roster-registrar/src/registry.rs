@@ -6,14 +6,18 @@ use crate::apply::{apply_register, Refusal};
 use crate::binding::Binding;
 use crate::command::Command;
 use crate::policy::Policy;
+use crate::stored::StoredBinding;
 
 /// The bindings of every AOR: the registrar's state machine.
 ///
 /// Changed only through [`Registry::apply`], with the command's timestamp; reads take the
 /// reader's `now_ms` only to hide bindings that have expired but are not purged yet.
+///
+/// Bindings are kept compact ([`StoredBinding`]: one allocation for a binding's strings) and
+/// serialize as [`Binding`]s.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Registry {
-    aors: HashMap<String, Vec<Binding>>,
+    aors: HashMap<Box<str>, Box<[StoredBinding]>>,
     policy: Policy,
 }
 
@@ -54,22 +58,23 @@ impl Registry {
     pub fn apply(&mut self, command: &Command, now_ms: u64) -> CommandOutcome {
         match command {
             Command::Register(register) => {
-                let mut bindings = self.aors.remove(&register.aor).unwrap_or_default();
+                let mut bindings: Vec<Binding> = self
+                    .aors
+                    .remove(register.aor.as_str())
+                    .map(|stored| stored.iter().map(StoredBinding::to_binding).collect())
+                    .unwrap_or_default();
                 let result = apply_register(&mut bindings, register, now_ms, &self.policy);
-                let outcome = match result {
+                if !bindings.is_empty() {
+                    let stored = bindings.iter().map(StoredBinding::from).collect();
+                    self.aors.insert(register.aor.as_str().into(), stored);
+                }
+                match result {
                     Ok(applied) => CommandOutcome::Registered {
-                        bindings: bindings.clone(),
+                        bindings,
                         changed: applied.changed,
                     },
                     Err(refusal) => CommandOutcome::Refused(refusal),
-                };
-                if !bindings.is_empty() {
-                    // A vector grown by push keeps room for 4: most AORs hold one binding for
-                    // hours, and at a million AORs the spare room would be most of the memory.
-                    bindings.shrink_to_fit();
-                    self.aors.insert(register.aor.clone(), bindings);
                 }
-                outcome
             }
             Command::PurgeExpired => CommandOutcome::Purged {
                 bindings_removed: self.purge_expired(now_ms),
@@ -84,9 +89,9 @@ impl Registry {
             .aors
             .get(aor)
             .into_iter()
-            .flatten()
+            .flat_map(|stored| stored.iter())
             .filter(|binding| binding.is_live(now_ms))
-            .cloned()
+            .map(StoredBinding::to_binding)
             .collect();
         live.sort_by(|a, b| {
             b.q_order()
@@ -103,24 +108,33 @@ impl Registry {
 
     /// Number of stored bindings (expired ones included until purged).
     pub fn binding_count(&self) -> usize {
-        self.aors.values().map(Vec::len).sum()
+        self.aors.values().map(|stored| stored.len()).sum()
     }
 
     /// Whether any stored binding has expired at `now_ms`: a purge would do something.
     pub fn has_expired(&self, now_ms: u64) -> bool {
         self.aors
             .values()
-            .flatten()
+            .flat_map(|stored| stored.iter())
             .any(|binding| !binding.is_live(now_ms))
     }
 
     fn purge_expired(&mut self, now_ms: u64) -> usize {
         let mut removed = 0;
         self.aors.retain(|_, bindings| {
-            let before = bindings.len();
-            bindings.retain(|binding| binding.is_live(now_ms));
-            removed += before - bindings.len();
-            !bindings.is_empty()
+            let live = bindings
+                .iter()
+                .filter(|binding| binding.is_live(now_ms))
+                .count();
+            if live < bindings.len() {
+                removed += bindings.len() - live;
+                *bindings = bindings
+                    .iter()
+                    .filter(|binding| binding.is_live(now_ms))
+                    .cloned()
+                    .collect();
+            }
+            live > 0
         });
         removed
     }
