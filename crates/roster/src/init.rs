@@ -6,6 +6,7 @@
 //! DIR/topology.toml        the pool (copied)
 //! DIR/tls/ca.pem, ca.key   the cluster CA (kept if present: re-running init adds, never replaces)
 //! DIR/nonce.key            the digest nonce key shared by the nodes
+//! DIR/node-ids.toml        every node id the pool has had; removed ones are never reused
 //! DIR/users.toml           the users (copied from --users), unless --no-auth
 //! DIR/node-N/roster.toml   node N's configuration: `roster start --config DIR/node-N/roster.toml`
 //! DIR/node-N/node.pem/.key node N's certificate (cluster transport and SIP over TLS)
@@ -20,6 +21,8 @@ use anyhow::Context as _;
 use rand::distr::{Alphanumeric, SampleString as _};
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_pool::Topology;
+
+use crate::node_ids::NodeIds;
 
 /// What `roster init` was asked for.
 #[derive(Clone, Debug)]
@@ -58,8 +61,13 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         );
     }
     let dir = &options.dir;
+    // Before anything is written: a topology that reuses a removed node's id changes nothing.
+    let node_ids = NodeIds::read(dir)?
+        .update(&topology.node.iter().map(|node| node.id).collect())
+        .with_context(|| format!("in topology file {}", options.topology.display()))?;
     std::fs::create_dir_all(dir.join("tls"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    node_ids.write(dir)?;
     write(&dir.join("topology.toml"), &text)?;
     // Nodes added to an existing pool (which has a CA, and no certificate for them yet) join
     // it; the nodes of a new pool create it.

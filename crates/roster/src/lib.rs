@@ -16,6 +16,7 @@ pub mod demo;
 pub mod http;
 pub mod init;
 pub mod node;
+pub mod node_ids;
 pub mod pool;
 pub mod pool_store;
 pub mod service;

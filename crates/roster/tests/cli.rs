@@ -283,3 +283,58 @@ fn free_port() -> u16 {
     }
     panic!("no free port range");
 }
+
+/// A topology of the given node ids on loopback (no process listens: `init` only writes files).
+fn topology_of(ids: &[u64]) -> String {
+    let mut text = String::from("[pool]\nname = \"ids\"\ngroups = 4\n");
+    for id in ids {
+        text.push_str(&format!(
+            "\n[[node]]\nid = {id}\ncluster = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n",
+            7000 + id,
+            5000 + 2 * id
+        ));
+    }
+    text
+}
+
+fn init(dir: &std::path::Path, ids: &[u64]) -> Output {
+    let topology = dir.join("topology-in.toml");
+    std::fs::write(&topology, topology_of(ids)).expect("write topology");
+    roster()
+        .arg("init")
+        .arg("--topology")
+        .arg(&topology)
+        .arg("--dir")
+        .arg(dir.join("pool"))
+        .arg("--no-auth")
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn init_never_gives_a_removed_node_id_again() {
+    let dir = temp_dir("node-ids");
+    for ids in [&[1, 2, 3][..], &[1, 2, 3, 4], &[1, 3, 4]] {
+        let output = init(&dir, ids);
+        assert!(output.status.success(), "init {ids:?}: {}", stderr(&output));
+    }
+    let record = std::fs::read_to_string(dir.join("pool/node-ids.toml")).expect("node-ids.toml");
+    assert!(record.contains("retired = [2]"), "{record}");
+
+    // Node 2 was removed: a new node under its id is refused, and nothing is rewritten.
+    let before = std::fs::read_to_string(dir.join("pool/topology.toml")).expect("topology");
+    let output = init(&dir, &[1, 2, 3, 4]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("node id 2 belonged to a node removed from this pool"),
+        "{}",
+        stderr(&output)
+    );
+    let after = std::fs::read_to_string(dir.join("pool/topology.toml")).expect("topology");
+    assert_eq!(before, after);
+
+    // A new id is fine.
+    let output = init(&dir, &[1, 3, 4, 5]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let _ = std::fs::remove_dir_all(&dir);
+}
