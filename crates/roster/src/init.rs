@@ -61,7 +61,9 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         );
     }
     let dir = &options.dir;
-    // Before anything is written: a topology that reuses a removed node's id changes nothing.
+    // Before anything is written: a topology that changes the pool's routing groups or reuses
+    // a removed node's id changes nothing.
+    check_groups_unchanged(dir, &topology)?;
     let node_ids = NodeIds::read(dir)?
         .update(&topology.node.iter().map(|node| node.id).collect())
         .with_context(|| format!("in topology file {}", options.topology.display()))?;
@@ -111,6 +113,30 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         configs.push((node.id, config_path));
     }
     Ok(configs)
+}
+
+/// `hash(AOR) mod G` places every AOR: a pool keeps the `groups` it was created with, or
+/// its bindings would be looked for in the wrong groups.
+fn check_groups_unchanged(dir: &Path, topology: &Topology) -> anyhow::Result<()> {
+    let path = dir.join("topology.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let previous =
+        Topology::parse(&text).with_context(|| format!("in the pool's {}", path.display()))?;
+    anyhow::ensure!(
+        previous.pool.groups == topology.pool.groups,
+        "the topology says groups = {}, but pool {} was created with {} routing groups in {}: \
+         the number of groups is fixed for a pool's life (every AOR's group is hash(AOR) mod \
+         groups)",
+        topology.pool.groups,
+        previous.pool.name,
+        previous.pool.groups,
+        dir.display(),
+    );
+    Ok(())
 }
 
 fn load_or_create_ca(dir: &Path, pool_name: &str) -> anyhow::Result<Ca> {

@@ -286,7 +286,11 @@ fn free_port() -> u16 {
 
 /// A topology of the given node ids on loopback (no process listens: `init` only writes files).
 fn topology_of(ids: &[u64]) -> String {
-    let mut text = String::from("[pool]\nname = \"ids\"\ngroups = 4\n");
+    topology_with_groups(ids, 4)
+}
+
+fn topology_with_groups(ids: &[u64], groups: u32) -> String {
+    let mut text = format!("[pool]\nname = \"ids\"\ngroups = {groups}\n");
     for id in ids {
         text.push_str(&format!(
             "\n[[node]]\nid = {id}\ncluster = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n",
@@ -298,8 +302,12 @@ fn topology_of(ids: &[u64]) -> String {
 }
 
 fn init(dir: &std::path::Path, ids: &[u64]) -> Output {
+    init_with(dir, &topology_of(ids))
+}
+
+fn init_with(dir: &std::path::Path, text: &str) -> Output {
     let topology = dir.join("topology-in.toml");
-    std::fs::write(&topology, topology_of(ids)).expect("write topology");
+    std::fs::write(&topology, text).expect("write topology");
     roster()
         .arg("init")
         .arg("--topology")
@@ -335,6 +343,24 @@ fn init_never_gives_a_removed_node_id_again() {
 
     // A new id is fine.
     let output = init(&dir, &[1, 3, 4, 5]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn init_keeps_the_routing_groups_a_pool_was_created_with() {
+    let dir = temp_dir("groups");
+    let output = init_with(&dir, &topology_with_groups(&[1, 2, 3], 4));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = init_with(&dir, &topology_with_groups(&[1, 2, 3, 4], 8));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("the topology says groups = 8, but pool ids was created with 4"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.join("pool/node-4").exists(), "nothing is written");
+    let output = init_with(&dir, &topology_with_groups(&[1, 2, 3, 4], 4));
     assert!(output.status.success(), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(&dir);
 }
