@@ -58,15 +58,24 @@ impl Registry {
     pub fn apply(&mut self, command: &Command, now_ms: u64) -> CommandOutcome {
         match command {
             Command::Register(register) => {
-                let mut bindings: Vec<Binding> = self
-                    .aors
-                    .remove(register.aor.as_str())
-                    .map(|stored| stored.iter().map(StoredBinding::to_binding).collect())
+                let previous = self.aors.remove_entry(register.aor.as_str());
+                let mut bindings: Vec<Binding> = previous
+                    .as_ref()
+                    .map(|(_, stored)| stored.iter().map(StoredBinding::to_binding).collect())
                     .unwrap_or_default();
                 let result = apply_register(&mut bindings, register, now_ms, &self.policy);
-                if !bindings.is_empty() {
-                    let stored = bindings.iter().map(StoredBinding::from).collect();
-                    self.aors.insert(register.aor.as_str().into(), stored);
+                let (aor, stored) = match (&result, previous) {
+                    // Refused: nothing changed, so the stored form goes back as it was.
+                    (Err(_), Some((aor, stored))) => (Some(aor), stored),
+                    (_, previous) => (
+                        previous.map(|(aor, _)| aor),
+                        bindings.iter().map(StoredBinding::from).collect(),
+                    ),
+                };
+                if !stored.is_empty() {
+                    // The removed key goes back; only a new AOR allocates one.
+                    let aor = aor.unwrap_or_else(|| register.aor.as_str().into());
+                    self.aors.insert(aor, stored);
                 }
                 match result {
                     Ok(applied) => CommandOutcome::Registered {

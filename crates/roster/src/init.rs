@@ -119,13 +119,10 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
 /// its bindings would be looked for in the wrong groups.
 fn check_groups_unchanged(dir: &Path, topology: &Topology) -> anyhow::Result<()> {
     let path = dir.join("topology.toml");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let previous =
-        Topology::parse(&text).with_context(|| format!("in the pool's {}", path.display()))?;
+    if !path.exists() {
+        return Ok(());
+    }
+    let previous = crate::pool::read_topology(&path)?;
     anyhow::ensure!(
         previous.pool.groups == topology.pool.groups,
         "the topology says groups = {}, but pool {} was created with {} routing groups in {}: \
