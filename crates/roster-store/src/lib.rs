@@ -16,8 +16,8 @@
 //! - `append`: readable when it returns, durable before its `IOFlushed` callback fires;
 //! - snapshots (built or installed): durable before the call returns, hence before openraft
 //!   purges the log they cover;
-//! - `save_committed`: written, durable with the next flush of any group (openraft allows a
-//!   stale `committed`; it only shortens the replay after a crash);
+//! - `save_committed`: written at most every 50 ms, durable with the next flush of any group
+//!   (openraft allows a stale `committed`; it only shortens the replay after a restart);
 //! - `apply`: in memory only; the log and snapshots rebuild it.
 //!
 //! **Architecture Invariant**: only this crate knows sled; no sled type appears in its API.
@@ -32,6 +32,7 @@ mod flusher;
 mod layout;
 mod log;
 mod state_machine;
+mod tail;
 
 use std::collections::BTreeSet;
 use std::io;

@@ -3,7 +3,8 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
@@ -12,6 +13,7 @@ use roster_raft::{typ, GroupId, TypeConfig};
 
 use crate::flusher::Waiter;
 use crate::layout::{log_index, log_key, META_COMMITTED, META_PURGED, META_VOTE};
+use crate::tail::{Tail, TailRead};
 use crate::{sled_io, GroupLease, StoreError};
 
 /// Entries returned by one `limited_get_log_entries` call at most (replication reads in such
@@ -30,7 +32,19 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     lease: Arc<GroupLease>,
+    /// The newest entries, decoded: replication and apply read them from here. Every change
+    /// of the log's end happens under this lock (see [`Tail`]).
+    tail: Arc<Mutex<Tail>>,
+    /// The latest committed log id openraft saved, and when it was last written to sled (the
+    /// writer's own; readers never use them).
+    committed: Option<typ::LogId>,
+    committed_written_at: Option<Instant>,
 }
+
+/// Least time between two writes of the committed log id to sled. Openraft saves it at every
+/// commit; written each time it cost a sled insert per write on every replica. Stale on disk
+/// by at most this (or until the next commit), it only shortens the replay after a restart.
+const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
 impl LogStore {
     pub(crate) fn open(
@@ -45,6 +59,9 @@ impl LogStore {
             log,
             meta,
             lease,
+            tail: Arc::default(),
+            committed: None,
+            committed_written_at: None,
         };
         store.finish_interrupted_purge()?;
         Ok(store)
@@ -100,8 +117,17 @@ impl LogStore {
         Ok(Some(entry.log_id))
     }
 
-    /// The last entry's index, from its key alone (no decode).
-    fn last_index(&self) -> io::Result<Option<u64>> {
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        // The tail is changed only together with sled, by code that cannot panic between the
+        // two; a poisoned lock still holds a consistent tail.
+        self.tail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last entry's index: the tail's, else from the last key (no decode).
+    fn last_index(&self, tail: &Tail) -> io::Result<Option<u64>> {
+        if let Some(index) = tail.last_index() {
+            return Ok(Some(index));
+        }
         let Some((key, _)) = self.log.last().map_err(sled_io)? else {
             return Ok(None);
         };
@@ -131,6 +157,9 @@ impl LogStore {
         entries_max: usize,
         bytes_max: usize,
     ) -> io::Result<Vec<typ::Entry>> {
+        if let TailRead::Served(entries) = self.tail().read(&range, entries_max, bytes_max) {
+            return Ok(entries);
+        }
         let start = match range.start_bound() {
             Bound::Included(index) => Bound::Included(log_key(*index)),
             Bound::Excluded(index) => Bound::Excluded(log_key(*index)),
@@ -180,6 +209,38 @@ impl LogStore {
     fn remove_from(&self, index: u64) -> io::Result<()> {
         for key in self.log.range(log_key(index)..).keys().rev() {
             self.log.remove(key.map_err(sled_io)?).map_err(sled_io)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `entries` after the log's end (not yet durable) and into the tail.
+    fn insert_entries(&self, entries: impl IntoIterator<Item = typ::Entry>) -> io::Result<()> {
+        let mut tail = self.tail();
+        let mut previous: Option<u64> = self.last_index(&tail)?;
+        for entry in entries {
+            let index = entry.log_id.index;
+            // Precondition: appends extend the log without a hole; a conflicting suffix has been
+            // truncated first (openraft's contract).
+            if let Some(previous) = previous {
+                if index != previous + 1 {
+                    return Err(io::Error::other(format!(
+                        "group {}: append of index {index} after {previous} would leave a hole or overwrite",
+                        self.group_id
+                    )));
+                }
+            }
+            // An entry too large to read back must not be written: refusing stops the replica.
+            let bytes = encode_entry(&entry).map_err(invalid)?;
+            // One insert per entry, in index order, not a `sled::Batch`: sled 0.34 writes out and
+            // `sync_file_range`s its I/O buffer twice for every batch (before and after a batch
+            // manifest), which cost a loaded node thousands of small synchronous writes a
+            // second. Without the batch a crash before the flush keeps a prefix of these entries
+            // (sled recovers its log in order up to the first torn message): no hole, and none
+            // of them was reported durable. Readable by every reader once inserted.
+            let size = bytes.len();
+            self.log.insert(log_key(index), bytes).map_err(sled_io)?;
+            tail.push(previous, entry, size);
+            previous = Some(index);
         }
         Ok(())
     }
@@ -236,19 +297,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<typ::LogId>) -> Result<(), io::Error> {
+        self.committed = committed;
         match committed {
-            Some(log_id) => self.write_meta(META_COMMITTED, "committed log id", &log_id)?,
+            Some(log_id) => {
+                let now = Instant::now();
+                let due = self
+                    .committed_written_at
+                    .is_none_or(|at| now.duration_since(at) >= COMMITTED_WRITE_INTERVAL);
+                if due {
+                    self.write_meta(META_COMMITTED, "committed log id", &log_id)?;
+                    self.committed_written_at = Some(now);
+                }
+            }
             None => {
                 self.meta.remove(META_COMMITTED).map_err(sled_io)?;
+                self.committed_written_at = None;
             }
         }
         // Durability: none awaited here; the next flush of any group carries it. A crash may
-        // lose the latest value, which only makes the restart replay less (see the crate doc).
+        // lose the latest value (and the value is written at most every
+        // `COMMITTED_WRITE_INTERVAL`), which only makes the restart replay less (see the crate
+        // doc).
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<typ::LogId>, io::Error> {
-        self.read_meta(META_COMMITTED, "committed log id")
+        match self.committed {
+            Some(log_id) => Ok(Some(log_id)),
+            None => self.read_meta(META_COMMITTED, "committed log id"),
+        }
     }
 
     async fn append<I>(
@@ -260,37 +337,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = typ::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut previous: Option<u64> = self.last_index()?;
-        for entry in entries {
-            let index = entry.log_id.index;
-            // Precondition: appends extend the log without a hole; a conflicting suffix has been
-            // truncated first (openraft's contract).
-            if let Some(previous) = previous {
-                if index != previous + 1 {
-                    return Err(io::Error::other(format!(
-                        "group {}: append of index {index} after {previous} would leave a hole or overwrite",
-                        self.group_id
-                    )));
-                }
-            }
-            // An entry too large to read back must not be written: refusing stops the replica.
-            let bytes = encode_entry(&entry).map_err(invalid)?;
-            // One insert per entry, in index order, not a `sled::Batch`: sled 0.34 writes out and
-            // `sync_file_range`s its I/O buffer twice for every batch (before and after a batch
-            // manifest), which cost a loaded node thousands of small synchronous writes a
-            // second. Without the batch a crash before the flush keeps a prefix of these entries
-            // (sled recovers its log in order up to the first torn message): no hole, and none
-            // of them was reported durable. Readable by every reader once inserted.
-            self.log.insert(log_key(index), bytes).map_err(sled_io)?;
-            previous = Some(index);
-        }
+        self.insert_entries(entries)?;
         // Durability: the callback fires after the flusher's next flush + fdatasync.
         self.lease.flusher().enqueue(Waiter::Append(callback)).await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<typ::LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |log_id| log_id.index + 1);
-        self.remove_from(from)?;
+        {
+            let mut tail = self.tail();
+            let removed = self.remove_from(from);
+            // Whatever sled kept, the tail must not claim what it may no longer hold.
+            match removed {
+                Ok(()) => tail.truncate_from(from),
+                Err(_) => tail.clear(),
+            }
+            removed?;
+        }
         // Durability: the truncation is on disk before this returns, so a restart cannot bring
         // back a suffix that conflicts with entries appended after it.
         self.lease.flusher().flush().await?;
@@ -306,7 +369,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purged id first: entries at or below it are ignored (and removed at open) even if
         // the deletion below is interrupted.
         self.write_meta(META_PURGED, "purged log id", &log_id)?;
-        self.remove_through(log_id.index)?;
+        {
+            let mut tail = self.tail();
+            let removed = self.remove_through(log_id.index);
+            match removed {
+                Ok(()) => tail.purge_through(log_id.index),
+                Err(_) => tail.clear(),
+            }
+            removed?;
+        }
         // Durability: the purge is on disk before this returns.
         self.lease.flusher().flush().await
     }
