@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roster_raft::group_of;
 use roster_tests::{
-    register_udp, roster_bin, run_with_deadline, scenario, sipp, status_of, Pool, Users,
+    register_udp, roster_bin, run_with_deadline, scenario, sipp, status_of, GroupRow, Pool, Users,
 };
 
 const GROUPS: u32 = 8;
@@ -183,6 +183,73 @@ fn kill_leader_under_load_loses_no_acknowledged_registration() {
             "node {victim} did not catch up: {restarted:?} vs {leaders:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_restarted_node_gets_its_share_of_leaders_back() {
+    let mut pool = Pool::start_configured(&users(), 3, 3, &["leader_balance_interval_s = 5"]);
+    let leaders_of = |pool: &Pool, node: u64| -> Vec<Option<u64>> {
+        pool.groups(node).iter().map(|row| row.leader).collect()
+    };
+    // Every group's creation reached every replica (a group whose first entry exists only on
+    // its initializing node cannot elect without it), then the node that leads the most
+    // groups goes down; the others take over its groups.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let views: Vec<Vec<GroupRow>> = (1..=3).map(|node| pool.groups(node)).collect();
+        let settled = views.iter().all(|view| {
+            view.len() == views[0].len()
+                && view.iter().zip(&views[0]).all(|(row, first)| {
+                    row.leader.is_some() && row.leader == first.leader && row.applied.is_some()
+                })
+        }) && !views[0].is_empty();
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pool did not settle: {views:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let leaders = leaders_of(&pool, 1);
+    let victim = (1..=3)
+        .max_by_key(|&node| leaders.iter().filter(|&&l| l == Some(node)).count())
+        .expect("three nodes");
+    pool.kill(victim);
+    let survivor = if victim == 1 { 2 } else { 1 };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leaders = leaders_of(&pool, survivor);
+        if !leaders.is_empty()
+            && leaders
+                .iter()
+                .all(|leader| leader.is_some() && *leader != Some(victim))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no re-election: {leaders:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Back from its disk, it leads nothing until the pool hands it its share: 8 groups over
+    // three nodes is two or three each.
+    pool.restart(victim);
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let leaders = leaders_of(&pool, survivor);
+        let counts: Vec<usize> = (1..=3)
+            .map(|node| leaders.iter().filter(|&&l| l == Some(node)).count())
+            .collect();
+        if counts.iter().all(|&count| (2..=3).contains(&count)) {
+            println!("leaders per node after the restart of node {victim}: {counts:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders not balanced after the restart of node {victim}: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 

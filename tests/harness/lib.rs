@@ -406,6 +406,8 @@ pub struct Pool {
     configs: BTreeMap<u64, PathBuf>,
     /// Each node's `[[node]]` table, by id.
     entries: BTreeMap<u64, String>,
+    /// Lines added to every node's `[pool]` table.
+    pool_lines: Vec<String>,
 }
 
 impl Pool {
@@ -423,6 +425,12 @@ impl Pool {
     /// Creates a pool of the first `running` of `count` nodes and starts them; the others get
     /// their ports now and join with [`Pool::add_node`].
     pub fn start_growable(users: &Users, count: u64, running: u64) -> Pool {
+        Pool::start_configured(users, count, running, &[])
+    }
+
+    /// [`Pool::start_growable`] with `pool_lines` added to every node's `[pool]` table (for
+    /// example `leader_balance_interval_s = 5`).
+    pub fn start_configured(users: &Users, count: u64, running: u64, pool_lines: &[&str]) -> Pool {
         let dir = TempDir::new("pool");
         users.write(dir.path());
         let count16 = u16::try_from(count).expect("a small pool");
@@ -450,6 +458,7 @@ impl Pool {
             children: BTreeMap::new(),
             configs: BTreeMap::new(),
             entries,
+            pool_lines: pool_lines.iter().map(|line| (*line).to_owned()).collect(),
         };
         pool.init(running);
         let ids: Vec<u64> = (1..=running).collect();
@@ -490,6 +499,12 @@ impl Pool {
                 )
             })
             .collect();
+        for config in self.configs.values() {
+            let text = std::fs::read_to_string(config).expect("read node config");
+            let extra: String = self.pool_lines.iter().map(|l| format!("{l}\n")).collect();
+            let text = text.replacen("[pool]\n", &format!("[pool]\n{extra}"), 1);
+            std::fs::write(config, text).expect("write node config");
+        }
     }
 
     /// Adds node `id` (one of the `count` of [`Pool::start_growable`]) to the topology, runs

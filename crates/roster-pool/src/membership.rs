@@ -38,6 +38,13 @@ use crate::node::{Answer, Operation, PoolError, PoolNode, Replica};
 use crate::placement::{self, Assignment, Move};
 use crate::protocol::{GroupMembers, PoolRequest, PoolResponse, ServeError};
 
+/// The routing group whose leader runs the pool's own leader balancing
+/// ([`PoolNode::balance_leaders_if_coordinator`]): one node at a time, moving with it.
+pub const BALANCER_GROUP: GroupId = 0;
+
+/// How long a node has to answer before leader balancing counts it as down.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How long one move may take: a learner catching up by snapshot over a LAN takes seconds;
 /// one that cannot catch up in a minute would not keep up as a voter either.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -134,8 +141,69 @@ impl<N: Network> PoolNode<N> {
         let current: BTreeMap<GroupId, NodeId> =
             members.iter().map(|(g, m)| (*g, m.leader)).collect();
         let wanted = placement::leaders(&assignment_of(&members), &current);
+        Ok(self.transfer_leaders(&wanted, &current).await)
+    }
+
+    /// The pool's own leader balancing, run periodically on every node: it acts only on the
+    /// node that leads routing group [`BALANCER_GROUP`] (one node at a time, whichever it is),
+    /// and only when no group is changing membership (a move or drain owns the pool then).
+    /// Leaders are spread over the nodes that answer now, so a node that restarted (and lost
+    /// its leaderships to elections) gets its share back once caught up, and a node that is
+    /// down is never chosen. Returns the transfers asked for, `None` when it did not act.
+    pub async fn balance_leaders_if_coordinator(&self) -> Result<Option<usize>, PoolError> {
+        let leads_balancer_group = self
+            .replica(BALANCER_GROUP)
+            .is_some_and(|replica| self.check_leadership(&replica).is_ok());
+        if !leads_balancer_group {
+            return Ok(None);
+        }
+        let members = self.all_members().await?;
+        if members
+            .values()
+            .any(|m| m.joint || !m.learners.is_empty() || !m.outgoing.is_empty())
+        {
+            return Ok(None);
+        }
+        let voters: BTreeSet<NodeId> = members.values().flat_map(|m| m.voters.clone()).collect();
+        let live = self.answering(&voters).await;
+        let current: BTreeMap<GroupId, NodeId> =
+            members.iter().map(|(g, m)| (*g, m.leader)).collect();
+        let mut assignment = assignment_of(&members);
+        for replicas in assignment.values_mut() {
+            replicas.retain(|node| live.contains(node));
+        }
+        let wanted = placement::leaders(&assignment, &current);
+        Ok(Some(self.transfer_leaders(&wanted, &current).await))
+    }
+
+    /// The nodes of `nodes` that answer a cheap request within [`LIVENESS_TIMEOUT`] (this
+    /// node always does).
+    async fn answering(&self, nodes: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+        let own = self.options.node_id;
+        let probes = nodes.iter().filter(|&&n| n != own).map(|&peer| async move {
+            let answer = self
+                .router
+                .call(peer, &PoolRequest::Groups, LIVENESS_TIMEOUT)
+                .await;
+            matches!(answer, Ok(PoolResponse::Groups(_))).then_some(peer)
+        });
+        let mut live: BTreeSet<NodeId> = futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        live.insert(own);
+        live
+    }
+
+    /// Asks each group's leader to hand over to the `wanted` node where it is not `current`.
+    async fn transfer_leaders(
+        &self,
+        wanted: &BTreeMap<GroupId, NodeId>,
+        current: &BTreeMap<GroupId, NodeId>,
+    ) -> usize {
         let mut transfers = 0;
-        for (group, to) in wanted {
+        for (&group, &to) in wanted {
             if current.get(&group) == Some(&to) {
                 continue;
             }
@@ -143,12 +211,15 @@ impl<N: Network> PoolNode<N> {
                 .routed_for(group, Operation::TransferLeader { to })
                 .await
             {
-                Ok(_) => transfers += 1,
+                Ok(_) => {
+                    info!(group, to, "leadership handed over for balance");
+                    transfers += 1;
+                }
                 // Not caught up, or the leader moved: the next run tries again.
                 Err(error) => warn!(group, to, %error, "leadership not transferred"),
             }
         }
-        Ok(transfers)
+        transfers
     }
 
     /// Closes replicas held by nodes that are no longer members of their group (a removed

@@ -91,6 +91,10 @@ pub struct RawPool {
     /// The database's page cache, in MiB. Default 64, bound 8..=65536. Bindings live in
     /// memory anyway; the cache serves the log reads of replication and snapshots.
     pub cache_mb: Option<u64>,
+    /// How often the pool balances its groups' leaders by itself, seconds (the node leading
+    /// routing group 0 does it). Default 30, bound 5..=3600; 0 turns it off (then only
+    /// `roster pool rebalance` does).
+    pub leader_balance_interval_s: Option<u64>,
 }
 
 /// `[http]`.
@@ -286,6 +290,8 @@ pub struct PoolConfig {
     pub election_timeout_ms: (u64, u64),
     /// The database's page cache, bytes.
     pub cache_bytes: u64,
+    /// Period of the pool's own leader balancing; `None` when turned off.
+    pub leader_balance_interval: Option<std::time::Duration>,
 }
 
 /// Digest authentication settings.
@@ -470,6 +476,16 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
             CACHE_MB_MAX,
         )? * 1024
             * 1024,
+        leader_balance_interval: match raw.leader_balance_interval_s {
+            Some(0) => None,
+            seconds => Some(std::time::Duration::from_secs(bounded(
+                "pool.leader_balance_interval_s",
+                seconds,
+                LEADER_BALANCE_INTERVAL_S_DEFAULT,
+                LEADER_BALANCE_INTERVAL_S_MIN,
+                LEADER_BALANCE_INTERVAL_S_MAX,
+            )?)),
+        },
     })
 }
 
@@ -478,6 +494,10 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
 const CACHE_MB_DEFAULT: u64 = 64;
 const CACHE_MB_MIN: u64 = 8;
 const CACHE_MB_MAX: u64 = 65_536;
+/// Seconds between two runs of the pool's own leader balancing, unless configured.
+const LEADER_BALANCE_INTERVAL_S_DEFAULT: u64 = 30;
+const LEADER_BALANCE_INTERVAL_S_MIN: u64 = 5;
+const LEADER_BALANCE_INTERVAL_S_MAX: u64 = 3_600;
 
 fn bounded<T>(key: &str, value: Option<T>, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
@@ -547,6 +567,8 @@ fn auth(raw: &RawAuth, domains: &[String]) -> Result<Option<AuthConfig>, ConfigE
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -615,5 +637,30 @@ mod tests {
             let error = parse(text).expect_err(text).to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn leader_balancing_defaults_to_30_s_and_0_turns_it_off() {
+        let pool = |extra: &str| {
+            parse(&format!(
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[pool]\ntopology = \"t.toml\"\n\
+                 node_id = 1\ndata_dir = \"d\"\nca_certificate = \"ca.pem\"\n\
+                 node_certificate = \"n.pem\"\nnode_private_key = \"n.key\"\n{extra}"
+            ))
+            .map(|config| config.pool.expect("a pool node").leader_balance_interval)
+        };
+        assert_eq!(pool("").expect("valid"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            pool("leader_balance_interval_s = 120").expect("valid"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(pool("leader_balance_interval_s = 0").expect("valid"), None);
+        let error = pool("leader_balance_interval_s = 2")
+            .expect_err("below the bound")
+            .to_string();
+        assert!(
+            error.contains("pool.leader_balance_interval_s = 2"),
+            "{error}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use roster_pool::{PoolHandler, PoolNode, PoolOptions, Topology};
 use roster_raft::config::GroupConfigOptions;
 use roster_store::{NodeStore, StoreOptions};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::clock::now_ms;
 use crate::config::{Config, PoolConfig};
@@ -55,6 +55,34 @@ async fn record_gauges<N: roster_net::Network>(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => node.record_gauges(),
+        }
+    }
+}
+
+/// Every `period`, balances the leaders of the pool's groups when this node leads routing
+/// group 0 (see `PoolNode::balance_leaders_if_coordinator`): after a node restarts, elections
+/// have left its share of leaderships on the others, and one node leading most groups does
+/// most of the pool's work.
+async fn balance_leaders<N: roster_net::Network>(
+    node: Arc<PoolNode<N>>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    let start = tokio::time::Instant::now() + period;
+    let mut ticks = tokio::time::interval_at(start, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match node.balance_leaders_if_coordinator().await {
+            Ok(Some(transfers)) if transfers > 0 => {
+                info!(node = node.node_id(), transfers, "leaders balanced");
+            }
+            Ok(_) => {}
+            // A group without a leader right now: the next run tries again.
+            Err(error) => debug!(node = node.node_id(), %error, "leader balancing skipped"),
         }
     }
 }
@@ -164,8 +192,14 @@ pub async fn run(
         pool.topology.clone(),
     ));
     let gauges = tokio::spawn(record_gauges(node.clone(), shutdown.clone()));
+    let balancer = pool
+        .leader_balance_interval
+        .map(|period| tokio::spawn(balance_leaders(node.clone(), period, shutdown.clone())));
     let result = serve(&config, service, Some(admin), shutdown, on_ready).await;
     gauges.abort();
+    if let Some(balancer) = balancer {
+        balancer.abort();
+    }
     node.shutdown().await;
     server.shutdown().await;
     result
