@@ -41,6 +41,12 @@ const ELECTION_HOPS_MAX: usize = 40;
 /// How often the write path looks for a leader while a group is electing.
 const LEADER_POLL: Duration = Duration::from_millis(25);
 
+/// How long [`PoolNode::bootstrap`] waits for the groups it created to commit their first
+/// entries on a majority. Until then a created group exists only on this node: losing it would
+/// leave the group without a leader until it returns. Peers started much later are not waited
+/// for past this.
+const BOOTSTRAP_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 /// Attempts to delete a closed group's data while requests in flight still hold its storage:
 /// 200 × [`LEADER_POLL`] = 5 s, far more than any request holds a handle.
 const CLOSE_ATTEMPTS_MAX: usize = 200;
@@ -228,13 +234,16 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Initializes the groups whose first replica is this node and that have never been
-    /// initialized, with the voters `assignment` gives them. Idempotent.
+    /// initialized, with the voters `assignment` gives them, then waits (at most
+    /// `BOOTSTRAP_COMMIT_WAIT`) until each has committed its first entries on a majority, so
+    /// that the pool survives the loss of any one node from then on. Idempotent.
     pub async fn bootstrap(
         &self,
         assignment: &Assignment,
         addresses: &BTreeMap<NodeId, String>,
     ) -> Result<(), PoolError> {
         self.learn_peers(addresses.keys().copied());
+        let mut created: Vec<GroupId> = Vec::new();
         for (&group, voters) in assignment {
             if voters.first() != Some(&self.options.node_id) {
                 continue;
@@ -258,12 +267,48 @@ impl<N: Network> PoolNode<N> {
                 })
                 .collect();
             match replica.raft.initialize(members).await {
-                Ok(()) => info!(group, "initialized routing group"),
+                Ok(()) => {
+                    info!(group, "initialized routing group");
+                    created.push(group);
+                }
                 // Another run got there first: fine.
                 Err(error) => debug!(group, %error, "initialize skipped"),
             }
         }
+        self.await_first_commits(created).await;
         Ok(())
+    }
+
+    /// Waits until every group of `groups` has applied an entry (so a majority holds its
+    /// membership), or `BOOTSTRAP_COMMIT_WAIT` passes; then logs those still waiting.
+    async fn await_first_commits(&self, mut groups: Vec<GroupId>) {
+        let deadline = tokio::time::Instant::now() + BOOTSTRAP_COMMIT_WAIT;
+        loop {
+            groups.retain(|&group| {
+                self.replica(group).is_some_and(|replica| {
+                    // Read in place; the borrow ends here, before any await.
+                    replica
+                        .raft
+                        .metrics()
+                        .borrow_watched()
+                        .last_applied
+                        .is_none()
+                })
+            });
+            if groups.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    node = self.options.node_id,
+                    ?groups,
+                    "created groups not yet replicated (peers not started?): until they are, \
+                     losing this node stops them"
+                );
+                return;
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
     }
 
     /// Stops every Raft group of this node and closes their storage.
