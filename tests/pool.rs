@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roster_raft::group_of;
 use roster_tests::{
-    register_udp, roster_bin, run_with_deadline, scenario, sipp, status_of, Pool, Users,
+    register_udp, roster_bin, run_with_deadline, scenario, sipp, status_of, GroupRow, Pool, Users,
 };
 
 const GROUPS: u32 = 8;
@@ -192,9 +192,27 @@ fn a_restarted_node_gets_its_share_of_leaders_back() {
     let leaders_of = |pool: &Pool, node: u64| -> Vec<Option<u64>> {
         pool.groups(node).iter().map(|row| row.leader).collect()
     };
-    // At once after the start: every group the victim created is on a majority already
-    // (bootstrap waits for its first commits), so the others can elect without it. Then the
-    // node that leads the most groups goes down; the others take over its groups.
+    // Every group's creation reached every replica (a group whose first entry exists only on
+    // its initializing node cannot elect without it), then the node that leads the most
+    // groups goes down; the others take over its groups.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let views: Vec<Vec<GroupRow>> = (1..=3).map(|node| pool.groups(node)).collect();
+        let settled = views.iter().all(|view| {
+            view.len() == views[0].len()
+                && view.iter().zip(&views[0]).all(|(row, first)| {
+                    row.leader.is_some() && row.leader == first.leader && row.applied.is_some()
+                })
+        }) && !views[0].is_empty();
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pool did not settle: {views:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let leaders = leaders_of(&pool, 1);
     let victim = (1..=3)
         .max_by_key(|&node| leaders.iter().filter(|&&l| l == Some(node)).count())
