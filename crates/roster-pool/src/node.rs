@@ -280,34 +280,32 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Waits until every group of `groups` has applied an entry (so a majority holds its
-    /// membership), or `BOOTSTRAP_COMMIT_WAIT` passes; then logs those still waiting.
-    async fn await_first_commits(&self, mut groups: Vec<GroupId>) {
-        let deadline = tokio::time::Instant::now() + BOOTSTRAP_COMMIT_WAIT;
-        loop {
-            groups.retain(|&group| {
-                self.replica(group).is_some_and(|replica| {
-                    // Read in place; the borrow ends here, before any await.
-                    replica
-                        .raft
-                        .metrics()
-                        .borrow_watched()
-                        .last_applied
-                        .is_none()
-                })
-            });
-            if groups.is_empty() {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                warn!(
-                    node = self.options.node_id,
-                    ?groups,
-                    "created groups not yet replicated (peers not started?): until they are, \
-                     losing this node stops them"
-                );
-                return;
-            }
-            tokio::time::sleep(LEADER_POLL).await;
+    /// membership), all at once and for at most `BOOTSTRAP_COMMIT_WAIT`; then logs those still
+    /// waiting.
+    async fn await_first_commits(&self, groups: Vec<GroupId>) {
+        let waits = groups.into_iter().filter_map(|group| {
+            let replica = self.replica(group)?;
+            Some(async move {
+                let applied = replica
+                    .raft
+                    .wait(Some(BOOTSTRAP_COMMIT_WAIT))
+                    .applied_index_at_least(Some(0), "first commit")
+                    .await;
+                applied.is_err().then_some(group)
+            })
+        });
+        let waiting: Vec<GroupId> = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if !waiting.is_empty() {
+            warn!(
+                node = self.options.node_id,
+                groups = ?waiting,
+                "created groups not yet replicated (peers not started?): until they are, \
+                 losing this node stops them"
+            );
         }
     }
 

@@ -245,6 +245,22 @@ impl LogStore {
         Ok(())
     }
 
+    /// Runs `remove` on sled and `trim` on the tail under the tail's lock. If `remove` fails,
+    /// whatever sled kept, the tail must not claim what it may no longer hold: it is cleared.
+    fn remove_with_tail(
+        &self,
+        remove: impl FnOnce(&LogStore) -> io::Result<()>,
+        trim: impl FnOnce(&mut Tail),
+    ) -> io::Result<()> {
+        let mut tail = self.tail();
+        let removed = remove(self);
+        match removed {
+            Ok(()) => trim(&mut tail),
+            Err(_) => tail.clear(),
+        }
+        removed
+    }
+
     fn corrupt(&self, reason: &str) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -344,16 +360,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<typ::LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |log_id| log_id.index + 1);
-        {
-            let mut tail = self.tail();
-            let removed = self.remove_from(from);
-            // Whatever sled kept, the tail must not claim what it may no longer hold.
-            match removed {
-                Ok(()) => tail.truncate_from(from),
-                Err(_) => tail.clear(),
-            }
-            removed?;
-        }
+        self.remove_with_tail(|log| log.remove_from(from), |tail| tail.truncate_from(from))?;
         // Durability: the truncation is on disk before this returns, so a restart cannot bring
         // back a suffix that conflicts with entries appended after it.
         self.lease.flusher().flush().await?;
@@ -369,15 +376,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purged id first: entries at or below it are ignored (and removed at open) even if
         // the deletion below is interrupted.
         self.write_meta(META_PURGED, "purged log id", &log_id)?;
-        {
-            let mut tail = self.tail();
-            let removed = self.remove_through(log_id.index);
-            match removed {
-                Ok(()) => tail.purge_through(log_id.index),
-                Err(_) => tail.clear(),
-            }
-            removed?;
-        }
+        self.remove_with_tail(
+            |log| log.remove_through(log_id.index),
+            |tail| tail.purge_through(log_id.index),
+        )?;
         // Durability: the purge is on disk before this returns.
         self.lease.flusher().flush().await
     }

@@ -58,19 +58,13 @@ impl Tail {
         while self.entries.len() > 1
             && (self.entries.len() > TAIL_ENTRIES_MAX || self.bytes > TAIL_BYTES_MAX)
         {
-            if let Some((_, size)) = self.entries.pop_front() {
-                self.bytes -= size;
-            }
+            self.pop_front();
         }
     }
 
     /// Forgets every entry from `index` on (the log was truncated there).
     pub(crate) fn truncate_from(&mut self, index: u64) {
-        while self
-            .entries
-            .back()
-            .is_some_and(|(entry, _)| entry.log_id.index >= index)
-        {
+        while self.last_index().is_some_and(|last| last >= index) {
             if let Some((_, size)) = self.entries.pop_back() {
                 self.bytes -= size;
             }
@@ -80,14 +74,14 @@ impl Tail {
     /// Forgets every entry at or below `index` (the log was purged through it). Purging the
     /// whole tail empties it, as the log's end is then known only to sled.
     pub(crate) fn purge_through(&mut self, index: u64) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|(entry, _)| entry.log_id.index <= index)
-        {
-            if let Some((_, size)) = self.entries.pop_front() {
-                self.bytes -= size;
-            }
+        while self.first_index().is_some_and(|first| first <= index) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, size)) = self.entries.pop_front() {
+            self.bytes -= size;
         }
     }
 
