@@ -414,8 +414,7 @@ impl<N: Network> PoolNode<N> {
                             + (self.options.request_timeout / 2).min(FORWARD_HOP_TIMEOUT),
                     ),
                 };
-                match self
-                    .forward(target, operation.request(group), hop_deadline)
+                match Box::pin(self.forward(target, operation.request(group), hop_deadline))
                     .await
                 {
                     Ok(response) => Answer::from_response(response),
@@ -560,18 +559,22 @@ impl<N: Network> PoolNode<N> {
                 .read_local(group, &aor, now_ms)
                 .await
                 .map(Answer::Bindings),
-            Operation::Members => self.members_local(group).await.map(Answer::Members),
+            // The rare operations are boxed (here and in `serve`): membership futures are many
+            // kilobytes, and inline, every request's future would carry their space and be
+            // moved with it.
+            Operation::Members => Box::pin(self.members_local(group))
+                .await
+                .map(Answer::Members),
             Operation::Move {
                 add,
                 remove,
                 addresses,
-            } => self
-                .move_local(group, add, remove, &addresses)
+            } => Box::pin(self.move_local(group, add, remove, &addresses))
                 .await
                 .map(Answer::Moved),
-            Operation::TransferLeader { to } => {
-                self.transfer_local(group, to).await.map(|()| Answer::Done)
-            }
+            Operation::TransferLeader { to } => Box::pin(self.transfer_local(group, to))
+                .await
+                .map(|()| Answer::Done),
         }
     }
 
@@ -815,7 +818,8 @@ impl<N: Network> PoolNode<N> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
         self.check_leadership(&replica)?;
         request.timestamp_ms = (self.clock)();
-        let write = replica.raft.client_write(request);
+        // Boxed: openraft's futures are kilobytes; see `serve`.
+        let write = Box::pin(replica.raft.client_write(request));
         match tokio::time::timeout(self.options.request_timeout, write).await {
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(error)) => match error.forward_to_leader() {
@@ -838,7 +842,7 @@ impl<N: Network> PoolNode<N> {
     ) -> Result<Vec<Binding>, ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
         self.check_leadership(&replica)?;
-        let read = replica.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+        let read = Box::pin(replica.raft.ensure_linearizable(ReadPolicy::ReadIndex));
         match tokio::time::timeout(self.options.request_timeout, read).await {
             Ok(Ok(_)) => replica
                 .state
@@ -890,28 +894,34 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
+    /// Serves one request. Every large future it awaits (openraft's, snapshots, membership)
+    /// is boxed: futures nest by value, so inline they would make each append's future many
+    /// kilobytes, copied whenever it moves (10 KiB per request before; memcpy was a tenth of
+    /// a loaded node's CPU).
     async fn serve(&self, request: PoolRequest) -> PoolResponse {
         match request {
             PoolRequest::Append { group, rpc } => match self.replica(group) {
                 Some(replica) => PoolResponse::Append(
-                    replica
-                        .raft
-                        .append_entries(rpc)
+                    Box::pin(replica.raft.append_entries(rpc))
                         .await
                         .map_err(|e| e.to_string()),
                 ),
                 None => PoolResponse::Error(format!("no replica of group {group}")),
             },
             PoolRequest::Vote { group, rpc } => match self.replica(group) {
-                Some(replica) => {
-                    PoolResponse::Vote(replica.raft.vote(rpc).await.map_err(|e| e.to_string()))
-                }
+                Some(replica) => PoolResponse::Vote(
+                    Box::pin(replica.raft.vote(rpc))
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
                 None => PoolResponse::Error(format!("no replica of group {group}")),
             },
             PoolRequest::PreVote { group, rpc } => match self.replica(group) {
-                Some(replica) => {
-                    PoolResponse::Vote(replica.raft.pre_vote(rpc).await.map_err(|e| e.to_string()))
-                }
+                Some(replica) => PoolResponse::Vote(
+                    Box::pin(replica.raft.pre_vote(rpc))
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
                 None => PoolResponse::Error(format!("no replica of group {group}")),
             },
             PoolRequest::Snapshot {
@@ -926,9 +936,7 @@ impl<N: Network> PoolNode<N> {
                         snapshot: data,
                     };
                     PoolResponse::Snapshot(
-                        replica
-                            .raft
-                            .install_full_snapshot(vote, snapshot)
+                        Box::pin(replica.raft.install_full_snapshot(vote, snapshot))
                             .await
                             .map_err(|e| e.to_string()),
                     )
@@ -942,25 +950,27 @@ impl<N: Network> PoolNode<N> {
                 PoolResponse::Read(self.read_local(group, &aor, now_ms).await)
             }
             PoolRequest::OpenReplica { group } => PoolResponse::Done(
-                self.open_replica(group)
+                Box::pin(self.open_replica(group))
                     .await
                     .map_err(|error| ServeError::Unavailable(error.to_string())),
             ),
             PoolRequest::CloseReplica { group, members } => {
-                PoolResponse::Done(self.serve_close(group, &members).await)
+                PoolResponse::Done(Box::pin(self.serve_close(group, &members)).await)
             }
             PoolRequest::Groups => PoolResponse::Groups(self.groups()),
             PoolRequest::Members { group } => {
-                PoolResponse::Members(self.members_local(group).await)
+                PoolResponse::Members(Box::pin(self.members_local(group)).await)
             }
             PoolRequest::MoveReplica {
                 group,
                 add,
                 remove,
                 addresses,
-            } => PoolResponse::Moved(self.move_local(group, add, remove, &addresses).await),
+            } => {
+                PoolResponse::Moved(Box::pin(self.move_local(group, add, remove, &addresses)).await)
+            }
             PoolRequest::TransferLeader { group, to } => {
-                PoolResponse::Done(self.transfer_local(group, to).await)
+                PoolResponse::Done(Box::pin(self.transfer_local(group, to)).await)
             }
             // `handle` unpacks batches; one inside another is refused there.
             PoolRequest::Batch(_) => PoolResponse::Error("a batch inside a batch".into()),

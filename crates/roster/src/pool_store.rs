@@ -50,7 +50,10 @@ impl Store for PoolStore {
         let group = match &command {
             Command::Register(register) => group_of(&register.aor, self.groups),
             Command::PurgeExpired => {
-                self.node.purge_expired(now_ms).await.map_err(unavailable)?;
+                // Boxed: rare, and its future would enlarge every REGISTER's.
+                Box::pin(self.node.purge_expired(now_ms))
+                    .await
+                    .map_err(unavailable)?;
                 return Ok(Applied {
                     outcome: CommandOutcome::Purged {
                         bindings_removed: 0,
