@@ -52,7 +52,9 @@ impl Lane {
         match request {
             PoolRequest::Append { rpc, .. } if rpc.entries.is_empty() => Some(Lane::Control),
             PoolRequest::Append { .. } => Some(Lane::Replicate),
-            PoolRequest::Vote { .. } | PoolRequest::PreVote { .. } => Some(Lane::Control),
+            PoolRequest::Vote { .. }
+            | PoolRequest::PreVote { .. }
+            | PoolRequest::LeaderTransfer { .. } => Some(Lane::Control),
             PoolRequest::Write { .. } | PoolRequest::Read { .. } => Some(Lane::Forward),
             _ => None,
         }

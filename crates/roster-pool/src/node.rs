@@ -958,6 +958,14 @@ impl<N: Network> PoolNode<N> {
                 PoolResponse::Done(Box::pin(self.serve_close(group, &members)).await)
             }
             PoolRequest::Groups => PoolResponse::Groups(self.groups()),
+            PoolRequest::LeaderTransfer { group, rpc } => match self.replica(group) {
+                Some(replica) => PoolResponse::LeaderTransfer(
+                    Box::pin(replica.raft.handle_transfer_leader(rpc))
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+                None => PoolResponse::Error(format!("no replica of group {group}")),
+            },
             PoolRequest::Members { group } => {
                 PoolResponse::Members(Box::pin(self.members_local(group)).await)
             }

@@ -109,6 +109,15 @@ pub enum PoolRequest {
     /// Several encoded requests in one message (see `batch`), served concurrently and
     /// answered by one [`PoolResponse::Batch`] in the same order. Never nested.
     Batch(Vec<Frame>),
+    /// openraft's TransferLeader message for `group`, which the leader sends to every voter
+    /// when it hands over (after [`PoolRequest::TransferLeader`]): the new leader campaigns at
+    /// once instead of waiting out an election timeout against the other voters.
+    LeaderTransfer {
+        /// The routing group.
+        group: GroupId,
+        /// The message.
+        rpc: typ::TransferLeaderRequest,
+    },
 }
 
 impl PoolRequest {
@@ -128,6 +137,7 @@ impl PoolRequest {
             PoolRequest::MoveReplica { .. } => "move_replica",
             PoolRequest::TransferLeader { .. } => "transfer_leader",
             PoolRequest::Batch(_) => "batch",
+            PoolRequest::LeaderTransfer { .. } => "leader_transfer",
         }
     }
 }
@@ -207,6 +217,8 @@ pub enum PoolResponse {
     Batch(Vec<Frame>),
     /// The request could not be decoded or names a group the node does not hold.
     Error(String),
+    /// To `LeaderTransfer`.
+    LeaderTransfer(Result<typ::TransferLeaderResponse, String>),
 }
 
 /// An encoded message inside a batch, carried as one length-prefixed byte string (not as a

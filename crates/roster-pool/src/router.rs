@@ -198,6 +198,22 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
         .map_err(Into::into)
     }
 
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: typ::TransferLeaderRequest,
+        option: RPCOption,
+    ) -> Result<typ::TransferLeaderResponse, typ::RPCError> {
+        let request = PoolRequest::LeaderTransfer { group, rpc };
+        self.exchange(target, &request, option, |response| match response {
+            PoolResponse::LeaderTransfer(result) => Ok(result),
+            other => Err(other),
+        })
+        .await
+        .map_err(Into::into)
+    }
+
     fn backoff(&self) -> Option<Backoff> {
         Some(Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF)))
     }

@@ -214,3 +214,67 @@ fn leaders(cluster: &Cluster) -> BTreeMap<u32, NodeId> {
     }
     led
 }
+
+/// A leader hands over to exactly the voter it is asked to, at once: the target gets
+/// openraft's TransferLeader message and campaigns. Without that message the old leader only
+/// stops serving, and whichever follower's election timer fires first wins: the named one
+/// half of the time. Eight hand-overs in a row all landing on their target rule that out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hands_over_to_the_voter_it_names() {
+    let cluster = Cluster::start(3, 13, GROUPS, raft_options()).await;
+    let probe = cluster
+        .network
+        .endpoint(99, Arc::new(PoolHandler::<SimEndpoint>::default()));
+    for round in 0..2 {
+        for group in 0..GROUPS {
+            let from = leader_of(&cluster, group, None).await;
+            // The voter after the leader, in id order: not a choice a timer could make.
+            let to = (from % 3) + 1;
+            let request = PoolRequest::TransferLeader { group, to };
+            let reply = probe
+                .request(
+                    from,
+                    encode(&request).expect("encode"),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("reply");
+            let answer: PoolResponse = decode(&reply).expect("decode");
+            assert!(
+                matches!(answer, PoolResponse::Done(Ok(()))),
+                "round {round}, group {group}: {answer:?}"
+            );
+            let now = leader_of(&cluster, group, Some(from)).await;
+            assert_eq!(
+                now, to,
+                "round {round}, group {group}: node {from} handed over to node {now}, not {to}"
+            );
+        }
+    }
+    for node in cluster.all() {
+        node.shutdown().await;
+    }
+}
+
+/// The node every replica of `group` agrees leads it, other than `not` (within 5 s).
+async fn leader_of(cluster: &Cluster, group: u32, not: Option<NodeId>) -> NodeId {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let views: Vec<Option<NodeId>> = cluster
+            .all()
+            .iter()
+            .filter_map(|node| node.raft(group))
+            .map(|raft| raft.metrics().borrow_watched().current_leader)
+            .collect();
+        if let Some(Some(leader)) = views.first().copied() {
+            if Some(leader) != not && views.iter().all(|view| *view == Some(leader)) {
+                return leader;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group {group}: no agreed leader other than {not:?}: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
