@@ -162,15 +162,7 @@ async fn a_move_is_idempotent_and_a_member_refuses_to_close() {
         group: 0,
         members: after.clone(),
     };
-    let reply = probe
-        .request(
-            member,
-            encode(&request).expect("encode"),
-            Duration::from_secs(2),
-        )
-        .await
-        .expect("reply");
-    let answer: PoolResponse = decode(&reply).expect("decode");
+    let answer = ask(&probe, member, &request).await;
     assert!(matches!(answer, PoolResponse::Done(Err(_))), "{answer:?}");
     assert!(cluster.node(member).state(0).is_some());
     for node in cluster.all() {
@@ -231,15 +223,7 @@ async fn a_leader_hands_over_to_the_voter_it_names() {
             // The voter after the leader, in id order: not a choice a timer could make.
             let to = (from % 3) + 1;
             let request = PoolRequest::TransferLeader { group, to };
-            let reply = probe
-                .request(
-                    from,
-                    encode(&request).expect("encode"),
-                    Duration::from_secs(5),
-                )
-                .await
-                .expect("reply");
-            let answer: PoolResponse = decode(&reply).expect("decode");
+            let answer = ask(&probe, from, &request).await;
             assert!(
                 matches!(answer, PoolResponse::Done(Ok(()))),
                 "round {round}, group {group}: {answer:?}"
@@ -277,4 +261,13 @@ async fn leader_of(cluster: &Cluster, group: u32, not: Option<NodeId>) -> NodeId
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Sends `request` to node `to` from `probe` and decodes the answer (within 5 s).
+async fn ask(probe: &SimEndpoint, to: NodeId, request: &PoolRequest) -> PoolResponse {
+    let reply = probe
+        .request(to, encode(request).expect("encode"), Duration::from_secs(5))
+        .await
+        .expect("reply");
+    decode(&reply).expect("decode")
 }
