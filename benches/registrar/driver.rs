@@ -76,6 +76,11 @@ pub struct Measured {
 
 /// SIPp's local port (in the benchmark's 5100-5199 range, away from 5060).
 const SIPP_PORT: u16 = 5190;
+
+/// `roster load`'s local port (`--local-port`): fixed, so that its contacts stay the same
+/// from step to step (see `run_roster_load`).
+const ROSTER_LOAD_PORT: u16 = 5191;
+
 /// Time a generator gets beyond the step for its stragglers and its report.
 const DRIVER_GRACE: Duration = Duration::from_secs(30);
 
@@ -153,6 +158,9 @@ fn run_roster_load(
         .arg(step.running.target.to_string())
         .args(["--users", &users.to_string()])
         .args(["--mix", "register=1"])
+        // One contact per user across the steps, as with SIPp: with a new port each run,
+        // every step would add a binding per AOR (Roster refuses the 9th with `403`).
+        .args(["--local-port", &ROSTER_LOAD_PORT.to_string()])
         .args(["--rate", &rate.to_string()])
         .args(["--max-outstanding", "10000"])
         .args(["--drain", "5s"])

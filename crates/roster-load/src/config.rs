@@ -103,6 +103,11 @@ pub struct LoadArgs {
     /// TCP or TLS connections, endpoints spread over them (1..=10000).
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
+    /// UDP only: the local port to send from [default: any free port]. Contacts name it
+    /// (sip:USER@HOST:PORT), so with a fixed port a run refreshes the bindings an earlier run
+    /// left, instead of adding one more per AOR (like SIPp's -p).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
     /// The SIP domain: AORs are sip:<user>@DOMAIN and REGISTER goes to sip:DOMAIN.
     #[arg(long, default_value = "example.com")]
     pub domain: String,
@@ -202,6 +207,8 @@ pub struct LoadConfig {
     pub target: TargetSpec,
     /// TCP/TLS connections.
     pub connections: usize,
+    /// UDP: the local port (`--local-port`); `None` for any free one.
+    pub local_port: Option<u16>,
     /// Who is simulated.
     pub population: Population,
     /// When and what.
@@ -231,6 +238,18 @@ impl LoadArgs {
         };
         check_tls_flags(&target)?;
         check_range("--connections", self.connections, 1, CONNECTIONS_MAX)?;
+        match self.local_port {
+            Some(0) => {
+                return Err(LoadError::flag("--local-port", "must be 1..=65535, not 0"));
+            }
+            Some(_) if target.transport != TransportKind::Udp => {
+                return Err(LoadError::flag(
+                    "--local-port",
+                    "only applies to --transport udp",
+                ));
+            }
+            _ => {}
+        }
         let population = self.population()?;
         let schedule = self.schedule()?;
         check_range(
@@ -263,6 +282,7 @@ impl LoadArgs {
         Ok(LoadConfig {
             target,
             connections: self.connections,
+            local_port: self.local_port,
             population,
             schedule,
             algorithm: self.algorithm.map(|a| match a {
@@ -548,7 +568,7 @@ mod tests {
 
     #[test]
     fn bad_flags_name_the_flag() {
-        let cases: [(&[&str], &str); 12] = [
+        let cases: [(&[&str], &str); 14] = [
             (&["h:99999"], "TARGET"),
             (&["::1"], "[ADDR]:PORT"),
             (&["h", "--rate", "0"], "--rate"),
@@ -564,6 +584,11 @@ mod tests {
             (&["h", "--tls-ca", "x.pem"], "only applies"),
             (&["h", "--t1-ms", "1"], "--t1-ms"),
             (&["h", "--refresh-at", "1.5"], "--refresh-at"),
+            (&["h", "--local-port", "0"], "--local-port"),
+            (
+                &["h", "--transport", "tcp", "--local-port", "5191"],
+                "only applies",
+            ),
         ];
         for (line, needle) in cases {
             match config(line) {

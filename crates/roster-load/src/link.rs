@@ -116,9 +116,14 @@ pub struct Links {
 }
 
 impl Links {
-    /// Opens one UDP socket, or `connections` TCP/TLS connections (all of them now, so a
-    /// refused connection or failed handshake is reported before the run).
-    pub async fn open(target: &Target, connections: usize) -> Result<Links, LoadError> {
+    /// Opens one UDP socket (on `local_port`, or any free port), or `connections` TCP/TLS
+    /// connections (all of them now, so a refused connection or failed handshake is reported
+    /// before the run).
+    pub async fn open(
+        target: &Target,
+        connections: usize,
+        local_port: Option<u16>,
+    ) -> Result<Links, LoadError> {
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE_MAX);
         let mut links = Links {
             target: target.address,
@@ -130,7 +135,7 @@ impl Links {
             send_errors: 0,
         };
         if target.transport == TransportKind::Udp {
-            let socket = Arc::new(udp_socket(target.address)?);
+            let socket = Arc::new(udp_socket(target.address, local_port.unwrap_or(0))?);
             let local = socket.local_addr().map_err(|error| LoadError::Socket {
                 what: "UDP",
                 reason: error.to_string(),
@@ -219,8 +224,9 @@ impl Drop for Links {
     }
 }
 
-/// A UDP socket on the local address that routes to `target`, with large buffers.
-fn udp_socket(target: SocketAddr) -> Result<UdpSocket, LoadError> {
+/// A UDP socket on the local address that routes to `target` (on `port`; 0 for any free
+/// one), with large buffers.
+fn udp_socket(target: SocketAddr, port: u16) -> Result<UdpSocket, LoadError> {
     let socket_error = |error: io::Error| LoadError::Socket {
         what: "UDP",
         reason: error.to_string(),
@@ -242,8 +248,11 @@ fn udp_socket(target: SocketAddr) -> Result<UdpSocket, LoadError> {
     let _ = socket.set_send_buffer_size(UDP_BUFFER_SIZE);
     socket.set_nonblocking(true).map_err(socket_error)?;
     socket
-        .bind(&SocketAddr::new(local_ip, 0).into())
-        .map_err(socket_error)?;
+        .bind(&SocketAddr::new(local_ip, port).into())
+        .map_err(|error| LoadError::Socket {
+            what: "UDP",
+            reason: format!("port {port} on {local_ip}: {error}"),
+        })?;
     UdpSocket::from_std(socket.into()).map_err(socket_error)
 }
 
@@ -442,5 +451,37 @@ impl Connection {
             reason = read => Some(reason),
             reason = write => reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_target() -> Target {
+        Target {
+            address: SocketAddr::from(([127, 0, 0, 1], 9)),
+            transport: TransportKind::Udp,
+            tls: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_udp_link_sends_from_the_local_port_asked_for_and_says_when_it_is_taken() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+        let port = taken.local_addr().expect("its address").port();
+        // Taken: the error names the port.
+        match Links::open(&udp_target(), 1, Some(port)).await {
+            Ok(_) => panic!("port {port} is in use and must be refused"),
+            Err(error) => assert!(error.to_string().contains(&port.to_string()), "{error}"),
+        }
+        drop(taken);
+        let links = Links::open(&udp_target(), 1, Some(port))
+            .await
+            .expect("the port is free now");
+        assert_eq!(links.local_addresses()[0].port(), port);
+        // Without a port, any free one.
+        let any = Links::open(&udp_target(), 1, None).await.expect("any port");
+        assert_ne!(any.local_addresses()[0].port(), port);
     }
 }

@@ -43,7 +43,7 @@ pub async fn run_command(args: LoadArgs, cancel: CancellationToken) -> Result<Re
 /// `cancel`.
 pub async fn run(config: LoadConfig, cancel: CancellationToken) -> Result<Report, LoadError> {
     let target = Target::resolve(&config.target).await?;
-    let mut links = Links::open(&target, config.connections).await?;
+    let mut links = Links::open(&target, config.connections, config.local_port).await?;
     let domain_uri = domain_uri(&config.population.domain)?;
     let mut client = Client::new(
         client_config(&target, &domain_uri, config.timers, config.algorithm),
@@ -161,7 +161,7 @@ pub async fn verify(
     options: &VerifyOptions,
     cancel: &CancellationToken,
 ) -> Result<VerifyReport, LoadError> {
-    let mut links = Links::open(target, 1).await?;
+    let mut links = Links::open(target, 1, None).await?;
     let mut stats = Stats::new();
     verify_on(target, &mut links, ledger, options, &mut stats, cancel).await
 }
