@@ -186,7 +186,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .map_err(io::Error::other)??;
         // Durability: the snapshot is on disk before the state is replaced and before this
         // returns (openraft purges the log it covers afterwards).
-        self.snapshots.store(meta, snapshot).await?;
+        self.snapshots.store(meta, &snapshot).await?;
         self.state.write(|current| *current = state)?;
         Ok(())
     }
@@ -211,7 +211,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
             .map_err(io::Error::other)?
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
         // Durability: on disk before this returns, hence before openraft purges the log.
-        self.snapshots.store(&meta, bytes.clone()).await?;
+        self.snapshots.store(&meta, &bytes).await?;
         Ok(typ::Snapshot {
             meta,
             snapshot: bytes,
@@ -221,7 +221,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
 
 impl SnapshotStore {
     /// Writes `bytes` as the group's snapshot unless a newer one is stored, then flushes.
-    async fn store(&self, meta: &typ::SnapshotMeta, bytes: Vec<u8>) -> io::Result<()> {
+    async fn store(&self, meta: &typ::SnapshotMeta, bytes: &[u8]) -> io::Result<()> {
         if bytes.len() > SNAPSHOT_SIZE_MAX {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
