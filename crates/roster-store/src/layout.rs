@@ -1,8 +1,10 @@
 //! Where a group's data lives in the node's sled database: tree names and keys.
 //!
 //! Per group `g` (zero-padded decimal so that trees sort by group):
-//! - `group/<g>/log`: key = log index, 8 bytes big-endian (so that key order is log order);
-//!   value = one encoded `typ::Entry`.
+//! - `group/<g>/log/<s>`, one tree per log segment `s` (16 hex digits, the indexes
+//!   `s * LOG_SEGMENT_ENTRIES ..` of the next `LOG_SEGMENT_ENTRIES`; see `segments`): key = log
+//!   index, 8 bytes big-endian (so that key order is log order); value = one encoded
+//!   `typ::Entry`.
 //! - `group/<g>/meta`: `vote`, `committed`, `purged` (each an encoded vote or log id).
 //! - `group/<g>/snapshot`: `meta` (encoded `typ::SnapshotMeta`), `length` (total bytes, u64 BE),
 //!   `chunks` (u32 BE) and `chunk/<n>` (u32 BE) holding the snapshot bytes in pieces of at most
@@ -36,9 +38,8 @@ pub(crate) const SNAPSHOT_LENGTH: &[u8] = b"length";
 /// Snapshot key of the number of chunks.
 pub(crate) const SNAPSHOT_CHUNKS: &[u8] = b"chunks";
 
-/// The names of a group's trees.
+/// The names of a group's trees besides its log segments.
 pub(crate) struct GroupTrees {
-    pub(crate) log: String,
     pub(crate) meta: String,
     pub(crate) snapshot: String,
 }
@@ -46,11 +47,31 @@ pub(crate) struct GroupTrees {
 impl GroupTrees {
     pub(crate) fn of(group_id: GroupId) -> GroupTrees {
         GroupTrees {
-            log: format!("{GROUP_PREFIX}{group_id:010}/log"),
             meta: format!("{GROUP_PREFIX}{group_id:010}/meta"),
             snapshot: format!("{GROUP_PREFIX}{group_id:010}/snapshot"),
         }
     }
+}
+
+/// The tree of log segment `segment` of a group.
+pub(crate) fn log_segment_tree(group_id: GroupId, segment: u64) -> String {
+    format!("{GROUP_PREFIX}{group_id:010}/log/{segment:016x}")
+}
+
+/// The segment number of `name`, if it is a log segment tree of `group_id`.
+pub(crate) fn log_segment_of_tree(group_id: GroupId, name: &[u8]) -> Option<u64> {
+    let name = std::str::from_utf8(name).ok()?;
+    let prefix = format!("{GROUP_PREFIX}{group_id:010}/log/");
+    let digits = name.strip_prefix(&prefix)?;
+    if digits.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// The single log tree of a group in the layout before segments (refused when not empty).
+pub(crate) fn legacy_log_tree(group_id: GroupId) -> String {
+    format!("{GROUP_PREFIX}{group_id:010}/log")
 }
 
 /// The group a tree name belongs to, if it is a group's tree.
@@ -86,11 +107,20 @@ mod tests {
     #[test]
     fn tree_names_round_trip() {
         let trees = GroupTrees::of(31);
-        assert_eq!(trees.log, "group/0000000031/log");
-        for name in [&trees.log, &trees.meta, &trees.snapshot] {
+        let segment = log_segment_tree(31, 0x1f);
+        assert_eq!(segment, "group/0000000031/log/000000000000001f");
+        assert_eq!(log_segment_of_tree(31, segment.as_bytes()), Some(0x1f));
+        assert_eq!(log_segment_of_tree(3, segment.as_bytes()), None);
+        assert_eq!(log_segment_of_tree(31, trees.meta.as_bytes()), None);
+        for name in [&segment, &trees.meta, &trees.snapshot, &legacy_log_tree(31)] {
             assert_eq!(group_of_tree(name.as_bytes()), Some(31));
         }
         assert_eq!(group_of_tree(b"__sled__default"), None);
+    }
+
+    #[test]
+    fn segment_trees_sort_like_segments() {
+        assert!(log_segment_tree(2, 0xff) < log_segment_tree(2, 0x100));
     }
 
     #[test]

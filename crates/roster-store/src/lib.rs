@@ -31,6 +31,7 @@
 mod flusher;
 mod layout;
 mod log;
+mod segments;
 mod state_machine;
 mod tail;
 
@@ -45,6 +46,7 @@ use roster_registrar::Policy;
 pub use flusher::{FLUSH_BATCH_MAX, FLUSH_INTERVAL_MIN, FLUSH_WAITERS_PENDING_MAX};
 pub use layout::SNAPSHOT_CHUNK_SIZE_MAX;
 pub use log::{LogStore, LOG_READ_BYTES_MAX, LOG_READ_ENTRIES_MAX};
+pub use segments::LOG_SEGMENT_ENTRIES;
 pub use state_machine::{GroupSnapshotBuilder, GroupStateHandle, StateMachineStore};
 
 use crate::flusher::Flusher;
@@ -182,14 +184,13 @@ impl NodeStore {
     ) -> Result<(LogStore, StateMachineStore), StoreError> {
         let lease = Arc::new(self.lease(group_id)?);
         let trees = GroupTrees::of(group_id);
-        let log_tree = self.shared.db.open_tree(&trees.log).map_err(database)?;
         let meta_tree = self.shared.db.open_tree(&trees.meta).map_err(database)?;
         let snapshot_tree = self
             .shared
             .db
             .open_tree(&trees.snapshot)
             .map_err(database)?;
-        let log_store = LogStore::open(group_id, log_tree, meta_tree, lease.clone())?;
+        let log_store = LogStore::open(group_id, self.shared.db.clone(), meta_tree, lease.clone())?;
         let state_machine = StateMachineStore::open(group_id, snapshot_tree, policy, lease)?;
         Ok((log_store, state_machine))
     }
@@ -207,9 +208,11 @@ impl NodeStore {
     /// Deletes a group's data (its replica moved away). The group must not be open.
     pub async fn remove_group(&self, group_id: GroupId) -> Result<(), StoreError> {
         let lease = self.lease(group_id)?;
-        let trees = GroupTrees::of(group_id);
-        for name in [&trees.log, &trees.meta, &trees.snapshot] {
-            self.shared.db.drop_tree(name).map_err(database)?;
+        // Every tree of the group: its log segments, meta and snapshot.
+        for name in self.shared.db.tree_names() {
+            if layout::group_of_tree(&name) == Some(group_id) {
+                self.shared.db.drop_tree(name).map_err(database)?;
+            }
         }
         // Durability: the removal is on disk before this returns.
         self.shared.flusher.flush().await?;

@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
@@ -12,7 +12,8 @@ use roster_raft::codec::{decode_entry, decode_meta, encode_entry, encode_meta};
 use roster_raft::{typ, GroupId, TypeConfig};
 
 use crate::flusher::Waiter;
-use crate::layout::{log_index, log_key, META_COMMITTED, META_PURGED, META_VOTE};
+use crate::layout::{log_index, META_COMMITTED, META_PURGED, META_VOTE};
+use crate::segments::Segments;
 use crate::tail::{Tail, TailRead};
 use crate::{sled_io, GroupLease, StoreError};
 
@@ -29,7 +30,8 @@ const _: () = assert!(LOG_READ_BYTES_MAX >= roster_raft::ENTRY_SIZE_MAX);
 #[derive(Clone)]
 pub struct LogStore {
     group_id: GroupId,
-    log: sled::Tree,
+    /// The entries, in segment trees. Lock order: `tail` before `segments`.
+    segments: Arc<RwLock<Segments>>,
     meta: sled::Tree,
     lease: Arc<GroupLease>,
     /// The newest entries, decoded: replication and apply read them from here. Every change
@@ -47,39 +49,34 @@ pub struct LogStore {
 const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
 impl LogStore {
+    /// Opens the group's log in `db`; `meta` is the group's meta tree. Finishes a purge a
+    /// crash interrupted.
     pub(crate) fn open(
         group_id: GroupId,
-        log: sled::Tree,
+        db: sled::Db,
         meta: sled::Tree,
         lease: Arc<GroupLease>,
     ) -> Result<LogStore, StoreError> {
         debug_assert_eq!(lease.group_id(), group_id);
-        let store = LogStore {
+        let purged: Option<typ::LogId> = match meta.get(META_PURGED).map_err(crate::database)? {
+            Some(bytes) => Some(decode_meta("purged log id", &bytes)?),
+            None => None,
+        };
+        let segments = Segments::open(db, group_id, purged.map(|log_id| log_id.index))?;
+        Ok(LogStore {
             group_id,
-            log,
+            segments: Arc::new(RwLock::new(segments)),
             meta,
             lease,
             tail: Arc::default(),
             committed: None,
             committed_written_at: None,
-        };
-        store.finish_interrupted_purge()?;
-        Ok(store)
+        })
     }
 
     /// The group this log belongs to.
     pub fn group_id(&self) -> GroupId {
         self.group_id
-    }
-
-    /// A purge records the purged log id first, then deletes; a crash in between leaves entries
-    /// at or below it, which no reader may see. Deleting them now restores the invariant.
-    fn finish_interrupted_purge(&self) -> Result<(), StoreError> {
-        let purged = self.read_purged()?;
-        if let Some(purged) = purged {
-            self.remove_through(purged.index).map_err(StoreError::Io)?;
-        }
-        Ok(())
     }
 
     fn read_purged(&self) -> io::Result<Option<typ::LogId>> {
@@ -108,9 +105,21 @@ impl LogStore {
         Ok(())
     }
 
-    /// The last entry's log id, from the log itself.
+    // The segments are changed only by code that cannot panic halfway through a change of the
+    // map; a poisoned lock still holds consistent segments.
+    fn segments(&self) -> RwLockReadGuard<'_, Segments> {
+        self.segments.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn segments_mut(&self) -> RwLockWriteGuard<'_, Segments> {
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last entry's log id, from the log itself (purged entries excluded).
     fn last_entry_log_id(&self) -> io::Result<Option<typ::LogId>> {
-        let Some((key, value)) = self.log.last().map_err(sled_io)? else {
+        let Some((key, value)) = self.segments().last()? else {
             return Ok(None);
         };
         let entry = self.decode_at(&key, &value)?;
@@ -128,7 +137,7 @@ impl LogStore {
         if let Some(index) = tail.last_index() {
             return Ok(Some(index));
         }
-        let Some((key, _)) = self.log.last().map_err(sled_io)? else {
+        let Some((key, _)) = self.segments().last()? else {
             return Ok(None);
         };
         log_index(&key)
@@ -160,26 +169,25 @@ impl LogStore {
         if let TailRead::Served(entries) = self.tail().read(&range, entries_max, bytes_max) {
             return Ok(entries);
         }
-        let start = match range.start_bound() {
-            Bound::Included(index) => Bound::Included(log_key(*index)),
-            Bound::Excluded(index) => Bound::Excluded(log_key(*index)),
-            Bound::Unbounded => Bound::Unbounded,
+        let from = match range.start_bound() {
+            Bound::Included(index) => *index,
+            Bound::Excluded(index) => index.saturating_add(1),
+            Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(index) => Bound::Included(log_key(*index)),
-            Bound::Excluded(index) => Bound::Excluded(log_key(*index)),
-            Bound::Unbounded => Bound::Unbounded,
+        let to = match range.end_bound() {
+            Bound::Included(index) => index.checked_add(1),
+            Bound::Excluded(index) => Some(*index),
+            Bound::Unbounded => None,
         };
         let mut entries: Vec<typ::Entry> = Vec::new();
         let mut bytes_read = 0usize;
-        for item in self.log.range::<[u8; 8], _>((start, end)) {
-            let (key, value) = item.map_err(sled_io)?;
+        self.segments().scan(from, to, |key, value| {
             if !entries.is_empty()
                 && (entries.len() >= entries_max || bytes_read + value.len() > bytes_max)
             {
-                break;
+                return Ok(false);
             }
-            let entry = self.decode_at(&key, &value)?;
+            let entry = self.decode_at(key, &value)?;
             if let Some(previous) = entries.last() {
                 if entry.log_id.index != previous.log_id.index + 1 {
                     return Err(self.corrupt(&format!(
@@ -190,33 +198,16 @@ impl LogStore {
             }
             bytes_read += value.len();
             entries.push(entry);
-        }
+            Ok(true)
+        })?;
         Ok(entries)
-    }
-
-    /// Deletes every entry at or below `index`, lowest first. Interrupted by a crash, it leaves
-    /// the log contiguous (sled recovers a prefix of its operations); the purged id written
-    /// before it hides what remains (see `finish_interrupted_purge`).
-    fn remove_through(&self, index: u64) -> io::Result<()> {
-        for key in self.log.range(..=log_key(index)).keys() {
-            self.log.remove(key.map_err(sled_io)?).map_err(sled_io)?;
-        }
-        Ok(())
-    }
-
-    /// Deletes every entry from `index` on, highest first: interrupted by a crash, it leaves the
-    /// log contiguous, only longer.
-    fn remove_from(&self, index: u64) -> io::Result<()> {
-        for key in self.log.range(log_key(index)..).keys().rev() {
-            self.log.remove(key.map_err(sled_io)?).map_err(sled_io)?;
-        }
-        Ok(())
     }
 
     /// Writes `entries` after the log's end (not yet durable) and into the tail.
     fn insert_entries(&self, entries: impl IntoIterator<Item = typ::Entry>) -> io::Result<()> {
         let mut tail = self.tail();
         let mut previous: Option<u64> = self.last_index(&tail)?;
+        let mut segments = self.segments_mut();
         for entry in entries {
             let index = entry.log_id.index;
             // Precondition: appends extend the log without a hole; a conflicting suffix has been
@@ -238,7 +229,7 @@ impl LogStore {
             // (sled recovers its log in order up to the first torn message): no hole, and none
             // of them was reported durable. Readable by every reader once inserted.
             let size = bytes.len();
-            self.log.insert(log_key(index), bytes).map_err(sled_io)?;
+            segments.insert(index, bytes)?;
             tail.push(previous, entry, size);
             previous = Some(index);
         }
@@ -360,7 +351,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<typ::LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |log_id| log_id.index + 1);
-        self.remove_with_tail(|log| log.remove_from(from), |tail| tail.truncate_from(from))?;
+        self.remove_with_tail(
+            |log| log.segments_mut().remove_from(from),
+            |tail| tail.truncate_from(from),
+        )?;
         // Durability: the truncation is on disk before this returns, so a restart cannot bring
         // back a suffix that conflicts with entries appended after it.
         self.lease.flusher().flush().await?;
@@ -373,11 +367,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: typ::LogId) -> Result<(), io::Error> {
-        // The purged id first: entries at or below it are ignored (and removed at open) even if
-        // the deletion below is interrupted.
+        // The purged id first: entries at or below it are hidden (and their trees dropped at
+        // open) even if the drops below are interrupted. Cheap: whole segment trees go (see
+        // `segments`), which matters because openraft runs a purge inside the group's core.
         self.write_meta(META_PURGED, "purged log id", &log_id)?;
         self.remove_with_tail(
-            |log| log.remove_through(log_id.index),
+            |log| log.segments_mut().purge_through(log_id.index),
             |tail| tail.purge_through(log_id.index),
         )?;
         // Durability: the purge is on disk before this returns.
