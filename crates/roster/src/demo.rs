@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub no_auth: bool,
     /// Metrics, health and status.
     pub http: SocketAddr,
+    /// Routing groups of the pool.
+    pub groups: u32,
 }
 
 /// Nodes of the demo pool.
@@ -103,7 +105,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
 fn topology(options: &DemoOptions) -> String {
     let ip = options.sip.ip();
     let base = options.sip.port();
-    let mut text = String::from("[pool]\nname = \"demo\"\ngroups = 32\n");
+    let mut text = format!("[pool]\nname = \"demo\"\ngroups = {}\n", options.groups);
     for id in 1..=DEMO_NODES {
         let sip = SocketAddr::new(ip, base + 2 * (id as u16 - 1));
         let cluster = SocketAddr::new(ip, base + 1000 + id as u16);
@@ -251,8 +253,9 @@ fn banner(options: &DemoOptions, nodes: &[DemoNode], password: &str) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "Roster demo: a pool of {} nodes on one machine, every registration in Raft groups on disk.",
-        nodes.len()
+        "Roster demo: a pool of {} nodes on one machine, every registration in one of {} Raft groups on disk.",
+        nodes.len(),
+        options.groups
     );
     for node in nodes {
         let sip: Vec<String> = node

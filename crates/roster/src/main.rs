@@ -48,6 +48,11 @@ enum Command {
         /// HTTP address for metrics, health and the status page.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         http: SocketAddr,
+        /// Routing groups of the demo pool (1 to 1024; fewer groups cost less CPU per request
+        /// on a small machine, more spread a larger pool).
+        #[arg(long, value_name = "N", default_value_t = roster_pool::topology::GROUPS_DEFAULT,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_pool::topology::GROUPS_MAX)))]
+        groups: u32,
     },
     /// Manage the users file.
     User {
@@ -211,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             no_auth,
             http,
+            groups,
         } => {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("roster-demo"));
             let options = DemoOptions {
@@ -218,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 no_auth,
                 http,
+                groups,
             };
             serve(None, |shutdown| roster::demo::run(options, shutdown))
         }

@@ -50,6 +50,22 @@ fn missing_config_file_is_named() {
 }
 
 #[test]
+fn demo_groups_out_of_range_is_named() {
+    for groups in ["0", "1025", "many"] {
+        let output = roster()
+            .args(["demo", "--groups", groups])
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "--groups {groups}");
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("invalid value '{groups}' for '--groups <N>'")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn invalid_config_is_named() {
     let dir = temp_dir("bad-config");
     let path = dir.join("roster.toml");
@@ -142,8 +158,9 @@ fn user_add_stores_hashes_and_refuses_duplicates() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// `roster demo` starts, prints its addresses and a password, writes the credentials, and a
-/// real SIP client registers demo users with that password.
+/// `roster demo` starts (with the routing groups asked for), prints its addresses and a
+/// password, writes the credentials, and a real SIP client registers demo users with that
+/// password.
 #[test]
 fn demo_serves_with_printed_credentials() {
     let dir = temp_dir("demo");
@@ -154,7 +171,7 @@ fn demo_serves_with_printed_credentials() {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--dir")
         .arg(&dir)
-        .args(["--http", "127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0", "--groups", "8"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -191,6 +208,9 @@ fn demo_serves_with_printed_credentials() {
         banner.contains(&format!("TLS 127.0.0.1:{}", port + 1)),
         "{banner}"
     );
+    assert!(banner.contains("one of 8 Raft groups"), "{banner}");
+    let topology = std::fs::read_to_string(dir.join("topology.toml")).expect("topology");
+    assert!(topology.contains("groups = 8\n"), "{topology}");
     let credentials = std::fs::read_to_string(dir.join("credentials")).expect("credentials");
     assert!(credentials.contains(&format!("password: {password}")));
 
