@@ -8,8 +8,8 @@
 //!
 //! `storage/purge`: one durable `LogStore::purge` of 5,000 entries, keeping the newest 1,000:
 //! what each replica of a group does after every snapshot at the default policy (a snapshot
-//! every 5,000 entries, 1,000 kept). openraft awaits it inside the group's core, so the group answers
-//! nothing meanwhile. The appends before it are not timed.
+//! every 5,000 entries, 1,000 kept). openraft awaits it inside the group's core, so the group
+//! answers nothing meanwhile. The appends before it are not timed.
 
 use std::time::{Duration, Instant};
 

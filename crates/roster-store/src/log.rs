@@ -58,10 +58,7 @@ impl LogStore {
         lease: Arc<GroupLease>,
     ) -> Result<LogStore, StoreError> {
         debug_assert_eq!(lease.group_id(), group_id);
-        let purged: Option<typ::LogId> = match meta.get(META_PURGED).map_err(crate::database)? {
-            Some(bytes) => Some(decode_meta("purged log id", &bytes)?),
-            None => None,
-        };
+        let purged: Option<typ::LogId> = read_meta(&meta, META_PURGED, "purged log id")?;
         let segments = Segments::open(db, group_id, purged.map(|log_id| log_id.index))?;
         Ok(LogStore {
             group_id,
@@ -88,10 +85,7 @@ impl LogStore {
         key: &[u8],
         what: &'static str,
     ) -> io::Result<Option<T>> {
-        let Some(bytes) = self.meta.get(key).map_err(sled_io)? else {
-            return Ok(None);
-        };
-        decode_meta(what, &bytes).map(Some).map_err(invalid)
+        read_meta(&self.meta, key, what)
     }
 
     fn write_meta<T: serde::Serialize>(
@@ -378,6 +372,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Durability: the purge is on disk before this returns.
         self.lease.flusher().flush().await
     }
+}
+
+/// The value under `key` of a group's meta tree, decoded.
+fn read_meta<T: serde::de::DeserializeOwned>(
+    meta: &sled::Tree,
+    key: &[u8],
+    what: &'static str,
+) -> io::Result<Option<T>> {
+    let Some(bytes) = meta.get(key).map_err(sled_io)? else {
+        return Ok(None);
+    };
+    decode_meta(what, &bytes).map(Some).map_err(invalid)
 }
 
 fn invalid(error: roster_raft::CodecError) -> io::Error {

@@ -9,6 +9,7 @@
 //! Entries at or below the purged index that share a tree with newer ones stay until that tree
 //! is dropped in turn; every read here hides them.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -87,8 +88,8 @@ impl Segments {
     pub(crate) fn insert(&mut self, index: u64, bytes: Vec<u8>) -> io::Result<()> {
         let segment = segment_of(index);
         let tree = match self.trees.entry(segment) {
-            std::collections::btree_map::Entry::Occupied(tree) => tree.into_mut(),
-            std::collections::btree_map::Entry::Vacant(vacant) => {
+            Entry::Occupied(tree) => tree.into_mut(),
+            Entry::Vacant(vacant) => {
                 let name = layout::log_segment_tree(self.group_id, segment);
                 vacant.insert(self.db.open_tree(name).map_err(sled_io)?)
             }
