@@ -14,7 +14,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
 use roster_net::{Handler, NetError, Network};
 use roster_raft::config::{group_config, GroupConfigOptions};
-use roster_raft::{typ, GroupCommand, GroupId, GroupRequest, GroupResponse, NodeId};
+use roster_raft::{typ, GroupId, GroupRequest, GroupResponse, NodeId};
 use roster_registrar::{Binding, Command, Policy};
 use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
 use tracing::{debug, info, warn};
@@ -351,11 +351,7 @@ impl<N: Network> PoolNode<N> {
         group: GroupId,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
-        let request = GroupRequest {
-            epoch: self.options.epoch,
-            timestamp_ms: 0,
-            command: GroupCommand::Registrar(command),
-        };
+        let request = GroupRequest::registrar(self.options.epoch, 0, command);
         match self.routed(group, Operation::Write(request)).await? {
             Answer::Written(response) => Ok(response),
             _ => Err(self.unavailable(group, "unexpected answer to a write".into())),

@@ -2,6 +2,7 @@
 //! ([`GroupResponse`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 use roster_registrar::{Binding, Command, CommandOutcome, ContactChange, Refusal};
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,12 @@ pub struct GroupRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupCommand {
     /// A registrar command (REGISTER, purge), applied by `roster_registrar::Registry`.
-    Registrar(Command),
+    ///
+    /// Shared, not owned: a leader's entry is read several times while it is fresh (once per
+    /// follower's replication and once for apply), and each read clones the entry; cloning a
+    /// command with its contacts was a few percent of a loaded node's CPU. Encoded as the
+    /// command itself, so the log's format does not depend on it.
+    Registrar(Arc<Command>),
     /// Raise the group's epoch to the request's `epoch` (a pool failover or failback), so that
     /// writers still holding an older epoch are refused from then on.
     SetEpoch,
@@ -107,7 +113,7 @@ impl GroupRequest {
         GroupRequest {
             epoch,
             timestamp_ms,
-            command: GroupCommand::Registrar(command),
+            command: GroupCommand::Registrar(Arc::new(command)),
         }
     }
 
@@ -192,10 +198,12 @@ impl From<GroupRefusal> for Refusal {
 impl fmt::Display for GroupRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "epoch={} t={}ms ", self.epoch, self.timestamp_ms)?;
-        match &self.command {
-            GroupCommand::SetEpoch => write!(f, "set-epoch"),
-            GroupCommand::Registrar(Command::PurgeExpired) => write!(f, "purge-expired"),
-            GroupCommand::Registrar(Command::Register(register)) => {
+        let GroupCommand::Registrar(command) = &self.command else {
+            return write!(f, "set-epoch");
+        };
+        match command.as_ref() {
+            Command::PurgeExpired => write!(f, "purge-expired"),
+            Command::Register(register) => {
                 let change = match &register.change {
                     ContactChange::Query => "query".to_string(),
                     ContactChange::RemoveAll => "remove-all".to_string(),
@@ -225,6 +233,35 @@ mod tests {
             let mirrored = GroupRefusal::from(refusal.clone());
             assert_eq!(Refusal::from(mirrored), refusal);
         }
+    }
+
+    #[test]
+    fn a_shared_command_encodes_as_the_command_itself() {
+        // The log's format from before commands were shared: the same bytes must come out.
+        #[derive(Serialize)]
+        enum PlainCommand {
+            Registrar(Command),
+            #[allow(dead_code)]
+            SetEpoch,
+        }
+        #[derive(Serialize)]
+        struct PlainRequest {
+            epoch: u64,
+            timestamp_ms: u64,
+            command: PlainCommand,
+        }
+        let shared = GroupRequest::registrar(3, 9, Command::PurgeExpired);
+        let plain = PlainRequest {
+            epoch: 3,
+            timestamp_ms: 9,
+            command: PlainCommand::Registrar(Command::PurgeExpired),
+        };
+        let shared_bytes = codec::encode::<_, REQUEST_SIZE_MAX>("shared", &shared).expect("encode");
+        let plain_bytes = codec::encode::<_, REQUEST_SIZE_MAX>("plain", &plain).expect("encode");
+        assert_eq!(shared_bytes, plain_bytes);
+        let decoded: GroupRequest =
+            codec::decode::<_, REQUEST_SIZE_MAX>("group request", &plain_bytes).expect("decode");
+        assert_eq!(decoded, shared);
     }
 
     #[test]
