@@ -1,10 +1,11 @@
 //! Where a group's data lives in the node's sled database: tree names and keys.
 //!
 //! Per group `g` (zero-padded decimal so that trees sort by group):
-//! - `group/<g>/log/<s>`, one tree per log segment `s` (16 hex digits, the indexes
-//!   `s * LOG_SEGMENT_ENTRIES ..` of the next `LOG_SEGMENT_ENTRIES`; see `segments`): key = log
-//!   index, 8 bytes big-endian (so that key order is log order); value = one encoded
-//!   `typ::Entry`.
+//! - `group/<g>/runs/<s>`, one tree per log segment `s` (16 hex digits, the indexes
+//!   `s * LOG_SEGMENT_ENTRIES ..` of the next `LOG_SEGMENT_ENTRIES`; see `segments`): key = the
+//!   first log index of a *run* of consecutive entries appended together, 8 bytes big-endian (so
+//!   that key order is log order); value = the run: per entry a u32 big-endian length, then that
+//!   many bytes of one encoded `typ::Entry`. A run never crosses a segment.
 //! - `group/<g>/meta`: `vote`, `committed`, `purged` (each an encoded vote or log id).
 //! - `group/<g>/snapshot`: `meta` (encoded `typ::SnapshotMeta`), `length` (total bytes, u64 BE),
 //!   `chunks` (u32 BE) and `chunk/<n>` (u32 BE) holding the snapshot bytes in pieces of at most
@@ -55,13 +56,17 @@ impl GroupTrees {
 
 /// The tree of log segment `segment` of a group.
 pub(crate) fn log_segment_tree(group_id: GroupId, segment: u64) -> String {
-    format!("{GROUP_PREFIX}{group_id:010}/log/{segment:016x}")
+    format!("{GROUP_PREFIX}{group_id:010}/runs/{segment:016x}")
 }
 
 /// The segment number of `name`, if it is a log segment tree of `group_id`.
 pub(crate) fn log_segment_of_tree(group_id: GroupId, name: &[u8]) -> Option<u64> {
+    segment_of_tree(group_id, "runs", name)
+}
+
+fn segment_of_tree(group_id: GroupId, kind: &str, name: &[u8]) -> Option<u64> {
     let name = std::str::from_utf8(name).ok()?;
-    let prefix = format!("{GROUP_PREFIX}{group_id:010}/log/");
+    let prefix = format!("{GROUP_PREFIX}{group_id:010}/{kind}/");
     let digits = name.strip_prefix(&prefix)?;
     if digits.len() != 16 {
         return None;
@@ -69,9 +74,12 @@ pub(crate) fn log_segment_of_tree(group_id: GroupId, name: &[u8]) -> Option<u64>
     u64::from_str_radix(digits, 16).ok()
 }
 
-/// The single log tree of a group in the layout before segments (refused when not empty).
-pub(crate) fn legacy_log_tree(group_id: GroupId) -> String {
-    format!("{GROUP_PREFIX}{group_id:010}/log")
+/// Whether `name` is a log tree of `group_id` in an older layout, which a node refuses when
+/// not empty: the single log tree (`group/<g>/log`), or a segment of one entry per key
+/// (`group/<g>/log/<s>`).
+pub(crate) fn is_legacy_log_tree(group_id: GroupId, name: &[u8]) -> bool {
+    name == format!("{GROUP_PREFIX}{group_id:010}/log").as_bytes()
+        || segment_of_tree(group_id, "log", name).is_some()
 }
 
 /// The group a tree name belongs to, if it is a group's tree.
@@ -108,13 +116,26 @@ mod tests {
     fn tree_names_round_trip() {
         let trees = GroupTrees::of(31);
         let segment = log_segment_tree(31, 0x1f);
-        assert_eq!(segment, "group/0000000031/log/000000000000001f");
+        assert_eq!(segment, "group/0000000031/runs/000000000000001f");
         assert_eq!(log_segment_of_tree(31, segment.as_bytes()), Some(0x1f));
         assert_eq!(log_segment_of_tree(3, segment.as_bytes()), None);
         assert_eq!(log_segment_of_tree(31, trees.meta.as_bytes()), None);
-        for name in [&segment, &trees.meta, &trees.snapshot, &legacy_log_tree(31)] {
+        let legacy = [
+            "group/0000000031/log",
+            "group/0000000031/log/000000000000001f",
+        ];
+        for name in [&segment, &trees.meta, &trees.snapshot]
+            .into_iter()
+            .map(String::as_str)
+            .chain(legacy)
+        {
             assert_eq!(group_of_tree(name.as_bytes()), Some(31));
         }
+        for name in legacy {
+            assert!(is_legacy_log_tree(31, name.as_bytes()));
+            assert!(!is_legacy_log_tree(3, name.as_bytes()));
+        }
+        assert!(!is_legacy_log_tree(31, segment.as_bytes()));
         assert_eq!(group_of_tree(b"__sled__default"), None);
     }
 

@@ -12,8 +12,8 @@ use roster_raft::codec::{decode_entry, decode_meta, encode_entry, encode_meta};
 use roster_raft::{typ, GroupId, TypeConfig};
 
 use crate::flusher::Waiter;
-use crate::layout::{log_index, META_COMMITTED, META_PURGED, META_VOTE};
-use crate::segments::Segments;
+use crate::layout::{META_COMMITTED, META_PURGED, META_VOTE};
+use crate::segments::{Run, Segments};
 use crate::tail::{Tail, TailRead};
 use crate::{sled_io, GroupLease, StoreError};
 
@@ -113,10 +113,10 @@ impl LogStore {
 
     /// The last entry's log id, from the log itself (purged entries excluded).
     fn last_entry_log_id(&self) -> io::Result<Option<typ::LogId>> {
-        let Some((key, value)) = self.segments().last()? else {
+        let Some((index, bytes)) = self.segments().last()? else {
             return Ok(None);
         };
-        let entry = self.decode_at(&key, &value)?;
+        let entry = self.decode_at(index, &bytes)?;
         Ok(Some(entry.log_id))
     }
 
@@ -126,23 +126,17 @@ impl LogStore {
         self.tail.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The last entry's index: the tail's, else from the last key (no decode).
+    /// The last entry's index: the tail's, else from the last run (no decode).
     fn last_index(&self, tail: &Tail) -> io::Result<Option<u64>> {
         if let Some(index) = tail.last_index() {
             return Ok(Some(index));
         }
-        let Some((key, _)) = self.segments().last()? else {
-            return Ok(None);
-        };
-        log_index(&key)
-            .map(Some)
-            .ok_or_else(|| self.corrupt("a log key is not 8 bytes"))
+        Ok(self.segments().last()?.map(|(index, _)| index))
     }
 
-    /// Decodes the entry stored under `key`, checking that it is the entry of that index.
-    fn decode_at(&self, key: &[u8], value: &[u8]) -> io::Result<typ::Entry> {
-        let index = log_index(key).ok_or_else(|| self.corrupt("a log key is not 8 bytes"))?;
-        let entry = decode_entry(value).map_err(invalid)?;
+    /// Decodes the entry stored as the entry of `index`, checking that it is.
+    fn decode_at(&self, index: u64, bytes: &[u8]) -> io::Result<typ::Entry> {
+        let entry = decode_entry(bytes).map_err(invalid)?;
         if entry.log_id.index != index {
             return Err(self.corrupt(&format!(
                 "key {index} holds the entry of index {}",
@@ -175,13 +169,13 @@ impl LogStore {
         };
         let mut entries: Vec<typ::Entry> = Vec::new();
         let mut bytes_read = 0usize;
-        self.segments().scan(from, to, |key, value| {
+        self.segments().scan(from, to, |index, bytes| {
             if !entries.is_empty()
-                && (entries.len() >= entries_max || bytes_read + value.len() > bytes_max)
+                && (entries.len() >= entries_max || bytes_read + bytes.len() > bytes_max)
             {
                 return Ok(false);
             }
-            let entry = self.decode_at(key, &value)?;
+            let entry = self.decode_at(index, bytes)?;
             if let Some(previous) = entries.last() {
                 if entry.log_id.index != previous.log_id.index + 1 {
                     return Err(self.corrupt(&format!(
@@ -190,7 +184,7 @@ impl LogStore {
                     )));
                 }
             }
-            bytes_read += value.len();
+            bytes_read += bytes.len();
             entries.push(entry);
             Ok(true)
         })?;
@@ -202,6 +196,9 @@ impl LogStore {
         let mut tail = self.tail();
         let mut previous: Option<u64> = self.last_index(&tail)?;
         let mut segments = self.segments_mut();
+        // The entries of the run being built, which join the tail once it is written.
+        let mut run = Run::starting_at(previous.map_or(0, |index| index + 1));
+        let mut pending: Vec<(typ::Entry, usize)> = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             // Precondition: appends extend the log without a hole; a conflicting suffix has been
@@ -216,18 +213,17 @@ impl LogStore {
             }
             // An entry too large to read back must not be written: refusing stops the replica.
             let bytes = encode_entry(&entry).map_err(invalid)?;
-            // One insert per entry, in index order, not a `sled::Batch`: sled 0.34 writes out and
-            // `sync_file_range`s its I/O buffer twice for every batch (before and after a batch
-            // manifest), which cost a loaded node thousands of small synchronous writes a
-            // second. Without the batch a crash before the flush keeps a prefix of these entries
-            // (sled recovers its log in order up to the first torn message): no hole, and none
-            // of them was reported durable. Readable by every reader once inserted.
-            let size = bytes.len();
-            segments.insert(index, bytes)?;
-            tail.push(previous, entry, size);
+            if !run.accepts(index, bytes.len()) {
+                let full = std::mem::replace(&mut run, Run::starting_at(index));
+                write_run(&mut segments, &mut tail, full, &mut pending)?;
+            } else if run.is_empty() {
+                run = Run::starting_at(index);
+            }
+            run.push(&bytes)?;
+            pending.push((entry, bytes.len()));
             previous = Some(index);
         }
-        Ok(())
+        write_run(&mut segments, &mut tail, run, &mut pending)
     }
 
     /// Runs `remove` on sled and `trim` on the tail under the tail's lock. If `remove` fails,
@@ -372,6 +368,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Durability: the purge is on disk before this returns.
         self.lease.flusher().flush().await
     }
+}
+
+/// Writes `run` and then moves its entries (`pending`) into the tail.
+///
+/// One insert per run, in index order, not a `sled::Batch`: sled 0.34 writes out and
+/// `sync_file_range`s its I/O buffer twice for every batch (before and after a batch manifest),
+/// which cost a loaded node thousands of small synchronous writes a second. A crash before the
+/// flush keeps a prefix of the runs (sled recovers its log in order up to the first torn
+/// message, and each insert is atomic): no hole, and none of them was reported durable.
+/// Readable by every reader once inserted.
+fn write_run(
+    segments: &mut Segments,
+    tail: &mut Tail,
+    run: Run,
+    pending: &mut Vec<(typ::Entry, usize)>,
+) -> io::Result<()> {
+    segments.insert(run)?;
+    for (entry, size) in pending.drain(..) {
+        // Appends are contiguous (checked by the caller): the log ended just before it.
+        let previous = entry.log_id.index.checked_sub(1);
+        tail.push(previous, entry, size);
+    }
+    Ok(())
 }
 
 /// The value under `key` of a group's meta tree, decoded.
