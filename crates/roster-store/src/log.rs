@@ -197,7 +197,7 @@ impl LogStore {
         let mut previous: Option<u64> = self.last_index(&tail)?;
         let mut segments = self.segments_mut();
         // The entries of the run being built, which join the tail once it is written.
-        let mut run = Run::starting_at(previous.map_or(0, |index| index + 1));
+        let mut run = Run::default();
         let mut pending: Vec<(typ::Entry, usize)> = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
@@ -214,12 +214,14 @@ impl LogStore {
             // An entry too large to read back must not be written: refusing stops the replica.
             let bytes = encode_entry(&entry).map_err(invalid)?;
             if !run.accepts(index, bytes.len()) {
-                let full = std::mem::replace(&mut run, Run::starting_at(index));
-                write_run(&mut segments, &mut tail, full, &mut pending)?;
-            } else if run.is_empty() {
-                run = Run::starting_at(index);
+                write_run(
+                    &mut segments,
+                    &mut tail,
+                    std::mem::take(&mut run),
+                    &mut pending,
+                )?;
             }
-            run.push(&bytes)?;
+            run.push(index, &bytes)?;
             pending.push((entry, bytes.len()));
             previous = Some(index);
         }

@@ -59,6 +59,7 @@ fn segment_last(segment: u64) -> u64 {
 }
 
 /// A run being built: encoded entries from `first` on, each behind its length.
+#[derive(Default)]
 pub(crate) struct Run {
     first: u64,
     count: u64,
@@ -66,17 +67,8 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// An empty run whose first entry will be `first`.
-    pub(crate) fn starting_at(first: u64) -> Run {
-        Run {
-            first,
-            count: 0,
-            bytes: Vec::new(),
-        }
-    }
-
     /// The index the next entry must have.
-    pub(crate) fn next_index(&self) -> u64 {
+    fn next_index(&self) -> u64 {
         self.first + self.count
     }
 
@@ -90,10 +82,14 @@ impl Run {
                 && self.bytes.len() + RUN_LENGTH_BYTES + size <= RUN_BYTES_MAX)
     }
 
-    /// Adds the next entry's encoding.
-    pub(crate) fn push(&mut self, entry: &[u8]) -> io::Result<()> {
+    /// Adds the encoding of the entry of `index`, which [`Run::accepts`].
+    pub(crate) fn push(&mut self, index: u64, entry: &[u8]) -> io::Result<()> {
+        debug_assert!(self.accepts(index, entry.len()));
         let length = u32::try_from(entry.len())
             .map_err(|_| io::Error::other("a log entry longer than 4 GiB"))?;
+        if self.count == 0 {
+            self.first = index;
+        }
         self.bytes.extend_from_slice(&length.to_be_bytes());
         self.bytes.extend_from_slice(entry);
         self.count += 1;
@@ -294,15 +290,15 @@ impl Segments {
             return Ok(());
         };
         let (key, run) = item.map_err(sled_io)?;
-        let mut kept = Run::starting_at(run_key_index(&key)?);
+        let mut kept = Run::default();
         let mut cut = false;
-        for item in run_entries(kept.first, &run) {
+        for item in run_entries(run_key_index(&key)?, &run) {
             let (entry_index, entry) = item?;
             if entry_index >= index {
                 cut = true;
                 break;
             }
-            kept.push(entry)?;
+            kept.push(entry_index, entry)?;
         }
         if cut {
             tree.insert(key, kept.bytes).map_err(sled_io)?;
@@ -365,13 +361,12 @@ mod tests {
 
     /// Appends the entries of `range`, in runs of at most `per_run` (as an append would).
     fn append(segments: &mut Segments, range: std::ops::Range<u64>, per_run: u64) {
-        let mut run = Run::starting_at(range.start);
+        let mut run = Run::default();
         for index in range {
             if run.count == per_run || !run.accepts(index, 8) {
-                let full = std::mem::replace(&mut run, Run::starting_at(index));
-                segments.insert(full).expect("insert");
+                segments.insert(std::mem::take(&mut run)).expect("insert");
             }
-            run.push(&index.to_be_bytes()).expect("push");
+            run.push(index, &index.to_be_bytes()).expect("push");
         }
         segments.insert(run).expect("insert");
     }
@@ -417,13 +412,13 @@ mod tests {
             (1020..1030).collect::<Vec<_>>()
         );
         assert_eq!(last_index(&segments), Some(1099));
-        let mut run = Run::starting_at(5);
-        run.push(&[0; RUN_BYTES_MAX - 2 * RUN_LENGTH_BYTES])
+        let mut run = Run::default();
+        run.push(5, &[0; RUN_BYTES_MAX - 2 * RUN_LENGTH_BYTES])
             .expect("push");
         assert!(!run.accepts(6, 1), "a full run takes no more");
         assert!(!run.accepts(7, 0), "nor an entry that is not the next");
         assert!(
-            Run::starting_at(0).accepts(9, RUN_BYTES_MAX * 2),
+            Run::default().accepts(9, RUN_BYTES_MAX * 2),
             "an empty run takes anything"
         );
     }
