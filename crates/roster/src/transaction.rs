@@ -12,8 +12,9 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use bytes::{Bytes, BytesMut};
 use roster_sip::{Method, Request};
 
 /// RFC 3261 T1: round-trip estimate.
@@ -146,9 +147,45 @@ pub enum Received {
 pub struct Transmit {
     /// Where to.
     pub destination: SocketAddr,
-    /// The encoded response, allocated at its exact size: it may be kept for 32 s.
-    pub bytes: Arc<[u8]>,
+    /// The encoded response; a table's responses share chunks (see [`ResponseChunks`]).
+    pub bytes: Bytes,
 }
+
+/// Size of the chunks responses are copied into.
+const RESPONSE_CHUNK_SIZE: usize = 32 * 1024;
+
+/// Where a table's kept responses live: copied one after another into chunks of
+/// [`RESPONSE_CHUNK_SIZE`], each freed when the last response in it goes.
+///
+/// A response is kept for timer J (32 s). Allocated one by one, a sign-in storm's responses
+/// sat between long-lived allocations of the same size (a binding's buffer, a log run in
+/// sled) and, once freed, left those pages partly used: a node that had answered a storm kept
+/// tens of MB more resident than its peers for good. Responses of the same few milliseconds
+/// share a chunk and expire together, so a chunk is freed whole.
+#[derive(Debug, Default)]
+struct ResponseChunks {
+    /// The unused rest of the current chunk.
+    free: BytesMut,
+}
+
+impl ResponseChunks {
+    /// A copy of `encoded`, in the current chunk (a new one when it does not fit).
+    fn keep(&mut self, encoded: &[u8]) -> Bytes {
+        if self.free.capacity() < encoded.len() {
+            // The old chunk lives on in the responses cut from it.
+            self.free = BytesMut::with_capacity(RESPONSE_CHUNK_SIZE.max(encoded.len()));
+        }
+        self.free.extend_from_slice(encoded);
+        self.free.split().freeze()
+    }
+}
+
+/// A table whose capacity is over this many times its length, and over
+/// [`SPARSE_CAPACITY_MIN`], is shrunk to twice its length.
+const SPARSE_FACTOR: usize = 4;
+
+/// Tables this small are never shrunk.
+const SPARSE_CAPACITY_MIN: usize = 1024;
 
 /// The live UDP server transactions of a node.
 #[derive(Debug, Default)]
@@ -160,6 +197,8 @@ pub struct ServerTransactions {
     retransmits: BinaryHeap<Reverse<(u64, TransactionKey)>>,
     /// Live transactions at most in this table.
     capacity: usize,
+    /// The responses kept for retransmissions.
+    responses: ResponseChunks,
 }
 
 #[derive(Debug)]
@@ -228,21 +267,31 @@ impl ServerTransactions {
         Received::New
     }
 
-    /// The response to the transaction `key` was sent at `now_ms`. `retransmit` asks for
-    /// timer G (a final non-2xx answer to an INVITE over UDP).
+    /// The response `encoded` to the transaction `key`, for `destination`, is about to be
+    /// sent at `now_ms`: keeps it for retransmissions and returns what to send. `retransmit`
+    /// asks for timer G (a final non-2xx answer to an INVITE over UDP).
     pub fn on_response(
         &mut self,
         key: &TransactionKey,
-        transmit: Transmit,
+        destination: SocketAddr,
+        encoded: &[u8],
         retransmit: bool,
         now_ms: u64,
-    ) {
+    ) -> Transmit {
         let Some(entry) = self.entries.get_mut(key) else {
-            return;
+            // Forgotten early (the table was full): send it, keep nothing.
+            return Transmit {
+                destination,
+                bytes: Bytes::copy_from_slice(encoded),
+            };
         };
-        entry.response = Some(transmit);
+        let transmit = Transmit {
+            destination,
+            bytes: self.responses.keep(encoded),
+        };
+        entry.response = Some(transmit.clone());
         if entry.acknowledged {
-            return;
+            return transmit;
         }
         entry.expires_at_ms = now_ms + TIMER_J_MS;
         self.expiries.push(Reverse((entry.expires_at_ms, *key)));
@@ -251,6 +300,7 @@ impl ServerTransactions {
             entry.retransmit = Some((next, T1_MS));
             self.retransmits.push(Reverse((next, *key)));
         }
+        transmit
     }
 
     /// When [`ServerTransactions::handle_timeout`] has work next.
@@ -306,7 +356,24 @@ impl ServerTransactions {
             entry.retransmit = Some((now_ms + interval, interval));
             self.retransmits.push(Reverse((now_ms + interval, key)));
         }
+        self.shrink_if_sparse();
         sends
+    }
+
+    /// Gives back the memory of a storm that has passed: a map and heaps sized for its peak
+    /// are shrunk once they are mostly empty.
+    fn shrink_if_sparse(&mut self) {
+        let sparse = |capacity: usize, len: usize| {
+            capacity > SPARSE_CAPACITY_MIN && capacity > SPARSE_FACTOR * len
+        };
+        if sparse(self.entries.capacity(), self.entries.len()) {
+            self.entries.shrink_to(2 * self.entries.len());
+        }
+        for heap in [&mut self.expiries, &mut self.retransmits] {
+            if sparse(heap.capacity(), heap.len()) {
+                heap.shrink_to(2 * heap.len());
+            }
+        }
     }
 
     /// Forgets the transaction that expires first; false when there is none.
@@ -342,10 +409,14 @@ mod tests {
         }
     }
 
+    fn destination() -> SocketAddr {
+        "192.0.2.1:5070".parse().expect("address")
+    }
+
     fn transmit(bytes: &[u8]) -> Transmit {
         Transmit {
-            destination: "192.0.2.1:5070".parse().expect("address"),
-            bytes: Arc::from(bytes),
+            destination: destination(),
+            bytes: Bytes::copy_from_slice(bytes),
         }
     }
 
@@ -359,7 +430,10 @@ mod tests {
             transactions.on_request(&key, false, 10),
             Received::Retransmission(None)
         );
-        transactions.on_response(&key, transmit(b"200"), false, 20);
+        assert_eq!(
+            transactions.on_response(&key, destination(), b"200", false, 20),
+            transmit(b"200")
+        );
         assert_eq!(
             transactions.on_request(&key, false, 30),
             Received::Retransmission(Some(transmit(b"200")))
@@ -390,7 +464,7 @@ mod tests {
         let ack = hasher.key(&request("ACK", "z9hG4bK9")).expect("key");
         assert_eq!(invite, ack);
         transactions.on_request(&invite, false, 0);
-        transactions.on_response(&invite, transmit(b"302"), true, 0);
+        transactions.on_response(&invite, destination(), b"302", true, 0);
         assert_eq!(transactions.poll_timeout(), Some(T1_MS));
         assert_eq!(transactions.handle_timeout(T1_MS), vec![transmit(b"302")]);
         assert_eq!(transactions.handle_timeout(T1_MS + 999), vec![]);
@@ -416,7 +490,7 @@ mod tests {
             transactions.on_request(&invite, true, 1),
             Received::Acknowledged
         );
-        transactions.on_response(&invite, transmit(b"302"), true, 2);
+        transactions.on_response(&invite, destination(), b"302", true, 2);
         assert!(transactions.handle_timeout(10 * T1_MS).is_empty());
     }
 
@@ -427,5 +501,91 @@ mod tests {
         let ack = hasher.key(&request("ACK", "z9hG4bK5")).expect("key");
         assert_eq!(transactions.on_request(&ack, true, 0), Received::New);
         assert!(transactions.is_empty());
+    }
+
+    #[test]
+    fn kept_responses_share_chunks_and_keep_their_bytes() {
+        let mut chunks = ResponseChunks::default();
+        let a = chunks.keep(b"SIP/2.0 200 OK a");
+        let b = chunks.keep(b"SIP/2.0 200 OK bb");
+        assert_eq!(&a[..], b"SIP/2.0 200 OK a");
+        assert_eq!(&b[..], b"SIP/2.0 200 OK bb");
+        // Adjacent in one allocation.
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
+        // Larger than a chunk: a chunk of its own.
+        let large = vec![7u8; RESPONSE_CHUNK_SIZE + 1];
+        assert_eq!(chunks.keep(&large), large);
+        // A full chunk is replaced, and what was cut from it stays intact.
+        let filler = vec![1u8; 1000];
+        let kept: Vec<Bytes> = (0..100).map(|_| chunks.keep(&filler)).collect();
+        assert!(kept.iter().all(|response| response[..] == filler[..]));
+        assert_eq!(&a[..], b"SIP/2.0 200 OK a");
+    }
+
+    #[test]
+    fn a_forgotten_transaction_still_gets_its_response_sent() {
+        let mut transactions = ServerTransactions::new(1);
+        let hasher = KeyHasher::default();
+        let first = hasher.key(&request("REGISTER", "z9hG4bK1")).expect("key");
+        let second = hasher.key(&request("REGISTER", "z9hG4bK2")).expect("key");
+        transactions.on_request(&first, false, 0);
+        transactions.on_request(&second, false, 1);
+        assert_eq!(transactions.len(), 1, "the first was evicted");
+        assert_eq!(
+            transactions.on_response(&first, destination(), b"200", false, 2),
+            transmit(b"200")
+        );
+    }
+
+    /// The keys of `count` REGISTERs with distinct branches.
+    fn storm(hasher: &KeyHasher, count: usize) -> Vec<TransactionKey> {
+        (0..count)
+            .map(|n| {
+                hasher
+                    .key(&request("REGISTER", &format!("z9hG4bK{n}")))
+                    .expect("key")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tables_shrink_once_a_storm_has_passed() {
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        let hasher = KeyHasher::default();
+        for key in storm(&hasher, 20_000) {
+            transactions.on_request(&key, false, 0);
+            transactions.on_response(&key, destination(), b"200", false, 0);
+        }
+        let peak = transactions.entries.capacity();
+        assert!(peak >= 20_000);
+        // One transaction of the quiet time after.
+        let late = hasher
+            .key(&request("REGISTER", "z9hG4bKlate"))
+            .expect("key");
+        transactions.on_request(&late, false, TIMER_J_MS);
+        assert!(transactions.handle_timeout(TIMER_J_MS).is_empty());
+        assert_eq!(transactions.len(), 1);
+        assert!(
+            transactions.entries.capacity() <= SPARSE_CAPACITY_MIN,
+            "map still sized for the storm: {} of {peak}",
+            transactions.entries.capacity()
+        );
+        assert!(transactions.expiries.capacity() <= SPARSE_CAPACITY_MIN);
+        // And still works.
+        assert_eq!(
+            transactions.on_request(&late, false, TIMER_J_MS + 1),
+            Received::Retransmission(None)
+        );
+    }
+
+    #[test]
+    fn steady_load_does_not_shrink() {
+        let mut transactions = ServerTransactions::new(TRANSACTIONS_MAX);
+        for key in storm(&KeyHasher::default(), 5_000) {
+            transactions.on_request(&key, false, 0);
+        }
+        let capacity = transactions.entries.capacity();
+        assert!(transactions.handle_timeout(1).is_empty());
+        assert_eq!(transactions.entries.capacity(), capacity);
     }
 }

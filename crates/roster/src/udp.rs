@@ -112,18 +112,21 @@ pub async fn serve<S: Store>(
             let Some(response) = response else {
                 return;
             };
-            let mut bytes = Vec::with_capacity(512);
-            response.encode(&mut bytes);
-            let transmit = Transmit {
-                destination: udp_response_destination(&request, source),
-                bytes: Arc::from(bytes),
-            };
+            let mut encoded = Vec::with_capacity(512);
+            response.encode(&mut encoded);
+            let destination = udp_response_destination(&request, source);
             // Recorded before it is sent, so an ACK racing the answer finds it.
             // Timer G: final non-2xx answers to INVITE are resent until the ACK comes.
             let retransmit = request.method == Method::Invite && response.status >= 300;
-            if let Ok(mut shard) = transactions.shard(&key).lock() {
-                shard.on_response(&key, transmit.clone(), retransmit, monotonic_ms());
-            }
+            let transmit = match transactions.shard(&key).lock() {
+                Ok(mut shard) => {
+                    shard.on_response(&key, destination, &encoded, retransmit, monotonic_ms())
+                }
+                Err(_) => Transmit {
+                    destination,
+                    bytes: encoded.into(),
+                },
+            };
             send(&socket, &transmit).await;
         });
     }
