@@ -26,7 +26,7 @@ pub struct MemoryRecord {
     pub fill_s: f64,
     /// PSS summed over the system's processes, idle after start, KiB.
     pub pss_before_kib: u64,
-    /// The same after the fill, KiB.
+    /// The same once the fill's transactions have expired (35 s after it), KiB.
     pub pss_after_kib: u64,
     /// PSS growth per acknowledged binding, bytes (every replica's copy included).
     pub bytes_per_binding: Option<f64>,
@@ -37,8 +37,12 @@ pub struct MemoryRecord {
 const SHM_PER_BINDING_BYTES: u64 = 4096;
 /// Kamailio's shared memory besides the bindings, MiB.
 const SHM_BASE_MIB: u64 = 256;
-/// Quiet time before each reading, for timers and flushes to settle.
+/// Quiet time before the first reading, for the system to finish starting.
 const SETTLE: Duration = Duration::from_secs(5);
+/// Quiet time after the fill before the second reading: past RFC 3261's timer J (32 s), so
+/// that the reading counts the bindings, not the fill's server transactions (Roster keeps
+/// each one with its response for timer J; Kamailio's `save` answers statelessly).
+const SETTLE_AFTER_FILL: Duration = Duration::from_secs(35);
 
 /// Fills one system with `bindings` users at `fill_rate` and measures its PSS.
 pub fn run(
@@ -75,7 +79,7 @@ pub fn run(
         bindings,
     )?;
     let fill_s = started.elapsed().as_secs_f64();
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(SETTLE_AFTER_FILL);
     let pss_after_kib = procfs::pss_kib(&running.pids())?;
     running.stop()?;
     let growth_bytes = (pss_after_kib as f64 - pss_before_kib as f64) * 1024.0;
