@@ -67,6 +67,11 @@ pub struct Args {
     /// UDP worker processes of each Kamailio node (`children`).
     #[arg(long, default_value_t = 4)]
     pub kamailio_children: u32,
+    /// Routing groups of Roster's pool (`roster demo --groups`). The pool's three nodes each hold
+    /// a replica of every group, so groups beyond a few per node add per-batch work without
+    /// spreading anything; the default sizes them for this three-node pool, two leaders per node.
+    #[arg(long, default_value_t = 6)]
+    pub roster_groups: u32,
     /// For development: rates 250,2000,8000, 3 s steps, 5,000 bindings at most.
     #[arg(long)]
     pub quick: bool,
@@ -101,6 +106,8 @@ pub struct Config {
     pub rates_enabled: bool,
     /// Kamailio's `children`.
     pub kamailio_children: u32,
+    /// Routing groups of Roster's pool.
+    pub roster_groups: u32,
 }
 
 /// Most bindings `roster load` simulates (its users × endpoints limit).
@@ -132,6 +139,10 @@ impl Args {
             (1..=64).contains(&self.kamailio_children),
             "--kamailio-children: 1 to 64"
         );
+        anyhow::ensure!(
+            (1..=1024).contains(&self.roster_groups),
+            "--roster-groups: 1 to 1024"
+        );
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
         let absolute = |path: PathBuf, what: &str| {
@@ -152,6 +163,7 @@ impl Args {
             memory: (!self.skip_memory).then_some((bindings, self.fill_rate)),
             rates_enabled: !self.skip_rates,
             kamailio_children: self.kamailio_children,
+            roster_groups: self.roster_groups,
         })
     }
 }

@@ -46,6 +46,7 @@ fn run(args: cli::Args) -> anyhow::Result<()> {
             rates: config.rates.clone(),
             target: "all load to node 1 of each cluster",
             kamailio_children: config.kamailio_children,
+            roster_groups: config.roster_groups,
             retries: config.retries,
         },
         steps: Vec::new(),

@@ -61,6 +61,7 @@ pub fn run(
         roster: &config.roster,
         shm_mib: SHM_BASE_MIB + bindings * SHM_PER_BINDING_BYTES / (1024 * 1024),
         children: config.kamailio_children,
+        groups: config.roster_groups,
     })?;
     std::thread::sleep(SETTLE);
     let pss_before_kib = procfs::pss_kib(&running.pids())?;

@@ -60,6 +60,8 @@ pub struct Settings {
     pub target: &'static str,
     /// Kamailio's `children` per node.
     pub kamailio_children: u32,
+    /// Roster's routing groups.
+    pub roster_groups: u32,
     /// Extra runs of an unclean rate before a series stops.
     pub retries: u32,
 }
@@ -161,8 +163,8 @@ impl Results {
         let s = &self.settings;
         let _ = writeln!(
             md,
-            "Steps of {} s, open loop over UDP, {}; clean: no failure, p99 under {} ms, at least 90 % of the offer achieved; an unclean rate run again {} time(s) before a series stops.\n",
-            s.step_s, s.target, s.p99_max_ms, s.retries
+            "Steps of {} s, open loop over UDP, {}; clean: no failure, p99 under {} ms, at least 90 % of the offer achieved; an unclean rate run again {} time(s) before a series stops. Kamailio: {} UDP children per node; Roster: {} routing groups.\n",
+            s.step_s, s.target, s.p99_max_ms, s.retries, s.kamailio_children, s.roster_groups
         );
         if !self.steps.is_empty() {
             self.steps_markdown(&mut md);

@@ -75,6 +75,7 @@ pub fn run(
         roster: &config.roster,
         shm_mib: STEP_SHM_MIB,
         children: config.kamailio_children,
+        groups: config.roster_groups,
     })?;
     let step = |rate: u32, duration: Duration, name: &str| Step {
         driver,

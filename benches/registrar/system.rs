@@ -93,6 +93,8 @@ pub struct Launch<'a> {
     pub shm_mib: u64,
     /// Kamailio's `children`.
     pub children: u32,
+    /// Roster's routing groups.
+    pub groups: u32,
 }
 
 /// Started processes of one system.
@@ -287,6 +289,7 @@ fn start_roster(launch: &Launch) -> anyhow::Result<Running> {
         .arg("demo")
         .args(["--sip", &loopback(ROSTER_SIP_PORT).to_string()])
         .args(["--http", &loopback(ROSTER_HTTP_PORT).to_string()])
+        .args(["--groups", &launch.groups.to_string()])
         .arg("--dir")
         .arg(&demo_dir);
     if launch.auth == Auth::None {
