@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "100,250,500,1000,1500,2000,3000,4000,6000,8000,12000,16000,24000,32000"
+        default_value = "100,250,500,1000,1500,2000,3000,4000,6000,8000,12000,16000,20000,24000,32000"
     )]
     pub rates: Vec<u32>,
     /// Runs of a rate again when unclean before the series stops: on a shared machine one

@@ -53,11 +53,21 @@ pub fn apply_register(
     now_ms: u64,
     policy: &Policy,
 ) -> Result<Applied, Refusal> {
-    let mut next: Vec<Binding> = bindings
-        .iter()
-        .filter(|binding| binding.is_live(now_ms))
-        .cloned()
-        .collect();
+    let (next, applied) = apply_register_owned(bindings.clone(), command, now_ms, policy)?;
+    *bindings = next;
+    Ok(applied)
+}
+
+/// [`apply_register`] for a caller that keeps the bindings elsewhere ([`crate::Registry`]
+/// holds them in stored form): takes them by value and returns the new live set, so nothing
+/// is copied; on refusal they are dropped.
+pub(crate) fn apply_register_owned(
+    mut next: Vec<Binding>,
+    command: &RegisterCommand,
+    now_ms: u64,
+    policy: &Policy,
+) -> Result<(Vec<Binding>, Applied), Refusal> {
+    next.retain(|binding| binding.is_live(now_ms));
     let changed = match &command.change {
         ContactChange::Query => false,
         ContactChange::RemoveAll => remove_all(&mut next, command)?,
@@ -70,8 +80,7 @@ pub fn apply_register(
             changed
         }
     };
-    *bindings = next;
-    Ok(Applied { changed })
+    Ok((next, Applied { changed }))
 }
 
 /// `Contact: *`: every binding goes, unless one has the same Call-ID and a CSeq not lower.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::apply::{apply_register, Refusal};
+use crate::apply::{apply_register_owned, Refusal};
 use crate::binding::Binding;
 use crate::command::Command;
 use crate::policy::Policy;
@@ -58,30 +58,40 @@ impl Registry {
     pub fn apply(&mut self, command: &Command, now_ms: u64) -> CommandOutcome {
         match command {
             Command::Register(register) => {
-                let previous = self.aors.remove_entry(register.aor.as_str());
-                let mut bindings: Vec<Binding> = previous
-                    .as_ref()
-                    .map(|(_, stored)| stored.iter().map(StoredBinding::to_binding).collect())
-                    .unwrap_or_default();
-                let result = apply_register(&mut bindings, register, now_ms, &self.policy);
-                let (aor, stored) = match (&result, previous) {
-                    // Refused: nothing changed, so the stored form goes back as it was.
-                    (Err(_), Some((aor, stored))) => (Some(aor), stored),
-                    (_, previous) => (
-                        previous.map(|(aor, _)| aor),
-                        bindings.iter().map(StoredBinding::from).collect(),
+                let aor = register.aor.as_str();
+                // One lookup on the common path (an AOR already held); the stored form is
+                // replaced only once the command is accepted, so a refusal changes nothing.
+                let (result, held) = match self.aors.get_mut(aor) {
+                    Some(stored) => {
+                        let bindings = stored.iter().map(StoredBinding::to_binding).collect();
+                        let result = apply_register_owned(bindings, register, now_ms, &self.policy);
+                        if let Ok((bindings, _)) = &result {
+                            if !bindings.is_empty() {
+                                *stored = bindings.iter().map(StoredBinding::from).collect();
+                            }
+                        }
+                        (result, true)
+                    }
+                    None => (
+                        apply_register_owned(Vec::new(), register, now_ms, &self.policy),
+                        false,
                     ),
                 };
-                if !stored.is_empty() {
-                    // The removed key goes back; only a new AOR allocates one.
-                    let aor = aor.unwrap_or_else(|| register.aor.as_str().into());
-                    self.aors.insert(aor, stored);
-                }
                 match result {
-                    Ok(applied) => CommandOutcome::Registered {
-                        bindings,
-                        changed: applied.changed,
-                    },
+                    Ok((bindings, applied)) => {
+                        if bindings.is_empty() {
+                            if held {
+                                self.aors.remove(aor);
+                            }
+                        } else if !held {
+                            let stored = bindings.iter().map(StoredBinding::from).collect();
+                            self.aors.insert(aor.into(), stored);
+                        }
+                        CommandOutcome::Registered {
+                            bindings,
+                            changed: applied.changed,
+                        }
+                    }
                     Err(refusal) => CommandOutcome::Refused(refusal),
                 }
             }
@@ -200,6 +210,39 @@ mod tests {
             .collect();
         assert_eq!(order, ["<sip:none@h>", "<sip:mid@h>", "<sip:low@h>"]);
         assert_eq!(registry.lookup("sip:a@x", T0 + 60_000).len(), 2);
+    }
+
+    #[test]
+    fn a_refusal_changes_nothing_and_removing_the_last_binding_drops_the_aor() {
+        let mut registry = Registry::new(Policy::default());
+        registry.apply(&register("sip:a@x", 5, &[("sip:1@h", 60, None)]), T0);
+        registry.apply(&register("sip:a@x", 6, &[("sip:2@h", 3600, None)]), T0);
+        let before = registry.aors.clone();
+        // Out of order (same Call-ID, lower CSeq), applied after sip:1@h expired: refused,
+        // and the expired binding is still held until a purge or an accepted command.
+        let outcome = registry.apply(
+            &register("sip:a@x", 4, &[("sip:2@h", 0, None)]),
+            T0 + 61_000,
+        );
+        assert!(matches!(
+            outcome,
+            CommandOutcome::Refused(Refusal::OutOfOrder { .. })
+        ));
+        assert_eq!(registry.aors, before);
+        assert_eq!(registry.binding_count(), 2);
+        // Accepted: the expired binding goes with it.
+        registry.apply(
+            &register("sip:a@x", 7, &[("sip:2@h", 0, None)]),
+            T0 + 61_000,
+        );
+        assert_eq!(registry.aor_count(), 0);
+        // Removing a binding of an AOR never held stores nothing.
+        let outcome = registry.apply(&register("sip:b@x", 1, &[("sip:3@h", 0, None)]), T0);
+        assert!(matches!(
+            outcome,
+            CommandOutcome::Registered { changed: false, .. }
+        ));
+        assert_eq!(registry.aor_count(), 0);
     }
 
     #[test]
