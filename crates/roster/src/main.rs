@@ -198,18 +198,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Start { config } => {
             let config = Config::load(&config)?;
-            serve(config.worker_threads, |shutdown| async move {
-                roster::node::run_any(config, shutdown, |listening| {
-                    for (transport, address) in &listening.sip {
-                        println!("roster: sip {} {address}", transport.as_str());
-                    }
-                    if let Some(address) = listening.http {
-                        println!("roster: http {address}");
-                    }
-                    println!("roster: ready");
-                })
-                .await
-            })
+            serve(
+                Runtime::MultiThread(config.worker_threads),
+                |shutdown| async move {
+                    roster::node::run_any(config, shutdown, |listening| {
+                        for (transport, address) in &listening.sip {
+                            println!("roster: sip {} {address}", transport.as_str());
+                        }
+                        if let Some(address) = listening.http {
+                            println!("roster: http {address}");
+                        }
+                        println!("roster: ready");
+                    })
+                    .await
+                },
+            )
         }
         Command::Demo {
             sip,
@@ -226,7 +229,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http,
                 groups,
             };
-            serve(None, |shutdown| roster::demo::run(options, shutdown))
+            serve(Runtime::MultiThread(None), |shutdown| {
+                roster::demo::run(options, shutdown)
+            })
         }
         Command::Init {
             topology,
@@ -250,7 +255,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cert { command } => cert(command),
-        Command::Load(args) => serve(None, |shutdown| async move {
+        // One thread: the generator's driver and its sockets' tasks wake each other without
+        // crossing threads (on a multi-threaded runtime every answer cost a futex wake-up),
+        // and it leaves the other CPUs to the system it measures.
+        Command::Load(args) => serve(Runtime::CurrentThread, |shutdown| async move {
             roster_load::run_command(*args, shutdown).await?;
             Ok(())
         }),
@@ -297,17 +305,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `job` on a multi-threaded runtime (`worker_threads` of them, default one per CPU)
-/// until it ends or a termination signal arrives.
-fn serve<F, Fut>(worker_threads: Option<usize>, job: F) -> anyhow::Result<()>
+/// The async runtime a long-running command runs on.
+enum Runtime {
+    /// Worker threads: the given number, default one per CPU.
+    MultiThread(Option<usize>),
+    /// Everything on the calling thread.
+    CurrentThread,
+}
+
+/// Runs `job` on `runtime` until it ends or a termination signal arrives.
+fn serve<F, Fut>(runtime: Runtime, job: F) -> anyhow::Result<()>
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = worker_threads {
-        builder.worker_threads(threads);
-    }
+    let mut builder = match runtime {
+        Runtime::MultiThread(worker_threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = worker_threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
     let runtime = builder
         .enable_all()
         .build()
