@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::system::{die_with_parent, Algorithm, Auth, Running, USERS};
+use crate::system::{die_with_parent, Algorithm, Auth, Running, SOCKET_BUFFER_BYTES, USERS};
 
 /// A load generator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -101,10 +101,6 @@ pub fn fill(step: &Step, users: u64) -> anyhow::Result<Measured> {
     run_roster_load(step, step.rate, users, Some(users))
 }
 
-/// SIPp's send and receive socket buffers (`-buff_size`); Linux caps them at
-/// net.core.rmem_max and wmem_max.
-const SIPP_SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-
 fn run_sipp(step: &Step) -> anyhow::Result<Measured> {
     let calls = u64::from(step.rate) * step.duration.as_secs();
     let scenario = match step.auth {
@@ -124,7 +120,7 @@ fn run_sipp(step: &Step) -> anyhow::Result<Measured> {
         // SIPp's default socket buffers (64 KiB) hold a few milliseconds of responses at
         // these rates: a scheduling pause of SIPp itself dropped them (RcvbufErrors on its
         // port), and SIPp's retransmissions then counted against the system measured.
-        .args(["-buff_size", &SIPP_SOCKET_BUFFER_BYTES.to_string()])
+        .args(["-buff_size", &SOCKET_BUFFER_BYTES.to_string()])
         .args([
             "-timeout",
             &format!("{}s", (step.duration + DRIVER_GRACE).as_secs()),

@@ -117,10 +117,10 @@ const ROSTER_SIP_PORT: u16 = 5200;
 const ROSTER_HTTP_PORT: u16 = 18200;
 /// Kamailio's private memory per process, MiB (`-M`): ample for REGISTER without a database.
 const KAMAILIO_PKG_MIB: u64 = 16;
-
-/// Kamailio's UDP receive buffer bound (`-b`): the same 4 MiB as Roster's
-/// `UDP_RECEIVE_BUFFER_SIZE`, within net.core.rmem_max here.
-const KAMAILIO_RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// UDP socket buffers every process of a run gets: what Roster's nodes
+/// (`UDP_RECEIVE_BUFFER_SIZE`) and `roster load` ask for; Kamailio's `-b`, SIPp's
+/// `-buff_size`. Linux caps them at net.core.rmem_max and wmem_max.
+pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Users every system knows: u0 … u9999, as `roster demo` creates them.
 pub const USERS: u32 = 10_000;
 /// How long a system may take to answer SIP after its start (a pool elects 32 leaders).
@@ -258,7 +258,7 @@ fn start_kamailio(launch: &Launch) -> anyhow::Result<Running> {
             .args(["-M", &KAMAILIO_PKG_MIB.to_string()])
             // The UDP receive buffer Roster asks for: Kamailio probes up to 256 KiB by
             // default, which at these rates overflowed (RcvbufErrors on its ports).
-            .args(["-b", &KAMAILIO_RECEIVE_BUFFER_BYTES.to_string()])
+            .args(["-b", &SOCKET_BUFFER_BYTES.to_string()])
             .arg("-P")
             .arg(node_dir.join("kamailio.pid"))
             .arg("-Y")

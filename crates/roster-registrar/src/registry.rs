@@ -59,40 +59,31 @@ impl Registry {
         match command {
             Command::Register(register) => {
                 let aor = register.aor.as_str();
-                // One lookup on the common path (an AOR already held); the stored form is
-                // replaced only once the command is accepted, so a refusal changes nothing.
-                let (result, held) = match self.aors.get_mut(aor) {
-                    Some(stored) => {
-                        let bindings = stored.iter().map(StoredBinding::to_binding).collect();
-                        let result = apply_register_owned(bindings, register, now_ms, &self.policy);
-                        if let Ok((bindings, _)) = &result {
-                            if !bindings.is_empty() {
-                                *stored = bindings.iter().map(StoredBinding::from).collect();
-                            }
-                        }
-                        (result, true)
+                // One lookup for an AOR already held; a refusal leaves its stored form as it was.
+                let held = self.aors.get_mut(aor);
+                let bindings = held
+                    .as_deref()
+                    .map(|stored| stored.iter().map(StoredBinding::to_binding).collect())
+                    .unwrap_or_default();
+                let (bindings, applied) =
+                    match apply_register_owned(bindings, register, now_ms, &self.policy) {
+                        Ok(applied) => applied,
+                        Err(refusal) => return CommandOutcome::Refused(refusal),
+                    };
+                let stored = || bindings.iter().map(StoredBinding::from).collect();
+                match held {
+                    Some(slot) if !bindings.is_empty() => *slot = stored(),
+                    Some(_) => {
+                        self.aors.remove(aor);
                     }
-                    None => (
-                        apply_register_owned(Vec::new(), register, now_ms, &self.policy),
-                        false,
-                    ),
-                };
-                match result {
-                    Ok((bindings, applied)) => {
-                        if bindings.is_empty() {
-                            if held {
-                                self.aors.remove(aor);
-                            }
-                        } else if !held {
-                            let stored = bindings.iter().map(StoredBinding::from).collect();
-                            self.aors.insert(aor.into(), stored);
-                        }
-                        CommandOutcome::Registered {
-                            bindings,
-                            changed: applied.changed,
-                        }
+                    None if !bindings.is_empty() => {
+                        self.aors.insert(aor.into(), stored());
                     }
-                    Err(refusal) => CommandOutcome::Refused(refusal),
+                    None => {}
+                }
+                CommandOutcome::Registered {
+                    bindings,
+                    changed: applied.changed,
                 }
             }
             Command::PurgeExpired => CommandOutcome::Purged {
