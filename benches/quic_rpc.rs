@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use roster_net::pki::Ca;
-use roster_net::{
-    bind, AddressBook, Handler, Network, NodeId, QuicConfig, QuicNetwork, QuicServer,
-};
+use roster_net::{bind, AddressBook, Handler, Network, QuicConfig, QuicNetwork, QuicServer};
+use roster_topology::NodeId;
 use tokio_util::sync::CancellationToken;
 
 const BODY_SIZES: [usize; 2] = [200, 16 * 1024];

@@ -30,6 +30,7 @@ pub mod pki;
 pub mod quic;
 pub mod sim;
 
+use roster_topology::NodeId;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,9 +38,6 @@ use std::time::Duration;
 
 pub use quic::{bind, AddressBook, QuicConfig, QuicNetwork, QuicServer};
 pub use sim::{SimEndpoint, SimNetwork, SimStats};
-
-/// The id of a node of a pool, unique in the cluster and carried in the node's certificate.
-pub type NodeId = u64;
 
 /// Largest request or response body in bytes, checked before allocating on receive.
 ///

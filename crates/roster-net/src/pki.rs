@@ -29,7 +29,7 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 
-use crate::NodeId;
+use roster_topology::NodeId;
 
 /// The domain under which node names live: `node-<id>` followed by this suffix.
 pub const NODE_NAME_SUFFIX: &str = ".roster.invalid";

@@ -24,7 +24,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::{check_size, ErasedHandler, Handler, NetError, Network, NodeId, MESSAGE_SIZE_MAX};
+use roster_topology::NodeId;
+
+use crate::{check_size, ErasedHandler, Handler, NetError, Network, MESSAGE_SIZE_MAX};
 
 /// The router shared by all simulated nodes in one process. Cheap to clone.
 #[derive(Clone)]

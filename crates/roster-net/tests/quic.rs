@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_net::{
-    bind, AddressBook, Handler, NetError, Network, NodeId, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
+    bind, AddressBook, Handler, NetError, Network, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
 };
+use roster_topology::NodeId;
 use tokio_util::sync::CancellationToken;
 
 /// The bound on any one wait in these tests.

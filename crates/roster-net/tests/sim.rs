@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use roster_net::{Handler, NetError, Network, NodeId, SimNetwork, MESSAGE_SIZE_MAX};
+use roster_net::{Handler, NetError, Network, SimNetwork, MESSAGE_SIZE_MAX};
+use roster_topology::NodeId;
 use tokio::time::Instant;
 
 const TIMEOUT: Duration = Duration::from_millis(500);

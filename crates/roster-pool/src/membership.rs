@@ -31,7 +31,8 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ChangeMembers, ReadPolicy};
 use roster_net::Network;
-use roster_raft::{typ, GroupId, NodeId};
+use roster_raft::{typ, GroupId};
+use roster_topology::NodeId;
 use tracing::{info, warn};
 
 use crate::node::{Answer, Operation, PoolError, PoolNode, Replica};

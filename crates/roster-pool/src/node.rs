@@ -14,9 +14,10 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
 use roster_net::{Handler, NetError, Network};
 use roster_raft::config::{group_config, GroupConfigOptions};
-use roster_raft::{typ, GroupId, GroupRequest, GroupResponse, NodeId};
+use roster_raft::{typ, GroupId, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command, Policy};
 use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
+use roster_topology::NodeId;
 use tracing::{debug, info, warn};
 
 use crate::placement::Assignment;

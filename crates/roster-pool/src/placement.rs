@@ -5,10 +5,9 @@
 //! replicas give or take one; the first replica of a group is its preferred leader, so
 //! preferred leaders are spread the same way.
 
+use roster_topology::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Node ids (`u64`, never reused after removal).
-pub type NodeId = u64;
 /// Routing group ids (`0..G`).
 pub type GroupId = u32;
 

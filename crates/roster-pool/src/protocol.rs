@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use roster_raft::{typ, GroupId, GroupRequest, GroupResponse, NodeId};
+use roster_raft::{typ, GroupId, GroupRequest, GroupResponse};
 use roster_registrar::Binding;
+use roster_topology::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Largest encoded pool message: a group snapshot is the biggest thing sent, and it must fit

@@ -11,7 +11,8 @@ use openraft::network::{Backoff, RPCOption, RaftNetworkFactory};
 use openraft::OptionalSend;
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use roster_net::{NetError, Network};
-use roster_raft::{typ, GroupId, NodeId, TypeConfig};
+use roster_raft::{typ, GroupId, TypeConfig};
+use roster_topology::NodeId;
 
 use crate::batch::{Batcher, Lane};
 use crate::protocol::{decode, encode, PoolRequest, PoolResponse};

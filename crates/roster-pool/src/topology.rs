@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::placement::NodeId;
+use roster_topology::NodeId;
 
 /// Nodes a pool may have (DESIGN.md: 3 to 16 servers).
 pub const POOL_NODES_MIN: usize = 3;

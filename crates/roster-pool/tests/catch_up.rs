@@ -12,7 +12,8 @@ use common::{
 };
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::{GroupId, NodeId};
+use roster_raft::GroupId;
+use roster_topology::NodeId;
 
 const GROUPS: u32 = 2;
 

@@ -12,9 +12,10 @@ use roster_net::{SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::{group_of, GroupResponse, NodeId};
+use roster_raft::{group_of, GroupResponse};
 use roster_registrar::Policy;
 use roster_store::NodeStore;
+use roster_topology::NodeId;
 
 const GROUPS: u32 = 4;
 const T0: u64 = 1_795_378_472_000;

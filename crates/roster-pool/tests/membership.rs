@@ -15,7 +15,7 @@ use roster_net::{Network, SimEndpoint};
 use roster_pool::placement;
 use roster_pool::protocol::{decode, encode, PoolRequest, PoolResponse};
 use roster_pool::PoolHandler;
-use roster_raft::NodeId;
+use roster_topology::NodeId;
 
 const GROUPS: u32 = 4;
 

@@ -34,9 +34,6 @@ pub use request::{GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUE
 pub use routing::{group_of, GroupId};
 pub use state::{ApplyError, GroupState};
 
-/// Node ids are the pool's server numbers, stable across restarts.
-pub type NodeId = u64;
-
 openraft::declare_raft_types!(
     /// The openraft type configuration of every routing group (and of nothing else).
     ///

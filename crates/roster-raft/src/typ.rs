@@ -6,7 +6,7 @@
 
 use crate::TypeConfig;
 
-pub use crate::NodeId;
+pub use roster_topology::NodeId;
 
 /// What a routing group's snapshot carries: `GroupState::encode_snapshot` bytes, at most
 /// [`crate::SNAPSHOT_SIZE_MAX`].

@@ -17,7 +17,7 @@ use std::time::Duration;
 use roster_net::{Network as _, QuicNetwork};
 use roster_pool::placement::REPLICAS_PER_GROUP;
 use roster_pool::{PoolNode, Topology};
-use roster_raft::NodeId;
+use roster_topology::NodeId;
 use sha2::{Digest as _, Sha256};
 
 /// Shortest admin token accepted, in characters.

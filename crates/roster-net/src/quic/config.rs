@@ -6,7 +6,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::pki::NodeCertificate;
-use crate::{NetError, NodeId, MESSAGE_SIZE_MAX};
+use roster_topology::NodeId;
+
+use crate::{NetError, MESSAGE_SIZE_MAX};
 
 /// Where each peer node listens, shared by all clones and updatable at run time.
 ///

@@ -47,7 +47,9 @@ use tokio_util::task::TaskTracker;
 pub use config::{AddressBook, QuicConfig};
 
 use crate::pki::node_server_name;
-use crate::{check_size, ErasedHandler, Handler, NetError, Network, NodeId, MESSAGE_SIZE_MAX};
+use roster_topology::NodeId;
+
+use crate::{check_size, ErasedHandler, Handler, NetError, Network, MESSAGE_SIZE_MAX};
 
 /// The error codes a server resets a stream with, as the peer sees them in
 /// [`NetError::Remote`].

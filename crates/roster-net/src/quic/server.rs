@@ -12,7 +12,9 @@ use super::{
     read_length, tls, write_frame, FrameError, Shared, StreamCode, CLOSE_SHUTDOWN,
     CLOSE_UNAUTHENTICATED, CLOSE_WAIT_MAX,
 };
-use crate::{NodeId, MESSAGE_SIZE_MAX};
+use roster_topology::NodeId;
+
+use crate::MESSAGE_SIZE_MAX;
 
 /// Accepts connections until shutdown, refusing those beyond
 /// [`super::QuicConfig::connections_max`].

@@ -9,7 +9,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::QuicConfig;
 use crate::pki::node_id_from_certificate;
-use crate::{NetError, NodeId};
+use roster_topology::NodeId;
+
+use crate::NetError;
 
 /// The one application protocol spoken: a peer that offers another is refused in the handshake.
 pub(crate) const ALPN: &[u8] = b"roster-net/1";

@@ -15,11 +15,12 @@ use roster_net::{SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::{group_of, GroupId, NodeId};
+use roster_raft::{group_of, GroupId};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
 use roster_store::NodeStore;
+use roster_topology::NodeId;
 
 /// A pool node over the simulated network.
 pub type Node = Arc<PoolNode<SimEndpoint>>;
