@@ -55,7 +55,9 @@ impl Store {
     fn open() -> Store {
         let directory = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("directory");
         let node = NodeStore::open(directory.path().join("node")).expect("store opens");
-        let (_log, machine) = node.group(0, &Policy::default()).expect("group opens");
+        let (_log, machine) = node
+            .group(roster_raft::GroupKey::routing(1, 0), &Policy::default())
+            .expect("group opens");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");

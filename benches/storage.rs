@@ -45,7 +45,9 @@ impl Node {
         let node = NodeStore::open(directory.path().join("node")).expect("store opens");
         let logs = (0..groups)
             .map(|group| {
-                let (log, _machine) = node.group(group, &Policy::default()).expect("group");
+                let (log, _machine) = node
+                    .group(roster_raft::GroupKey::routing(1, group), &Policy::default())
+                    .expect("group");
                 (log, 0)
             })
             .collect();

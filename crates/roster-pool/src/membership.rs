@@ -31,7 +31,7 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ChangeMembers, ReadPolicy};
 use roster_net::Network;
-use roster_raft::{typ, GroupId};
+use roster_raft::{typ, GroupKey};
 use roster_topology::NodeId;
 use tracing::{info, warn};
 
@@ -41,7 +41,7 @@ use crate::protocol::{GroupMembers, PoolRequest, PoolResponse, ServeError};
 
 /// The routing group whose leader runs the pool's own leader balancing
 /// ([`PoolNode::balance_leaders_if_coordinator`]): one node at a time, moving with it.
-pub const BALANCER_GROUP: GroupId = 0;
+pub const BALANCER_GROUP: u32 = 0;
 
 /// How long a node has to answer before leader balancing counts it as down.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,7 +63,7 @@ const TRANSFER_LAG_MAX: u64 = 64;
 
 impl<N: Network> PoolNode<N> {
     /// The members of `group`, as its leader sees them after a read-index round.
-    pub async fn members(&self, group: GroupId) -> Result<GroupMembers, PoolError> {
+    pub async fn members(&self, group: GroupKey) -> Result<GroupMembers, PoolError> {
         match self.routed_for(group, Operation::Members).await? {
             Answer::Members(members) => Ok(members),
             _ => Err(self.unavailable(group, "unexpected answer to members".into())),
@@ -82,7 +82,7 @@ impl<N: Network> PoolNode<N> {
     /// voters after the move. Idempotent: a move already done does nothing more.
     pub async fn move_replica(
         &self,
-        group: GroupId,
+        group: GroupKey,
         add: NodeId,
         remove: Option<NodeId>,
         addresses: &BTreeMap<NodeId, String>,
@@ -126,7 +126,7 @@ impl<N: Network> PoolNode<N> {
         let current = assignment_of(&self.all_members().await?);
         let moves = placement::rebalance(&current, target_nodes);
         for step in &moves {
-            info!(group = step.group, add = step.add, remove = ?step.remove, "moving replica");
+            info!(group = %step.group, add = step.add, remove = ?step.remove, "moving replica");
             self.move_replica(step.group, step.add, step.remove, addresses)
                 .await?;
         }
@@ -139,7 +139,7 @@ impl<N: Network> PoolNode<N> {
     /// up. Returns how many transfers were asked for; they complete asynchronously.
     pub async fn balance_leaders(&self) -> Result<usize, PoolError> {
         let members = self.all_members().await?;
-        let current: BTreeMap<GroupId, NodeId> =
+        let current: BTreeMap<GroupKey, NodeId> =
             members.iter().map(|(g, m)| (*g, m.leader)).collect();
         let wanted = placement::leaders(&assignment_of(&members), &current);
         Ok(self.transfer_leaders(&wanted, &current).await)
@@ -153,7 +153,7 @@ impl<N: Network> PoolNode<N> {
     /// down is never chosen. Returns the transfers asked for, `None` when it did not act.
     pub async fn balance_leaders_if_coordinator(&self) -> Result<Option<usize>, PoolError> {
         let leads_balancer_group = self
-            .replica(BALANCER_GROUP)
+            .replica(GroupKey::routing(self.options.pool, BALANCER_GROUP))
             .is_some_and(|replica| self.check_leadership(&replica).is_ok());
         if !leads_balancer_group {
             return Ok(None);
@@ -167,7 +167,7 @@ impl<N: Network> PoolNode<N> {
         }
         let voters: BTreeSet<NodeId> = members.values().flat_map(|m| m.voters.clone()).collect();
         let live = self.answering(&voters).await;
-        let current: BTreeMap<GroupId, NodeId> =
+        let current: BTreeMap<GroupKey, NodeId> =
             members.iter().map(|(g, m)| (*g, m.leader)).collect();
         let mut assignment = assignment_of(&members);
         for replicas in assignment.values_mut() {
@@ -200,8 +200,8 @@ impl<N: Network> PoolNode<N> {
     /// Asks each group's leader to hand over to the `wanted` node where it is not `current`.
     async fn transfer_leaders(
         &self,
-        wanted: &BTreeMap<GroupId, NodeId>,
-        current: &BTreeMap<GroupId, NodeId>,
+        wanted: &BTreeMap<GroupKey, NodeId>,
+        current: &BTreeMap<GroupKey, NodeId>,
     ) -> usize {
         let mut transfers = 0;
         for (&group, &to) in wanted {
@@ -213,11 +213,11 @@ impl<N: Network> PoolNode<N> {
                 .await
             {
                 Ok(_) => {
-                    info!(group, to, "leadership handed over for balance");
+                    info!(group = %group, to, "leadership handed over for balance");
                     transfers += 1;
                 }
                 // Not caught up, or the leader moved: the next run tries again.
-                Err(error) => warn!(group, to, %error, "leadership not transferred"),
+                Err(error) => warn!(group = %group, to, %error, "leadership not transferred"),
             }
         }
         transfers
@@ -251,7 +251,7 @@ impl<N: Network> PoolNode<N> {
                 let members = match self.members(group).await {
                     Ok(members) => members.all(),
                     Err(error) => {
-                        warn!(group, %error, "sweep skipped a group");
+                        warn!(group = %group, %error, "sweep skipped a group");
                         continue;
                     }
                 };
@@ -264,21 +264,23 @@ impl<N: Network> PoolNode<N> {
                     self.remote_close(peer, group, members).await
                 };
                 match result {
-                    Ok(()) => info!(group, peer, "swept a replica of a non-member"),
-                    Err(error) => warn!(group, peer, %error, "sweep could not close a replica"),
+                    Ok(()) => info!(group = %group, peer, "swept a replica of a non-member"),
+                    Err(error) => {
+                        warn!(group = %group, peer, %error, "sweep could not close a replica")
+                    }
                 }
             }
         }
     }
 
-    async fn routed_for(&self, group: GroupId, operation: Operation) -> Result<Answer, PoolError> {
+    async fn routed_for(&self, group: GroupKey, operation: Operation) -> Result<Answer, PoolError> {
         let deadline = tokio::time::Instant::now() + self.options.request_timeout;
         self.routed_until(group, operation, deadline).await
     }
 
-    async fn all_members(&self) -> Result<BTreeMap<GroupId, GroupMembers>, PoolError> {
+    async fn all_members(&self) -> Result<BTreeMap<GroupKey, GroupMembers>, PoolError> {
         let mut members = BTreeMap::new();
-        for group in 0..self.options.groups {
+        for group in self.options.keys() {
             members.insert(group, self.members(group).await?);
         }
         Ok(members)
@@ -286,7 +288,7 @@ impl<N: Network> PoolNode<N> {
 
     /// Serves `Members` on the leader: a read-index round proves it still leads, so the
     /// membership it reports includes every committed change.
-    pub(crate) async fn members_local(&self, group: GroupId) -> Result<GroupMembers, ServeError> {
+    pub(crate) async fn members_local(&self, group: GroupKey) -> Result<GroupMembers, ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
         self.check_leadership(&replica)?;
         let read = replica.raft.ensure_linearizable(ReadPolicy::ReadIndex);
@@ -307,7 +309,7 @@ impl<N: Network> PoolNode<N> {
     /// Runs a move on the leader of `group` (see the module documentation).
     pub(crate) async fn move_local(
         &self,
-        group: GroupId,
+        group: GroupKey,
         add: NodeId,
         remove: Option<NodeId>,
         addresses: &BTreeMap<NodeId, String>,
@@ -353,7 +355,7 @@ impl<N: Network> PoolNode<N> {
         if before.joint || current != voters {
             let change = replica.raft.change_membership(voters.clone(), false);
             within(deadline, change, "membership change not committed in time").await?;
-            info!(group, add, remove = ?remove, voters = ?voters, "membership changed");
+            info!(group = %group, add, remove = ?remove, voters = ?voters, "membership changed");
         }
         // 3. The removed node closes its replica.
         if let Some(removed) = remove {
@@ -366,7 +368,7 @@ impl<N: Network> PoolNode<N> {
                     .map_err(|error| ServeError::Unavailable(error.to_string()))?;
             } else if let Err(error) = self.remote_close(removed, group, members).await {
                 // The move itself is done; the sweep closes the replica later.
-                warn!(group, removed, %error, "removed node did not close its replica");
+                warn!(group = %group, removed, %error, "removed node did not close its replica");
             }
         }
         Ok(voters.into_iter().collect())
@@ -375,7 +377,7 @@ impl<N: Network> PoolNode<N> {
     /// Serves `TransferLeader` on the leader: hands over only to a voter that has caught up.
     pub(crate) async fn transfer_local(
         &self,
-        group: GroupId,
+        group: GroupKey,
         to: NodeId,
     ) -> Result<(), ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
@@ -416,7 +418,7 @@ impl<N: Network> PoolNode<N> {
     /// Serves `CloseReplica`: refuses when this node is among `members` or leads the group.
     pub(crate) async fn serve_close(
         &self,
-        group: GroupId,
+        group: GroupKey,
         members: &[NodeId],
     ) -> Result<(), ServeError> {
         if members.contains(&self.options.node_id) {
@@ -442,7 +444,7 @@ impl<N: Network> PoolNode<N> {
     async fn remote_open(
         &self,
         node: NodeId,
-        group: GroupId,
+        group: GroupKey,
         deadline: tokio::time::Instant,
     ) -> Result<(), ServeError> {
         if node == self.options.node_id {
@@ -466,7 +468,7 @@ impl<N: Network> PoolNode<N> {
     async fn remote_close(
         &self,
         node: NodeId,
-        group: GroupId,
+        group: GroupKey,
         members: Vec<NodeId>,
     ) -> Result<(), ServeError> {
         let request = PoolRequest::CloseReplica { group, members };
@@ -542,7 +544,7 @@ fn members_of(leader: NodeId, replica: &Replica) -> GroupMembers {
 }
 
 /// The assignment the memberships describe: each group's voters, its leader first.
-fn assignment_of(members: &BTreeMap<GroupId, GroupMembers>) -> Assignment {
+fn assignment_of(members: &BTreeMap<GroupKey, GroupMembers>) -> Assignment {
     members
         .iter()
         .map(|(group, m)| {

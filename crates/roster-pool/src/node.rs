@@ -14,10 +14,10 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
 use roster_net::{Handler, NetError, Network};
 use roster_raft::config::{group_config, GroupConfigOptions};
-use roster_raft::{typ, GroupId, GroupRequest, GroupResponse};
+use roster_raft::{group_of, typ, GroupKey, GroupKind, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command, Policy};
 use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 use tracing::{debug, info, warn};
 
 use crate::placement::Assignment;
@@ -59,7 +59,7 @@ pub enum PoolError {
     #[error("routing group {group} unavailable: {reason}")]
     Unavailable {
         /// The group.
-        group: GroupId,
+        group: GroupKey,
         /// Why.
         reason: String,
         /// When to retry, in seconds.
@@ -75,6 +75,8 @@ pub enum PoolError {
 pub struct PoolOptions {
     /// This node.
     pub node_id: NodeId,
+    /// The pool this node belongs to.
+    pub pool: PoolId,
     /// Routing groups of the pool (G).
     pub groups: u32,
     /// The ownership epoch every write carries.
@@ -87,6 +89,25 @@ pub struct PoolOptions {
     pub request_timeout: Duration,
     /// How long a request waits for a leader to be elected before it is refused.
     pub leader_wait: Duration,
+}
+
+impl PoolOptions {
+    /// The groups this pool hosts, in a fixed order: its routing groups.
+    pub fn keys(&self) -> Vec<GroupKey> {
+        (0..self.groups)
+            .map(|group| GroupKey::routing(self.pool, group))
+            .collect()
+    }
+
+    /// Where `key` stands in [`PoolOptions::keys`], if this pool hosts it.
+    pub fn position(&self, key: GroupKey) -> Option<usize> {
+        match key.kind {
+            GroupKind::Routing(group) if key.pool == self.pool && group < self.groups => {
+                usize::try_from(group).ok()
+            }
+            _ => None,
+        }
+    }
 }
 
 pub(crate) struct Replica {
@@ -114,7 +135,7 @@ pub(crate) enum Operation {
 }
 
 impl Operation {
-    fn request(&self, group: GroupId) -> PoolRequest {
+    fn request(&self, group: GroupKey) -> PoolRequest {
         match self {
             Operation::Write(request) => PoolRequest::Write {
                 group,
@@ -171,7 +192,7 @@ impl Answer {
 #[derive(Default)]
 pub(crate) struct Hints {
     /// The node that last answered for the group as its leader.
-    leaders: HashMap<GroupId, NodeId>,
+    leaders: HashMap<GroupKey, NodeId>,
     /// The replicas of the assignment the node started with, updated by the moves it ran.
     pub(crate) replicas: Assignment,
     /// Every node this node has heard of.
@@ -184,7 +205,7 @@ pub struct PoolNode<N: Network> {
     pub(crate) router: PoolRouter<N>,
     pub(crate) store: NodeStore,
     /// A `std` lock: held only to clone a replica handle out, never across an `.await`.
-    replicas: RwLock<HashMap<GroupId, Arc<Replica>>>,
+    replicas: RwLock<HashMap<GroupKey, Arc<Replica>>>,
     /// A `std` lock around short sections without `.await`.
     pub(crate) hints: Mutex<Hints>,
     /// Serializes opening and closing replicas (a `tokio` lock: held across the awaits of
@@ -208,7 +229,7 @@ impl<N: Network> PoolNode<N> {
         assignment: &Assignment,
         clock: fn() -> u64,
     ) -> Result<Arc<PoolNode<N>>, PoolError> {
-        let mut groups: BTreeSet<GroupId> = store.group_ids();
+        let mut groups: BTreeSet<GroupKey> = store.group_keys();
         let peers: BTreeSet<NodeId> = assignment.values().flatten().copied().collect();
         let node = Arc::new(PoolNode {
             router: PoolRouter::new(network),
@@ -244,7 +265,7 @@ impl<N: Network> PoolNode<N> {
         addresses: &BTreeMap<NodeId, String>,
     ) -> Result<(), PoolError> {
         self.learn_peers(addresses.keys().copied());
-        let mut created: Vec<GroupId> = Vec::new();
+        let mut created: Vec<GroupKey> = Vec::new();
         for (&group, voters) in assignment {
             if voters.first() != Some(&self.options.node_id) {
                 continue;
@@ -269,11 +290,11 @@ impl<N: Network> PoolNode<N> {
                 .collect();
             match replica.raft.initialize(members).await {
                 Ok(()) => {
-                    info!(group, "initialized routing group");
+                    info!(group = %group, "initialized routing group");
                     created.push(group);
                 }
                 // Another run got there first: fine.
-                Err(error) => debug!(group, %error, "initialize skipped"),
+                Err(error) => debug!(group = %group, %error, "initialize skipped"),
             }
         }
         self.await_first_commits(created).await;
@@ -283,7 +304,7 @@ impl<N: Network> PoolNode<N> {
     /// Waits until every group of `groups` has applied an entry (so a majority holds its
     /// membership), all at once and for at most `BOOTSTRAP_COMMIT_WAIT`; then logs those still
     /// waiting.
-    async fn await_first_commits(&self, groups: Vec<GroupId>) {
+    async fn await_first_commits(&self, groups: Vec<GroupKey>) {
         let waits = groups.into_iter().filter_map(|group| {
             let replica = self.replica(group)?;
             Some(async move {
@@ -295,7 +316,7 @@ impl<N: Network> PoolNode<N> {
                 applied.is_err().then_some(group)
             })
         });
-        let waiting: Vec<GroupId> = futures_util::future::join_all(waits)
+        let waiting: Vec<GroupKey> = futures_util::future::join_all(waits)
             .await
             .into_iter()
             .flatten()
@@ -328,28 +349,38 @@ impl<N: Network> PoolNode<N> {
         self.options.node_id
     }
 
-    /// The routing groups with a replica here.
-    pub fn groups(&self) -> Vec<GroupId> {
-        let mut groups: Vec<GroupId> = self.replicas_read().keys().copied().collect();
+    /// This node's pool.
+    pub fn pool(&self) -> PoolId {
+        self.options.pool
+    }
+
+    /// The routing group of this pool that holds `aor` (`hash(AOR) mod G`).
+    pub fn routing_key(&self, aor: &str) -> GroupKey {
+        GroupKey::routing(self.options.pool, group_of(aor, self.options.groups))
+    }
+
+    /// The groups with a replica here.
+    pub fn groups(&self) -> Vec<GroupKey> {
+        let mut groups: Vec<GroupKey> = self.replicas_read().keys().copied().collect();
         groups.sort_unstable();
         groups
     }
 
     /// The Raft handle of `group`, if this node holds a replica.
-    pub fn raft(&self, group: GroupId) -> Option<GroupRaft> {
+    pub fn raft(&self, group: GroupKey) -> Option<GroupRaft> {
         self.replica(group).map(|r| r.raft.clone())
     }
 
     /// The applied state of this node's replica of `group`, if it holds one (status pages and
     /// tests; reads that must be linearizable go through [`PoolNode::read`]).
-    pub fn state(&self, group: GroupId) -> Option<GroupStateHandle> {
+    pub fn state(&self, group: GroupKey) -> Option<GroupStateHandle> {
         self.replica(group).map(|r| r.state.clone())
     }
 
     /// Applies `command` in `group`, through the group's leader.
     pub async fn write(
         &self,
-        group: GroupId,
+        group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
         let request = GroupRequest::registrar(self.options.epoch, 0, command);
@@ -363,7 +394,7 @@ impl<N: Network> PoolNode<N> {
     /// read-index round.
     pub async fn read(
         &self,
-        group: GroupId,
+        group: GroupKey,
         aor: &str,
         now_ms: u64,
     ) -> Result<Vec<Binding>, PoolError> {
@@ -379,7 +410,7 @@ impl<N: Network> PoolNode<N> {
 
     /// Runs `operation` on the leader of `group`: here, or forwarded, following the leader as
     /// it moves, within the request timeout.
-    async fn routed(&self, group: GroupId, operation: Operation) -> Result<Answer, PoolError> {
+    async fn routed(&self, group: GroupKey, operation: Operation) -> Result<Answer, PoolError> {
         let deadline = tokio::time::Instant::now() + self.options.request_timeout;
         self.routed_until(group, operation, deadline).await
     }
@@ -388,7 +419,7 @@ impl<N: Network> PoolNode<N> {
     /// the nodes its hints name, in turn.
     pub(crate) async fn routed_until(
         &self,
-        group: GroupId,
+        group: GroupKey,
         operation: Operation,
         deadline: tokio::time::Instant,
     ) -> Result<Answer, PoolError> {
@@ -464,7 +495,7 @@ impl<N: Network> PoolNode<N> {
     /// `tried` yet (starting again after a pause when all were).
     async fn next_target(
         &self,
-        group: GroupId,
+        group: GroupKey,
         tried: &mut Vec<NodeId>,
         deadline: tokio::time::Instant,
     ) -> Result<NodeId, PoolError> {
@@ -504,7 +535,7 @@ impl<N: Network> PoolNode<N> {
 
     /// The nodes that may lead `group`, likeliest first: the last leader seen, the replicas
     /// of the hinted assignment, then every other node heard of. Never this node.
-    fn candidates(&self, group: GroupId) -> Vec<NodeId> {
+    fn candidates(&self, group: GroupKey) -> Vec<NodeId> {
         let hints = self.hints_lock();
         let mut candidates: Vec<NodeId> = Vec::new();
         let ordered = hints
@@ -521,7 +552,7 @@ impl<N: Network> PoolNode<N> {
         candidates
     }
 
-    fn note_leader(&self, group: GroupId, leader: NodeId) {
+    fn note_leader(&self, group: GroupKey, leader: NodeId) {
         let mut hints = self.hints_lock();
         hints.leaders.insert(group, leader);
         hints.peers.insert(leader);
@@ -545,7 +576,7 @@ impl<N: Network> PoolNode<N> {
 
     async fn serve_operation(
         &self,
-        group: GroupId,
+        group: GroupKey,
         operation: Operation,
     ) -> Result<Answer, ServeError> {
         match operation {
@@ -598,14 +629,16 @@ impl<N: Network> PoolNode<N> {
 
     /// A status document: per group, this replica's view.
     pub fn status(&self) -> serde_json::Value {
-        let replicas = self.replica_list();
+        let mut replicas = self.replica_list();
+        replicas.sort_by_key(|(key, _)| *key);
         let mut groups = Vec::with_capacity(replicas.len());
         for (group, replica) in replicas {
             // Cloned out at once: holding the borrow across an await can deadlock.
             let metrics = replica.raft.metrics().borrow_watched().clone();
             let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
             groups.push(serde_json::json!({
-                "group": group,
+                "key": group.to_string(),
+                "group": group.routing_group(),
                 "state": format!("{:?}", metrics.state),
                 "leader": metrics.current_leader,
                 "term": metrics.current_term,
@@ -616,9 +649,9 @@ impl<N: Network> PoolNode<N> {
                 "millis_since_quorum_ack": millis_since_quorum_ack(&metrics),
             }));
         }
-        groups.sort_by_key(|g| g["group"].as_u64());
         serde_json::json!({
             "node": self.options.node_id,
+            "pool": self.options.pool,
             "epoch": self.options.epoch,
             "groups": groups,
         })
@@ -627,13 +660,13 @@ impl<N: Network> PoolNode<N> {
     /// Opens this node's replica of `group` and starts its Raft group, without initializing
     /// it: an empty replica waits, as a learner-to-be, for the leader to replicate to it.
     /// Idempotent: a replica already open is left as it is.
-    pub async fn open_replica(&self, group: GroupId) -> Result<(), PoolError> {
-        if group >= self.options.groups {
+    pub async fn open_replica(&self, group: GroupKey) -> Result<(), PoolError> {
+        let Some(position) = self.options.position(group) else {
             return Err(PoolError::Internal(format!(
-                "group {group} is outside 0..{}",
-                self.options.groups
+                "group {group} is not a group of pool {}",
+                self.options.pool
             )));
-        }
+        };
         let _lifecycle = self.lifecycle.lock().await;
         if self.replica(group).is_some() {
             return Ok(());
@@ -647,8 +680,8 @@ impl<N: Network> PoolNode<N> {
             cluster_name: format!("group-{group}"),
             snapshot_logs_since_last: staggered_snapshot_interval(
                 self.options.raft.snapshot_logs_since_last,
-                group,
-                self.options.groups,
+                position,
+                self.options.keys().len(),
             ),
             ..self.options.raft.clone()
         })
@@ -678,7 +711,7 @@ impl<N: Network> PoolNode<N> {
     ///
     /// The caller must know the node is no longer a member (the group's leader does, once the
     /// membership change is committed); see [`PoolRequest::CloseReplica`].
-    pub async fn close_replica(&self, group: GroupId) -> Result<(), PoolError> {
+    pub async fn close_replica(&self, group: GroupKey) -> Result<(), PoolError> {
         let _lifecycle = self.lifecycle.lock().await;
         let replica = match self.replicas.write() {
             Ok(mut replicas) => replicas.remove(&group),
@@ -686,9 +719,9 @@ impl<N: Network> PoolNode<N> {
         };
         if let Some(replica) = replica {
             if let Err(error) = replica.raft.shutdown().await {
-                warn!(group, %error, "raft shutdown failed");
+                warn!(group = %group, %error, "raft shutdown failed");
             }
-            info!(group, node = self.options.node_id, "closed replica");
+            info!(group = %group, node = self.options.node_id, "closed replica");
         }
         // The storage is released when the last handle of the stopped group goes; requests in
         // flight may hold one for a moment.
@@ -707,7 +740,7 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Every replica this node holds, copied out of the lock.
-    pub(crate) fn replica_list(&self) -> Vec<(GroupId, Arc<Replica>)> {
+    pub(crate) fn replica_list(&self) -> Vec<(GroupKey, Arc<Replica>)> {
         self.replicas_read()
             .iter()
             .map(|(group, replica)| (*group, replica.clone()))
@@ -716,14 +749,14 @@ impl<N: Network> PoolNode<N> {
 
     pub(crate) fn replicas_read(
         &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<Replica>>> {
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<GroupKey, Arc<Replica>>> {
         // A poisoned lock only means a panic elsewhere while inserting; the map is still whole.
         self.replicas
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn replica(&self, group: GroupId) -> Option<Arc<Replica>> {
+    pub(crate) fn replica(&self, group: GroupKey) -> Option<Arc<Replica>> {
         self.replicas_read().get(&group).cloned()
     }
 
@@ -731,7 +764,7 @@ impl<N: Network> PoolNode<N> {
     /// `leader_wait`) while the group elects one.
     async fn leader_of(
         &self,
-        group: GroupId,
+        group: GroupKey,
         deadline: tokio::time::Instant,
     ) -> Result<NodeId, PoolError> {
         let wait_until = deadline.min(tokio::time::Instant::now() + self.options.leader_wait);
@@ -746,7 +779,7 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    fn known_leader(&self, group: GroupId) -> Option<NodeId> {
+    fn known_leader(&self, group: GroupKey) -> Option<NodeId> {
         match self.replica(group) {
             // Cloned out at once (see `status`).
             Some(replica) => replica.raft.metrics().borrow_watched().current_leader,
@@ -809,7 +842,7 @@ impl<N: Network> PoolNode<N> {
     /// Proposes on this node, which believes it leads `group`.
     async fn write_local(
         &self,
-        group: GroupId,
+        group: GroupKey,
         mut request: GroupRequest,
     ) -> Result<GroupResponse, ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
@@ -833,7 +866,7 @@ impl<N: Network> PoolNode<N> {
 
     async fn read_local(
         &self,
-        group: GroupId,
+        group: GroupKey,
         aor: &str,
         now_ms: u64,
     ) -> Result<Vec<Binding>, ServeError> {
@@ -882,8 +915,8 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    pub(crate) fn unavailable(&self, group: GroupId, reason: String) -> PoolError {
-        warn!(group, node = self.options.node_id, %reason, "group unavailable");
+    pub(crate) fn unavailable(&self, group: GroupKey, reason: String) -> PoolError {
+        warn!(group = %group, node = self.options.node_id, %reason, "group unavailable");
         PoolError::Unavailable {
             group,
             reason,
@@ -983,13 +1016,14 @@ impl<N: Network> PoolNode<N> {
     }
 }
 
-/// The snapshot interval of `group`: `base` entries, plus up to `base` more spread over the
-/// `groups` of the pool. Groups under an even load reach the same entry count together; with
+/// The snapshot interval of the group at `position` of the node's `groups`: `base` entries, plus
+/// up to `base` more spread over them. Groups under an even load reach the same entry count together; with
 /// one interval they would all snapshot at once, and the burst of snapshot writes and flushes
 /// would stall every group's appends on the node.
-fn staggered_snapshot_interval(base: u64, group: GroupId, groups: u32) -> u64 {
-    let groups = u64::from(groups.max(1));
-    base + base * (u64::from(group) % groups) / groups
+fn staggered_snapshot_interval(base: u64, position: usize, groups: usize) -> u64 {
+    let groups = u64::try_from(groups.max(1)).unwrap_or(u64::MAX);
+    let position = u64::try_from(position).unwrap_or(0);
+    base + base * (position % groups) / groups
 }
 
 /// Why a forwarded request got no answer; what the sender may do next depends on whether the

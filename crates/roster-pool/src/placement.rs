@@ -5,35 +5,33 @@
 //! replicas give or take one; the first replica of a group is its preferred leader, so
 //! preferred leaders are spread the same way.
 
+use roster_raft::GroupKey;
 use roster_topology::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Routing group ids (`0..G`).
-pub type GroupId = u32;
 
 /// Voting replicas per routing group (DESIGN.md: 3).
 pub const REPLICAS_PER_GROUP: usize = 3;
 
 /// The replicas of every group, first replica first.
-pub type Assignment = BTreeMap<GroupId, Vec<NodeId>>;
+pub type Assignment = BTreeMap<GroupKey, Vec<NodeId>>;
 
 /// One step of a rebalance: `add` joins `group` (learner → catch up → voter), then `remove`
 /// leaves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Move {
     /// The group.
-    pub group: GroupId,
+    pub group: GroupKey,
     /// The node gaining a replica.
     pub add: NodeId,
     /// The node losing one, if any.
     pub remove: Option<NodeId>,
 }
 
-/// The initial spread of `groups` groups over `nodes`: each group takes the least loaded
+/// The initial spread of the groups `keys` over `nodes`: each group takes the least loaded
 /// nodes (ties broken by a rotation, so equal loads spread), and its first replica is the one
 /// of them that is first replica of the fewest groups so far. Replica counts and first-replica
 /// counts per node then differ by at most one.
-pub fn initial(nodes: &[NodeId], groups: u32) -> Assignment {
+pub fn initial(nodes: &[NodeId], keys: &[GroupKey]) -> Assignment {
     let mut sorted: Vec<NodeId> = nodes.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -42,8 +40,8 @@ pub fn initial(nodes: &[NodeId], groups: u32) -> Assignment {
     let mut load = vec![0usize; count];
     let mut firsts = vec![0usize; count];
     let mut assignment = Assignment::new();
-    for group in 0..groups {
-        let rotation = group as usize % count.max(1);
+    for (position, &key) in keys.iter().enumerate() {
+        let rotation = position % count.max(1);
         let mut order: Vec<usize> = (0..count).collect();
         order.sort_by_key(|&i| (load[i], (i + count - rotation) % count));
         let mut chosen: Vec<usize> = order.into_iter().take(per_group).collect();
@@ -54,7 +52,7 @@ pub fn initial(nodes: &[NodeId], groups: u32) -> Assignment {
         if let Some(&first) = chosen.first() {
             firsts[first] += 1;
         }
-        assignment.insert(group, chosen.into_iter().map(|i| sorted[i]).collect());
+        assignment.insert(key, chosen.into_iter().map(|i| sorted[i]).collect());
     }
     assignment
 }
@@ -81,7 +79,7 @@ pub fn rebalance(assignment: &Assignment, nodes: &[NodeId]) -> Vec<Move> {
     let mut current = assignment.clone();
     let mut moves = Vec::new();
     // 1. Replicas on nodes that are leaving move to the least loaded eligible node.
-    let groups: Vec<GroupId> = current.keys().copied().collect();
+    let groups: Vec<GroupKey> = current.keys().copied().collect();
     for group in &groups {
         loop {
             let replicas = &current[group];
@@ -171,12 +169,12 @@ pub fn apply(assignment: &Assignment, moves: &[Move]) -> Assignment {
 /// the replica that leads fewest groups so far, first replicas first. Deterministic.
 pub fn leaders(
     assignment: &Assignment,
-    current: &BTreeMap<GroupId, NodeId>,
-) -> BTreeMap<GroupId, NodeId> {
+    current: &BTreeMap<GroupKey, NodeId>,
+) -> BTreeMap<GroupKey, NodeId> {
     let nodes: BTreeSet<NodeId> = assignment.values().flatten().copied().collect();
     let cap = assignment.len().div_ceil(nodes.len().max(1));
     let mut led: BTreeMap<NodeId, usize> = nodes.iter().map(|&n| (n, 0)).collect();
-    let mut chosen: BTreeMap<GroupId, NodeId> = BTreeMap::new();
+    let mut chosen: BTreeMap<GroupKey, NodeId> = BTreeMap::new();
     for (group, replicas) in assignment {
         let Some(&leader) = current.get(group) else {
             continue;
@@ -228,6 +226,12 @@ fn replace(replicas: &mut [NodeId], remove: NodeId, add: NodeId) {
 mod tests {
     use super::*;
 
+    fn keys(groups: u32) -> Vec<GroupKey> {
+        (0..groups)
+            .map(|group| GroupKey::routing(1, group))
+            .collect()
+    }
+
     fn assert_valid(assignment: &Assignment, nodes: &[NodeId]) {
         let want = REPLICAS_PER_GROUP.min(nodes.len());
         for (group, replicas) in assignment {
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn three_nodes_hold_every_group() {
-        let assignment = initial(&[1, 2, 3], 32);
+        let assignment = initial(&[1, 2, 3], &keys(32));
         assert_valid(&assignment, &[1, 2, 3]);
         assert!(assignment.values().all(|r| r.len() == 3));
     }
@@ -258,7 +262,7 @@ mod tests {
     #[test]
     fn initial_spreads_replicas_and_first_replicas() {
         let nodes = [1, 2, 3, 4, 5];
-        let assignment = initial(&nodes, 32);
+        let assignment = initial(&nodes, &keys(32));
         assert_valid(&assignment, &nodes);
         let mut firsts: BTreeMap<NodeId, usize> = BTreeMap::new();
         for replicas in assignment.values() {
@@ -270,7 +274,7 @@ mod tests {
 
     #[test]
     fn adding_a_node_moves_replicas_onto_it() {
-        let assignment = initial(&[1, 2, 3], 32);
+        let assignment = initial(&[1, 2, 3], &keys(32));
         let nodes = [1, 2, 3, 4];
         let moves = rebalance(&assignment, &nodes);
         assert!(moves.iter().all(|m| m.add == 4 && m.remove.is_some()));
@@ -279,7 +283,7 @@ mod tests {
 
     #[test]
     fn draining_a_node_moves_its_replicas_away() {
-        let assignment = initial(&[1, 2, 3, 4, 5], 32);
+        let assignment = initial(&[1, 2, 3, 4, 5], &keys(32));
         let nodes = [1, 2, 4, 5];
         let moves = rebalance(&assignment, &nodes);
         let after = apply(&assignment, &moves);
@@ -290,15 +294,15 @@ mod tests {
     #[test]
     fn balanced_pool_needs_no_moves() {
         let nodes = [1, 2, 3, 4, 5, 6, 7];
-        assert!(rebalance(&initial(&nodes, 32), &nodes).is_empty());
+        assert!(rebalance(&initial(&nodes, &keys(32)), &nodes).is_empty());
     }
 
     #[test]
     fn leaders_spread_and_stay_put_when_balanced() {
         let nodes = [1, 2, 3, 4];
-        let assignment = initial(&nodes, 32);
+        let assignment = initial(&nodes, &keys(32));
         // Everything led by node 1 where it can: spread out.
-        let current: BTreeMap<GroupId, NodeId> = assignment
+        let current: BTreeMap<GroupKey, NodeId> = assignment
             .iter()
             .map(|(g, r)| (*g, if r.contains(&1) { 1 } else { r[0] }))
             .collect();
@@ -317,7 +321,7 @@ mod tests {
     fn many_shapes_stay_valid() {
         for count in 3..=16u64 {
             let nodes: Vec<NodeId> = (1..=count).collect();
-            let start = initial(&nodes, 32);
+            let start = initial(&nodes, &keys(32));
             assert_valid(&start, &nodes);
             let grown: Vec<NodeId> = (1..=count + 1).collect();
             assert_valid(&apply(&start, &rebalance(&start, &grown)), &grown);

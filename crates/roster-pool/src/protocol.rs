@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use roster_raft::{typ, GroupId, GroupRequest, GroupResponse};
+use roster_raft::{typ, GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::Binding;
 use roster_topology::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -21,28 +21,28 @@ pub enum PoolRequest {
     /// Raft AppendEntries for `group`.
     Append {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The RPC.
         rpc: typ::AppendEntriesRequest,
     },
     /// Raft RequestVote for `group`.
     Vote {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The RPC.
         rpc: typ::VoteRequest,
     },
     /// Raft pre-vote for `group`.
     PreVote {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The RPC.
         rpc: typ::VoteRequest,
     },
     /// A whole snapshot of `group`.
     Snapshot {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The leader's vote.
         vote: typ::Vote,
         /// What the snapshot covers.
@@ -53,14 +53,14 @@ pub enum PoolRequest {
     /// A write forwarded to the node believed to lead `group`.
     Write {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The proposal (epoch, command; the leader stamps the time).
         request: GroupRequest,
     },
     /// A linearizable lookup forwarded to the node believed to lead `group`.
     Read {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The AOR.
         aor: String,
         /// The reader's clock, to hide expired bindings.
@@ -70,13 +70,13 @@ pub enum PoolRequest {
     /// Sent by the group's leader before `add_learner`. Idempotent.
     OpenReplica {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
     },
     /// Close the replica of `group` and delete its data: the receiver has been removed from
     /// the group. Idempotent.
     CloseReplica {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The group's committed members (voters and learners) as its leader saw them after
         /// the removal: the receiver refuses to close if it is one of them.
         members: Vec<NodeId>,
@@ -86,13 +86,13 @@ pub enum PoolRequest {
     /// The members of `group`, answered by its leader after a read-index round.
     Members {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
     },
     /// Move a replica of `group` (run by its leader): `add` joins as learner, catches up and
     /// becomes a voter, then `remove` (if any) leaves and closes its replica.
     MoveReplica {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The node gaining a replica.
         add: NodeId,
         /// The node losing one.
@@ -103,7 +103,7 @@ pub enum PoolRequest {
     /// Transfer leadership of `group` to `to` (run by its leader), if `to` is caught up.
     TransferLeader {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The new leader.
         to: NodeId,
     },
@@ -115,7 +115,7 @@ pub enum PoolRequest {
     /// once instead of waiting out an election timeout against the other voters.
     LeaderTransfer {
         /// The routing group.
-        group: GroupId,
+        group: GroupKey,
         /// The message.
         rpc: typ::TransferLeaderRequest,
     },
@@ -190,7 +190,7 @@ pub enum ServeError {
     Unavailable(String),
     /// The receiver has no replica of the group.
     #[error("no replica of group {0} here")]
-    UnknownGroup(GroupId),
+    UnknownGroup(GroupKey),
 }
 
 /// The answer to a [`PoolRequest`].
@@ -209,7 +209,7 @@ pub enum PoolResponse {
     /// To `OpenReplica`, `CloseReplica` and `TransferLeader`.
     Done(Result<(), ServeError>),
     /// To `Groups`.
-    Groups(Vec<GroupId>),
+    Groups(Vec<GroupKey>),
     /// To `Members`.
     Members(Result<GroupMembers, ServeError>),
     /// To `MoveReplica`: the voters after the move.

@@ -11,7 +11,7 @@ use openraft::network::{Backoff, RPCOption, RaftNetworkFactory};
 use openraft::OptionalSend;
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use roster_net::{NetError, Network};
-use roster_raft::{typ, GroupId, TypeConfig};
+use roster_raft::{typ, GroupKey, TypeConfig};
 use roster_topology::NodeId;
 
 use crate::batch::{Batcher, Lane};
@@ -131,13 +131,13 @@ fn unexpected(response: &PoolResponse) -> String {
     format!("unexpected answer: {response:?}")
 }
 
-impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
+impl<N: Network> GroupRouter<TypeConfig, GroupKey> for PoolRouter<N> {
     type SnapshotData = typ::SnapshotData;
 
     async fn append_entries(
         &self,
         target: NodeId,
-        group: GroupId,
+        group: GroupKey,
         rpc: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RPCError> {
@@ -153,7 +153,7 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
     async fn vote(
         &self,
         target: NodeId,
-        group: GroupId,
+        group: GroupKey,
         rpc: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
@@ -166,7 +166,7 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
     async fn pre_vote(
         &self,
         target: NodeId,
-        group: GroupId,
+        group: GroupKey,
         rpc: typ::VoteRequest,
         option: RPCOption,
     ) -> Result<typ::VoteResponse, typ::RPCError> {
@@ -179,7 +179,7 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
     async fn full_snapshot(
         &self,
         target: NodeId,
-        group: GroupId,
+        group: GroupKey,
         vote: typ::Vote,
         snapshot: typ::Snapshot,
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
@@ -202,7 +202,7 @@ impl<N: Network> GroupRouter<TypeConfig, GroupId> for PoolRouter<N> {
     async fn transfer_leader(
         &self,
         target: NodeId,
-        group: GroupId,
+        group: GroupKey,
         rpc: typ::TransferLeaderRequest,
         option: RPCOption,
     ) -> Result<typ::TransferLeaderResponse, typ::RPCError> {
@@ -257,18 +257,18 @@ fn vote_answer(response: PoolResponse) -> Result<Result<typ::VoteResponse, Strin
 #[derive(Clone)]
 pub struct GroupNetworks<N> {
     router: PoolRouter<N>,
-    group: GroupId,
+    group: GroupKey,
 }
 
 impl<N: Network> GroupNetworks<N> {
     /// The factory of `group` over `router`.
-    pub fn new(router: PoolRouter<N>, group: GroupId) -> GroupNetworks<N> {
+    pub fn new(router: PoolRouter<N>, group: GroupKey) -> GroupNetworks<N> {
         GroupNetworks { router, group }
     }
 }
 
 impl<N: Network> RaftNetworkFactory<TypeConfig> for GroupNetworks<N> {
-    type Network = GroupNetworkAdapter<TypeConfig, GroupId, PoolRouter<N>>;
+    type Network = GroupNetworkAdapter<TypeConfig, GroupKey, PoolRouter<N>>;
 
     async fn new_client(&mut self, target: NodeId, node: &typ::Node) -> Self::Network {
         // The membership carries each member's cluster address: a node added to the pool is

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 
 /// Nodes a pool may have (DESIGN.md: 3 to 16 servers).
 pub const POOL_NODES_MIN: usize = 3;
@@ -53,6 +53,9 @@ pub struct Topology {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
+    /// The pool's id in the deployment. Default 1.
+    #[serde(default = "default_pool_id")]
+    pub id: PoolId,
     /// The pool's name.
     pub name: String,
     /// Routing groups, fixed for the pool's life. Default 32, bound 1..=[`GROUPS_MAX`].
@@ -76,6 +79,10 @@ pub struct NodeSpec {
     pub http: Option<SocketAddr>,
 }
 
+fn default_pool_id() -> PoolId {
+    1
+}
+
 fn default_groups() -> u32 {
     GROUPS_DEFAULT
 }
@@ -92,6 +99,9 @@ impl Topology {
     /// Checks node count, unique ids and addresses, and the group count.
     pub fn validate(&self) -> Result<(), TopologyError> {
         let invalid = |message: String| Err(TopologyError::Invalid(message));
+        if self.pool.id == 0 {
+            return invalid("pool.id 0 is reserved; ids start at 1".into());
+        }
         if self.pool.name.trim().is_empty() {
             return invalid("pool.name is empty".into());
         }

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{
-    check_acknowledged, check_replicas_agree, raft_options, write_until_ok, Cluster, Oracle,
+    check_acknowledged, check_replicas_agree, raft_options, routing_keys, write_until_ok, Cluster,
+    Oracle,
 };
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::GroupId;
+use roster_raft::GroupKey;
 use roster_topology::NodeId;
 
 const GROUPS: u32 = 2;
@@ -28,7 +29,7 @@ async fn restarted_node_catches_up_by_log() {
     write_users(&cluster, &oracle, 0..10).await;
     cluster.stop_node(3).await;
     write_users(&cluster, &oracle, 10..50).await;
-    for group in 0..GROUPS {
+    for group in routing_keys(GROUPS) {
         assert_eq!(
             leader_metrics(&cluster, group).purged,
             None,
@@ -54,7 +55,8 @@ async fn restarted_node_catches_up_by_snapshot() {
     let cluster = Cluster::start(3, 22, GROUPS, raft).await;
     let oracle = Oracle::default();
     write_users(&cluster, &oracle, 0..10).await;
-    let before: BTreeMap<GroupId, u64> = (0..GROUPS)
+    let before: BTreeMap<GroupKey, u64> = routing_keys(GROUPS)
+        .into_iter()
         .map(|group| {
             let raft = cluster.node(3).raft(group).expect("replica");
             let last = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
@@ -66,7 +68,7 @@ async fn restarted_node_catches_up_by_snapshot() {
     // The leaders purge behind their snapshots, past what node 3 has: it can only catch up
     // by installing a snapshot.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    for group in 0..GROUPS {
+    for group in routing_keys(GROUPS) {
         loop {
             let purged = leader_metrics(&cluster, group).purged.map(|id| id.index);
             if purged.is_some_and(|purged| purged > before[&group]) {
@@ -84,7 +86,7 @@ async fn restarted_node_catches_up_by_snapshot() {
     cluster.start_node(3).await;
     let members = check_replicas_agree(&cluster, 22, Duration::from_secs(15)).await;
     assert!(members.values().all(|m| m.contains(&3)), "{members:?}");
-    for group in 0..GROUPS {
+    for group in routing_keys(GROUPS) {
         let raft = cluster.node(3).raft(group).expect("replica");
         let snapshot = raft.metrics().borrow_watched().snapshot;
         assert!(
@@ -107,7 +109,7 @@ async fn write_users(cluster: &Cluster, oracle: &Oracle, users: std::ops::Range<
     }
 }
 
-fn leader_metrics(cluster: &Cluster, group: GroupId) -> roster_raft::typ::RaftMetrics {
+fn leader_metrics(cluster: &Cluster, group: GroupKey) -> roster_raft::typ::RaftMetrics {
     for node in cluster.all() {
         if let Some(raft) = node.raft(group) {
             let metrics = raft.metrics().borrow_watched().clone();

@@ -12,7 +12,7 @@ use roster_net::{SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::{group_of, GroupResponse};
+use roster_raft::{group_of, GroupKey, GroupResponse};
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 use roster_topology::NodeId;
@@ -28,9 +28,24 @@ fn clock() -> u64 {
         .unwrap_or(T0)
 }
 
+/// The pool id of the test pool.
+const POOL: roster_topology::PoolId = 1;
+
+/// The routing group of `aor`.
+fn key_of(aor: &str) -> GroupKey {
+    GroupKey::routing(POOL, group_of(aor, GROUPS))
+}
+
+fn keys() -> Vec<GroupKey> {
+    (0..GROUPS)
+        .map(|group| GroupKey::routing(POOL, group))
+        .collect()
+}
+
 fn options(node_id: NodeId) -> PoolOptions {
     PoolOptions {
         node_id,
+        pool: POOL,
         groups: GROUPS,
         epoch: 1,
         raft: GroupConfigOptions {
@@ -60,7 +75,7 @@ impl Cluster {
         let mut cluster = Cluster {
             network: SimNetwork::new(seed),
             dir: tempfile::tempdir().expect("temp dir"),
-            assignment: placement::initial(&ids, GROUPS),
+            assignment: placement::initial(&ids, &keys()),
             nodes: BTreeMap::new(),
         };
         for id in ids {
@@ -106,7 +121,7 @@ impl Cluster {
 /// Writes through `node` until acknowledged or the deadline passes.
 async fn write_until_ok(node: &PoolNode<SimEndpoint>, user: u32, cseq: u32) -> GroupResponse {
     let (aor, command) = register(user, cseq);
-    let group = group_of(&aor, GROUPS);
+    let group = key_of(&aor);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         match node.write(group, command.clone()).await {
@@ -123,7 +138,7 @@ async fn assert_registered(node: &PoolNode<SimEndpoint>, users: impl Iterator<It
     for user in users {
         let aor = format!("sip:u{user}@example.com");
         let bindings = node
-            .read(group_of(&aor, GROUPS), &aor, clock())
+            .read(key_of(&aor), &aor, clock())
             .await
             .unwrap_or_else(|error| panic!("read of {aor}: {error}"));
         assert_eq!(bindings.len(), 1, "{aor} lost its binding");
@@ -154,7 +169,7 @@ async fn leader_loss_keeps_every_acknowledged_write() {
     }
     // Stop the node leading group 0.
     let aor = "sip:u0@example.com";
-    let group = group_of(aor, GROUPS);
+    let group = key_of(aor);
     let leader = cluster
         .any_node()
         .raft(group)
@@ -193,7 +208,7 @@ async fn minority_side_refuses_quickly_and_majority_serves() {
     // Node 3 alone: refused with Unavailable, not a hang.
     let (aor, command) = register(99, 1);
     let started = std::time::Instant::now();
-    let result = cluster.node(3).write(group_of(&aor, GROUPS), command).await;
+    let result = cluster.node(3).write(key_of(&aor), command).await;
     assert!(
         matches!(result, Err(PoolError::Unavailable { .. })),
         "{result:?}"

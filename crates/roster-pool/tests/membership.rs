@@ -9,12 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{check_acknowledged, check_replicas_agree, raft_options, writer, Cluster, Oracle};
+use common::{
+    check_acknowledged, check_replicas_agree, raft_options, routing_keys, writer, Cluster, Oracle,
+    POOL,
+};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::{Network, SimEndpoint};
 use roster_pool::placement;
 use roster_pool::protocol::{decode, encode, PoolRequest, PoolResponse};
 use roster_pool::PoolHandler;
+use roster_raft::GroupKey;
 use roster_topology::NodeId;
 
 const GROUPS: u32 = 4;
@@ -134,37 +138,49 @@ async fn a_move_is_idempotent_and_a_member_refuses_to_close() {
     cluster.start_node(4).await;
     let addresses = cluster.addresses();
     let node = cluster.node(1);
-    let before = node.members(0).await.expect("members");
+    let before = node
+        .members(GroupKey::routing(POOL, 0))
+        .await
+        .expect("members");
     let remove = before.voters[0];
     let after = node
-        .move_replica(0, 4, Some(remove), &addresses)
+        .move_replica(GroupKey::routing(POOL, 0), 4, Some(remove), &addresses)
         .await
         .expect("move");
     assert!(after.contains(&4) && !after.contains(&remove), "{after:?}");
     // The same move again changes nothing.
     let again = node
-        .move_replica(0, 4, Some(remove), &addresses)
+        .move_replica(GroupKey::routing(POOL, 0), 4, Some(remove), &addresses)
         .await
         .expect("move again");
     assert_eq!(again, after);
-    let members = node.members(0).await.expect("members");
+    let members = node
+        .members(GroupKey::routing(POOL, 0))
+        .await
+        .expect("members");
     assert_eq!(members.voters, after);
     assert!(!members.joint);
     assert!(members.learners.is_empty(), "{members:?}");
-    assert!(cluster.node(remove).state(0).is_none());
-    assert!(cluster.node(4).state(0).is_some());
+    assert!(cluster
+        .node(remove)
+        .state(GroupKey::routing(POOL, 0))
+        .is_none());
+    assert!(cluster.node(4).state(GroupKey::routing(POOL, 0)).is_some());
     // A member told to close (a bug in an orchestrator) refuses and keeps its replica.
     let probe = cluster
         .network
         .endpoint(99, Arc::new(PoolHandler::<SimEndpoint>::default()));
     let member = after[0];
     let request = PoolRequest::CloseReplica {
-        group: 0,
+        group: GroupKey::routing(POOL, 0),
         members: after.clone(),
     };
     let answer = ask(&probe, member, &request).await;
     assert!(matches!(answer, PoolResponse::Done(Err(_))), "{answer:?}");
-    assert!(cluster.node(member).state(0).is_some());
+    assert!(cluster
+        .node(member)
+        .state(GroupKey::routing(POOL, 0))
+        .is_some());
     for node in cluster.all() {
         node.shutdown().await;
     }
@@ -180,7 +196,7 @@ fn assert_balanced(assignment: &placement::Assignment, nodes: &[NodeId]) {
     assert!(assignment.values().all(|r| r.len() == 3), "{assignment:?}");
 }
 
-fn held_in(assignment: &placement::Assignment, node: NodeId) -> Vec<u32> {
+fn held_in(assignment: &placement::Assignment, node: NodeId) -> Vec<GroupKey> {
     assignment
         .iter()
         .filter(|(_, r)| r.contains(&node))
@@ -188,11 +204,11 @@ fn held_in(assignment: &placement::Assignment, node: NodeId) -> Vec<u32> {
         .collect()
 }
 
-fn groups_held(cluster: &Cluster, node: NodeId) -> Vec<u32> {
+fn groups_held(cluster: &Cluster, node: NodeId) -> Vec<GroupKey> {
     cluster.node(node).groups()
 }
 
-fn leaders(cluster: &Cluster) -> BTreeMap<u32, NodeId> {
+fn leaders(cluster: &Cluster) -> BTreeMap<GroupKey, NodeId> {
     let mut led = BTreeMap::new();
     for node in cluster.all() {
         for group in node.groups() {
@@ -218,7 +234,7 @@ async fn a_leader_hands_over_to_the_voter_it_names() {
         .network
         .endpoint(99, Arc::new(PoolHandler::<SimEndpoint>::default()));
     for round in 0..2 {
-        for group in 0..GROUPS {
+        for group in routing_keys(GROUPS) {
             let from = leader_of(&cluster, group, None).await;
             // The voter after the leader, in id order: not a choice a timer could make.
             let to = (from % 3) + 1;
@@ -241,7 +257,7 @@ async fn a_leader_hands_over_to_the_voter_it_names() {
 }
 
 /// The node every replica of `group` agrees leads it, other than `not` (within 5 s).
-async fn leader_of(cluster: &Cluster, group: u32, not: Option<NodeId>) -> NodeId {
+async fn leader_of(cluster: &Cluster, group: GroupKey, not: Option<NodeId>) -> NodeId {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let views: Vec<Option<NodeId>> = cluster

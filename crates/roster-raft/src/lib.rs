@@ -12,7 +12,9 @@
 //! - [`GroupState`]: the pure, deterministic applied state of one group (the
 //!   `roster_registrar::Registry`, the epoch, the last applied log id and membership, the last
 //!   leader timestamp). [`GroupState::apply`] is the Raft apply step.
-//! - [`group_of`]: the fixed hash that puts an AOR in a group.
+//! - [`GroupKey`]: what names a Raft group (its home pool and its kind: a routing group, a
+//!   backup copy of one, the CMS).
+//! - [`group_of`]: the fixed hash that puts an AOR in a routing group.
 //! - [`config`]: builds and validates openraft's `Config` with explicit timings and pre-vote on.
 //! - [`codec`]: bincode encoding of entries and snapshots, every decode bounded by a `*_MAX`.
 //!
@@ -24,14 +26,16 @@
 
 pub mod codec;
 pub mod config;
+mod key;
 mod request;
 mod routing;
 mod state;
 pub mod typ;
 
 pub use codec::{CodecError, ENTRY_SIZE_MAX, SNAPSHOT_SIZE_MAX};
+pub use key::{GroupKey, GroupKeyError, GroupKind};
 pub use request::{GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUEST_SIZE_MAX};
-pub use routing::{group_of, GroupId};
+pub use routing::group_of;
 pub use state::{ApplyError, GroupState};
 
 openraft::declare_raft_types!(

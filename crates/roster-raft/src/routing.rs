@@ -1,7 +1,4 @@
-//! Which routing group an AOR belongs to.
-
-/// A routing group's number within its pool, `0..G`.
-pub type GroupId = u32;
+//! Which routing group of its pool an AOR belongs to: a number in `0..G`.
 
 /// FNV-1a 64-bit offset basis.
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -20,7 +17,7 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// # Panics
 ///
 /// If `groups` is 0: G is validated (at least 1) where the pool's configuration is read.
-pub fn group_of(aor: &str, groups: u32) -> GroupId {
+pub fn group_of(aor: &str, groups: u32) -> u32 {
     assert!(groups > 0, "a pool has at least one routing group");
     let hash = fnv1a_64(aor.as_bytes());
     let group = hash % u64::from(groups);
@@ -49,7 +46,7 @@ mod tests {
     #[test]
     fn placement_is_pinned() {
         // These exact values are the contract with the data already on disk: never update them.
-        let placed: Vec<GroupId> = [
+        let placed: Vec<u32> = [
             "sip:alice@example.com",
             "sip:bob@example.com",
             "sip:carol@example.org",
@@ -65,7 +62,7 @@ mod tests {
     }
 
     /// Computed independently (a few lines of Python) when the hash was chosen.
-    const PINNED: [GroupId; 3] = [0, 19, 30];
+    const PINNED: [u32; 3] = [0, 19, 30];
 
     #[test]
     fn spreads_users_over_groups() {

@@ -1,17 +1,18 @@
 //! Where a group's data lives in the node's sled database: tree names and keys.
 //!
-//! Per group `g` (zero-padded decimal so that trees sort by group):
-//! - `group/<g>/runs/<s>`, one tree per log segment `s` (16 hex digits, the indexes
+//! Per group, named by its key's text form `<pool>/<kind>` (`1/routing-7`, `2/backup-7`,
+//! `1/cms`; see `roster_raft::GroupKey`):
+//! - `group/<key>/runs/<s>`, one tree per log segment `s` (16 hex digits, the indexes
 //!   `s * LOG_SEGMENT_ENTRIES ..` of the next `LOG_SEGMENT_ENTRIES`; see `segments`): key = the
 //!   first log index of a *run* of consecutive entries appended together, 8 bytes big-endian (so
 //!   that key order is log order); value = the run: per entry a u32 big-endian length, then that
 //!   many bytes of one encoded `typ::Entry`. A run never crosses a segment.
-//! - `group/<g>/meta`: `vote`, `committed`, `purged` (each an encoded vote or log id).
-//! - `group/<g>/snapshot`: `meta` (encoded `typ::SnapshotMeta`), `length` (total bytes, u64 BE),
+//! - `group/<key>/meta`: `vote`, `committed`, `purged` (each an encoded vote or log id).
+//! - `group/<key>/snapshot`: `meta` (encoded `typ::SnapshotMeta`), `length` (total bytes, u64 BE),
 //!   `chunks` (u32 BE) and `chunk/<n>` (u32 BE) holding the snapshot bytes in pieces of at most
 //!   [`SNAPSHOT_CHUNK_SIZE_MAX`].
 
-use roster_raft::GroupId;
+use roster_raft::GroupKey;
 
 /// Largest piece of a snapshot stored under one key, in bytes.
 ///
@@ -46,48 +47,49 @@ pub(crate) struct GroupTrees {
 }
 
 impl GroupTrees {
-    pub(crate) fn of(group_id: GroupId) -> GroupTrees {
+    pub(crate) fn of(key: GroupKey) -> GroupTrees {
         GroupTrees {
-            meta: format!("{GROUP_PREFIX}{group_id:010}/meta"),
-            snapshot: format!("{GROUP_PREFIX}{group_id:010}/snapshot"),
+            meta: format!("{GROUP_PREFIX}{key}/meta"),
+            snapshot: format!("{GROUP_PREFIX}{key}/snapshot"),
         }
     }
 }
 
 /// The tree of log segment `segment` of a group.
-pub(crate) fn log_segment_tree(group_id: GroupId, segment: u64) -> String {
-    format!("{GROUP_PREFIX}{group_id:010}/runs/{segment:016x}")
+pub(crate) fn log_segment_tree(key: GroupKey, segment: u64) -> String {
+    format!("{GROUP_PREFIX}{key}/runs/{segment:016x}")
 }
 
-/// The segment number of `name`, if it is a log segment tree of `group_id`.
-pub(crate) fn log_segment_of_tree(group_id: GroupId, name: &[u8]) -> Option<u64> {
-    segment_of_tree(group_id, "runs", name)
-}
-
-fn segment_of_tree(group_id: GroupId, kind: &str, name: &[u8]) -> Option<u64> {
-    let name = std::str::from_utf8(name).ok()?;
-    let prefix = format!("{GROUP_PREFIX}{group_id:010}/{kind}/");
-    let digits = name.strip_prefix(&prefix)?;
-    if digits.len() != 16 {
+/// The segment number of `name`, if it is a log segment tree of `key`.
+pub(crate) fn log_segment_of_tree(key: GroupKey, name: &[u8]) -> Option<u64> {
+    let (owner, rest) = split_tree_name(name)?;
+    let digits = rest.strip_prefix("runs/")?;
+    if owner != key || digits.len() != 16 {
         return None;
     }
     u64::from_str_radix(digits, 16).ok()
 }
 
-/// Whether `name` is a log tree of `group_id` in an older layout, which a node refuses when
-/// not empty: the single log tree (`group/<g>/log`), or a segment of one entry per key
-/// (`group/<g>/log/<s>`).
-pub(crate) fn is_legacy_log_tree(group_id: GroupId, name: &[u8]) -> bool {
-    name == format!("{GROUP_PREFIX}{group_id:010}/log").as_bytes()
-        || segment_of_tree(group_id, "log", name).is_some()
+/// The group a tree name belongs to, if it is a group's tree.
+pub(crate) fn group_of_tree(name: &[u8]) -> Option<GroupKey> {
+    split_tree_name(name).map(|(key, _)| key)
 }
 
-/// The group a tree name belongs to, if it is a group's tree.
-pub(crate) fn group_of_tree(name: &[u8]) -> Option<GroupId> {
+/// Whether `name` looks like a group's tree (`group/...`) but does not name a group key: the
+/// layout of an older Roster (routing groups by number alone), which a node refuses to run
+/// with rather than ignore.
+pub(crate) fn is_foreign_group_tree(name: &[u8]) -> bool {
+    name.starts_with(GROUP_PREFIX.as_bytes()) && group_of_tree(name).is_none()
+}
+
+/// Splits `group/<pool>/<kind>/<rest>` into the group key and `<rest>`.
+fn split_tree_name(name: &[u8]) -> Option<(GroupKey, &str)> {
     let name = std::str::from_utf8(name).ok()?;
     let rest = name.strip_prefix(GROUP_PREFIX)?;
-    let (number, _) = rest.split_once('/')?;
-    number.parse().ok()
+    let (pool, rest) = rest.split_once('/')?;
+    let (kind, rest) = rest.split_once('/')?;
+    let key: GroupKey = format!("{pool}/{kind}").parse().ok()?;
+    Some((key, rest))
 }
 
 /// The key of log index `index`.
@@ -114,34 +116,46 @@ mod tests {
 
     #[test]
     fn tree_names_round_trip() {
-        let trees = GroupTrees::of(31);
-        let segment = log_segment_tree(31, 0x1f);
-        assert_eq!(segment, "group/0000000031/runs/000000000000001f");
-        assert_eq!(log_segment_of_tree(31, segment.as_bytes()), Some(0x1f));
-        assert_eq!(log_segment_of_tree(3, segment.as_bytes()), None);
-        assert_eq!(log_segment_of_tree(31, trees.meta.as_bytes()), None);
-        let legacy = [
-            "group/0000000031/log",
-            "group/0000000031/log/000000000000001f",
-        ];
-        for name in [&segment, &trees.meta, &trees.snapshot]
-            .into_iter()
-            .map(String::as_str)
-            .chain(legacy)
-        {
-            assert_eq!(group_of_tree(name.as_bytes()), Some(31));
+        let key = GroupKey::routing(2, 31);
+        let trees = GroupTrees::of(key);
+        let segment = log_segment_tree(key, 0x1f);
+        assert_eq!(segment, "group/2/routing-31/runs/000000000000001f");
+        assert_eq!(log_segment_of_tree(key, segment.as_bytes()), Some(0x1f));
+        assert_eq!(
+            log_segment_of_tree(GroupKey::backup(2, 31), segment.as_bytes()),
+            None
+        );
+        assert_eq!(log_segment_of_tree(key, trees.meta.as_bytes()), None);
+        for name in [&segment, &trees.meta, &trees.snapshot] {
+            assert_eq!(group_of_tree(name.as_bytes()), Some(key));
+            assert!(!is_foreign_group_tree(name.as_bytes()));
         }
-        for name in legacy {
-            assert!(is_legacy_log_tree(31, name.as_bytes()));
-            assert!(!is_legacy_log_tree(3, name.as_bytes()));
-        }
-        assert!(!is_legacy_log_tree(31, segment.as_bytes()));
+        let cms = GroupTrees::of(GroupKey::cms(1));
+        assert_eq!(cms.meta, "group/1/cms/meta");
+        assert_eq!(
+            group_of_tree(cms.snapshot.as_bytes()),
+            Some(GroupKey::cms(1))
+        );
         assert_eq!(group_of_tree(b"__sled__default"), None);
+        assert!(!is_foreign_group_tree(b"__sled__default"));
+    }
+
+    #[test]
+    fn older_layouts_are_foreign() {
+        for name in [
+            "group/0000000031/log",
+            "group/0000000031/runs/000000000000001f",
+            "group/0000000031/meta",
+        ] {
+            assert_eq!(group_of_tree(name.as_bytes()), None, "{name}");
+            assert!(is_foreign_group_tree(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]
     fn segment_trees_sort_like_segments() {
-        assert!(log_segment_tree(2, 0xff) < log_segment_tree(2, 0x100));
+        let key = GroupKey::routing(1, 2);
+        assert!(log_segment_tree(key, 0xff) < log_segment_tree(key, 0x100));
     }
 
     #[test]

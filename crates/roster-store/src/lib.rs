@@ -40,7 +40,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use roster_raft::{CodecError, GroupId};
+use roster_raft::{CodecError, GroupKey};
 use roster_registrar::Policy;
 
 pub use flusher::{FLUSH_BATCH_MAX, FLUSH_INTERVAL_MIN, FLUSH_WAITERS_PENDING_MAX};
@@ -87,22 +87,31 @@ pub enum StoreError {
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// Stored data breaks an invariant of the store.
-    #[error("group {group_id}: corrupt store: {reason}")]
+    #[error("group {key}: corrupt store: {reason}")]
     Corrupt {
         /// The group.
-        group_id: GroupId,
+        key: GroupKey,
         /// What is wrong.
         reason: String,
     },
     /// The group's storage is already open (two writers would break Raft's ordering).
     #[error("group {0} is already open")]
-    GroupOpen(GroupId),
+    GroupOpen(GroupKey),
     /// More than [`GROUPS_PER_NODE_MAX`] groups open at once.
     #[error("more than {GROUPS_PER_NODE_MAX} groups open")]
     TooManyGroups,
+    /// The database holds groups in the layout of an older Roster, which this one cannot read.
+    #[error(
+        "the database holds {tree:?}, a group stored by an older Roster: start this node from an \
+         empty data directory (its replicas catch up from the pool)"
+    )]
+    OlderLayout {
+        /// A tree of the older layout.
+        tree: String,
+    },
     /// A panic while the group's state was locked left it unusable.
     #[error("group {0}: state lock poisoned by a panic")]
-    Poisoned(GroupId),
+    Poisoned(GroupKey),
 }
 
 /// One node's database, shared by all its routing groups. Cheap to clone.
@@ -118,12 +127,12 @@ pub(crate) struct Shared {
     flusher: Flusher,
     db: sled::Db,
     path: PathBuf,
-    open_groups: Mutex<BTreeSet<GroupId>>,
+    open_groups: Mutex<BTreeSet<GroupKey>>,
 }
 
 /// Held by every handle of an open group; the last one to go closes the group.
 pub(crate) struct GroupLease {
-    group_id: GroupId,
+    key: GroupKey,
     shared: Arc<Shared>,
 }
 
@@ -158,6 +167,15 @@ impl NodeStore {
             .use_compression(false)
             .open()
             .map_err(database)?;
+        if let Some(tree) = db
+            .tree_names()
+            .into_iter()
+            .find(|name| layout::is_foreign_group_tree(name))
+        {
+            return Err(StoreError::OlderLayout {
+                tree: String::from_utf8_lossy(&tree).into_owned(),
+            });
+        }
         // Durability: the files sled just created (`db`, `conf`, `blobs/`) exist after a crash
         // only once their directory is synced.
         sync_directory(&options.path)?;
@@ -172,31 +190,31 @@ impl NodeStore {
         })
     }
 
-    /// Opens the storage of group `group_id`, loading its last snapshot.
+    /// Opens the storage of group `key`, loading its last snapshot.
     ///
     /// `policy` is the registrar policy of a group that has no snapshot yet; a group restored
     /// from a snapshot keeps the policy recorded in it (it is replicated state: all replicas
     /// must apply the same one).
     pub fn group(
         &self,
-        group_id: GroupId,
+        key: GroupKey,
         policy: &Policy,
     ) -> Result<(LogStore, StateMachineStore), StoreError> {
-        let lease = Arc::new(self.lease(group_id)?);
-        let trees = GroupTrees::of(group_id);
+        let lease = Arc::new(self.lease(key)?);
+        let trees = GroupTrees::of(key);
         let meta_tree = self.shared.db.open_tree(&trees.meta).map_err(database)?;
         let snapshot_tree = self
             .shared
             .db
             .open_tree(&trees.snapshot)
             .map_err(database)?;
-        let log_store = LogStore::open(group_id, self.shared.db.clone(), meta_tree, lease.clone())?;
-        let state_machine = StateMachineStore::open(group_id, snapshot_tree, policy, lease)?;
+        let log_store = LogStore::open(key, self.shared.db.clone(), meta_tree, lease.clone())?;
+        let state_machine = StateMachineStore::open(key, snapshot_tree, policy, lease)?;
         Ok((log_store, state_machine))
     }
 
     /// The groups that have data in this database, open or not.
-    pub fn group_ids(&self) -> BTreeSet<GroupId> {
+    pub fn group_keys(&self) -> BTreeSet<GroupKey> {
         self.shared
             .db
             .tree_names()
@@ -206,11 +224,11 @@ impl NodeStore {
     }
 
     /// Deletes a group's data (its replica moved away). The group must not be open.
-    pub async fn remove_group(&self, group_id: GroupId) -> Result<(), StoreError> {
-        let lease = self.lease(group_id)?;
+    pub async fn remove_group(&self, key: GroupKey) -> Result<(), StoreError> {
+        let lease = self.lease(key)?;
         // Every tree of the group: its log segments, meta and snapshot.
         for name in self.shared.db.tree_names() {
-            if layout::group_of_tree(&name) == Some(group_id) {
+            if layout::group_of_tree(&name) == Some(key) {
                 self.shared.db.drop_tree(name).map_err(database)?;
             }
         }
@@ -237,29 +255,29 @@ impl NodeStore {
         &self.shared.path
     }
 
-    fn lease(&self, group_id: GroupId) -> Result<GroupLease, StoreError> {
+    fn lease(&self, key: GroupKey) -> Result<GroupLease, StoreError> {
         let mut open = self
             .shared
             .open_groups
             .lock()
-            .map_err(|_| StoreError::Poisoned(group_id))?;
-        if open.contains(&group_id) {
-            return Err(StoreError::GroupOpen(group_id));
+            .map_err(|_| StoreError::Poisoned(key))?;
+        if open.contains(&key) {
+            return Err(StoreError::GroupOpen(key));
         }
         if open.len() >= GROUPS_PER_NODE_MAX {
             return Err(StoreError::TooManyGroups);
         }
-        open.insert(group_id);
+        open.insert(key);
         Ok(GroupLease {
-            group_id,
+            key,
             shared: self.shared.clone(),
         })
     }
 }
 
 impl GroupLease {
-    pub(crate) fn group_id(&self) -> GroupId {
-        self.group_id
+    pub(crate) fn key(&self) -> GroupKey {
+        self.key
     }
 
     pub(crate) fn flusher(&self) -> &Flusher {
@@ -275,7 +293,7 @@ impl Drop for GroupLease {
             Ok(open) => open,
             Err(poisoned) => poisoned.into_inner(),
         };
-        open.remove(&self.group_id);
+        open.remove(&self.key);
     }
 }
 
@@ -296,4 +314,28 @@ fn sync_directory(path: &Path) -> io::Result<()> {
         std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_an_older_layout_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let db = sled::open(dir.path()).expect("sled");
+            db.open_tree("group/0000000003/meta")
+                .expect("tree")
+                .insert(b"vote", vec![1])
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let refused = NodeStore::open(dir.path());
+        assert!(
+            matches!(&refused, Err(StoreError::OlderLayout { tree }) if tree == "group/0000000003/meta"),
+            "{:?}",
+            refused.err()
+        );
+    }
 }

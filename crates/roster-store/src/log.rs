@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use roster_raft::codec::{decode_entry, decode_meta, encode_entry, encode_meta};
-use roster_raft::{typ, GroupId, TypeConfig};
+use roster_raft::{typ, GroupKey, TypeConfig};
 
 use crate::flusher::Waiter;
 use crate::layout::{META_COMMITTED, META_PURGED, META_VOTE};
@@ -29,7 +29,7 @@ const _: () = assert!(LOG_READ_BYTES_MAX >= roster_raft::ENTRY_SIZE_MAX);
 /// One group's log store; also its own log reader (clones share everything).
 #[derive(Clone)]
 pub struct LogStore {
-    group_id: GroupId,
+    key: GroupKey,
     /// The entries, in segment trees. Lock order: `tail` before `segments`.
     segments: Arc<RwLock<Segments>>,
     meta: sled::Tree,
@@ -52,16 +52,16 @@ impl LogStore {
     /// Opens the group's log in `db`; `meta` is the group's meta tree. Finishes a purge a
     /// crash interrupted.
     pub(crate) fn open(
-        group_id: GroupId,
+        key: GroupKey,
         db: sled::Db,
         meta: sled::Tree,
         lease: Arc<GroupLease>,
     ) -> Result<LogStore, StoreError> {
-        debug_assert_eq!(lease.group_id(), group_id);
+        debug_assert_eq!(lease.key(), key);
         let purged: Option<typ::LogId> = read_meta(&meta, META_PURGED, "purged log id")?;
-        let segments = Segments::open(db, group_id, purged.map(|log_id| log_id.index))?;
+        let segments = Segments::open(db, key, purged.map(|log_id| log_id.index))?;
         Ok(LogStore {
-            group_id,
+            key,
             segments: Arc::new(RwLock::new(segments)),
             meta,
             lease,
@@ -72,8 +72,8 @@ impl LogStore {
     }
 
     /// The group this log belongs to.
-    pub fn group_id(&self) -> GroupId {
-        self.group_id
+    pub fn key(&self) -> GroupKey {
+        self.key
     }
 
     fn read_purged(&self) -> io::Result<Option<typ::LogId>> {
@@ -207,7 +207,7 @@ impl LogStore {
                 if index != previous + 1 {
                     return Err(io::Error::other(format!(
                         "group {}: append of index {index} after {previous} would leave a hole or overwrite",
-                        self.group_id
+                        self.key
                     )));
                 }
             }
@@ -247,7 +247,7 @@ impl LogStore {
     fn corrupt(&self, reason: &str) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("group {}: corrupt log: {reason}", self.group_id),
+            format!("group {}: corrupt log: {reason}", self.key),
         )
     }
 }

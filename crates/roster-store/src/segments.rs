@@ -19,7 +19,7 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io;
 
-use roster_raft::GroupId;
+use roster_raft::GroupKey;
 
 use crate::layout::{self, log_index, log_key};
 use crate::{database, sled_io, StoreError};
@@ -39,7 +39,7 @@ const RUN_LENGTH_BYTES: usize = 4;
 /// The segment trees of one group's log.
 pub(crate) struct Segments {
     db: sled::Db,
-    group_id: GroupId,
+    key: GroupKey,
     /// The open segment trees, by segment number (`index / LOG_SEGMENT_ENTRIES`).
     trees: BTreeMap<u64, sled::Tree>,
     /// Entries at or below this index are purged: no read returns them.
@@ -145,32 +145,18 @@ impl Segments {
     /// crash interrupted).
     pub(crate) fn open(
         db: sled::Db,
-        group_id: GroupId,
+        key: GroupKey,
         purged: Option<u64>,
     ) -> Result<Segments, StoreError> {
         let mut trees = BTreeMap::new();
         for name in db.tree_names() {
-            if layout::is_legacy_log_tree(group_id, &name) {
-                let tree = db.open_tree(&name).map_err(database)?;
-                if !tree.is_empty() {
-                    return Err(StoreError::Corrupt {
-                        group_id,
-                        reason: "the log is in the layout of an older roster; start this node \
-                                 from an empty data directory (its replicas catch up from the \
-                                 pool)"
-                            .into(),
-                    });
-                }
-                db.drop_tree(&name).map_err(database)?;
-                continue;
-            }
-            if let Some(segment) = layout::log_segment_of_tree(group_id, &name) {
+            if let Some(segment) = layout::log_segment_of_tree(key, &name) {
                 trees.insert(segment, db.open_tree(&name).map_err(database)?);
             }
         }
         let mut segments = Segments {
             db,
-            group_id,
+            key,
             trees,
             purged,
         };
@@ -196,7 +182,7 @@ impl Segments {
         Ok(match self.trees.entry(segment) {
             Entry::Occupied(tree) => tree.into_mut(),
             Entry::Vacant(vacant) => {
-                let name = layout::log_segment_tree(self.group_id, segment);
+                let name = layout::log_segment_tree(self.key, segment);
                 vacant.insert(self.db.open_tree(name).map_err(sled_io)?)
             }
         })
@@ -319,7 +305,7 @@ impl Segments {
             .collect();
         for segment in covered {
             self.trees.remove(&segment);
-            let name = layout::log_segment_tree(self.group_id, segment);
+            let name = layout::log_segment_tree(self.key, segment);
             self.db.drop_tree(name).map_err(sled_io)?;
         }
         Ok(())
@@ -371,7 +357,7 @@ mod tests {
         segments.insert(run).expect("insert");
     }
 
-    fn filled(db: &sled::Db, group: GroupId, range: std::ops::Range<u64>) -> Segments {
+    fn filled(db: &sled::Db, group: GroupKey, range: std::ops::Range<u64>) -> Segments {
         let mut segments = Segments::open(db.clone(), group, None).expect("open");
         append(&mut segments, range, 3);
         segments
@@ -385,7 +371,7 @@ mod tests {
     fn scans_across_segments_in_order() {
         let (_dir, db) = db();
         // Segments 0 (from 1000), 1, 2 and 3 (to 3099).
-        let segments = filled(&db, 1, 1000..3100);
+        let segments = filled(&db, GroupKey::routing(1, 1), 1000..3100);
         assert_eq!(segments.tree_count(), 4);
         assert_eq!(
             indexes(&segments, 1020, Some(1030)),
@@ -403,7 +389,7 @@ mod tests {
     #[test]
     fn runs_never_cross_a_segment() {
         let (_dir, db) = db();
-        let mut segments = Segments::open(db.clone(), 2, None).expect("open");
+        let mut segments = Segments::open(db.clone(), GroupKey::routing(1, 2), None).expect("open");
         // One append of 1,000..1,100 is two runs: ..=1023 in segment 0, 1024.. in segment 1.
         append(&mut segments, 1000..1100, u64::MAX);
         assert_eq!(segments.tree_count(), 2);
@@ -426,7 +412,7 @@ mod tests {
     #[test]
     fn a_run_cut_short_is_corruption_not_a_panic() {
         let (_dir, db) = db();
-        let mut segments = filled(&db, 4, 0..10);
+        let mut segments = filled(&db, GroupKey::routing(1, 4), 0..10);
         let tree = segments.tree_for(0).expect("tree").clone();
         tree.insert(log_key(10), vec![0, 0, 0, 9, 1, 2])
             .expect("insert");
@@ -440,7 +426,7 @@ mod tests {
     #[test]
     fn purge_drops_covered_trees_and_hides_the_rest() {
         let (_dir, db) = db();
-        let mut segments = filled(&db, 1, 0..3000);
+        let mut segments = filled(&db, GroupKey::routing(1, 1), 0..3000);
         segments.purge_through(2100).expect("purge");
         // Segments 0 (0..=1023) and 1 (1024..=2047) dropped; 2 holds 2048..3000.
         assert_eq!(segments.tree_count(), 1);
@@ -456,29 +442,30 @@ mod tests {
         assert!(!db
             .tree_names()
             .iter()
-            .any(|name| layout::log_segment_of_tree(1, name).is_some()));
+            .any(|name| layout::log_segment_of_tree(GroupKey::routing(1, 1), name).is_some()));
     }
 
     #[test]
     fn purged_entries_in_a_live_tree_stay_hidden_after_reopen() {
         let (_dir, db) = db();
-        let mut segments = filled(&db, 7, 10..1500);
+        let mut segments = filled(&db, GroupKey::routing(1, 7), 10..1500);
         segments.purge_through(1200).expect("purge");
         drop(segments);
-        let reopened = Segments::open(db.clone(), 7, Some(1200)).expect("reopen");
+        let reopened =
+            Segments::open(db.clone(), GroupKey::routing(1, 7), Some(1200)).expect("reopen");
         assert_eq!(
             indexes(&reopened, 0, None),
             (1201..1500).collect::<Vec<_>>()
         );
         // Another group's trees are not this group's.
-        let other = Segments::open(db, 8, None).expect("open");
+        let other = Segments::open(db, GroupKey::routing(1, 8), None).expect("open");
         assert_eq!(last_index(&other), None);
     }
 
     #[test]
     fn remove_from_truncates_across_segments() {
         let (_dir, db) = db();
-        let mut segments = filled(&db, 1, 0..3000);
+        let mut segments = filled(&db, GroupKey::routing(1, 1), 0..3000);
         segments.remove_from(1000).expect("truncate");
         assert_eq!(last_index(&segments), Some(999));
         append(&mut segments, 1000..1001, 3);
@@ -488,7 +475,7 @@ mod tests {
     #[test]
     fn remove_from_keeps_the_start_of_a_run_it_cuts() {
         let (_dir, db) = db();
-        let mut segments = Segments::open(db.clone(), 1, None).expect("open");
+        let mut segments = Segments::open(db.clone(), GroupKey::routing(1, 1), None).expect("open");
         append(&mut segments, 0..20, 8); // runs 0..8, 8..16, 16..20
         segments.remove_from(11).expect("truncate");
         assert_eq!(indexes(&segments, 0, None), (0..11).collect::<Vec<_>>());
@@ -500,28 +487,5 @@ mod tests {
         assert_eq!(last_index(&segments), Some(7));
         segments.remove_from(0).expect("truncate");
         assert_eq!(last_index(&segments), None);
-    }
-
-    #[test]
-    fn a_non_empty_log_of_an_old_layout_is_refused() {
-        let (_dir, db) = db();
-        for name in [
-            "group/0000000003/log",
-            "group/0000000003/log/0000000000000000",
-        ] {
-            let legacy = db.open_tree(name).expect("tree");
-            legacy.insert(log_key(1), vec![1]).expect("insert");
-            let refused = Segments::open(db.clone(), 3, None);
-            assert!(matches!(
-                refused,
-                Err(StoreError::Corrupt { group_id: 3, .. })
-            ));
-            legacy.clear().expect("clear");
-            assert!(Segments::open(db.clone(), 3, None).is_ok());
-            assert!(!db
-                .tree_names()
-                .iter()
-                .any(|tree| tree.as_ref() == name.as_bytes()));
-        }
     }
 }

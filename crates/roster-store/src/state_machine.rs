@@ -8,7 +8,7 @@ use futures_util::{Stream, TryStreamExt};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::OptionalSend;
 use roster_raft::codec::{self, SNAPSHOT_SIZE_MAX};
-use roster_raft::{typ, GroupId, GroupState, TypeConfig};
+use roster_raft::{typ, GroupKey, GroupState, TypeConfig};
 use roster_registrar::Policy;
 
 use crate::layout::{
@@ -25,7 +25,7 @@ const SNAPSHOT_CHUNKS_MAX: usize = SNAPSHOT_SIZE_MAX.div_ceil(SNAPSHOT_CHUNK_SIZ
 
 /// One group's state machine: the [`GroupState`] in memory, its snapshots in sled.
 pub struct StateMachineStore {
-    group_id: GroupId,
+    key: GroupKey,
     state: GroupStateHandle,
     snapshots: SnapshotStore,
 }
@@ -34,7 +34,7 @@ pub struct StateMachineStore {
 /// after `Raft::ensure_linearizable`, status pages). Cheap to clone.
 #[derive(Clone)]
 pub struct GroupStateHandle {
-    group_id: GroupId,
+    key: GroupKey,
     state: Arc<RwLock<GroupState>>,
 }
 
@@ -49,7 +49,7 @@ pub struct GroupSnapshotBuilder {
 /// A group's snapshot tree, with the lock that serializes snapshot writes.
 #[derive(Clone)]
 struct SnapshotStore {
-    group_id: GroupId,
+    key: GroupKey,
     tree: sled::Tree,
     /// Held across a snapshot's write and flush, so that an older snapshot never replaces a
     /// newer one.
@@ -59,29 +59,32 @@ struct SnapshotStore {
 
 impl StateMachineStore {
     pub(crate) fn open(
-        group_id: GroupId,
+        key: GroupKey,
         tree: sled::Tree,
         policy: &Policy,
         lease: Arc<GroupLease>,
     ) -> Result<StateMachineStore, StoreError> {
         let snapshots = SnapshotStore {
-            group_id,
+            key,
             tree,
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             lease,
         };
         let state = match snapshots.read()? {
             None => GroupState::new(policy.clone()),
-            Some(snapshot) => decode_checked(group_id, &snapshot.meta, &snapshot.snapshot)
-                .map_err(|error| StoreError::Corrupt {
-                    group_id,
-                    reason: error.to_string(),
-                })?,
+            Some(snapshot) => {
+                decode_checked(key, &snapshot.meta, &snapshot.snapshot).map_err(|error| {
+                    StoreError::Corrupt {
+                        key,
+                        reason: error.to_string(),
+                    }
+                })?
+            }
         };
         Ok(StateMachineStore {
-            group_id,
+            key,
             state: GroupStateHandle {
-                group_id,
+                key,
                 state: Arc::new(RwLock::new(state)),
             },
             snapshots,
@@ -89,8 +92,8 @@ impl StateMachineStore {
     }
 
     /// The group this state machine belongs to.
-    pub fn group_id(&self) -> GroupId {
-        self.group_id
+    pub fn key(&self) -> GroupKey {
+        self.key
     }
 
     /// A handle reading the applied state from outside Raft.
@@ -106,7 +109,7 @@ impl GroupStateHandle {
         let state = self
             .state
             .read()
-            .map_err(|_| StoreError::Poisoned(self.group_id))?;
+            .map_err(|_| StoreError::Poisoned(self.key))?;
         Ok(read(&state))
     }
 
@@ -121,7 +124,7 @@ impl GroupStateHandle {
         let mut state = self
             .state
             .write()
-            .map_err(|_| io::Error::other(StoreError::Poisoned(self.group_id)))?;
+            .map_err(|_| io::Error::other(StoreError::Poisoned(self.key)))?;
         Ok(write(&mut state))
     }
 }
@@ -177,10 +180,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &typ::SnapshotMeta,
         snapshot: typ::SnapshotData,
     ) -> Result<(), io::Error> {
-        let group_id = self.group_id;
+        let key = self.key;
         let meta_copy = meta.clone();
         let (state, snapshot) = tokio::task::spawn_blocking(move || {
-            decode_checked(group_id, &meta_copy, &snapshot).map(|state| (state, snapshot))
+            decode_checked(key, &meta_copy, &snapshot).map(|state| (state, snapshot))
         })
         .await
         .map_err(io::Error::other)??;
@@ -327,25 +330,21 @@ impl SnapshotStore {
     fn corrupt(&self, reason: &str) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("group {}: corrupt snapshot: {reason}", self.group_id),
+            format!("group {}: corrupt snapshot: {reason}", self.key),
         )
     }
 }
 
 /// Decodes a snapshot and checks it against its metadata: a pair check across the network or
 /// disk boundary.
-fn decode_checked(
-    group_id: GroupId,
-    meta: &typ::SnapshotMeta,
-    bytes: &[u8],
-) -> io::Result<GroupState> {
+fn decode_checked(key: GroupKey, meta: &typ::SnapshotMeta, bytes: &[u8]) -> io::Result<GroupState> {
     let state = GroupState::decode_snapshot(bytes)
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
     if state.snapshot_meta() != *meta {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "group {group_id}: snapshot content is at {:?}, its metadata says {:?}",
+                "group {key}: snapshot content is at {:?}, its metadata says {:?}",
                 state.last_applied(),
                 meta.last_log_id
             ),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use common::*;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
 use roster_raft::typ;
+use roster_raft::GroupKey;
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 
@@ -64,7 +65,9 @@ fn acknowledged_writes_survive_a_crash() {
     runtime.block_on(async {
         let node = NodeStore::open(directory.path()).unwrap();
         for group in 0..GROUPS {
-            let (mut log, _machine) = node.group(group, &Policy::default()).unwrap();
+            let (mut log, _machine) = node
+                .group(GroupKey::routing(1, group), &Policy::default())
+                .unwrap();
             assert_eq!(
                 log.read_vote().await.unwrap(),
                 Some(typ::Vote::new_committed(2, 1)),
@@ -101,7 +104,9 @@ fn crash_child() {
         let acks = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for group in 0..GROUPS {
-            let (mut log, machine) = node.group(group, &Policy::default()).unwrap();
+            let (mut log, machine) = node
+                .group(GroupKey::routing(1, group), &Policy::default())
+                .unwrap();
             log.save_vote(&typ::Vote::new_committed(2, 1))
                 .await
                 .unwrap();

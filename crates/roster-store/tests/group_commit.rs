@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use openraft::storage::RaftLogReader;
+use roster_raft::GroupKey;
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 
@@ -16,7 +17,10 @@ async fn concurrent_appends_share_flushes() {
     let node = NodeStore::open(directory.path().join("node")).unwrap();
     let mut logs = Vec::new();
     for group in 0..GROUPS {
-        logs.push(node.group(group, &Policy::default()).unwrap());
+        logs.push(
+            node.group(GroupKey::routing(1, group), &Policy::default())
+                .unwrap(),
+        );
     }
     let flushes_before = node.flush_count();
 

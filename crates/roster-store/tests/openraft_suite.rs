@@ -2,6 +2,7 @@
 
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
+use roster_raft::GroupKey;
 use roster_raft::{typ, TypeConfig};
 use roster_registrar::Policy;
 use roster_store::{LogStore, NodeStore, StateMachineStore};
@@ -18,7 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let node = NodeStore::open(directory.path().join("node"))
             .map_err(|error| typ::StorageError::read(TypeConfig::err_from_string(error)))?;
         let (log, state_machine) = node
-            .group(7, &Policy::default())
+            .group(GroupKey::routing(1, 7), &Policy::default())
             .map_err(|error| typ::StorageError::read(TypeConfig::err_from_string(error)))?;
         Ok((directory, log, state_machine))
     }

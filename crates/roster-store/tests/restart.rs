@@ -6,6 +6,7 @@ use common::*;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::StorageHelper;
 use roster_raft::typ;
+use roster_raft::GroupKey;
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 
@@ -18,7 +19,9 @@ async fn state_machine_is_restored_from_snapshot_and_log_replay() {
 
     {
         let node = NodeStore::open(&path).unwrap();
-        let (mut log, mut state_machine) = node.group(3, &Policy::default()).unwrap();
+        let (mut log, mut state_machine) = node
+            .group(GroupKey::routing(1, 3), &Policy::default())
+            .unwrap();
         log.save_vote(&typ::Vote::new_committed(1, 1))
             .await
             .unwrap();
@@ -41,8 +44,13 @@ async fn state_machine_is_restored_from_snapshot_and_log_replay() {
     }
 
     let node = NodeStore::open(&path).unwrap();
-    assert_eq!(node.group_ids().into_iter().collect::<Vec<_>>(), vec![3]);
-    let (mut log, mut state_machine) = node.group(3, &Policy::default()).unwrap();
+    assert_eq!(
+        node.group_keys().into_iter().collect::<Vec<_>>(),
+        vec![GroupKey::routing(1, 3)]
+    );
+    let (mut log, mut state_machine) = node
+        .group(GroupKey::routing(1, 3), &Policy::default())
+        .unwrap();
     let (applied, membership) = state_machine.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(1, 20)), "loaded from the snapshot");
     assert_eq!(membership.log_id(), &Some(log_id(1, 1)));
@@ -83,7 +91,9 @@ async fn an_installed_snapshot_survives_a_restart() {
     entries.extend((2..=12).map(register_entry));
 
     let leader = NodeStore::open(&leader_path).unwrap();
-    let (_log, mut leader_machine) = leader.group(0, &Policy::default()).unwrap();
+    let (_log, mut leader_machine) = leader
+        .group(GroupKey::routing(1, 0), &Policy::default())
+        .unwrap();
     apply(&mut leader_machine, entries.clone()).await;
     let snapshot = leader_machine
         .get_snapshot_builder()
@@ -94,7 +104,9 @@ async fn an_installed_snapshot_survives_a_restart() {
 
     {
         let follower = NodeStore::open(&follower_path).unwrap();
-        let (_log, mut machine) = follower.group(0, &Policy::default()).unwrap();
+        let (_log, mut machine) = follower
+            .group(GroupKey::routing(1, 0), &Policy::default())
+            .unwrap();
         // A snapshot whose content disagrees with its metadata is refused.
         let mut wrong_meta = snapshot.meta.clone();
         wrong_meta.last_log_id = Some(log_id(1, 99));
@@ -109,7 +121,9 @@ async fn an_installed_snapshot_survives_a_restart() {
     }
 
     let follower = NodeStore::open(&follower_path).unwrap();
-    let (_log, mut machine) = follower.group(0, &Policy::default()).unwrap();
+    let (_log, mut machine) = follower
+        .group(GroupKey::routing(1, 0), &Policy::default())
+        .unwrap();
     let current = machine.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, snapshot.meta);
     assert_eq!(current.snapshot, snapshot.snapshot);
@@ -126,13 +140,19 @@ async fn an_installed_snapshot_survives_a_restart() {
 async fn a_group_opens_once_at_a_time() {
     let directory = tempfile::tempdir().unwrap();
     let node = NodeStore::open(directory.path().join("node")).unwrap();
-    let stores = node.group(5, &Policy::default()).unwrap();
-    assert!(node.group(5, &Policy::default()).is_err());
-    assert!(node.remove_group(5).await.is_err());
+    let stores = node
+        .group(GroupKey::routing(1, 5), &Policy::default())
+        .unwrap();
+    assert!(node
+        .group(GroupKey::routing(1, 5), &Policy::default())
+        .is_err());
+    assert!(node.remove_group(GroupKey::routing(1, 5)).await.is_err());
     drop(stores);
-    let (mut log, _machine) = node.group(5, &Policy::default()).unwrap();
+    let (mut log, _machine) = node
+        .group(GroupKey::routing(1, 5), &Policy::default())
+        .unwrap();
     append_durably(&mut log, vec![blank_entry(1)]).await;
     drop((log, _machine));
-    node.remove_group(5).await.unwrap();
-    assert!(node.group_ids().is_empty());
+    node.remove_group(GroupKey::routing(1, 5)).await.unwrap();
+    assert!(node.group_keys().is_empty());
 }

@@ -131,9 +131,9 @@ pub async fn run(
     let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
         .with_context(|| format!("cannot bind the cluster transport on {}", own.cluster))?;
     let ids = topology.node_ids();
-    let assignment = placement::initial(&ids, topology.pool.groups);
     let options = PoolOptions {
         node_id: pool.node_id,
+        pool: topology.pool.id,
         groups: topology.pool.groups,
         epoch: pool.epoch,
         raft: GroupConfigOptions {
@@ -147,6 +147,7 @@ pub async fn run(
         request_timeout: POOL_REQUEST_TIMEOUT,
         leader_wait: LEADER_WAIT,
     };
+    let assignment = placement::initial(&ids, &options.keys());
     let node = PoolNode::start(options, store, server.network(), &assignment, now_ms)
         .await
         .context("cannot start the routing groups")?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use roster_net::QuicNetwork;
 use roster_pool::{PoolError, PoolNode};
-use roster_raft::{group_of, GroupResponse};
+use roster_raft::GroupResponse;
 use roster_registrar::{Binding, Command, CommandOutcome};
 
 use crate::store::{Applied, Store, StoreError};
@@ -48,7 +48,7 @@ fn unavailable(error: PoolError) -> StoreError {
 impl Store for PoolStore {
     async fn apply(&self, command: Command, now_ms: u64) -> Result<Applied, StoreError> {
         let group = match &command {
-            Command::Register(register) => group_of(&register.aor, self.groups),
+            Command::Register(register) => self.node.routing_key(&register.aor),
             Command::PurgeExpired => {
                 // Boxed: rare, and its future would enlarge every REGISTER's.
                 Box::pin(self.node.purge_expired(now_ms))
@@ -85,7 +85,7 @@ impl Store for PoolStore {
     }
 
     async fn lookup(&self, aor: &str, now_ms: u64) -> Result<Vec<Binding>, StoreError> {
-        let group = group_of(aor, self.groups);
+        let group = self.node.routing_key(aor);
         // The registry answers highest q first already.
         self.node
             .read(group, aor, now_ms)

@@ -15,12 +15,22 @@ use roster_net::{SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::{group_of, GroupId};
+use roster_raft::{group_of, GroupKey};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
 use roster_store::NodeStore;
 use roster_topology::NodeId;
+
+/// The pool id of every test pool.
+pub const POOL: roster_topology::PoolId = 1;
+
+/// The routing groups `0..groups` of the test pool.
+pub fn routing_keys(groups: u32) -> Vec<GroupKey> {
+    (0..groups)
+        .map(|group| GroupKey::routing(POOL, group))
+        .collect()
+}
 
 /// A pool node over the simulated network.
 pub type Node = Arc<PoolNode<SimEndpoint>>;
@@ -99,7 +109,7 @@ impl Cluster {
             network: SimNetwork::new(seed),
             dir: tempfile::tempdir().expect("temp dir"),
             groups,
-            assignment: placement::initial(&ids, groups),
+            assignment: placement::initial(&ids, &routing_keys(groups)),
             raft,
             nodes: Arc::new(RwLock::new(BTreeMap::new())),
         };
@@ -133,6 +143,7 @@ impl Cluster {
     pub fn options(&self, id: NodeId) -> PoolOptions {
         PoolOptions {
             node_id: id,
+            pool: POOL,
             groups: self.groups,
             epoch: 1,
             raft: self.raft.clone(),
@@ -299,7 +310,9 @@ pub async fn writer(
         *cseq += 1;
         let (aor, command) = register(user, *cseq);
         let began = std::time::Instant::now();
-        let result = node.write(group_of(&aor, groups), command).await;
+        let result = node
+            .write(GroupKey::routing(POOL, group_of(&aor, groups)), command)
+            .await;
         if std::env::var("ROSTER_TRACE_WRITES").is_ok() {
             eprintln!(
                 "write u{user} via {} took {:?}: {:?}",
@@ -336,7 +349,10 @@ pub async fn write_until_ok(
     let deadline = tokio::time::Instant::now() + timeout;
     for cseq in 1..=u32::MAX {
         let (aor, command) = register(user, cseq);
-        match node.write(group_of(&aor, groups), command).await {
+        match node
+            .write(GroupKey::routing(POOL, group_of(&aor, groups)), command)
+            .await
+        {
             Ok(_) => return cseq,
             Err(error) => assert!(
                 tokio::time::Instant::now() < deadline,
@@ -359,7 +375,10 @@ pub async fn read_until_ok(
 ) -> Vec<roster_registrar::Binding> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match node.read(group_of(aor, groups), aor, clock()).await {
+        match node
+            .read(GroupKey::routing(POOL, group_of(aor, groups)), aor, clock())
+            .await
+        {
             Ok(bindings) => return bindings,
             Err(PoolError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -410,10 +429,10 @@ pub async fn check_replicas_agree(
     cluster: &Cluster,
     seed: u64,
     timeout: Duration,
-) -> BTreeMap<GroupId, Vec<NodeId>> {
+) -> BTreeMap<GroupKey, Vec<NodeId>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut all_members = BTreeMap::new();
-    for group in 0..cluster.groups {
+    for group in routing_keys(cluster.groups) {
         loop {
             match converged(cluster, group) {
                 Ok(members) => {
@@ -433,7 +452,7 @@ pub async fn check_replicas_agree(
 
 /// `Ok(members)` when every member of `group` holds a replica whose state applied the
 /// leader's last entry and all those states are equal.
-fn converged(cluster: &Cluster, group: GroupId) -> Result<Vec<NodeId>, String> {
+fn converged(cluster: &Cluster, group: GroupKey) -> Result<Vec<NodeId>, String> {
     let nodes = cluster.all();
     let leader = nodes
         .iter()
