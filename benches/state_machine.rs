@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use openraft::storage::RaftStateMachine;
 use roster_benches::{command_entry, register_command, unregister_command};
-use roster_raft::{typ, GroupResponse, GroupState};
+use roster_raft::{typ, GroupResponse, GroupState, ReplicatedState};
 use roster_registrar::{Command, Policy};
 use roster_store::{NodeStore, StateMachineStore};
 use tokio::runtime::Runtime;
@@ -37,7 +37,7 @@ trait Target {
 /// A group's state machine in a database of its own, with a runtime to drive its async API.
 struct Store {
     // Field order is drop order: the store before its database and directory.
-    machine: StateMachineStore,
+    machine: StateMachineStore<GroupState>,
     _node: NodeStore,
     _directory: tempfile::TempDir,
     runtime: Runtime,
@@ -56,7 +56,10 @@ impl Store {
         let directory = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("directory");
         let node = NodeStore::open(directory.path().join("node")).expect("store opens");
         let (_log, machine) = node
-            .group(roster_raft::GroupKey::routing(1, 0), &Policy::default())
+            .group(
+                roster_raft::GroupKey::routing(1, 0),
+                GroupState::new(Policy::default()),
+            )
             .expect("group opens");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()

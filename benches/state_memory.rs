@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use roster_benches::{command_entry, minimal_register_command, register_command};
-use roster_raft::GroupState;
+use roster_raft::{GroupState, ReplicatedState};
 use roster_registrar::{Command, Policy};
 
 /// The system allocator, counting live bytes and allocations.

@@ -19,7 +19,7 @@ use criterion::{
 use openraft::storage::RaftLogStorage;
 use openraft::type_config::TypeConfigExt;
 use roster_benches::{command_entry, log_id, register_command};
-use roster_raft::{typ, TypeConfig};
+use roster_raft::{typ, GroupState, TypeConfig};
 use roster_registrar::Policy;
 use roster_store::{LogStore, NodeStore};
 
@@ -46,7 +46,10 @@ impl Node {
         let logs = (0..groups)
             .map(|group| {
                 let (log, _machine) = node
-                    .group(roster_raft::GroupKey::routing(1, group), &Policy::default())
+                    .group(
+                        roster_raft::GroupKey::routing(1, group),
+                        GroupState::new(Policy::default()),
+                    )
                     .expect("group");
                 (log, 0)
             })

@@ -14,7 +14,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
 use roster_net::{Handler, NetError, Network};
 use roster_raft::config::{group_config, GroupConfigOptions};
-use roster_raft::{group_of, typ, GroupKey, GroupKind, GroupRequest, GroupResponse};
+use roster_raft::{group_of, typ, GroupKey, GroupKind, GroupRequest, GroupResponse, GroupState};
 use roster_registrar::{Binding, Command, Policy};
 use roster_store::{GroupRaft, GroupStateHandle, NodeStore};
 use roster_topology::{NodeId, PoolId};
@@ -111,8 +111,8 @@ impl PoolOptions {
 }
 
 pub(crate) struct Replica {
-    pub(crate) raft: GroupRaft,
-    pub(crate) state: GroupStateHandle,
+    pub(crate) raft: GroupRaft<GroupState>,
+    pub(crate) state: GroupStateHandle<GroupState>,
 }
 
 /// What the write, read and membership paths route to a group's leader.
@@ -367,13 +367,13 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// The Raft handle of `group`, if this node holds a replica.
-    pub fn raft(&self, group: GroupKey) -> Option<GroupRaft> {
+    pub fn raft(&self, group: GroupKey) -> Option<GroupRaft<GroupState>> {
         self.replica(group).map(|r| r.raft.clone())
     }
 
     /// The applied state of this node's replica of `group`, if it holds one (status pages and
     /// tests; reads that must be linearizable go through [`PoolNode::read`]).
-    pub fn state(&self, group: GroupKey) -> Option<GroupStateHandle> {
+    pub fn state(&self, group: GroupKey) -> Option<GroupStateHandle<GroupState>> {
         self.replica(group).map(|r| r.state.clone())
     }
 
@@ -673,7 +673,7 @@ impl<N: Network> PoolNode<N> {
         }
         let (log, state_machine) = self
             .store
-            .group(group, &self.options.policy)
+            .group(group, GroupState::new(self.options.policy.clone()))
             .map_err(|error| PoolError::Internal(error.to_string()))?;
         let state = state_machine.state_handle();
         let config = group_config(&GroupConfigOptions {

@@ -9,7 +9,9 @@
 //!   else so that no other crate spells openraft's generic types.
 //! - [`GroupRequest`] (a log entry's application data: epoch, leader timestamp, [`GroupCommand`])
 //!   and [`GroupResponse`] (what applying it answered).
-//! - [`GroupState`]: the pure, deterministic applied state of one group (the
+//! - [`ReplicatedState`]: what the storage needs of any group's applied state (apply, the last
+//!   applied log id and membership, snapshots).
+//! - [`GroupState`]: the pure, deterministic applied state of one routing group (the
 //!   `roster_registrar::Registry`, the epoch, the last applied log id and membership, the last
 //!   leader timestamp). [`GroupState::apply`] is the Raft apply step.
 //! - [`GroupKey`]: what names a Raft group (its home pool and its kind: a routing group, a
@@ -27,6 +29,7 @@
 pub mod codec;
 pub mod config;
 mod key;
+mod machine;
 mod request;
 mod routing;
 mod state;
@@ -34,6 +37,7 @@ pub mod typ;
 
 pub use codec::{CodecError, ENTRY_SIZE_MAX, SNAPSHOT_SIZE_MAX};
 pub use key::{GroupKey, GroupKeyError, GroupKind};
+pub use machine::ReplicatedState;
 pub use request::{GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUEST_SIZE_MAX};
 pub use routing::group_of;
 pub use state::{ApplyError, GroupState};

@@ -5,6 +5,7 @@ use roster_registrar::{Binding, Policy, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_SIZE_MAX};
+use crate::machine::ReplicatedState;
 use crate::request::{GroupCommand, GroupRequest, GroupResponse};
 use crate::typ;
 
@@ -71,19 +72,37 @@ impl GroupState {
         self.epoch
     }
 
-    /// The log id of the last applied entry.
-    pub fn last_applied(&self) -> Option<typ::LogId> {
-        self.last_applied
-    }
-
-    /// The last membership applied, with its log id.
-    pub fn last_membership(&self) -> &typ::StoredMembership {
-        &self.last_membership
-    }
-
     /// The effective time of the last applied command, in milliseconds since the Unix epoch.
     pub fn last_time_ms(&self) -> u64 {
         self.last_time_ms
+    }
+
+    /// Runs one request: the epoch check, the effective time, then the command.
+    fn apply_request(&mut self, request: &GroupRequest) -> GroupResponse {
+        if request.epoch < self.epoch {
+            return GroupResponse::StaleEpoch {
+                current: self.epoch,
+            };
+        }
+        self.epoch = request.epoch;
+        let now_ms = request.timestamp_ms.max(self.last_time_ms);
+        self.last_time_ms = now_ms;
+        match &request.command {
+            GroupCommand::SetEpoch => GroupResponse::EpochSet { epoch: self.epoch },
+            GroupCommand::Registrar(command) => {
+                GroupResponse::from_outcome(self.registry.apply(command, now_ms), now_ms)
+            }
+        }
+    }
+}
+
+impl ReplicatedState for GroupState {
+    fn last_applied(&self) -> Option<typ::LogId> {
+        self.last_applied
+    }
+
+    fn last_membership(&self) -> &typ::StoredMembership {
+        &self.last_membership
     }
 
     /// Applies one committed log entry: the Raft apply step.
@@ -92,7 +111,7 @@ impl GroupState {
     /// membership; normal entries run [`GroupRequest`]s. An entry at or before the last applied
     /// one is an [`ApplyError`] and changes nothing. (Gaps are not refused: Raft never makes
     /// them, but openraft's storage test suite applies entries with gaps.)
-    pub fn apply(&mut self, entry: &typ::Entry) -> Result<GroupResponse, ApplyError> {
+    fn apply(&mut self, entry: &typ::Entry) -> Result<GroupResponse, ApplyError> {
         if let Some(last_applied) = self.last_applied {
             if entry.log_id.index <= last_applied.index || entry.log_id <= last_applied {
                 return Err(ApplyError::OutOfOrder {
@@ -114,17 +133,9 @@ impl GroupState {
         Ok(response)
     }
 
-    /// The metadata a snapshot of this state carries.
-    pub fn snapshot_meta(&self) -> typ::SnapshotMeta {
-        typ::SnapshotMeta {
-            last_log_id: self.last_applied,
-            last_membership: self.last_membership.clone(),
-        }
-    }
-
     /// Encodes the whole state as a snapshot: a format version byte, then bincode, at most
     /// [`SNAPSHOT_SIZE_MAX`] bytes in all.
-    pub fn encode_snapshot(&self) -> Result<Vec<u8>, CodecError> {
+    fn encode_snapshot(&self) -> Result<Vec<u8>, CodecError> {
         let body = codec::encode::<_, { SNAPSHOT_SIZE_MAX - 1 }>("group snapshot", self)?;
         let mut bytes = Vec::with_capacity(body.len() + 1);
         bytes.push(SNAPSHOT_FORMAT_VERSION);
@@ -132,8 +143,8 @@ impl GroupState {
         Ok(bytes)
     }
 
-    /// Decodes a snapshot made by [`GroupState::encode_snapshot`].
-    pub fn decode_snapshot(bytes: &[u8]) -> Result<GroupState, CodecError> {
+    /// Decodes a snapshot made by `encode_snapshot`.
+    fn decode_snapshot(bytes: &[u8]) -> Result<Self, CodecError> {
         let Some((&version, body)) = bytes.split_first() else {
             return Err(CodecError::Decode {
                 what: "group snapshot",
@@ -147,24 +158,6 @@ impl GroupState {
             });
         }
         codec::decode::<_, { SNAPSHOT_SIZE_MAX - 1 }>("group snapshot", body)
-    }
-
-    /// Runs one request: the epoch check, the effective time, then the command.
-    fn apply_request(&mut self, request: &GroupRequest) -> GroupResponse {
-        if request.epoch < self.epoch {
-            return GroupResponse::StaleEpoch {
-                current: self.epoch,
-            };
-        }
-        self.epoch = request.epoch;
-        let now_ms = request.timestamp_ms.max(self.last_time_ms);
-        self.last_time_ms = now_ms;
-        match &request.command {
-            GroupCommand::SetEpoch => GroupResponse::EpochSet { epoch: self.epoch },
-            GroupCommand::Registrar(command) => {
-                GroupResponse::from_outcome(self.registry.apply(command, now_ms), now_ms)
-            }
-        }
     }
 }
 

@@ -3,8 +3,9 @@
 //! - [`NodeStore`]: the node's database. [`NodeStore::group`] opens one group's storage as the
 //!   two halves openraft wants: a [`LogStore`] (`RaftLogStorage` + `RaftLogReader`: the log, the
 //!   vote, the committed and purged log ids) and a [`StateMachineStore`] (`RaftStateMachine` +
-//!   `RaftSnapshotBuilder`: the group's `roster_raft::GroupState` in memory, snapshotted into
-//!   sled). [`GroupStateHandle`] reads the applied state from outside Raft.
+//!   `RaftSnapshotBuilder`: the group's applied state in memory, snapshotted into sled). The
+//!   state is any `roster_raft::ReplicatedState` (a routing group's `GroupState`, the CMS's
+//!   state): the store applies and snapshots it without knowing what it holds. [`GroupStateHandle`] reads the applied state from outside Raft.
 //! - Group commit: appends, votes, truncations, purges and snapshots of all groups share one
 //!   flusher thread, which makes them durable with one sled flush and one `fdatasync` per round
 //!   (see `flusher`). [`NodeStore::flush_count`] counts the rounds.
@@ -22,7 +23,7 @@
 //!
 //! **Architecture Invariant**: only this crate knows sled; no sled type appears in its API.
 //! **Architecture Invariant**: apply never reads the local clock (it runs
-//! `roster_raft::GroupState::apply`).
+//! `roster_raft::ReplicatedState::apply`, which reads no clock).
 //! A broken storage invariant (an entry that does not decode, a hole in the log, a snapshot whose
 //! metadata does not match its content) is returned as an I/O error, which openraft treats as
 //! fatal: the group's replica stops rather than serve from damaged state.
@@ -40,8 +41,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use roster_raft::{CodecError, GroupKey};
-use roster_registrar::Policy;
+use roster_raft::{CodecError, GroupKey, ReplicatedState};
 
 pub use flusher::{FLUSH_BATCH_MAX, FLUSH_INTERVAL_MIN, FLUSH_WAITERS_PENDING_MAX};
 pub use layout::SNAPSHOT_CHUNK_SIZE_MAX;
@@ -52,8 +52,8 @@ pub use state_machine::{GroupSnapshotBuilder, GroupStateHandle, StateMachineStor
 use crate::flusher::Flusher;
 use crate::layout::GroupTrees;
 
-/// A routing group's Raft, with this crate's state machine.
-pub type GroupRaft = roster_raft::typ::Raft<StateMachineStore>;
+/// A group's Raft, with this crate's state machine over the applied state `S`.
+pub type GroupRaft<S> = roster_raft::typ::Raft<StateMachineStore<S>>;
 
 /// Metric: seconds one durable point took (sled flush, `fdatasync`, blob syncs).
 pub const FLUSH_DURATION: &str = "roster_store_flush_seconds";
@@ -192,14 +192,14 @@ impl NodeStore {
 
     /// Opens the storage of group `key`, loading its last snapshot.
     ///
-    /// `policy` is the registrar policy of a group that has no snapshot yet; a group restored
-    /// from a snapshot keeps the policy recorded in it (it is replicated state: all replicas
-    /// must apply the same one).
-    pub fn group(
+    /// `fresh` is the state of a group that has no snapshot yet (the caller builds it; for a
+    /// routing group it carries the registrar policy, replicated state every replica starts
+    /// from); a group restored from a snapshot keeps the state recorded in it.
+    pub fn group<S: ReplicatedState>(
         &self,
         key: GroupKey,
-        policy: &Policy,
-    ) -> Result<(LogStore, StateMachineStore), StoreError> {
+        fresh: S,
+    ) -> Result<(LogStore, StateMachineStore<S>), StoreError> {
         let lease = Arc::new(self.lease(key)?);
         let trees = GroupTrees::of(key);
         let meta_tree = self.shared.db.open_tree(&trees.meta).map_err(database)?;
@@ -209,7 +209,7 @@ impl NodeStore {
             .open_tree(&trees.snapshot)
             .map_err(database)?;
         let log_store = LogStore::open(key, self.shared.db.clone(), meta_tree, lease.clone())?;
-        let state_machine = StateMachineStore::open(key, snapshot_tree, policy, lease)?;
+        let state_machine = StateMachineStore::open(key, snapshot_tree, fresh, lease)?;
         Ok((log_store, state_machine))
     }
 

@@ -8,8 +8,7 @@ use futures_util::{Stream, TryStreamExt};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::OptionalSend;
 use roster_raft::codec::{self, SNAPSHOT_SIZE_MAX};
-use roster_raft::{typ, GroupKey, GroupState, TypeConfig};
-use roster_registrar::Policy;
+use roster_raft::{typ, GroupKey, ReplicatedState, TypeConfig};
 
 use crate::layout::{
     chunk_key, SNAPSHOT_CHUNKS, SNAPSHOT_CHUNK_SIZE_MAX, SNAPSHOT_LENGTH, SNAPSHOT_META,
@@ -23,26 +22,35 @@ const SNAPSHOT_META_SIZE_MAX: usize = 64 * 1024;
 /// Chunks of one snapshot at most.
 const SNAPSHOT_CHUNKS_MAX: usize = SNAPSHOT_SIZE_MAX.div_ceil(SNAPSHOT_CHUNK_SIZE_MAX);
 
-/// One group's state machine: the [`GroupState`] in memory, its snapshots in sled.
-pub struct StateMachineStore {
+/// One group's state machine: its applied state `S` in memory, its snapshots in sled.
+pub struct StateMachineStore<S> {
     key: GroupKey,
-    state: GroupStateHandle,
+    state: GroupStateHandle<S>,
     snapshots: SnapshotStore,
 }
 
 /// A shared, read-mostly handle to a group's applied state, for reads outside Raft (lookups
 /// after `Raft::ensure_linearizable`, status pages). Cheap to clone.
-#[derive(Clone)]
-pub struct GroupStateHandle {
+pub struct GroupStateHandle<S> {
     key: GroupKey,
-    state: Arc<RwLock<GroupState>>,
+    state: Arc<RwLock<S>>,
+}
+
+// By hand: a derive would ask `S: Clone`, and cloning the handle never clones the state.
+impl<S> Clone for GroupStateHandle<S> {
+    fn clone(&self) -> Self {
+        GroupStateHandle {
+            key: self.key,
+            state: Arc::clone(&self.state),
+        }
+    }
 }
 
 /// Builds a snapshot from a copy of the state taken between two applies.
-pub struct GroupSnapshotBuilder {
+pub struct GroupSnapshotBuilder<S> {
     /// Shared with the encoding thread, so the copy is made once (a group of 30,000 AORs takes
     /// milliseconds to copy, and the second copy ran on an async worker).
-    state: Arc<GroupState>,
+    state: Arc<S>,
     snapshots: SnapshotStore,
 }
 
@@ -57,13 +65,13 @@ struct SnapshotStore {
     lease: Arc<GroupLease>,
 }
 
-impl StateMachineStore {
+impl<S: ReplicatedState> StateMachineStore<S> {
     pub(crate) fn open(
         key: GroupKey,
         tree: sled::Tree,
-        policy: &Policy,
+        fresh: S,
         lease: Arc<GroupLease>,
-    ) -> Result<StateMachineStore, StoreError> {
+    ) -> Result<StateMachineStore<S>, StoreError> {
         let snapshots = SnapshotStore {
             key,
             tree,
@@ -71,7 +79,7 @@ impl StateMachineStore {
             lease,
         };
         let state = match snapshots.read()? {
-            None => GroupState::new(policy.clone()),
+            None => fresh,
             Some(snapshot) => {
                 decode_checked(key, &snapshot.meta, &snapshot.snapshot).map_err(|error| {
                     StoreError::Corrupt {
@@ -97,15 +105,15 @@ impl StateMachineStore {
     }
 
     /// A handle reading the applied state from outside Raft.
-    pub fn state_handle(&self) -> GroupStateHandle {
+    pub fn state_handle(&self) -> GroupStateHandle<S> {
         self.state.clone()
     }
 }
 
-impl GroupStateHandle {
+impl<S: ReplicatedState> GroupStateHandle<S> {
     /// Runs `read` on the applied state. Holds a read lock for its duration: keep it short and
     /// never `.await` inside.
-    pub fn read<R>(&self, read: impl FnOnce(&GroupState) -> R) -> Result<R, StoreError> {
+    pub fn read<R>(&self, read: impl FnOnce(&S) -> R) -> Result<R, StoreError> {
         let state = self
             .state
             .read()
@@ -114,11 +122,11 @@ impl GroupStateHandle {
     }
 
     /// A copy of the applied state.
-    pub fn snapshot(&self) -> Result<GroupState, StoreError> {
-        self.read(GroupState::clone)
+    pub fn snapshot(&self) -> Result<S, StoreError> {
+        self.read(S::clone)
     }
 
-    fn write<R>(&self, write: impl FnOnce(&mut GroupState) -> R) -> io::Result<R> {
+    fn write<R>(&self, write: impl FnOnce(&mut S) -> R) -> io::Result<R> {
         // A short section without `.await`; a poisoned lock means a panic mid-apply left the
         // state unknown, so the replica stops.
         let mut state = self
@@ -129,9 +137,9 @@ impl GroupStateHandle {
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachineStore {
+impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     type SnapshotData = typ::SnapshotData;
-    type SnapshotBuilder = GroupSnapshotBuilder;
+    type SnapshotBuilder = GroupSnapshotBuilder<S>;
 
     async fn applied_state(
         &mut self,
@@ -203,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
+impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder<S> {
     type SnapshotData = typ::SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, io::Error> {
@@ -337,8 +345,12 @@ impl SnapshotStore {
 
 /// Decodes a snapshot and checks it against its metadata: a pair check across the network or
 /// disk boundary.
-fn decode_checked(key: GroupKey, meta: &typ::SnapshotMeta, bytes: &[u8]) -> io::Result<GroupState> {
-    let state = GroupState::decode_snapshot(bytes)
+fn decode_checked<S: ReplicatedState>(
+    key: GroupKey,
+    meta: &typ::SnapshotMeta,
+    bytes: &[u8],
+) -> io::Result<S> {
+    let state = S::decode_snapshot(bytes)
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
     if state.snapshot_meta() != *meta {
         return Err(io::Error::new(

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use common::*;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
-use roster_raft::typ;
 use roster_raft::GroupKey;
+use roster_raft::{typ, GroupState};
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 
@@ -66,7 +66,10 @@ fn acknowledged_writes_survive_a_crash() {
         let node = NodeStore::open(directory.path()).unwrap();
         for group in 0..GROUPS {
             let (mut log, _machine) = node
-                .group(GroupKey::routing(1, group), &Policy::default())
+                .group(
+                    GroupKey::routing(1, group),
+                    GroupState::new(Policy::default()),
+                )
                 .unwrap();
             assert_eq!(
                 log.read_vote().await.unwrap(),
@@ -105,7 +108,10 @@ fn crash_child() {
         let mut tasks = tokio::task::JoinSet::new();
         for group in 0..GROUPS {
             let (mut log, machine) = node
-                .group(GroupKey::routing(1, group), &Policy::default())
+                .group(
+                    GroupKey::routing(1, group),
+                    GroupState::new(Policy::default()),
+                )
                 .unwrap();
             log.save_vote(&typ::Vote::new_committed(2, 1))
                 .await

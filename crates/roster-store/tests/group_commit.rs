@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use openraft::storage::RaftLogReader;
-use roster_raft::GroupKey;
+use roster_raft::{GroupKey, GroupState};
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 
@@ -18,8 +18,11 @@ async fn concurrent_appends_share_flushes() {
     let mut logs = Vec::new();
     for group in 0..GROUPS {
         logs.push(
-            node.group(GroupKey::routing(1, group), &Policy::default())
-                .unwrap(),
+            node.group(
+                GroupKey::routing(1, group),
+                GroupState::new(Policy::default()),
+            )
+            .unwrap(),
         );
     }
     let flushes_before = node.flush_count();

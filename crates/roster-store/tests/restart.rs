@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::StorageHelper;
-use roster_raft::typ;
 use roster_raft::GroupKey;
+use roster_raft::{typ, GroupState};
 use roster_registrar::Policy;
 use roster_store::NodeStore;
 
@@ -20,7 +20,7 @@ async fn state_machine_is_restored_from_snapshot_and_log_replay() {
     {
         let node = NodeStore::open(&path).unwrap();
         let (mut log, mut state_machine) = node
-            .group(GroupKey::routing(1, 3), &Policy::default())
+            .group(GroupKey::routing(1, 3), GroupState::new(Policy::default()))
             .unwrap();
         log.save_vote(&typ::Vote::new_committed(1, 1))
             .await
@@ -49,7 +49,7 @@ async fn state_machine_is_restored_from_snapshot_and_log_replay() {
         vec![GroupKey::routing(1, 3)]
     );
     let (mut log, mut state_machine) = node
-        .group(GroupKey::routing(1, 3), &Policy::default())
+        .group(GroupKey::routing(1, 3), GroupState::new(Policy::default()))
         .unwrap();
     let (applied, membership) = state_machine.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(1, 20)), "loaded from the snapshot");
@@ -92,7 +92,7 @@ async fn an_installed_snapshot_survives_a_restart() {
 
     let leader = NodeStore::open(&leader_path).unwrap();
     let (_log, mut leader_machine) = leader
-        .group(GroupKey::routing(1, 0), &Policy::default())
+        .group(GroupKey::routing(1, 0), GroupState::new(Policy::default()))
         .unwrap();
     apply(&mut leader_machine, entries.clone()).await;
     let snapshot = leader_machine
@@ -105,7 +105,7 @@ async fn an_installed_snapshot_survives_a_restart() {
     {
         let follower = NodeStore::open(&follower_path).unwrap();
         let (_log, mut machine) = follower
-            .group(GroupKey::routing(1, 0), &Policy::default())
+            .group(GroupKey::routing(1, 0), GroupState::new(Policy::default()))
             .unwrap();
         // A snapshot whose content disagrees with its metadata is refused.
         let mut wrong_meta = snapshot.meta.clone();
@@ -122,7 +122,7 @@ async fn an_installed_snapshot_survives_a_restart() {
 
     let follower = NodeStore::open(&follower_path).unwrap();
     let (_log, mut machine) = follower
-        .group(GroupKey::routing(1, 0), &Policy::default())
+        .group(GroupKey::routing(1, 0), GroupState::new(Policy::default()))
         .unwrap();
     let current = machine.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, snapshot.meta);
@@ -141,15 +141,15 @@ async fn a_group_opens_once_at_a_time() {
     let directory = tempfile::tempdir().unwrap();
     let node = NodeStore::open(directory.path().join("node")).unwrap();
     let stores = node
-        .group(GroupKey::routing(1, 5), &Policy::default())
+        .group(GroupKey::routing(1, 5), GroupState::new(Policy::default()))
         .unwrap();
     assert!(node
-        .group(GroupKey::routing(1, 5), &Policy::default())
+        .group(GroupKey::routing(1, 5), GroupState::new(Policy::default()))
         .is_err());
     assert!(node.remove_group(GroupKey::routing(1, 5)).await.is_err());
     drop(stores);
     let (mut log, _machine) = node
-        .group(GroupKey::routing(1, 5), &Policy::default())
+        .group(GroupKey::routing(1, 5), GroupState::new(Policy::default()))
         .unwrap();
     append_durably(&mut log, vec![blank_entry(1)]).await;
     drop((log, _machine));

@@ -15,7 +15,7 @@ use roster_net::{SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::{group_of, GroupKey};
+use roster_raft::{group_of, GroupKey, ReplicatedState};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };

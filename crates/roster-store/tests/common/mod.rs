@@ -8,7 +8,7 @@ use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
 use openraft::EntryPayload;
-use roster_raft::{typ, GroupRequest, GroupState, TypeConfig, SNAPSHOT_SIZE_MAX};
+use roster_raft::{typ, GroupRequest, GroupState, ReplicatedState, TypeConfig, SNAPSHOT_SIZE_MAX};
 use roster_registrar::{
     Binding, BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
@@ -75,7 +75,7 @@ pub async fn append_durably(log: &mut LogStore, entries: Vec<typ::Entry>) {
 }
 
 /// Applies entries to a state machine, without responders (as on a follower).
-pub async fn apply(state_machine: &mut StateMachineStore, entries: Vec<typ::Entry>) {
+pub async fn apply(state_machine: &mut StateMachineStore<GroupState>, entries: Vec<typ::Entry>) {
     let stream = futures_util::stream::iter(entries.into_iter().map(|entry| Ok((entry, None))));
     state_machine.apply(stream).await.unwrap();
 }
