@@ -32,8 +32,22 @@ const BATCH_LEN_MAX: usize = 256;
 /// Most request bytes in one batch (well under the network's message limit).
 const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
+/// Requests one lane to one peer may hold waiting for a batch. They wait only while
+/// [`BATCHES_IN_FLIGHT_MAX`] batches are out, so a full queue means the peer answers more slowly
+/// than requests arrive: 4,096 is 16 full batches (a second or more of a loaded peer's work, a
+/// few MiB of bodies), past which waiting longer only adds latency and memory. A request that
+/// finds the queue full is refused at once ([`LaneError::Full`]): a forwarded write becomes a
+/// `503` with `Retry-After`, a Raft RPC is retried after openraft's back-off.
+pub(crate) const LANE_QUEUE_MAX: usize = 4_096;
+
+// A full queue must hold more than what two batches take out of it.
+const _: () = assert!(LANE_QUEUE_MAX >= BATCHES_IN_FLIGHT_MAX * BATCH_LEN_MAX);
+
 /// Metric: requests per message a node sends to a peer (1 for a request sent alone).
 pub const BATCH_SIZE: &str = "roster_pool_batch_requests";
+
+/// Metric: requests refused because their lane's queue to a peer was full.
+pub const LANE_FULL: &str = "roster_pool_lane_full_total";
 
 /// Which requests may share a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,10 +83,24 @@ struct Pending {
     reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
 }
 
+/// Why a request through a lane got no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LaneError {
+    /// The network failed, or the peer did not answer in time.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The lane's queue to the peer was full: nothing was sent.
+    #[error("{LANE_QUEUE_MAX} requests already wait for node {to}: it answers too slowly")]
+    Full {
+        /// The peer.
+        to: NodeId,
+    },
+}
+
 /// The lanes of a node's peers, each a task that forms and sends batches.
 pub(crate) struct Batcher<N> {
     network: N,
-    lanes: Mutex<HashMap<(NodeId, Lane), mpsc::UnboundedSender<Pending>>>,
+    lanes: Mutex<HashMap<(NodeId, Lane), mpsc::Sender<Pending>>>,
 }
 
 impl<N: Network> Batcher<N> {
@@ -91,7 +119,7 @@ impl<N: Network> Batcher<N> {
         lane: Lane,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Vec<u8>, NetError> {
+    ) -> Result<Vec<u8>, LaneError> {
         let deadline = Instant::now() + timeout;
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
@@ -99,23 +127,28 @@ impl<N: Network> Batcher<N> {
             deadline,
             reply,
         };
-        self.lane(target, lane)
-            .send(pending)
-            .map_err(|_| NetError::Closed)?;
+        match self.lane(target, lane).try_send(pending) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(LANE_FULL).increment(1);
+                return Err(LaneError::Full { to: target });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(NetError::Closed.into()),
+        }
         match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => result.map_err(LaneError::Net),
             // The lane's task ended (the runtime is shutting down).
-            Ok(Err(_)) => Err(NetError::Closed),
-            Err(_) => Err(NetError::Timeout { to: target }),
+            Ok(Err(_)) => Err(NetError::Closed.into()),
+            Err(_) => Err(NetError::Timeout { to: target }.into()),
         }
     }
 
-    fn lane(&self, target: NodeId, lane: Lane) -> mpsc::UnboundedSender<Pending> {
+    fn lane(&self, target: NodeId, lane: Lane) -> mpsc::Sender<Pending> {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = lanes.get(&(target, lane)).filter(|s| !s.is_closed()) {
             return sender.clone();
         }
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(LANE_QUEUE_MAX);
         tokio::spawn(run_lane(self.network.clone(), target, receiver));
         lanes.insert((target, lane), sender.clone());
         sender
@@ -123,11 +156,7 @@ impl<N: Network> Batcher<N> {
 }
 
 /// Forms batches from `queue` while at most [`BATCHES_IN_FLIGHT_MAX`] are out.
-async fn run_lane<N: Network>(
-    network: N,
-    target: NodeId,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
-) {
+async fn run_lane<N: Network>(network: N, target: NodeId, mut queue: mpsc::Receiver<Pending>) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -278,7 +307,7 @@ mod tests {
         format!("request {i}").into_bytes()
     }
 
-    type Call = tokio::task::JoinHandle<Result<Vec<u8>, NetError>>;
+    type Call = tokio::task::JoinHandle<Result<Vec<u8>, LaneError>>;
 
     /// Requests `0..count` to `target` in `lane`, each from its own task.
     fn spawn_requests<N: Network>(
@@ -349,7 +378,7 @@ mod tests {
         let answer = batcher
             .request(2, Lane::Forward, body(1), Duration::from_millis(20))
             .await;
-        assert_eq!(answer, Err(NetError::Timeout { to: 2 }));
+        assert_eq!(answer, Err(LaneError::Net(NetError::Timeout { to: 2 })));
     }
 
     #[tokio::test]
@@ -361,12 +390,48 @@ mod tests {
         let batcher = Arc::new(Batcher::new(peer));
         let mut failed = 0;
         for call in spawn_requests(&batcher, 2, Lane::Forward, 10) {
-            if let Err(NetError::Remote(reason)) = call.await.expect("task") {
+            if let Err(LaneError::Net(NetError::Remote(reason))) = call.await.expect("task") {
                 assert!(reason.contains("answers to a batch of"), "{reason}");
                 failed += 1;
             }
         }
         // All were queued before the lane's task ran: one batch, failed as a whole.
         assert_eq!(failed, 10);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_sends_nothing_more() {
+        // A peer that takes far longer than the test: its two batches stay out, and the
+        // lane's queue fills.
+        let peer = EchoPeer::new(60_000);
+        let batcher = Arc::new(Batcher::new(peer.clone()));
+        let mut waiting = Vec::new();
+        let mut refused = None;
+        for i in 0..(LANE_QUEUE_MAX + 3 * BATCH_LEN_MAX) {
+            let batcher = batcher.clone();
+            let call = tokio::spawn(async move {
+                batcher
+                    .request(2, Lane::Forward, body(i), Duration::from_secs(120))
+                    .await
+            });
+            // Let the lane's task take what it can before the next request.
+            tokio::task::yield_now().await;
+            if call.is_finished() {
+                refused = Some((i, call.await.expect("task")));
+                break;
+            }
+            waiting.push(call);
+        }
+        let (accepted, answer) = refused.expect("a request is refused once the queue is full");
+        assert_eq!(answer, Err(LaneError::Full { to: 2 }));
+        assert!(
+            (LANE_QUEUE_MAX..=LANE_QUEUE_MAX + BATCHES_IN_FLIGHT_MAX * BATCH_LEN_MAX)
+                .contains(&accepted),
+            "{accepted} requests accepted"
+        );
+        assert!(peer.messages.load(Ordering::SeqCst) <= BATCHES_IN_FLIGHT_MAX);
+        for call in waiting {
+            call.abort();
+        }
     }
 }

@@ -14,17 +14,25 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod bootstrap;
 pub mod gauges;
+mod handler;
+mod hints;
+mod leader;
 mod membership;
 pub mod node;
 pub mod placement;
 pub mod protocol;
+mod replicas;
+mod route;
 pub mod router;
+mod status;
 pub mod topology;
 
 /// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
 pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";
 
 pub use batch::BATCH_SIZE;
-pub use node::{PoolError, PoolHandler, PoolNode, PoolOptions};
+pub use handler::PoolHandler;
+pub use node::{PoolError, PoolNode, PoolOptions};
 pub use topology::{NodeSpec, PoolSpec, Topology, TopologyError};

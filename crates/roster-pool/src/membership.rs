@@ -35,9 +35,11 @@ use roster_raft::{typ, GroupKey};
 use roster_topology::NodeId;
 use tracing::{info, warn};
 
-use crate::node::{Answer, Operation, PoolError, PoolNode, Replica};
+use crate::node::{PoolError, PoolNode};
 use crate::placement::{self, Assignment, Move};
 use crate::protocol::{GroupMembers, PoolRequest, PoolResponse, ServeError};
+use crate::replicas::Replica;
+use crate::route::{Answer, Operation};
 
 /// The routing group whose leader runs the pool's own leader balancing
 /// ([`PoolNode::balance_leaders_if_coordinator`]): one node at a time, moving with it.
@@ -96,7 +98,7 @@ impl<N: Network> PoolNode<N> {
         };
         match self.routed_until(group, operation, deadline).await? {
             Answer::Moved(voters) => {
-                self.hints_lock().replicas.insert(group, voters.clone());
+                self.hints.note_replicas(group, voters.clone());
                 Ok(voters)
             }
             _ => Err(self.unavailable(group, "unexpected answer to a move".into())),
@@ -154,7 +156,7 @@ impl<N: Network> PoolNode<N> {
     pub async fn balance_leaders_if_coordinator(&self) -> Result<Option<usize>, PoolError> {
         let leads_balancer_group = self
             .replica(GroupKey::routing(self.options.pool, BALANCER_GROUP))
-            .is_some_and(|replica| self.check_leadership(&replica).is_ok());
+            .is_some_and(|replica| replica.check_leadership(&self.leadership()).is_ok());
         if !leads_balancer_group {
             return Ok(None);
         }
@@ -290,7 +292,7 @@ impl<N: Network> PoolNode<N> {
     /// membership it reports includes every committed change.
     pub(crate) async fn members_local(&self, group: GroupKey) -> Result<GroupMembers, ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
-        self.check_leadership(&replica)?;
+        replica.check_leadership(&self.leadership())?;
         let read = replica.raft.ensure_linearizable(ReadPolicy::ReadIndex);
         match tokio::time::timeout(self.options.request_timeout, read).await {
             Ok(Ok(_)) => Ok(members_of(self.options.node_id, &replica)),
@@ -320,7 +322,7 @@ impl<N: Network> PoolNode<N> {
             )));
         }
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
-        self.check_leadership(&replica)?;
+        replica.check_leadership(&self.leadership())?;
         let deadline = tokio::time::Instant::now() + MOVE_TIMEOUT;
         let before = members_of(self.options.node_id, &replica);
         let mut voters: BTreeSet<NodeId> = before.voters.iter().copied().collect();
@@ -381,7 +383,7 @@ impl<N: Network> PoolNode<N> {
         to: NodeId,
     ) -> Result<(), ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
-        self.check_leadership(&replica)?;
+        replica.check_leadership(&self.leadership())?;
         if to == self.options.node_id {
             return Ok(());
         }

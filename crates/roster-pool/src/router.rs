@@ -14,7 +14,7 @@ use roster_net::{NetError, Network};
 use roster_raft::{typ, GroupKey, TypeConfig};
 use roster_topology::NodeId;
 
-use crate::batch::{Batcher, Lane};
+use crate::batch::{Batcher, Lane, LaneError, LANE_QUEUE_MAX};
 use crate::protocol::{decode, encode, PoolRequest, PoolResponse};
 
 /// Pause before retrying a peer that was unreachable: long enough not to spin on a dead node,
@@ -67,10 +67,20 @@ impl<N: Network> PoolRouter<N> {
     ) -> Result<PoolResponse, CallFailure> {
         let body = encode(request).map_err(|error| CallFailure::Codec(error.to_string()))?;
         let reply = match Lane::of(request) {
-            Some(lane) => self.batcher.request(target, lane, body, timeout).await,
-            None => self.network.request(target, body, timeout).await,
-        }
-        .map_err(CallFailure::Net)?;
+            Some(lane) => self
+                .batcher
+                .request(target, lane, body, timeout)
+                .await
+                .map_err(|error| match error {
+                    LaneError::Net(error) => CallFailure::Net(error),
+                    LaneError::Full { to } => CallFailure::QueueFull { to },
+                })?,
+            None => self
+                .network
+                .request(target, body, timeout)
+                .await
+                .map_err(CallFailure::Net)?,
+        };
         decode(&reply).map_err(|error| CallFailure::Codec(error.to_string()))
     }
 }
@@ -82,6 +92,9 @@ pub(crate) enum CallFailure {
     Net(NetError),
     #[error("{0}")]
     Codec(String),
+    /// The lane's queue to the peer was full; nothing was sent.
+    #[error("{LANE_QUEUE_MAX} requests already wait for node {to}: it answers too slowly")]
+    QueueFull { to: NodeId },
 }
 
 /// An RPC that failed, in the two kinds openraft treats differently: a timeout is transient

@@ -1,0 +1,97 @@
+//! Creating a pool's groups once, when the pool is created: the node that is a group's first
+//! replica initializes it with its voters, then waits until a majority holds it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use roster_net::Network;
+use roster_raft::{typ, GroupKey};
+use roster_topology::NodeId;
+use tracing::{debug, info, warn};
+
+use crate::node::{PoolError, PoolNode};
+use crate::placement::Assignment;
+
+/// How long [`PoolNode::bootstrap`] waits for the groups it created to commit their first
+/// entries on a majority. Until then a created group exists only on this node: losing it would
+/// leave the group without a leader until it returns. Peers started much later are not waited
+/// for past this.
+const BOOTSTRAP_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+impl<N: Network> PoolNode<N> {
+    /// Initializes the groups whose first replica is this node and that have never been
+    /// initialized, with the voters `assignment` gives them, then waits (at most
+    /// `BOOTSTRAP_COMMIT_WAIT`) until each has committed its first entries on a majority, so
+    /// that the pool survives the loss of any one node from then on. Idempotent.
+    pub async fn bootstrap(
+        &self,
+        assignment: &Assignment,
+        addresses: &BTreeMap<NodeId, String>,
+    ) -> Result<(), PoolError> {
+        self.learn_peers(addresses.keys().copied());
+        let mut created: Vec<GroupKey> = Vec::new();
+        for (&group, voters) in assignment {
+            if voters.first() != Some(&self.options.node_id) {
+                continue;
+            }
+            let Some(replica) = self.replica(group) else {
+                continue;
+            };
+            let initialized = replica
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|error| PoolError::Internal(error.to_string()))?;
+            if initialized {
+                continue;
+            }
+            let members: BTreeMap<NodeId, typ::Node> = voters
+                .iter()
+                .map(|id| {
+                    let addr = addresses.get(id).cloned().unwrap_or_default();
+                    (*id, typ::Node { addr })
+                })
+                .collect();
+            match replica.raft.initialize(members).await {
+                Ok(()) => {
+                    info!(group = %group, "initialized routing group");
+                    created.push(group);
+                }
+                // Another run got there first: fine.
+                Err(error) => debug!(group = %group, %error, "initialize skipped"),
+            }
+        }
+        self.await_first_commits(created).await;
+        Ok(())
+    }
+
+    /// Waits until every group of `groups` has applied an entry (so a majority holds its
+    /// membership), all at once and for at most `BOOTSTRAP_COMMIT_WAIT`; then logs those still
+    /// waiting.
+    async fn await_first_commits(&self, groups: Vec<GroupKey>) {
+        let waits = groups.into_iter().filter_map(|group| {
+            let replica = self.replica(group)?;
+            Some(async move {
+                let applied = replica
+                    .raft
+                    .wait(Some(BOOTSTRAP_COMMIT_WAIT))
+                    .applied_index_at_least(Some(0), "first commit")
+                    .await;
+                applied.is_err().then_some(group)
+            })
+        });
+        let waiting: Vec<GroupKey> = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if !waiting.is_empty() {
+            warn!(
+                node = self.options.node_id,
+                groups = ?waiting,
+                "created groups not yet replicated (peers not started?): until they are, \
+                 losing this node stops them"
+            );
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! A node's status document: per group, this replica's view of its Raft.
+
+use openraft::async_runtime::watch::WatchReceiver;
+use roster_net::Network;
+use roster_topology::NodeId;
+
+use crate::leader::millis_since_quorum_ack;
+use crate::node::PoolNode;
+
+impl<N: Network> PoolNode<N> {
+    /// A status document: per group, this replica's view.
+    pub fn status(&self) -> serde_json::Value {
+        let mut replicas = self.replica_list();
+        replicas.sort_by_key(|(key, _)| *key);
+        let mut groups = Vec::with_capacity(replicas.len());
+        for (group, replica) in replicas {
+            // Cloned out at once: holding the borrow across an await can deadlock.
+            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+            groups.push(serde_json::json!({
+                "key": group.to_string(),
+                "group": group.routing_group(),
+                "state": format!("{:?}", metrics.state),
+                "leader": metrics.current_leader,
+                "term": metrics.current_term,
+                "last_log_index": metrics.last_log_index,
+                "committed": metrics.cluster_committed.map(|id| id.index),
+                "applied": metrics.last_applied.map(|id| id.index),
+                "voters": voters,
+                "millis_since_quorum_ack": millis_since_quorum_ack(&metrics),
+            }));
+        }
+        serde_json::json!({
+            "node": self.options.node_id,
+            "pool": self.options.pool,
+            "epoch": self.options.epoch,
+            "groups": groups,
+        })
+    }
+}
