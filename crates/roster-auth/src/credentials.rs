@@ -6,8 +6,9 @@ use crate::algorithm::{ha1, Algorithm};
 
 /// A user's stored digest secrets: one HA1 per algorithm, never the password.
 ///
-/// `Debug` prints `<redacted>` in place of the hashes.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// `Debug` prints `<redacted>` in place of the hashes. Equality is for state comparisons (a
+/// replicated directory), not for checking a secret: that is `constant_time_eq`'s job.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     /// The digest user name (the `username` parameter), which may differ from the AOR user.
     pub username: String,

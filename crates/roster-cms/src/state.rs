@@ -1,0 +1,230 @@
+//! [`CmsState`]: the deployment, the directory and ownership, changed only by [`CmsCommand`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use roster_topology::{Deployment, PoolId};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{CmsCommand, CmsOutcome, CmsRefusal, USERS_PER_COMMAND_MAX};
+use crate::user::UserRecord;
+
+/// Which pool owns a home pool's users, at which epoch.
+///
+/// Every write of a routing group carries the epoch it was proposed under, and groups refuse
+/// epochs below theirs: raising the epoch here, then in the groups, fences the previous owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ownership {
+    /// The pool that serves the users' writes.
+    pub owner: PoolId,
+    /// The epoch writes carry.
+    pub epoch: u64,
+}
+
+/// The CMS's state: pure and deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CmsState {
+    deployment: Option<Deployment>,
+    users: BTreeMap<String, UserRecord>,
+    /// Digest user name → AOR.
+    usernames: BTreeMap<String, String>,
+    ownership: BTreeMap<PoolId, Ownership>,
+}
+
+impl CmsState {
+    /// Applies one command. Refused, it changes nothing.
+    pub fn apply(&mut self, command: &CmsCommand) -> CmsOutcome {
+        let result = match command {
+            CmsCommand::SetDeployment(deployment) => self.set_deployment(deployment),
+            CmsCommand::PutUsers { users, replace } => self.put_users(users, *replace),
+            CmsCommand::RemoveUsers { aors } => self.remove_users(aors),
+            CmsCommand::SetEnabled { aor, enabled } => self.set_enabled(aor, *enabled),
+            CmsCommand::SetOwnership { pool, ownership } => self.set_ownership(*pool, *ownership),
+        };
+        result.unwrap_or_else(CmsOutcome::Refused)
+    }
+
+    /// The published deployment.
+    pub fn deployment(&self) -> Option<&Deployment> {
+        self.deployment.as_ref()
+    }
+
+    /// The user of `aor`.
+    pub fn user(&self, aor: &str) -> Option<&UserRecord> {
+        self.users.get(aor)
+    }
+
+    /// The user whose digest user name is `username`.
+    pub fn user_by_username(&self, username: &str) -> Option<&UserRecord> {
+        self.usernames
+            .get(username)
+            .and_then(|aor| self.users.get(aor))
+    }
+
+    /// Every user, by AOR.
+    pub fn users(&self) -> impl Iterator<Item = &UserRecord> {
+        self.users.values()
+    }
+
+    /// How many users there are.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// How many users are homed on `pool`.
+    pub fn users_homed_on(&self, pool: PoolId) -> usize {
+        self.users.values().filter(|user| user.home == pool).count()
+    }
+
+    /// Who owns `pool`'s users now.
+    pub fn ownership(&self, pool: PoolId) -> Option<Ownership> {
+        self.ownership.get(&pool).copied()
+    }
+
+    /// Every pool's ownership.
+    pub fn ownerships(&self) -> &BTreeMap<PoolId, Ownership> {
+        &self.ownership
+    }
+
+    fn set_deployment(&mut self, deployment: &Deployment) -> Result<CmsOutcome, CmsRefusal> {
+        deployment
+            .validate()
+            .map_err(|error| CmsRefusal::InvalidDeployment(error.to_string()))?;
+        if let Some(current) = &self.deployment {
+            for pool in &current.pool {
+                match deployment.pool(pool.id) {
+                    Some(next) if next.groups != pool.groups => {
+                        return Err(CmsRefusal::GroupsChanged {
+                            pool: pool.id,
+                            from: pool.groups,
+                            to: next.groups,
+                        })
+                    }
+                    Some(_) => {}
+                    None => {
+                        let users = self.users_homed_on(pool.id);
+                        if users > 0 {
+                            return Err(CmsRefusal::PoolHasUsers {
+                                pool: pool.id,
+                                users,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let pools: BTreeSet<PoolId> = deployment.pool.iter().map(|pool| pool.id).collect();
+        self.ownership.retain(|pool, _| pools.contains(pool));
+        for &pool in &pools {
+            self.ownership.entry(pool).or_insert(Ownership {
+                owner: pool,
+                epoch: 1,
+            });
+        }
+        self.deployment = Some(deployment.clone());
+        Ok(CmsOutcome::DeploymentSet { pools: pools.len() })
+    }
+
+    fn put_users(&mut self, users: &[UserRecord], replace: bool) -> Result<CmsOutcome, CmsRefusal> {
+        let deployment = self.deployment.as_ref().ok_or(CmsRefusal::NoDeployment)?;
+        if users.len() > USERS_PER_COMMAND_MAX {
+            return Err(CmsRefusal::TooMany { count: users.len() });
+        }
+        // Check everything first: the command is all-or-nothing.
+        let mut seen = BTreeSet::new();
+        let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+        for user in users {
+            user.validate()
+                .map_err(|error| CmsRefusal::InvalidUser(error.to_string()))?;
+            if deployment.pool(user.home).is_none() {
+                return Err(CmsRefusal::UnknownPool(user.home));
+            }
+            if !seen.insert(user.aor.as_str()) {
+                return Err(CmsRefusal::Duplicate(user.aor.clone()));
+            }
+            if !replace && self.users.contains_key(&user.aor) {
+                return Err(CmsRefusal::Exists(user.aor.clone()));
+            }
+            let username = user.credentials.username.as_str();
+            let holder = self
+                .usernames
+                .get(username)
+                .map(String::as_str)
+                .or_else(|| names.get(username).copied());
+            if let Some(holder) = holder.filter(|holder| *holder != user.aor) {
+                return Err(CmsRefusal::UsernameTaken {
+                    username: username.to_string(),
+                    aor: holder.to_string(),
+                });
+            }
+            names.insert(username, &user.aor);
+        }
+        let mut added = 0;
+        let mut replaced = 0;
+        for user in users {
+            match self.users.insert(user.aor.clone(), user.clone()) {
+                Some(previous) => {
+                    replaced += 1;
+                    self.usernames.remove(&previous.credentials.username);
+                }
+                None => added += 1,
+            }
+            self.usernames
+                .insert(user.credentials.username.clone(), user.aor.clone());
+        }
+        Ok(CmsOutcome::UsersPut { added, replaced })
+    }
+
+    fn remove_users(&mut self, aors: &[String]) -> Result<CmsOutcome, CmsRefusal> {
+        if aors.len() > USERS_PER_COMMAND_MAX {
+            return Err(CmsRefusal::TooMany { count: aors.len() });
+        }
+        let mut removed = 0;
+        let mut not_found = 0;
+        for aor in aors {
+            match self.users.remove(aor) {
+                Some(user) => {
+                    self.usernames.remove(&user.credentials.username);
+                    removed += 1;
+                }
+                None => not_found += 1,
+            }
+        }
+        Ok(CmsOutcome::UsersRemoved { removed, not_found })
+    }
+
+    fn set_enabled(&mut self, aor: &str, enabled: bool) -> Result<CmsOutcome, CmsRefusal> {
+        let user = self
+            .users
+            .get_mut(aor)
+            .ok_or_else(|| CmsRefusal::NotFound(aor.to_string()))?;
+        user.enabled = enabled;
+        Ok(CmsOutcome::UserUpdated)
+    }
+
+    fn set_ownership(
+        &mut self,
+        pool: PoolId,
+        ownership: Ownership,
+    ) -> Result<CmsOutcome, CmsRefusal> {
+        let deployment = self.deployment.as_ref().ok_or(CmsRefusal::NoDeployment)?;
+        for id in [pool, ownership.owner] {
+            if deployment.pool(id).is_none() {
+                return Err(CmsRefusal::UnknownPool(id));
+            }
+        }
+        let current = self.ownership.get(&pool).map_or(0, |current| current.epoch);
+        if ownership.epoch <= current {
+            return Err(CmsRefusal::StaleEpoch {
+                asked: ownership.epoch,
+                current,
+            });
+        }
+        self.ownership.insert(pool, ownership);
+        Ok(CmsOutcome::OwnershipSet {
+            epoch: ownership.epoch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
