@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use openraft::storage::RaftStateMachine;
 use roster_benches::{command_entry, register_command, unregister_command};
 use roster_raft::{typ, GroupResponse, GroupState, ReplicatedState};
-use roster_registrar::{Command, Policy};
+use roster_registrar::{Command, Policy, Registry};
 use roster_store::{NodeStore, StateMachineStore};
 use tokio::runtime::Runtime;
 
@@ -85,7 +85,7 @@ impl Target for Store {
     fn aor_count(&self) -> usize {
         self.machine
             .state_handle()
-            .read(|state| state.registry().aor_count())
+            .read(|state| state.registry().map_or(0, Registry::aor_count))
             .expect("state reads")
     }
 }
@@ -100,7 +100,7 @@ impl Target for GroupState {
     }
 
     fn aor_count(&self) -> usize {
-        self.registry().aor_count()
+        self.registry().map_or(0, Registry::aor_count)
     }
 }
 

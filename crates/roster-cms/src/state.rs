@@ -85,6 +85,33 @@ impl CmsState {
         &self.ownership
     }
 
+    /// A state holding `deployment` and `ownership` and no users yet: the first step of filling
+    /// a copy from its source (`roster-raft`'s restore), users following with
+    /// [`CmsState::restore_users`].
+    pub fn restore_begin(
+        deployment: Option<Deployment>,
+        ownership: BTreeMap<PoolId, Ownership>,
+    ) -> CmsState {
+        CmsState {
+            deployment,
+            users: BTreeMap::new(),
+            usernames: BTreeMap::new(),
+            ownership,
+        }
+    }
+
+    /// Stores `users` exactly as given, replacing users of the same AOR: filling a copy from its
+    /// source's [`CmsState::users`], which were checked when they were put.
+    pub fn restore_users(&mut self, users: &[UserRecord]) {
+        for user in users {
+            if let Some(previous) = self.users.insert(user.aor.clone(), user.clone()) {
+                self.usernames.remove(&previous.credentials.username);
+            }
+            self.usernames
+                .insert(user.credentials.username.clone(), user.aor.clone());
+        }
+    }
+
     fn set_deployment(&mut self, deployment: &Deployment) -> Result<CmsOutcome, CmsRefusal> {
         deployment
             .validate()

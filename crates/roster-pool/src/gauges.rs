@@ -39,10 +39,12 @@ impl<N: Network> PoolNode<N> {
                     metrics.last_log_index.unwrap_or(0),
                 )
             };
-            if let Ok((aors, bindings)) = replica.state.read(|state| {
-                let registry = state.registry();
-                (registry.aor_count(), registry.binding_count())
-            }) {
+            let counts = replica.state.read(|state| {
+                state
+                    .registry()
+                    .map(|registry| (registry.aor_count(), registry.binding_count()))
+            });
+            if let Ok(Some((aors, bindings))) = counts {
                 total += bindings;
                 metrics::gauge!(GROUP_BINDINGS, "group" => label.clone()).set(bindings as f64);
                 metrics::gauge!(GROUP_AORS, "group" => label.clone()).set(aors as f64);

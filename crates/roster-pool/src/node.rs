@@ -210,7 +210,11 @@ impl<N: Network> PoolNode<N> {
             }
             let expired = replica
                 .state
-                .read(|state| state.registry().has_expired(now_ms))
+                .read(|state| {
+                    state
+                        .registry()
+                        .is_some_and(|registry| registry.has_expired(now_ms))
+                })
                 .map_err(|error| PoolError::Internal(error.to_string()))?;
             if expired {
                 self.write(group, Command::PurgeExpired).await?;

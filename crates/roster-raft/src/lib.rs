@@ -33,14 +33,17 @@ mod machine;
 mod request;
 mod routing;
 mod state;
+pub mod stream;
 pub mod typ;
 
 pub use codec::{CodecError, ENTRY_SIZE_MAX, SNAPSHOT_SIZE_MAX};
 pub use key::{GroupKey, GroupKeyError, GroupKind};
 pub use machine::ReplicatedState;
-pub use request::{GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUEST_SIZE_MAX};
+pub use request::{
+    GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUEST_SIZE_MAX, SHIPPED_SIZE_MAX,
+};
 pub use routing::group_of;
-pub use state::{ApplyError, GroupState};
+pub use state::{ApplyError, GroupContent, GroupState};
 
 openraft::declare_raft_types!(
     /// The openraft type configuration of every routing group (and of nothing else).

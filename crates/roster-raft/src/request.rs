@@ -4,17 +4,33 @@
 use std::fmt;
 use std::sync::Arc;
 
+use roster_cms::{CmsCommand, CmsOutcome};
 use roster_registrar::{Binding, Command, CommandOutcome, ContactChange, Refusal};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, ENTRY_SIZE_MAX};
+use crate::stream::{ReplicaBatch, ReplicaRefusal, RestoreChunk};
 
 /// What a log entry adds around its request (log id and payload tag, a few varints), rounded up
 /// generously.
 const ENTRY_OVERHEAD_MAX: usize = 256;
 
-/// Largest encoded [`GroupRequest`], in bytes: an entry of [`ENTRY_SIZE_MAX`] less its overhead.
-pub const REQUEST_SIZE_MAX: usize = ENTRY_SIZE_MAX - ENTRY_OVERHEAD_MAX;
+/// Largest encoded [`GroupRequest`] a node proposes for a client or an operator (a REGISTER's
+/// facts, a CMS change), in bytes: three quarters of an entry. A SIP message is at most 64 KiB,
+/// so its facts fit; the rest of an entry is room for the backup stream, which wraps shipped
+/// requests in a batch ([`SHIPPED_SIZE_MAX`]) and must fit any one of them.
+pub const REQUEST_SIZE_MAX: usize = 96 * 1024;
+
+/// Largest encoded request that carries a backup batch or restore piece: a whole entry less its
+/// overhead.
+pub const SHIPPED_SIZE_MAX: usize = ENTRY_SIZE_MAX - ENTRY_OVERHEAD_MAX;
+
+/// What a batch adds around the requests it carries (source key, epoch, indexes, per-entry index
+/// and length), rounded up generously for one request.
+const BATCH_OVERHEAD_MAX: usize = 1024;
+
+// A batch of one request of the largest size still fits an entry.
+const _: () = assert!(REQUEST_SIZE_MAX + BATCH_OVERHEAD_MAX <= SHIPPED_SIZE_MAX);
 
 /// The application data of one log entry: a command, the epoch it was proposed under, and the
 /// leader's timestamp.
@@ -46,6 +62,23 @@ pub enum GroupCommand {
     /// Raise the group's epoch to the request's `epoch` (a pool failover or failback), so that
     /// writers still holding an older epoch are refused from then on.
     SetEpoch,
+    /// A CMS command, applied by `roster_cms::CmsState` (shared, like a registrar command).
+    Cms(Arc<CmsCommand>),
+    /// A run of a source group's log, applied in order by its copy (the backup stream).
+    Replicate(Arc<ReplicaBatch>),
+    /// A piece of a source group's state, when the copy cannot follow its log.
+    Restore(Arc<RestoreChunk>),
+}
+
+impl GroupCommand {
+    /// Whether a source ships this command to its copy: those that change a group's content or
+    /// epoch. A source's own stream commands are not (see `stream`).
+    pub fn is_shipped(&self) -> bool {
+        matches!(
+            self,
+            GroupCommand::Registrar(_) | GroupCommand::SetEpoch | GroupCommand::Cms(_)
+        )
+    }
 }
 
 /// The result of applying one log entry.
@@ -86,6 +119,24 @@ pub enum GroupResponse {
     Blank,
     /// A membership entry was applied.
     Membership,
+    /// A CMS command was applied (or refused by the CMS's rules: see the outcome).
+    Cms(CmsOutcome),
+    /// A backup batch or the last restore piece was applied (or had been): the copy stands at
+    /// source index `position`.
+    Replicated {
+        /// The copy's position in its source's log.
+        position: u64,
+    },
+    /// A backup batch or restore piece was refused; nothing changed.
+    ReplicaRefused(ReplicaRefusal),
+    /// A restore piece was staged; `next_part` is expected next.
+    Restoring {
+        /// The next piece.
+        next_part: u32,
+    },
+    /// The command is for another kind of group (a registrar command on the CMS); nothing
+    /// changed.
+    WrongKind,
 }
 
 /// A serde mirror of `roster_registrar::Refusal`, which is not a serde type.
@@ -124,6 +175,38 @@ impl GroupRequest {
         codec::encode::<_, REQUEST_SIZE_MAX>("group request", self).map(|_| ())
     }
 
+    /// A CMS command proposed under `epoch` at the leader's `timestamp_ms`.
+    pub fn cms(epoch: u64, timestamp_ms: u64, command: CmsCommand) -> GroupRequest {
+        GroupRequest {
+            epoch,
+            timestamp_ms,
+            command: GroupCommand::Cms(Arc::new(command)),
+        }
+    }
+
+    /// A backup batch, proposed by the copy's leader (the batch's epoch is the source's).
+    pub fn replicate(batch: ReplicaBatch) -> GroupRequest {
+        GroupRequest {
+            epoch: batch.epoch,
+            timestamp_ms: 0,
+            command: GroupCommand::Replicate(Arc::new(batch)),
+        }
+    }
+
+    /// A restore piece, proposed by the copy's leader.
+    pub fn restore(chunk: RestoreChunk) -> GroupRequest {
+        GroupRequest {
+            epoch: chunk.epoch,
+            timestamp_ms: 0,
+            command: GroupCommand::Restore(Arc::new(chunk)),
+        }
+    }
+
+    /// Checks that a stream request fits a log entry ([`SHIPPED_SIZE_MAX`]).
+    pub fn check_shipped_size(&self) -> Result<(), CodecError> {
+        codec::encode::<_, SHIPPED_SIZE_MAX>("stream request", self).map(|_| ())
+    }
+
     /// A request raising the group's epoch to `epoch`.
     pub fn set_epoch(epoch: u64, timestamp_ms: u64) -> GroupRequest {
         GroupRequest {
@@ -148,7 +231,12 @@ impl GroupResponse {
             GroupResponse::StaleEpoch { .. }
             | GroupResponse::EpochSet { .. }
             | GroupResponse::Blank
-            | GroupResponse::Membership => None,
+            | GroupResponse::Membership
+            | GroupResponse::Cms(_)
+            | GroupResponse::Replicated { .. }
+            | GroupResponse::ReplicaRefused(_)
+            | GroupResponse::Restoring { .. }
+            | GroupResponse::WrongKind => None,
         }
     }
 }
@@ -198,8 +286,27 @@ impl From<GroupRefusal> for Refusal {
 impl fmt::Display for GroupRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "epoch={} t={}ms ", self.epoch, self.timestamp_ms)?;
-        let GroupCommand::Registrar(command) = &self.command else {
-            return write!(f, "set-epoch");
+        let command = match &self.command {
+            GroupCommand::Registrar(command) => command,
+            GroupCommand::SetEpoch => return write!(f, "set-epoch"),
+            GroupCommand::Cms(_) => return write!(f, "cms"),
+            GroupCommand::Replicate(batch) => {
+                return write!(
+                    f,
+                    "replicate {} ({}, {}] {} requests",
+                    batch.source,
+                    batch.after,
+                    batch.through,
+                    batch.entries.len()
+                )
+            }
+            GroupCommand::Restore(chunk) => {
+                return write!(
+                    f,
+                    "restore {} at {} part {}",
+                    chunk.source, chunk.at, chunk.part
+                )
+            }
         };
         match command.as_ref() {
             Command::PurgeExpired => write!(f, "purge-expired"),

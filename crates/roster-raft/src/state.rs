@@ -1,32 +1,50 @@
-//! [`GroupState`]: what one routing group's replicas compute from its log.
+//! [`GroupState`]: what one Raft group's replicas compute from its log.
 
 use openraft::EntryPayload;
+use roster_cms::CmsState;
 use roster_registrar::{Binding, Policy, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_SIZE_MAX};
 use crate::machine::ReplicatedState;
 use crate::request::{GroupCommand, GroupRequest, GroupResponse};
+use crate::stream::{ReplicaBatch, ReplicaRefusal, RestoreChunk, Restoring, StreamPosition};
 use crate::typ;
 
-/// The applied state of one routing group: pure and deterministic.
+/// The applied state of one Raft group: pure and deterministic.
 ///
 /// The same entries applied in the same order give the same state and the same responses on
-/// every replica: [`GroupState::apply`] reads only the entry and the state, never a clock, an
+/// every replica: [`ReplicatedState::apply`] reads only the entry and the state, never a clock, an
 /// environment or a random source. Time is the entry's leader timestamp, raised to the last
 /// applied one if it is lower (leader clocks may step back across a leader change; the
 /// registrar's expiry arithmetic must not).
 ///
+/// What the group holds is its [`GroupContent`]: a routing group's registry, or the CMS. A
+/// group that follows a source (a backup copy; a failed-back group catching up) also has a
+/// [`StreamPosition`]: see [`crate::stream`].
+///
 /// Fencing: a request whose epoch is below the group's is refused with
 /// [`GroupResponse::StaleEpoch`] and changes nothing; a request with a higher epoch raises the
-/// group's epoch to it (the highest epoch seen wins, as with fencing tokens).
+/// group's epoch to it (the highest epoch seen wins, as with fencing tokens). A backup batch or
+/// restore piece below the group's epoch is refused the same way.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupState {
-    registry: Registry,
+    content: GroupContent,
     epoch: u64,
     last_applied: Option<typ::LogId>,
     last_membership: typ::StoredMembership,
     last_time_ms: u64,
+    stream: Option<StreamPosition>,
+    restoring: Option<Restoring>,
+}
+
+/// What a group holds, by kind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum GroupContent {
+    /// A routing group (or its backup copy): every AOR's bindings.
+    Routing(Registry),
+    /// The CMS (or its backup copy).
+    Cms(CmsState),
 }
 
 /// An entry that cannot be applied: a broken storage invariant, which stops the replica.
@@ -43,28 +61,58 @@ pub enum ApplyError {
 }
 
 impl GroupState {
-    /// An empty group whose registry applies `policy`.
+    /// An empty routing group whose registry applies `policy`.
     ///
     /// Every replica of a group must start from the same policy: it is part of the replicated
     /// state (snapshots carry it).
     pub fn new(policy: Policy) -> GroupState {
+        GroupState::with_content(GroupContent::Routing(Registry::new(policy)))
+    }
+
+    /// An empty CMS.
+    pub fn cms() -> GroupState {
+        GroupState::with_content(GroupContent::Cms(CmsState::default()))
+    }
+
+    fn with_content(content: GroupContent) -> GroupState {
         GroupState {
-            registry: Registry::new(policy),
+            content,
             epoch: 0,
             last_applied: None,
             last_membership: typ::StoredMembership::default(),
             last_time_ms: 0,
+            stream: None,
+            restoring: None,
         }
     }
 
-    /// The bindings of every AOR of the group.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// What the group holds.
+    pub fn content(&self) -> &GroupContent {
+        &self.content
     }
 
-    /// The live bindings of `aor` at the reader's `now_ms`, as `Registry::lookup`.
+    /// The bindings of every AOR, for a routing group.
+    pub fn registry(&self) -> Option<&Registry> {
+        match &self.content {
+            GroupContent::Routing(registry) => Some(registry),
+            GroupContent::Cms(_) => None,
+        }
+    }
+
+    /// The CMS's state, for the CMS.
+    pub fn cms_state(&self) -> Option<&CmsState> {
+        match &self.content {
+            GroupContent::Cms(cms) => Some(cms),
+            GroupContent::Routing(_) => None,
+        }
+    }
+
+    /// The live bindings of `aor` at the reader's `now_ms`, as `Registry::lookup` (none for the
+    /// CMS).
     pub fn lookup(&self, aor: &str, now_ms: u64) -> Vec<Binding> {
-        self.registry.lookup(aor, now_ms)
+        self.registry()
+            .map(|registry| registry.lookup(aor, now_ms))
+            .unwrap_or_default()
     }
 
     /// The group's ownership epoch: requests below it are refused.
@@ -77,22 +125,142 @@ impl GroupState {
         self.last_time_ms
     }
 
-    /// Runs one request: the epoch check, the effective time, then the command.
+    /// Where the group stands in its source's history, if it follows one.
+    pub fn stream(&self) -> Option<StreamPosition> {
+        self.stream
+    }
+
+    /// The next restore piece expected, while a restore is under way.
+    pub fn restoring_part(&self) -> Option<u32> {
+        self.restoring.as_ref().map(|restoring| restoring.next_part)
+    }
+
+    /// Runs one request: stream commands on their own path; others the epoch check, the
+    /// effective time, then the command.
     fn apply_request(&mut self, request: &GroupRequest) -> GroupResponse {
+        match &request.command {
+            GroupCommand::Replicate(batch) => return self.apply_batch(batch),
+            GroupCommand::Restore(chunk) => return self.apply_restore(chunk),
+            GroupCommand::SetEpoch | GroupCommand::Registrar(_) | GroupCommand::Cms(_) => {}
+        }
         if request.epoch < self.epoch {
             return GroupResponse::StaleEpoch {
                 current: self.epoch,
             };
         }
+        let fits = matches!(
+            (&request.command, &self.content),
+            (GroupCommand::SetEpoch, _)
+                | (GroupCommand::Registrar(_), GroupContent::Routing(_))
+                | (GroupCommand::Cms(_), GroupContent::Cms(_))
+        );
+        if !fits {
+            return GroupResponse::WrongKind;
+        }
         self.epoch = request.epoch;
         let now_ms = request.timestamp_ms.max(self.last_time_ms);
         self.last_time_ms = now_ms;
-        match &request.command {
-            GroupCommand::SetEpoch => GroupResponse::EpochSet { epoch: self.epoch },
-            GroupCommand::Registrar(command) => {
-                GroupResponse::from_outcome(self.registry.apply(command, now_ms), now_ms)
+        match (&request.command, &mut self.content) {
+            (GroupCommand::Registrar(command), GroupContent::Routing(registry)) => {
+                GroupResponse::from_outcome(registry.apply(command, now_ms), now_ms)
+            }
+            (GroupCommand::Cms(command), GroupContent::Cms(cms)) => {
+                GroupResponse::Cms(cms.apply(command))
+            }
+            _ => GroupResponse::EpochSet { epoch: self.epoch },
+        }
+    }
+
+    /// Applies a run of the source's log (see [`crate::stream`]).
+    fn apply_batch(&mut self, batch: &ReplicaBatch) -> GroupResponse {
+        if batch.epoch < self.epoch {
+            return GroupResponse::StaleEpoch {
+                current: self.epoch,
+            };
+        }
+        let position = match self.stream {
+            Some(stream) if stream.source != batch.source => {
+                return GroupResponse::ReplicaRefused(ReplicaRefusal::OtherSource {
+                    followed: stream.source,
+                })
+            }
+            Some(stream) => stream.index,
+            None if self.is_pristine() => 0,
+            None => return GroupResponse::ReplicaRefused(ReplicaRefusal::NotPristine),
+        };
+        if batch.through <= position {
+            return GroupResponse::Replicated { position };
+        }
+        if batch.after > position {
+            return GroupResponse::ReplicaRefused(ReplicaRefusal::Gap { position });
+        }
+        for entry in &batch.entries {
+            if entry.index > position
+                && entry.index <= batch.through
+                && entry.request.command.is_shipped()
+            {
+                // The source's response is the source's business; the copy's state is what
+                // matters, and it follows from the same requests in the same order.
+                let _ = self.apply_request(&entry.request);
             }
         }
+        self.stream = Some(StreamPosition {
+            source: batch.source,
+            index: batch.through,
+        });
+        GroupResponse::Replicated {
+            position: batch.through,
+        }
+    }
+
+    /// Applies one piece of the source's state (see [`crate::stream`]).
+    fn apply_restore(&mut self, chunk: &RestoreChunk) -> GroupResponse {
+        if chunk.epoch < self.epoch {
+            return GroupResponse::StaleEpoch {
+                current: self.epoch,
+            };
+        }
+        if chunk.part == 0 {
+            if let Some(stream) = self.stream.filter(|stream| stream.source == chunk.source) {
+                if stream.index >= chunk.at {
+                    return GroupResponse::Replicated {
+                        position: stream.index,
+                    };
+                }
+            }
+            match Restoring::begin(chunk) {
+                Ok(restoring) => self.restoring = Some(restoring),
+                Err(refusal) => return GroupResponse::ReplicaRefused(refusal),
+            }
+        }
+        let Some(restoring) = self.restoring.as_mut() else {
+            return GroupResponse::ReplicaRefused(ReplicaRefusal::RestoreOrder { expected: None });
+        };
+        if let Err(refusal) = restoring.add(chunk) {
+            return GroupResponse::ReplicaRefused(refusal);
+        }
+        if !chunk.last {
+            return GroupResponse::Restoring {
+                next_part: restoring.next_part,
+            };
+        }
+        let Some(done) = self.restoring.take() else {
+            return GroupResponse::ReplicaRefused(ReplicaRefusal::RestoreOrder { expected: None });
+        };
+        self.content = done.content;
+        self.epoch = self.epoch.max(done.epoch);
+        self.last_time_ms = done.last_time_ms;
+        self.stream = Some(StreamPosition {
+            source: done.source,
+            index: done.at,
+        });
+        GroupResponse::Replicated { position: done.at }
+    }
+
+    /// Whether nothing but blanks and memberships was ever applied: a fresh copy may start a
+    /// stream from the source's first entry.
+    fn is_pristine(&self) -> bool {
+        self.epoch == 0 && self.last_time_ms == 0 && self.restoring.is_none()
     }
 }
 

@@ -111,6 +111,35 @@ impl Registry {
         live
     }
 
+    /// Every AOR with its stored bindings, expired ones included, in no particular order: what
+    /// a copy of this registry must hold to be equal to it (`roster-raft`'s restore).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Vec<Binding>)> {
+        self.aors.iter().map(|(aor, stored)| {
+            let bindings = stored.iter().map(StoredBinding::to_binding).collect();
+            (aor.as_ref(), bindings)
+        })
+    }
+
+    /// Adds `bindings` to `aor`'s stored ones, exactly as given (expired ones too). Only for
+    /// filling an empty copy from its source's [`Registry::entries`], an AOR's bindings in one
+    /// or more pieces: it bypasses the registrar rules and their limits.
+    pub fn restore_extend(&mut self, aor: &str, bindings: &[Binding]) {
+        if bindings.is_empty() {
+            return;
+        }
+        let stored = bindings.iter().map(StoredBinding::from);
+        match self.aors.get_mut(aor) {
+            Some(held) => {
+                let mut all = std::mem::take(held).into_vec();
+                all.extend(stored);
+                *held = all.into_boxed_slice();
+            }
+            None => {
+                self.aors.insert(aor.into(), stored.collect());
+            }
+        }
+    }
+
     /// Number of AORs with at least one stored binding (expired ones included until purged).
     pub fn aor_count(&self) -> usize {
         self.aors.len()

@@ -8,12 +8,11 @@ use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
 use openraft::EntryPayload;
-use roster_raft::{typ, GroupRequest, GroupState, ReplicatedState, TypeConfig, SNAPSHOT_SIZE_MAX};
+use roster_raft::{typ, GroupRequest, GroupState, ReplicatedState, TypeConfig};
 use roster_registrar::{
     Binding, BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
 use roster_store::{LogStore, StateMachineStore};
-use serde::Deserialize;
 
 /// A fixed past instant: nothing in these tests depends on the machine's clock.
 pub const T0: u64 = 1_700_000_000_000;
@@ -81,24 +80,34 @@ pub async fn apply(state_machine: &mut StateMachineStore<GroupState>, entries: V
 }
 
 /// A group's state with the registry's map sorted, so that two states compare.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq)]
 pub struct Canonical {
-    registry: CanonicalRegistry,
+    aors: BTreeMap<String, Vec<Binding>>,
     epoch: u64,
     last_applied: Option<typ::LogId>,
     last_membership: typ::StoredMembership,
     last_time_ms: u64,
 }
 
-#[derive(Debug, PartialEq, Deserialize)]
-struct CanonicalRegistry {
-    aors: BTreeMap<String, Vec<Binding>>,
-    policy: Policy,
-}
-
+/// A routing group's state with its registry sorted: comparable across runs, unlike the
+/// registry's hash map.
 pub fn canonical(state: &GroupState) -> Canonical {
-    let bytes = state.encode_snapshot().unwrap();
-    roster_raft::codec::decode::<_, SNAPSHOT_SIZE_MAX>("canonical", &bytes[1..]).unwrap()
+    let aors = state
+        .registry()
+        .map(|registry| {
+            registry
+                .entries()
+                .map(|(aor, bindings)| (aor.to_string(), bindings))
+                .collect()
+        })
+        .unwrap_or_default();
+    Canonical {
+        aors,
+        epoch: state.epoch(),
+        last_applied: state.last_applied(),
+        last_membership: state.last_membership().clone(),
+        last_time_ms: state.last_time_ms(),
+    }
 }
 
 /// The state a replica reaches by applying `entries` from scratch.
