@@ -183,7 +183,7 @@ impl Node {
         users.write(dir.path());
         let port = free_port();
         let (certificate, key) =
-            roster::tls::self_signed(&["127.0.0.1".to_string(), "localhost".to_string()])
+            roster::sip::tls::self_signed(&["127.0.0.1".to_string(), "localhost".to_string()])
                 .expect("certificate");
         std::fs::write(dir.path().join("cert.pem"), certificate).expect("write cert");
         std::fs::write(dir.path().join("key.pem"), key).expect("write key");

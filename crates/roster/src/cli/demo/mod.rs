@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio_util::sync::CancellationToken;
 
-use crate::users::{UserEntry, UsersFile};
+use roster::users::{UserEntry, UsersFile};
+
+use super::init::{self, InitOptions};
 
 /// The demo's SIP domain.
 pub const DEMO_DOMAIN: &str = "example.com";
@@ -61,7 +63,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
     write_files(&options, &password)?;
     let topology_path = options.dir.join("topology.toml");
     write(&topology_path, &topology(&options))?;
-    let configs = crate::init::init(&crate::init::InitOptions {
+    let configs = init::init(&InitOptions {
         topology: topology_path,
         dir: options.dir.join("pool"),
         domains: vec![DEMO_DOMAIN.to_string()],
