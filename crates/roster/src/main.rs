@@ -1,6 +1,7 @@
 //! `roster`: the Roster daemon and its commands. The commands live in `cli/`, the daemon in the
 //! `roster` library.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -32,5 +33,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a demo node's log is a file a user greps and reads.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

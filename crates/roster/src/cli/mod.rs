@@ -6,7 +6,7 @@
 //! args          the command line (clap)
 //! runtime       the async runtime of a command, and SIGINT/SIGTERM
 //! start         roster start: a node in the foreground
-//! demo          roster demo: a pool of three `roster start` processes, supervised
+//! demo          roster demo: a pool of three `roster start` processes, watched
 //! init          roster init: CA, certificates, nonce key, admin token, each node's config
 //! user          roster user add
 //! cert          roster cert ca | node
