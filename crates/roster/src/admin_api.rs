@@ -29,12 +29,12 @@ pub fn drain_path(node: u64) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminTokenError {
     /// The file could not be read.
-    #[error("cannot read admin token file {path}: {source}")]
+    #[error("cannot read admin token file {path}: {reason}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file does not hold one token long enough.
     #[error(
@@ -55,9 +55,9 @@ impl AdminToken {
     /// without whitespace.
     pub fn read(path: &Path) -> Result<AdminToken, AdminTokenError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| AdminTokenError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| AdminTokenError::Read {
             path: shown.clone(),
-            source,
+            reason,
         })?;
         AdminToken::parse(text.trim()).ok_or(AdminTokenError::Invalid { path: shown })
     }

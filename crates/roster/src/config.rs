@@ -12,12 +12,12 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not valid TOML for a node config.
     #[error("invalid config file {path}: {message}")]
@@ -306,9 +306,9 @@ impl Config {
     /// Reads and checks the file at `path`; relative paths inside it are resolved against its
     /// directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
         let raw: RawConfig = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
             path: path.to_path_buf(),

@@ -26,9 +26,10 @@ pub enum Command {
         /// SIP address for UDP and TCP; TLS listens on the next port.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
         sip: SocketAddr,
-        /// Directory for the generated files (credentials, users, config, certificates).
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
+        /// Directory for the generated files (credentials, users, config, certificates), each
+        /// node's data and log.
+        #[arg(long, value_name = "DIR", default_value = super::demo::DEMO_DIR_DEFAULT)]
+        dir: PathBuf,
         /// Accept any user of the demo domain without a challenge (benchmarks only).
         #[arg(long)]
         no_auth: bool,

@@ -42,7 +42,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             http,
             groups,
         } => {
-            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("roster-demo"));
             let options = DemoOptions {
                 sip,
                 dir,

@@ -94,6 +94,11 @@ mod tests {
             message.contains("http.admin_token_file") && message.contains("/nonexistent/token"),
             "{message}"
         );
+        assert_eq!(
+            message.matches("os error").count(),
+            1,
+            "the cause once: {message}"
+        );
         assert!(read_admin_token(&config("")).expect("no file").is_none());
     }
 }

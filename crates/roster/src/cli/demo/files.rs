@@ -60,7 +60,7 @@ pub fn write_all(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
 /// The demo pool's topology: node N's SIP two ports above node N-1's (TLS one above each),
 /// its cluster transport at SIP + 1000 + N, its HTTP one port above node N-1's (or any free
 /// port with `--http ADDR:0`).
-fn topology(options: &DemoOptions) -> String {
+pub fn topology(options: &DemoOptions) -> String {
     let ip = options.sip.ip();
     let base = options.sip.port();
     let mut text = format!("[pool]\nname = \"demo\"\ngroups = {}\n", options.groups);

@@ -18,6 +18,8 @@ use anyhow::Context as _;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio_util::sync::CancellationToken;
 
+use roster::topology::read_topology;
+
 use super::init::{self, InitOptions};
 use nodes::DemoNode;
 
@@ -31,6 +33,11 @@ pub const DEMO_DOMAIN: &str = "example.com";
 
 /// Users the demo creates: `u0` … `u9999`.
 pub const DEMO_USERS: usize = 10_000;
+
+/// Where the demo writes its files unless `--dir` says otherwise: a path that exists on every
+/// Unix machine whatever `$TMPDIR` says (unset on a fresh Debian), so that README's commands
+/// can name it.
+pub const DEMO_DIR_DEFAULT: &str = "/tmp/roster-demo";
 
 /// What `roster demo` was asked for.
 #[derive(Clone, Debug)]
@@ -66,6 +73,7 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
     // Absolute, so that every path the demo prints works from any directory.
     options.dir = std::fs::canonicalize(&options.dir)
         .with_context(|| format!("cannot resolve demo directory {}", options.dir.display()))?;
+    check_earlier_pool(&options)?;
     let roster = std::env::current_exe().context("cannot find the roster executable")?;
     let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
     files::write_all(&options, &password)?;
@@ -111,6 +119,27 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
     outcome
 }
 
+/// The demo's directory keeps its pool between runs (a second `roster demo` restarts it from
+/// its disk), but a pool's routing groups are fixed for its life: a run asking for other
+/// `--groups` is refused before anything is written, saying how to start afresh.
+fn check_earlier_pool(options: &DemoOptions) -> anyhow::Result<()> {
+    let earlier = options.dir.join("pool").join(files::TOPOLOGY_FILE);
+    if !earlier.exists() {
+        return Ok(());
+    }
+    let groups = read_topology(&earlier)?.pool.groups;
+    anyhow::ensure!(
+        groups == options.groups,
+        "{} holds the pool of an earlier demo with {groups} routing groups, and a pool keeps \
+         its groups for life: remove it (rm -r {}) or choose another --dir for a demo with \
+         --groups {}",
+        options.dir.display(),
+        options.dir.display(),
+        options.groups
+    );
+    Ok(())
+}
+
 /// Worker threads per demo node: the demo's three nodes share this machine's CPUs, so each
 /// gets a third of them (at least one) instead of one thread per CPU each, which would only
 /// add context switches.
@@ -118,4 +147,45 @@ fn demo_worker_threads() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let nodes = usize::try_from(DEMO_NODES).unwrap_or(usize::MAX);
     (cpus / nodes).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &std::path::Path, groups: u32) -> DemoOptions {
+        DemoOptions {
+            sip: "127.0.0.1:5060".parse().expect("address"),
+            dir: dir.to_path_buf(),
+            no_auth: false,
+            http: "127.0.0.1:8080".parse().expect("address"),
+            groups,
+        }
+    }
+
+    #[test]
+    fn an_earlier_pool_with_other_groups_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(
+            check_earlier_pool(&options(dir.path(), 8)).is_ok(),
+            "no pool yet"
+        );
+        std::fs::create_dir_all(dir.path().join("pool")).expect("pool dir");
+        std::fs::write(
+            dir.path().join("pool").join(files::TOPOLOGY_FILE),
+            files::topology(&options(dir.path(), 32)),
+        )
+        .expect("topology");
+        assert!(
+            check_earlier_pool(&options(dir.path(), 32)).is_ok(),
+            "same groups"
+        );
+        let error = check_earlier_pool(&options(dir.path(), 8))
+            .expect_err("other groups")
+            .to_string();
+        assert!(
+            error.contains("32 routing groups") && error.contains("rm -r"),
+            "{error}"
+        );
+    }
 }
