@@ -145,39 +145,48 @@ fn tls_load_verifies_and_a_wrong_name_fails_the_handshake() {
 }
 
 /// A wrong password: every registration is refused, and the run says so and fails.
-#[test]
-fn refused_registrations_fail_the_run() {
+/// A short run of five users of a node with digest, with `credentials` (flags); the run must
+/// fail. Returns its (standard error, standard output, both for a message).
+fn refused_run(credentials: &[&str]) -> (String, String, String) {
     let node = Node::start(&users(), NodeOptions::default());
     let target = node.sip().to_string();
-    let output = load(&[
-        &target,
-        "--users",
-        "5",
-        "--user-prefix",
-        "t",
-        "--password",
-        "wrong",
-        "--rate",
-        "50",
-        "--duration",
-        "1s",
-        "--mix",
-        "query=1",
-    ]);
+    let mut args = vec![&target[..], "--users", "5", "--user-prefix", "t"];
+    args.extend_from_slice(credentials);
+    args.extend_from_slice(&["--rate", "50", "--duration", "1s", "--mix", "query=1"]);
+    let output = load(&args);
     assert!(!output.status.success(), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        text(&output),
+    )
+}
+
+#[test]
+fn refused_registrations_fail_the_run() {
+    let (stderr, stdout, both) = refused_run(&["--password", "wrong"]);
     assert!(
         stderr.contains("no registration was acknowledged"),
-        "{}",
-        text(&output)
+        "{both}"
     );
-    assert!(stderr.contains("401 ×5"), "{}", text(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stderr.contains("401 ×5"), "{both}");
+    assert!(stdout.contains("authentication refused"), "{both}");
+}
+
+/// A run without a password against a registrar that challenges says so, instead of blaming a
+/// wrong password.
+#[test]
+fn challenges_without_a_password_say_that_none_was_given() {
+    let (stderr, stdout, both) = refused_run(&[]);
     assert!(
-        stdout.contains("authentication refused"),
-        "{}",
-        text(&output)
+        stderr.contains("requests for credentials, but no password was given"),
+        "{both}"
     );
+    assert!(
+        stdout.contains("times, but no password was given: pass --password or --password-file"),
+        "{both}"
+    );
+    assert!(!stdout.contains("wrong password"), "{both}");
 }
 
 /// A UDP "registrar" that answers `200 OK` to every request and stores nothing, until

@@ -183,7 +183,7 @@ impl Node {
         users.write(dir.path());
         let port = free_port();
         let (certificate, key) =
-            roster::tls::self_signed(&["127.0.0.1".to_string(), "localhost".to_string()])
+            roster::sip::tls::self_signed(&["127.0.0.1".to_string(), "localhost".to_string()])
                 .expect("certificate");
         std::fs::write(dir.path().join("cert.pem"), certificate).expect("write cert");
         std::fs::write(dir.path().join("key.pem"), key).expect("write key");
@@ -625,6 +625,12 @@ fn parse_groups(body: &str) -> Vec<GroupRow> {
 /// A base port such that `udp_tcp` consecutive ports are free for UDP and TCP and `cluster`
 /// ports at base+101.. are free for UDP.
 pub fn free_port_range(udp_tcp: u16, cluster: u16) -> u16 {
+    free_ports(udp_tcp, 101, cluster)
+}
+
+/// A base port such that `udp_tcp` consecutive ports are free for UDP and TCP and `cluster`
+/// ports at base+`cluster_offset`.. are free for UDP.
+pub fn free_ports(udp_tcp: u16, cluster_offset: u16, cluster: u16) -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     for _ in 0..500 {
         let step = NEXT.fetch_add(1, Ordering::Relaxed) as u16;
@@ -636,11 +642,190 @@ pub fn free_port_range(udp_tcp: u16, cluster: u16) -> u16 {
             UdpSocket::bind(("127.0.0.1", port)).is_ok()
                 && TcpListener::bind(("127.0.0.1", port)).is_ok()
         });
-        let cluster_free = (base + 101..base + 101 + cluster)
+        let cluster_start = base + cluster_offset;
+        let cluster_free = (cluster_start..cluster_start + cluster)
             .all(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok());
         if sip_free && cluster_free {
             return base;
         }
     }
     panic!("no free port range");
+}
+
+/// How long `roster demo` may take to print its banner: it hashes 10,000 users' passwords,
+/// makes a CA and three certificates, and starts three nodes (a debug build, on CPUs other
+/// tests share).
+pub const DEMO_START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A `roster demo` process on free loopback ports in a temporary directory; stopped on drop
+/// (SIGTERM, then SIGKILL after a bounded wait).
+pub struct Demo {
+    child: Child,
+    /// Its directory (`--dir`).
+    pub dir: TempDir,
+    /// Its nodes as its banner lists them, by id.
+    pub nodes: BTreeMap<u64, DemoNode>,
+    /// Every line it printed on standard output so far.
+    pub output: String,
+    lines: mpsc::Receiver<String>,
+}
+
+/// One node of a [`Demo`], as the demo's banner shows it.
+#[derive(Clone, Debug)]
+pub struct DemoNode {
+    /// Its process id.
+    pub pid: u32,
+    /// Its SIP UDP address.
+    pub sip: SocketAddr,
+}
+
+impl Demo {
+    /// Starts `roster demo` with `args` (besides `--sip`, `--http` and `--dir`, which it picks)
+    /// and waits for its banner.
+    pub fn start(args: &[&str]) -> Demo {
+        let dir = TempDir::new("demo");
+        // Three nodes: SIP UDP/TCP on base..base+5, the cluster transport at base+1001..1003.
+        let base = free_ports(6, 1001, 3);
+        let mut child = Command::new(roster_bin())
+            .arg("demo")
+            .arg("--sip")
+            .arg(format!("127.0.0.1:{base}"))
+            .args(["--http", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("demo.err")).expect("demo.err"))
+            .spawn()
+            .expect("spawn roster demo");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut demo = Demo {
+            child,
+            dir,
+            nodes: BTreeMap::new(),
+            output: String::new(),
+            lines,
+        };
+        demo.wait_for_line("Ctrl-C stops the demo", DEMO_START_DEADLINE);
+        demo.nodes = parse_demo_nodes(&demo.output);
+        assert_eq!(
+            demo.nodes.len(),
+            3,
+            "three nodes in the banner:\n{}",
+            demo.output
+        );
+        demo
+    }
+
+    /// The demo's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a line of the demo's standard output that contains `needle`, and returns
+    /// it; panics with everything it printed (and its standard error) after `deadline`.
+    pub fn wait_for_line(&mut self, needle: &str, deadline: Duration) -> String {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.output.push_str(&line);
+                    self.output.push('\n');
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "roster demo printed no line with {needle:?} within {deadline:?}:\n{}\n\
+                     --- its standard error:\n{}",
+                    self.output,
+                    std::fs::read_to_string(self.dir.path().join("demo.err")).unwrap_or_default()
+                ),
+            }
+        }
+    }
+
+    /// Whether the demo process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` (`"INT"`, `"KILL"`, …) to the demo process.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits for the demo to exit; its status, or `None` past `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.signal("TERM");
+            if self.wait_exit(Duration::from_secs(15)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// The nodes of a demo banner: `  node N  SIP UDP ADDR …`, then `          pid P, log …`.
+fn parse_demo_nodes(banner: &str) -> BTreeMap<u64, DemoNode> {
+    let mut nodes = BTreeMap::new();
+    let mut current: Option<(u64, SocketAddr)> = None;
+    for line in banner.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("node ") {
+            let mut words = rest.split_whitespace();
+            let id = words.next().and_then(|id| id.parse().ok());
+            let udp = words
+                .skip_while(|word| *word != "UDP")
+                .nth(1)
+                .and_then(|address| address.parse().ok());
+            current = id.zip(udp);
+        } else if let Some(rest) = line.strip_prefix("pid ") {
+            let pid = rest.split(',').next().and_then(|pid| pid.parse().ok());
+            if let (Some((id, sip)), Some(pid)) = (current.take(), pid) {
+                nodes.insert(id, DemoNode { pid, sip });
+            }
+        }
+    }
+    nodes
+}
+
+/// Sends `signal` (`"INT"`, `"KILL"`, …) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Whether process `pid` runs with `marker` in its command line (a zombie, or another process
+/// that got the number since, does not count).
+pub fn process_runs(pid: u32, marker: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+        .unwrap_or(false)
 }

@@ -98,6 +98,8 @@ pub struct ClientCounters {
     pub challenges: u64,
     /// Challenges that could not be answered or whose answer was refused.
     pub auth_refused: u64,
+    /// Of those, challenges left unanswered because the run has no password.
+    pub challenged_without_password: u64,
     /// Responses matching no open transaction (late, retransmitted or foreign).
     pub stray_responses: u64,
     /// Messages that did not parse, or requests from the server.
@@ -434,7 +436,10 @@ impl Client {
                 self.config.algorithm,
                 cnonce,
             ),
-            _ => ChallengeVerdict::Refused("no credentials".to_owned()),
+            _ => {
+                self.counters.challenged_without_password += 1;
+                ChallengeVerdict::Refused("no password given".to_owned())
+            }
         };
         match verdict {
             ChallengeVerdict::Retry => {

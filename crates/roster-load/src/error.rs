@@ -65,6 +65,16 @@ pub enum LoadError {
         /// How long the run waited.
         waited: Duration,
     },
+    /// The registrar asked for credentials, and no password was given.
+    #[error(
+        "no registration was acknowledged: the registrar challenged {challenges} requests for \
+         credentials, but no password was given (--password PASSWORD or --password-file FILE; \
+         `roster demo` writes its password to DIR/credentials)"
+    )]
+    NoPassword {
+        /// Challenges left unanswered.
+        challenges: u64,
+    },
     /// The registrar answered, but refused every registration (wrong domain, user names or
     /// password, usually).
     #[error("no registration was acknowledged: the registrar answered {answered} requests; registrations got {outcomes}")]

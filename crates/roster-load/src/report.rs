@@ -123,11 +123,18 @@ impl Report {
                 self.workload.skipped_busy
             );
         }
-        if self.client.auth_refused > 0 {
+        let without_password = self.client.challenged_without_password;
+        if without_password > 0 {
             let _ = writeln!(
                 out,
-                "authentication refused {} times (wrong password or unsupported challenge)",
-                self.client.auth_refused
+                "challenged {without_password} times, but no password was given: pass --password or --password-file"
+            );
+        }
+        let refused = self.client.auth_refused.saturating_sub(without_password);
+        if refused > 0 {
+            let _ = writeln!(
+                out,
+                "authentication refused {refused} times (wrong password or unsupported challenge)"
             );
         }
         if let Some(verify) = &self.verify {
@@ -174,6 +181,11 @@ impl Report {
             .filter(|row| row.operation == Operation::Register && row.outcome != "all")
             .map(|row| format!("{} ×{}", row.outcome, row.latency.count))
             .collect();
+        if self.acks == 0 && self.client.challenged_without_password > 0 {
+            return Err(LoadError::NoPassword {
+                challenges: self.client.challenged_without_password,
+            });
+        }
         if self.acks == 0 && !registrations.is_empty() {
             return Err(LoadError::NothingAcknowledged {
                 answered: self.answered,

@@ -8,20 +8,16 @@ use roster_auth::Algorithm;
 use roster_registrar::{Overflow, Policy};
 use serde::Deserialize;
 
-/// Largest SIP message a node accepts: the registrar's answers must fit a UDP datagram, and a
-/// stream connection buffers at most this much of an unfinished message.
-pub const SIP_MESSAGE_SIZE_MAX: usize = roster_sip::SIP_MESSAGE_SIZE_MAX;
-
 /// A configuration that cannot be used; the message names the key and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not valid TOML for a node config.
     #[error("invalid config file {path}: {message}")]
@@ -230,8 +226,9 @@ pub struct Config {
     pub node_name: String,
     /// Async worker threads; `None`: one per CPU.
     pub worker_threads: Option<usize>,
-    /// Bearer token of the admin routes; `None`: off.
-    pub admin_token: Option<String>,
+    /// The file holding the bearer token of the admin routes (read when the node starts, as
+    /// the nonce key and users files are); `None`: admin routes off.
+    pub admin_token_file: Option<PathBuf>,
     /// Domains served, lowercase.
     pub domains: Vec<String>,
     /// UDP listen addresses.
@@ -309,9 +306,9 @@ impl Config {
     /// Reads and checks the file at `path`; relative paths inside it are resolved against its
     /// directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
         let raw: RawConfig = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
             path: path.to_path_buf(),
@@ -391,15 +388,8 @@ impl Config {
                 WORKER_THREADS_MAX,
             )?;
         }
-        let admin_token = match &raw.http.admin_token_file {
-            Some(path) => Some(
-                crate::admin::read_token(&base.join(path))
-                    .map_err(|error| invalid(format!("http.admin_token_file: {error}")))?,
-            ),
-            None => None,
-        };
         Ok(Config {
-            admin_token,
+            admin_token_file: raw.http.admin_token_file.map(|file| base.join(file)),
             worker_threads: raw.node.worker_threads,
             node_name: raw.node.name,
             domains,
@@ -594,7 +584,8 @@ mod tests {
     fn relative_paths_resolve_against_the_config_directory() {
         let config = parse(
             "[sip]\ndomains = [\"a\"]\ntls = [\"127.0.0.1:5061\"]\ntls_certificate = \"c.pem\"\n\
-             tls_private_key = \"k.pem\"\n[auth]\nusers_file = \"users.toml\"\n",
+             tls_private_key = \"k.pem\"\n[auth]\nusers_file = \"users.toml\"\n\
+             [http]\nadmin_token_file = \"../admin.token\"\n",
         )
         .expect("valid");
         assert_eq!(
@@ -602,6 +593,10 @@ mod tests {
             Some(("/etc/roster/c.pem".into(), "/etc/roster/k.pem".into()))
         );
         assert_eq!(config.users_file, Some("/etc/roster/users.toml".into()));
+        assert_eq!(
+            config.admin_token_file,
+            Some("/etc/roster/../admin.token".into())
+        );
     }
 
     #[test]
@@ -627,10 +622,6 @@ mod tests {
             (
                 "[node]\nworker_threads = 0\n[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]",
                 "node.worker_threads = 0",
-            ),
-            (
-                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[http]\nadmin_token_file = \"/nonexistent/token\"",
-                "http.admin_token_file",
             ),
         ];
         for (text, expected) in cases {

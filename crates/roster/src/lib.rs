@@ -1,30 +1,46 @@
-//! The Roster node: SIP transports (UDP, TCP, TLS) around the sans-IO registrar, its
-//! configuration, and the `roster` commands.
+//! The Roster daemon: a SIP registrar node, alone with its bindings in memory or one of a pool
+//! keeping them in Raft groups, and the few types the `roster` commands share with it.
 //!
-//! Main types: [`config::Config`], [`service::Service`] (the request path),
-//! [`transaction::ServerTransactions`] (UDP retransmissions), [`store::MemoryStore`].
+//! Main types: [`config::Config`], [`node::run`] (a node from start to stop),
+//! [`sip::service::Service`] (the request path), [`store::Store`] with [`store::MemoryStore`]
+//! and [`store::PoolStore`], [`sip::transaction::ServerTransactions`] (UDP retransmissions).
+//!
+//! Layout, top down; each module uses only those below it:
+//!
+//! ```text
+//! node          a node's startup and shutdown: reads its files, builds the request path
+//!               over its store, serves SIP and HTTP; a pool member's database, cluster
+//!               network, replicas and bootstrap; periodic purge, gauges, leader balancing
+//! pool_admin    the admin server's operations (drain, rebalance) over a pool node
+//! http          the HTTP endpoint: metrics, health, status, admin routes behind a token;
+//!               it knows the traits it calls (StatusSource, Admin), never the node
+//! sip           the request path (service), UDP server transactions, UDP, TCP, TLS
+//! store         the Store trait, MemoryStore, PoolStore
+//! telemetry     metric names and the Prometheus recorder
+//! config        the node's TOML → a checked Config (reads no other file)
+//! topology      a pool's topology file
+//! users         the users file (HA1 hashes)
+//! admin_api     the admin routes and bearer token, shared with the commands
+//! clock         the one wall-clock read, and a monotonic clock
+//! ```
+//!
+//! The commands (`roster start`, `demo`, `init`, `user`, `cert`, `pool`, `node`, `load`) live
+//! in the binary, under `src/cli/`: they call [`node::run`] to start a node and otherwise share
+//! only [`config`], [`topology`], [`users`] and [`admin_api`] with the daemon, so the daemon
+//! never depends on a command, nor on the commands' HTTP client.
 //!
 //! **Architecture Invariant**: this crate reads the clock ([`clock`]) and the network; the
 //! registrar rules it calls do neither.
 #![deny(missing_docs)]
 
-pub mod admin;
-pub mod cli_http;
+pub mod admin_api;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod http;
-pub mod init;
 pub mod node;
-pub mod node_ids;
-pub mod pool;
-pub mod pool_store;
-pub mod service;
-pub mod status;
+pub mod pool_admin;
+pub mod sip;
 pub mod store;
-pub mod stream;
 pub mod telemetry;
-pub mod tls;
-pub mod transaction;
-pub mod udp;
+pub mod topology;
 pub mod users;

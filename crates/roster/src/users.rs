@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
     /// The file could not be read.
-    #[error("cannot read users file {path}: {source}")]
+    #[error("cannot read users file {path}: {reason}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// Not valid TOML, or an entry is malformed.
     #[error("invalid users file {path}: {message}")]
@@ -75,9 +75,9 @@ impl UserEntry {
 /// Reads the users file at `path` into a directory.
 pub fn load(path: &Path) -> Result<Directory, UsersError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+    let text = std::fs::read_to_string(path).map_err(|reason| UsersError::Read {
         path: shown.clone(),
-        source,
+        reason,
     })?;
     let file: UsersFile = toml::from_str(&text).map_err(|error| UsersError::Invalid {
         path: shown.clone(),

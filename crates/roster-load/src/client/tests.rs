@@ -10,14 +10,22 @@ use crate::op::{LookupMethod, Operation, RequestKind};
 use crate::testing::{client_config, encode, FakeRegistrar};
 
 fn client(reliable: bool) -> Client {
+    client_with(
+        reliable,
+        Some(UserCredentials {
+            username: "u1".into(),
+            password: "pw".into(),
+        }),
+    )
+}
+
+/// A client with one session, `sip:u1@example.com` with `credentials`.
+fn client_with(reliable: bool, credentials: Option<UserCredentials>) -> Client {
     let config = client_config("r1", reliable);
     let mut client = Client::new(config, vec![SocketAddr::from(([127, 0, 0, 1], 5999))]);
     let session = client.add_session(SessionSpec {
         aor: Uri::parse("sip:u1@example.com").unwrap_or_else(|e| panic!("{e}")),
-        credentials: Some(UserCredentials {
-            username: "u1".into(),
-            password: "pw".into(),
-        }),
+        credentials,
         link: 0,
     });
     assert_eq!(session, 0);
@@ -96,6 +104,21 @@ fn wrong_password_ends_with_the_401_after_one_answer() {
         Some(401)
     );
     assert_eq!(client.counters().auth_refused, 1);
+}
+
+#[test]
+fn a_challenge_without_a_password_is_counted_as_such() {
+    let start = Instant::now();
+    let mut client = client_with(false, None);
+    let mut server = FakeRegistrar::new(true, 200);
+    assert_eq!(client.start(register(start), start), Ok(()));
+    assert_eq!(exchange(&mut client, &mut server, start), 1);
+    assert_eq!(
+        client.poll_completion().and_then(|c| c.outcome.status()),
+        Some(401)
+    );
+    assert_eq!(client.counters().auth_refused, 1);
+    assert_eq!(client.counters().challenged_without_password, 1);
 }
 
 #[test]

@@ -41,6 +41,20 @@ impl<S: Store> Service<S> {
         &self.store
     }
 
+    /// The node's status document: its name, version and its store's status.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "version": env!("CARGO_PKG_VERSION"),
+            "store": self.store.status(),
+        })
+    }
+
+    /// Whether the node serves: its store can take requests.
+    pub fn healthy(&self) -> bool {
+        self.store.healthy()
+    }
+
     /// Parses one message; a request comes back, anything else is counted and dropped.
     pub fn parse_request(&self, bytes: &[u8], source: SocketAddr) -> Option<Request> {
         match parse_message(bytes) {
@@ -187,19 +201,5 @@ pub fn udp_response_destination(request: &Request, source: SocketAddr) -> Socket
     match request.headers.top_via() {
         Ok(via) if via.rport().is_none() => SocketAddr::new(source.ip(), via.port.unwrap_or(5060)),
         _ => source,
-    }
-}
-
-impl<S: Store> crate::http::StatusSource for Service<S> {
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "node": self.node,
-            "version": env!("CARGO_PKG_VERSION"),
-            "store": self.store.status(),
-        })
-    }
-
-    fn healthy(&self) -> bool {
-        self.store.healthy()
     }
 }

@@ -19,10 +19,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use rand::distr::{Alphanumeric, SampleString as _};
+use roster::topology::read_topology;
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_pool::Topology;
 
-use crate::node_ids::NodeIds;
+use node_ids::NodeIds;
+
+mod node_ids;
 
 /// What `roster init` was asked for.
 #[derive(Clone, Debug)]
@@ -122,7 +125,7 @@ fn check_groups_unchanged(dir: &Path, topology: &Topology) -> anyhow::Result<()>
     if !path.exists() {
         return Ok(());
     }
-    let previous = crate::pool::read_topology(&path)?;
+    let previous = read_topology(&path)?;
     anyhow::ensure!(
         previous.pool.groups == topology.pool.groups,
         "the topology says groups = {}, but pool {} was created with {} routing groups in {}: \

@@ -2,9 +2,13 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
+use roster::topology::read_topology;
 use roster_pool::Topology;
+
+use super::{http_client, runtime};
 
 /// How long one node may take to answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -12,8 +16,15 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest status document read from a node.
 const STATUS_SIZE_MAX: usize = 4 * 1024 * 1024;
 
+/// Prints the state of the pool `topology` describes.
+pub fn print(topology: &Path) -> anyhow::Result<()> {
+    let topology = read_topology(topology)?;
+    print!("{}", runtime::block_on(pool_status(&topology))?);
+    Ok(())
+}
+
 /// The pool's state as text: nodes up or down, then one line per routing group and replica.
-pub async fn pool_status(topology: &Topology) -> String {
+async fn pool_status(topology: &Topology) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -68,8 +79,7 @@ pub async fn pool_status(topology: &Topology) -> String {
 async fn fetch(address: SocketAddr) -> Result<serde_json::Value, String> {
     let request = format!("GET /status HTTP/1.0\r\nHost: {address}\r\n\r\n");
     let (status, body) =
-        crate::cli_http::exchange(address, &request, STATUS_SIZE_MAX as u64, STATUS_TIMEOUT)
-            .await?;
+        http_client::exchange(address, &request, STATUS_SIZE_MAX as u64, STATUS_TIMEOUT).await?;
     if status != 200 {
         return Err(format!("HTTP {status}"));
     }

@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::service::{stamp_top_via, udp_response_destination, Service};
+use super::transaction::{Received, TransactionTable, Transmit};
+use super::SIP_MESSAGE_SIZE_MAX;
 use crate::clock::monotonic_ms;
-use crate::config::SIP_MESSAGE_SIZE_MAX;
-use crate::service::{stamp_top_via, udp_response_destination, Service};
 use crate::store::Store;
 use crate::telemetry;
-use crate::transaction::{Received, TransactionTable, Transmit};
 
 /// Requests of one UDP socket being handled at once. Past it the receive loop waits, the
 /// kernel's socket buffer fills and drops: UDP clients retransmit, so that is backpressure.

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::config::SIP_MESSAGE_SIZE_MAX;
-use crate::service::{stamp_top_via, Service};
+use super::service::{stamp_top_via, Service};
+use super::SIP_MESSAGE_SIZE_MAX;
 use crate::store::Store;
 use crate::telemetry;
 

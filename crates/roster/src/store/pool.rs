@@ -8,7 +8,7 @@ use roster_pool::{PoolError, PoolNode};
 use roster_raft::GroupResponse;
 use roster_registrar::{Binding, Command, CommandOutcome};
 
-use crate::store::{Applied, Store, StoreError};
+use super::{Applied, Store, StoreError};
 
 /// A pool node seen as the registrar's store.
 pub struct PoolStore {

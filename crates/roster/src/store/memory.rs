@@ -1,59 +1,10 @@
-//! Where bindings live: the [`Store`] trait the request path calls, and [`MemoryStore`], one
-//! node's memory. The pool implements the same trait with Raft groups.
+//! [`MemoryStore`]: a single node's bindings in memory, without replication.
 
-use std::future::Future;
 use std::sync::Mutex;
 
-use roster_registrar::{Binding, Command, CommandOutcome, Policy, Registry};
+use roster_registrar::{Binding, Command, Policy, Registry};
 
-/// A store that cannot take or answer a request now: the caller answers `503`.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No quorum, overloaded, shutting down.
-    #[error("store unavailable: {reason}")]
-    Unavailable {
-        /// Why.
-        reason: String,
-        /// When the client may retry, in seconds.
-        retry_after_s: u32,
-    },
-}
-
-/// A command's result and the timestamp it was applied at: the answer counts remaining
-/// expiries from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// What the registry did.
-    pub outcome: CommandOutcome,
-    /// The command's timestamp as applied (never below an earlier command's).
-    pub at_ms: u64,
-}
-
-/// The registrar's state as the request path sees it.
-pub trait Store: Send + Sync + 'static {
-    /// Applies `command`, stamped `now_ms` (the store may raise it, never lower it).
-    fn apply(
-        &self,
-        command: Command,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
-
-    /// The live bindings of `aor` at `now_ms`, highest q first; linearizable.
-    fn lookup(
-        &self,
-        aor: &str,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
-
-    /// Removes expired bindings, where this store holds any to remove.
-    fn purge_expired(&self, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The store's part of the node's status document.
-    fn status(&self) -> serde_json::Value;
-
-    /// Whether the store can serve requests now.
-    fn healthy(&self) -> bool;
-}
+use super::{Applied, Store, StoreError};
 
 /// One node's in-memory registry.
 ///

@@ -1,0 +1,171 @@
+//! The command line as clap parses it: every subcommand and flag of `roster`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Roster: a geo-redundant SIP registrar cluster.
+#[derive(Parser)]
+#[command(name = "roster", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a node from a TOML configuration file.
+    Start {
+        /// The node's configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start a ready local deployment in the foreground, with demo users u0 … u9999.
+    Demo {
+        /// SIP address for UDP and TCP; TLS listens on the next port.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
+        sip: SocketAddr,
+        /// Directory for the generated files (credentials, users, config, certificates), each
+        /// node's data and log.
+        #[arg(long, value_name = "DIR", default_value = super::demo::DEMO_DIR_DEFAULT)]
+        dir: PathBuf,
+        /// Accept any user of the demo domain without a challenge (benchmarks only).
+        #[arg(long)]
+        no_auth: bool,
+        /// HTTP address for metrics, health and the status page.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// Routing groups of the demo pool (1 to 1024; fewer groups cost less CPU per request
+        /// on a small machine, more spread a larger pool).
+        #[arg(long, value_name = "N", default_value_t = roster_pool::topology::GROUPS_DEFAULT,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_pool::topology::GROUPS_MAX)))]
+        groups: u32,
+    },
+    /// Manage the users file.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Create a pool from a topology file: the cluster CA, node certificates, a shared nonce
+    /// key and each node's configuration (start each with `roster start --config`).
+    Init {
+        /// The pool's topology (TOML: [pool] name, groups; [[node]] id, cluster, sip, http).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// Where to write the pool's files.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The users file (see `roster user add`); required unless --no-auth.
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
+        /// SIP domain served (repeat for several).
+        #[arg(long = "domain", value_name = "DOMAIN", default_value = "example.com")]
+        domains: Vec<String>,
+        /// Accept any user of the domains without authentication (benchmarks only).
+        #[arg(long)]
+        no_auth: bool,
+    },
+    /// Cluster certificates: a CA, and node certificates issued by it.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Pool operations.
+    Pool {
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
+    /// Node operations in a pool.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Load any SIP registrar: N users × M endpoints over UDP, TCP or TLS, with digest,
+    /// refreshes and a mix of operations at an open-loop rate; latency table, JSON report,
+    /// and `--verify` that every acknowledged registration is still there.
+    Load(Box<roster_load::LoadArgs>),
+}
+
+#[derive(Subcommand)]
+pub enum CertCommand {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca.key (never overwritten).
+    Ca {
+        /// Where to write.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The cluster's name, in the CA's subject.
+        #[arg(long, default_value = "roster")]
+        cluster: String,
+    },
+    /// Issue node ID's certificate: DIR/node-ID.pem and DIR/node-ID.key, from DIR/ca.pem/.key.
+    Node {
+        /// The directory holding the CA; the node's files are written there too.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node id.
+        #[arg(long)]
+        id: u64,
+        /// An address (IP or DNS name) the node is reached at; repeat for several.
+        #[arg(long = "address", value_name = "ADDR")]
+        addresses: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PoolCommand {
+    /// Each node up or down, and each routing group's leader, term, commit and applied index
+    /// and replicas, from the nodes' HTTP status.
+    Status {
+        /// The pool's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+    },
+    /// Spread replicas and leaders over every node of the topology (after adding a node to
+    /// it and starting the node).
+    Rebalance {
+        /// The pool's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Move every replica off a node and its leaders to the others; then the node can be
+    /// stopped and removed from the topology. Never give a removed node's id to a new node.
+    Drain {
+        /// The pool's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The node to drain.
+        #[arg(long, value_name = "ID")]
+        node: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user to a users file (created if missing); the password is read from standard
+    /// input and only its HA1 hashes are stored.
+    Add {
+        /// The users file.
+        #[arg(long, value_name = "FILE")]
+        users_file: PathBuf,
+        /// The address of record, e.g. sip:alice@example.com.
+        #[arg(long)]
+        aor: String,
+        /// Digest user name (default: the AOR's user part).
+        #[arg(long)]
+        username: Option<String>,
+        /// Digest realm (default: the AOR's domain).
+        #[arg(long)]
+        realm: Option<String>,
+    },
+}

@@ -1,0 +1,30 @@
+//! `roster cert ca` and `roster cert node`: a cluster CA and node certificates issued by it,
+//! for operators who place the files themselves.
+
+use anyhow::Context as _;
+use roster_net::pki::Ca;
+
+use super::args::CertCommand;
+
+/// Runs a `roster cert` subcommand.
+pub fn cert(command: CertCommand) -> anyhow::Result<()> {
+    match command {
+        CertCommand::Ca { dir, cluster } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let ca = Ca::generate(&cluster)?;
+            ca.write_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
+            println!("wrote {0}/ca.pem and {0}/ca.key", dir.display());
+        }
+        CertCommand::Node { dir, id, addresses } => {
+            anyhow::ensure!(id > 0, "--id must be 1 or more");
+            let ca = Ca::read_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
+            let certificate = ca.issue_node(id, &addresses)?;
+            let cert = dir.join(format!("node-{id}.pem"));
+            let key = dir.join(format!("node-{id}.key"));
+            certificate.write_files(&cert, &key)?;
+            println!("wrote {} and {}", cert.display(), key.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The `roster` commands. Each subcommand has its module; they use the daemon (the `roster`
+//! library) to start a node and otherwise share only its types (configuration, topology,
+//! users file, admin routes and token). Nothing in the daemon uses this tree.
+//!
+//! ```text
+//! args          the command line (clap)
+//! runtime       the async runtime of a command, and SIGINT/SIGTERM
+//! start         roster start: a node in the foreground
+//! demo          roster demo: a pool of three `roster start` processes, watched
+//! init          roster init: CA, certificates, nonce key, admin token, each node's config
+//! user          roster user add
+//! cert          roster cert ca | node
+//! pool_status   roster pool status, from every node's HTTP status
+//! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
+//! http_client   the minimal HTTP/1.0 client of pool_status and pool_admin
+//! ```
+
+use args::{Cli, Command, NodeCommand, PoolCommand, UserCommand};
+use demo::DemoOptions;
+use runtime::Runtime;
+
+pub mod args;
+
+mod cert;
+mod demo;
+mod http_client;
+mod init;
+mod pool_admin;
+mod pool_status;
+mod runtime;
+mod start;
+mod user;
+
+/// Runs the command `cli` names.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Start { config } => start::start(&config),
+        Command::Demo {
+            sip,
+            dir,
+            no_auth,
+            http,
+            groups,
+        } => {
+            let options = DemoOptions {
+                sip,
+                dir,
+                no_auth,
+                http,
+                groups,
+            };
+            runtime::serve(Runtime::MultiThread(None), |shutdown| {
+                demo::run(options, shutdown)
+            })
+        }
+        Command::Init {
+            topology,
+            dir,
+            users,
+            domains,
+            no_auth,
+        } => {
+            let configs = init::init(&init::InitOptions {
+                topology,
+                dir,
+                domains,
+                users,
+                no_auth,
+                algorithms: vec!["SHA-256".into(), "MD5".into()],
+                worker_threads: None,
+            })?;
+            for (id, config) in configs {
+                println!("node {id}: roster start --config {}", config.display());
+            }
+            Ok(())
+        }
+        Command::Cert { command } => cert::cert(command),
+        // One thread: the generator's driver and its sockets' tasks wake each other without
+        // crossing threads (on a multi-threaded runtime every answer cost a futex wake-up),
+        // and it leaves the other CPUs to the system it measures.
+        Command::Load(args) => runtime::serve(Runtime::CurrentThread, |shutdown| async move {
+            roster_load::run_command(*args, shutdown).await?;
+            Ok(())
+        }),
+        Command::Pool {
+            command: PoolCommand::Status { topology },
+        } => pool_status::print(&topology),
+        Command::Pool {
+            command:
+                PoolCommand::Rebalance {
+                    topology,
+                    token_file,
+                },
+        } => pool_admin::rebalance(&topology, &token_file),
+        Command::Node {
+            command:
+                NodeCommand::Drain {
+                    topology,
+                    token_file,
+                    node,
+                },
+        } => pool_admin::drain(&topology, &token_file, node),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    users_file,
+                    aor,
+                    username,
+                    realm,
+                },
+        } => user::add_user(users_file, aor, username, realm),
+    }
+}

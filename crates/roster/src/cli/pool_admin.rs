@@ -1,0 +1,90 @@
+//! `roster node drain` and `roster pool rebalance`: ask a node of the pool to run the
+//! operation (`POST /admin/drain/{node}`, `POST /admin/rebalance` with the bearer token) and
+//! print its JSON answer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use roster::admin_api::{self, AdminToken};
+use roster::topology::read_topology;
+use roster_pool::Topology;
+
+use super::http_client;
+use super::runtime;
+
+/// How long the command waits for a drain or rebalance: every group may move one replica,
+/// each move waits for the new replica to catch up.
+const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Largest answer read.
+const ANSWER_SIZE_MAX: u64 = 1024 * 1024;
+
+/// `roster node drain`: drains `node` through another node of `topology`.
+pub fn drain(topology: &Path, token_file: &Path, node: u64) -> anyhow::Result<()> {
+    call_and_print(
+        topology,
+        token_file,
+        Some(node),
+        &admin_api::drain_path(node),
+    )
+}
+
+/// `roster pool rebalance`: rebalances through any node of `topology`.
+pub fn rebalance(topology: &Path, token_file: &Path) -> anyhow::Result<()> {
+    call_and_print(topology, token_file, None, admin_api::REBALANCE_PATH)
+}
+
+/// Runs `POST path` on a node of `topology` (not `avoid`, which must be in it) and prints
+/// its answer.
+fn call_and_print(
+    topology: &Path,
+    token_file: &Path,
+    avoid: Option<u64>,
+    path: &str,
+) -> anyhow::Result<()> {
+    let topology = read_topology(topology)?;
+    let token = AdminToken::read(token_file)?;
+    if let Some(node) = avoid {
+        anyhow::ensure!(
+            topology.node.iter().any(|n| n.id == node),
+            "node {node} is not in the topology"
+        );
+    }
+    let answer = runtime::block_on(call(&topology, avoid, path, &token))??;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+/// Runs `POST path` on the first node of `topology` (other than `avoid`) that answers, and
+/// returns its JSON answer.
+async fn call(
+    topology: &Topology,
+    avoid: Option<u64>,
+    path: &str,
+    token: &AdminToken,
+) -> anyhow::Result<serde_json::Value> {
+    let mut failures = Vec::new();
+    for node in topology.node.iter().filter(|n| Some(n.id) != avoid) {
+        let Some(http) = node.http else {
+            failures.push(format!("node {}: no http address in the topology", node.id));
+            continue;
+        };
+        let request = format!(
+            "POST {path} HTTP/1.0\r\nHost: {http}\r\nAuthorization: {}\r\n\
+             Content-Length: 0\r\n\r\n",
+            token.authorization()
+        );
+        match http_client::exchange(http, &request, ANSWER_SIZE_MAX, ADMIN_CALL_TIMEOUT).await {
+            Ok((200, body)) => {
+                return serde_json::from_str(&body)
+                    .map_err(|error| anyhow::anyhow!("node {} answered badly: {error}", node.id));
+            }
+            // The node answered: its verdict stands (trying another would repeat it).
+            Ok((status, body)) => {
+                anyhow::bail!("node {} refused ({status}): {}", node.id, body.trim())
+            }
+            Err(error) => failures.push(format!("node {} ({http}): {error}", node.id)),
+        }
+    }
+    anyhow::bail!("no node could be asked: {}", failures.join("; "))
+}

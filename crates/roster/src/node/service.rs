@@ -1,0 +1,66 @@
+//! Builds a node's request path ([`Service`]) from its configuration: the users directory, the
+//! digest authenticator with its nonce key, and the registrar front, over a store.
+
+use anyhow::Context as _;
+use roster_auth::{DigestAuthenticator, DigestConfig};
+use roster_registrar::{Directory, Front, FrontConfig};
+
+use crate::config::Config;
+use crate::sip::service::Service;
+use crate::store::Store;
+use crate::users;
+
+/// Builds the request path of a node from its configuration, over `store`.
+pub(super) fn build<S: Store>(config: &Config, store: S) -> anyhow::Result<Service<S>> {
+    let directory = match &config.users_file {
+        Some(path) => users::load(path)?,
+        None => Directory::default(),
+    };
+    let authenticator = match &config.auth {
+        None => None,
+        Some(auth) => {
+            let digest = DigestConfig {
+                realm: auth.realm.clone(),
+                algorithms: auth.algorithms.clone(),
+                nonce_lifetime_ms: auth.nonce_lifetime_s * 1000,
+                ..DigestConfig::new(auth.realm.clone())
+            };
+            digest
+                .validate()
+                .map_err(|error| anyhow::anyhow!("invalid [auth] settings: {error}"))?;
+            let key = nonce_key(config)?;
+            Some(DigestAuthenticator::new(digest, key))
+        }
+    };
+    let front = Front::new(
+        FrontConfig {
+            domains: config.domains.clone(),
+            policy: config.policy.clone(),
+            open_directory: config.open_directory,
+            server: format!(
+                "Roster/{} ({})",
+                env!("CARGO_PKG_VERSION"),
+                config.node_name
+            ),
+        },
+        directory,
+        authenticator,
+    );
+    Ok(Service::new(config.node_name.clone(), front, store))
+}
+
+/// The digest nonce key: from `auth.nonce_key_file` (shared by a pool's nodes), else random.
+fn nonce_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    match &config.nonce_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read nonce key file {}", path.display()))?;
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+                anyhow::anyhow!("nonce key file {} must hold 64 hex digits", path.display())
+            })?;
+        }
+        None => rand::Fill::fill(&mut key, &mut rand::rng()),
+    }
+    Ok(key)
+}

@@ -1,0 +1,83 @@
+//! A node's periodic work: purging expired bindings, and for a pool node refreshing its
+//! per-group gauges and balancing the pool's leaders.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_pool::PoolNode;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock::now_ms;
+use crate::sip::service::Service;
+use crate::store::Store;
+
+/// How often the per-group gauges (`roster_group_*`, `roster_node_bindings`) are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Removes expired bindings every `interval`, with an ordinary command, until `shutdown`.
+pub(super) async fn purge_expired<S: Store>(
+    service: Arc<Service<S>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    every(Instant::now(), interval, &shutdown, || async {
+        if let Err(error) = service.store().purge_expired(now_ms()).await {
+            warn!(%error, "purge failed");
+        }
+    })
+    .await;
+}
+
+/// Refreshes the node's per-group gauges until `shutdown`.
+pub(super) async fn record_gauges<N: roster_net::Network>(
+    node: Arc<PoolNode<N>>,
+    shutdown: CancellationToken,
+) {
+    every(Instant::now(), GAUGE_INTERVAL, &shutdown, || async {
+        node.record_gauges();
+    })
+    .await;
+}
+
+/// Every `period`, balances the leaders of the pool's groups when this node leads routing
+/// group 0 (see `PoolNode::balance_leaders_if_coordinator`): after a node restarts, elections
+/// have left its share of leaderships on the others, and one node leading most groups does
+/// most of the pool's work.
+pub(super) async fn balance_leaders<N: roster_net::Network>(
+    node: Arc<PoolNode<N>>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    every(Instant::now() + period, period, &shutdown, || async {
+        match node.balance_leaders_if_coordinator().await {
+            Ok(Some(transfers)) if transfers > 0 => {
+                info!(node = node.node_id(), transfers, "leaders balanced");
+            }
+            Ok(_) => {}
+            // A group without a leader right now: the next run tries again.
+            Err(error) => debug!(node = node.node_id(), %error, "leader balancing skipped"),
+        }
+    })
+    .await;
+}
+
+/// Runs `work` at `start` and every `period` after, until `shutdown`; a run that overruns
+/// delays the next one instead of bunching them.
+async fn every<F, Fut>(start: Instant, period: Duration, shutdown: &CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval_at(start, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        work().await;
+    }
+}

@@ -1,0 +1,62 @@
+//! Where bindings live: the [`Store`] trait the request path calls, with its two
+//! implementations: [`MemoryStore`] (one node's memory) and [`PoolStore`] (a pool's Raft
+//! groups).
+
+use std::future::Future;
+
+use roster_registrar::{Binding, Command, CommandOutcome};
+
+mod memory;
+mod pool;
+
+pub use memory::MemoryStore;
+pub use pool::PoolStore;
+
+/// A store that cannot take or answer a request now: the caller answers `503`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No quorum, overloaded, shutting down.
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+        /// When the client may retry, in seconds.
+        retry_after_s: u32,
+    },
+}
+
+/// A command's result and the timestamp it was applied at: the answer counts remaining
+/// expiries from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// What the registry did.
+    pub outcome: CommandOutcome,
+    /// The command's timestamp as applied (never below an earlier command's).
+    pub at_ms: u64,
+}
+
+/// The registrar's state as the request path sees it.
+pub trait Store: Send + Sync + 'static {
+    /// Applies `command`, stamped `now_ms` (the store may raise it, never lower it).
+    fn apply(
+        &self,
+        command: Command,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// The live bindings of `aor` at `now_ms`, highest q first; linearizable.
+    fn lookup(
+        &self,
+        aor: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Binding>, StoreError>> + Send;
+
+    /// Removes expired bindings, where this store holds any to remove.
+    fn purge_expired(&self, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The store's part of the node's status document.
+    fn status(&self) -> serde_json::Value;
+
+    /// Whether the store can serve requests now.
+    fn healthy(&self) -> bool;
+}
