@@ -9,8 +9,9 @@
 //! - [`sim`]: [`SimNetwork`] and [`SimEndpoint`], an in-process router with faults (partitions,
 //!   isolation, drops, lost replies, delays) that are deterministic for a seed, for tests.
 //!
-//! [`pki`] makes the cluster's own certificate authority and the node certificates that carry each
-//! node's id; the `roster cert` command calls it.
+//! [`Peer`] is a node's identity, its pool and its id, as its certificate proves it. [`pki`] makes
+//! the deployment's own certificate authority and the node certificates that carry each node's
+//! identity; the `roster cert` command calls it.
 //!
 //! Payloads are opaque bytes: callers encode their own messages (with bincode and a size limit on
 //! every decode). This crate knows nothing of Raft or SIP.
@@ -26,6 +27,7 @@
 //! Peer input never panics this crate.
 #![deny(missing_docs)]
 
+mod peer;
 pub mod pki;
 pub mod quic;
 pub mod sim;
@@ -36,6 +38,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use peer::Peer;
 pub use quic::{bind, AddressBook, QuicConfig, QuicNetwork, QuicServer};
 pub use sim::{SimEndpoint, SimNetwork, SimStats};
 

@@ -9,13 +9,21 @@ use std::time::Duration;
 
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_net::{
-    bind, AddressBook, Handler, NetError, Network, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
+    bind, AddressBook, Handler, NetError, Network, Peer, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
 };
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 use tokio_util::sync::CancellationToken;
 
 /// The bound on any one wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The pool of the nodes of most tests.
+const POOL: PoolId = 1;
+
+/// Node `node` of [`POOL`].
+fn member(node: NodeId) -> Peer {
+    Peer { pool: POOL, node }
+}
 
 /// Answers `echo:` and the body, and remembers who asked.
 #[derive(Default)]
@@ -59,7 +67,7 @@ fn config(
 
 /// Starts node `node_id` with a certificate from `ca` and enters it in `peers`.
 fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook, handler: Arc<Echo>) -> QuicServer {
-    let certificate = ca.issue_node(node_id, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(node_id), ["127.0.0.1"]).unwrap();
     let server = bind(
         config(ca, &certificate, localhost(), peers),
         handler,
@@ -100,7 +108,7 @@ async fn many_concurrent_requests_on_one_connection() {
     let echo = Arc::new(Echo::default());
     let a = start(&ca, 1, &peers, Arc::default());
     // Few streams per connection: the other requests must wait for one, not fail.
-    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(2), ["127.0.0.1"]).unwrap();
     let mut b_config = config(&ca, &certificate, localhost(), &peers);
     b_config.streams_per_connection_max = 8;
     b_config.handlers_in_flight_max = 4;
@@ -153,7 +161,7 @@ async fn reconnects_after_the_peer_restarts() {
     );
 
     // The same node comes back on the same address.
-    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(2), ["127.0.0.1"]).unwrap();
     let echo = Arc::new(Echo::default());
     let b = bind(
         config(&ca, &certificate, b_address, &peers),
@@ -184,7 +192,7 @@ async fn reconnects_soon_after_the_peer_crashes_and_restarts() {
     let ca = Ca::generate("crash").unwrap();
     let peers = AddressBook::new();
     let a = start(&ca, 1, &peers, Arc::default());
-    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(2), ["127.0.0.1"]).unwrap();
 
     // Node 2 runs on its own runtime, so that it can die without closing anything.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -253,7 +261,7 @@ async fn a_client_with_a_certificate_from_another_ca_is_refused() {
 
     // The stranger trusts the cluster CA, so it would accept the server; the server must not
     // accept the stranger's certificate, even though it claims a plausible node id.
-    let stranger_certificate = stranger_ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let stranger_certificate = stranger_ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
     let stranger_config = config(&ca, &stranger_certificate, localhost(), &peers);
     let stranger = bind(
         stranger_config,
@@ -270,7 +278,7 @@ async fn a_client_with_a_certificate_from_another_ca_is_refused() {
     assert_eq!(echo.calls(), 0, "the handler ran for a stranger");
 
     // And a cluster node refuses to talk to a server with a stranger's certificate.
-    let impostor_certificate = stranger_ca.issue_node(3, ["127.0.0.1"]).unwrap();
+    let impostor_certificate = stranger_ca.issue_node(member(3), ["127.0.0.1"]).unwrap();
     let impostor_echo = Arc::new(Echo::default());
     let impostor = bind(
         config(&stranger_ca, &impostor_certificate, localhost(), &peers),
@@ -319,11 +327,14 @@ async fn a_peer_with_another_node_id_than_dialled_is_refused() {
 #[tokio::test]
 async fn a_configuration_for_another_node_than_the_certificate_is_refused() {
     let ca = Ca::generate("config").unwrap();
-    let certificate = ca.issue_node(1, ["127.0.0.1"]).unwrap();
-    let mut config = config(&ca, &certificate, localhost(), &AddressBook::new());
-    config.node_id = 2;
-    let error = bind(config, Arc::new(Echo::default()), CancellationToken::new()).unwrap_err();
-    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    let certificate = ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
+    // Another node of the same pool, and the same node of another pool.
+    for identity in [member(2), Peer { pool: 2, node: 1 }] {
+        let mut config = config(&ca, &certificate, localhost(), &AddressBook::new());
+        config.identity = identity;
+        let error = bind(config, Arc::new(Echo::default()), CancellationToken::new()).unwrap_err();
+        assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    }
 }
 
 #[tokio::test]
@@ -395,7 +406,7 @@ async fn unknown_peers_and_shutdown_are_reported() {
     let ca = Ca::generate("shutdown").unwrap();
     let peers = AddressBook::new();
     let token = CancellationToken::new();
-    let certificate = ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
     let a = bind(
         config(&ca, &certificate, localhost(), &peers),
         Arc::new(Echo::default()),

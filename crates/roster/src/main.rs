@@ -110,7 +110,8 @@ enum CertCommand {
         #[arg(long, default_value = "roster")]
         cluster: String,
     },
-    /// Issue node ID's certificate: DIR/node-ID.pem and DIR/node-ID.key, from DIR/ca.pem/.key.
+    /// Issue the certificate of node ID of pool POOL: DIR/node-ID.pem and DIR/node-ID.key, from
+    /// DIR/ca.pem/.key. It names node-ID.pool-POOL.roster.invalid.
     Node {
         /// The directory holding the CA; the node's files are written there too.
         #[arg(long, value_name = "DIR")]
@@ -118,6 +119,9 @@ enum CertCommand {
         /// The node id.
         #[arg(long)]
         id: u64,
+        /// The id of the node's pool (`[pool] id` of its topology); nodes trust their own pool.
+        #[arg(long, value_name = "ID")]
+        pool: roster_topology::PoolId,
         /// An address (IP or DNS name) the node is reached at; repeat for several.
         #[arg(long = "address", value_name = "ADDR")]
         addresses: Vec<String>,
@@ -378,10 +382,17 @@ fn cert(command: CertCommand) -> anyhow::Result<()> {
             ca.write_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
             println!("wrote {0}/ca.pem and {0}/ca.key", dir.display());
         }
-        CertCommand::Node { dir, id, addresses } => {
+        CertCommand::Node {
+            dir,
+            id,
+            pool,
+            addresses,
+        } => {
             anyhow::ensure!(id > 0, "--id must be 1 or more");
+            anyhow::ensure!(pool > 0, "--pool must be 1 or more");
             let ca = Ca::read_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
-            let certificate = ca.issue_node(id, &addresses)?;
+            let peer = roster_net::Peer { pool, node: id };
+            let certificate = ca.issue_node(peer, &addresses)?;
             let cert = dir.join(format!("node-{id}.pem"));
             let key = dir.join(format!("node-{id}.key"));
             certificate.write_files(&cert, &key)?;

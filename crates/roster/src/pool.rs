@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roster_net::pki::NodeCertificate;
-use roster_net::{AddressBook, QuicConfig};
+use roster_net::{AddressBook, Peer, QuicConfig};
 use roster_pool::placement;
 use roster_pool::{PoolHandler, PoolNode, PoolOptions, Topology};
 use roster_raft::config::GroupConfigOptions;
@@ -110,12 +110,15 @@ pub async fn run(
         .clone();
     let ca = roster_net::pki::read_pem_file(&pool.ca_certificate)?;
     let certificate = NodeCertificate::read_files(&pool.node_certificate, &pool.node_private_key)?;
+    let identity = Peer {
+        pool: topology.pool.id,
+        node: pool.node_id,
+    };
     anyhow::ensure!(
-        certificate.node_id == pool.node_id,
-        "certificate {} is for node {}, this node is {}",
+        certificate.peer == identity,
+        "certificate {} is for {}, this node is {identity}",
         pool.node_certificate.display(),
-        certificate.node_id,
-        pool.node_id
+        certificate.peer,
     );
     let peers = AddressBook::new();
     for node in &topology.node {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::pki::NodeCertificate;
 use roster_topology::NodeId;
 
-use crate::{NetError, MESSAGE_SIZE_MAX};
+use crate::{NetError, Peer, MESSAGE_SIZE_MAX};
 
 /// Where each peer node listens, shared by all clones and updatable at run time.
 ///
@@ -75,8 +75,8 @@ impl From<HashMap<NodeId, SocketAddr>> for AddressBook {
 /// needed; [`crate::quic::bind`] validates it with [`QuicConfig::validate`].
 #[derive(Clone)]
 pub struct QuicConfig {
-    /// This node's id; it must be the id carried by `cert_pem`.
-    pub node_id: NodeId,
+    /// This node: its pool and id, which must be the identity `cert_pem` carries.
+    pub identity: Peer,
     /// The UDP address to listen on; requests to peers leave from it too.
     pub listen_addr: SocketAddr,
     /// The cluster CA certificate in PEM: the only trust root, for servers and clients alike.
@@ -127,7 +127,7 @@ impl QuicConfig {
         peers: AddressBook,
     ) -> QuicConfig {
         QuicConfig {
-            node_id: certificate.node_id,
+            identity: certificate.peer,
             listen_addr,
             ca_cert_pem: ca_cert_pem.into(),
             cert_pem: certificate.cert_pem.clone(),
@@ -195,7 +195,7 @@ impl std::fmt::Debug for QuicConfig {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QuicConfig")
-            .field("node_id", &self.node_id)
+            .field("identity", &self.identity)
             .field("listen_addr", &self.listen_addr)
             .field("peers", &self.peers)
             .field("key_pem", &"<secret>")

@@ -11,10 +11,10 @@
 //! so they redial without waiting for [`QuicConfig::idle_timeout`].
 //!
 //! **Authentication**: mutual TLS 1.3 with the cluster CA as the only root. A client checks that
-//! the server's certificate chains to the CA and names the node it dialled
-//! (`node-<id>.roster.invalid`, see [`crate::pki`]); a server requires a client certificate
-//! chaining to the CA and reads the client's node id from it. A certificate from another CA is
-//! refused in the handshake, before any stream is opened.
+//! the server's certificate chains to the CA and names the node it dialled, in its own pool
+//! (`node-<node>.pool-<pool>.roster.invalid`, see [`crate::pki`]); a server requires a client
+//! certificate chaining to the CA and reads the client's [`Peer`] from it. A certificate from
+//! another CA is refused in the handshake, before any stream is opened.
 //!
 //! **Wire format**: one bidirectional stream per RPC. The client writes the request body with a
 //! 4-byte big-endian length prefix and finishes the stream; the server answers the same way, or
@@ -49,7 +49,7 @@ pub use config::{AddressBook, QuicConfig};
 use crate::pki::node_server_name;
 use roster_topology::NodeId;
 
-use crate::{check_size, ErasedHandler, Handler, NetError, Network, MESSAGE_SIZE_MAX};
+use crate::{check_size, ErasedHandler, Handler, NetError, Network, Peer, MESSAGE_SIZE_MAX};
 
 /// The error codes a server resets a stream with, as the peer sees them in
 /// [`NetError::Remote`].
@@ -122,7 +122,7 @@ pub fn bind<H: Handler>(
         .local_addr()
         .map_err(|error| NetError::Io(error.to_string()))?;
     let shared = Arc::new(Shared {
-        node_id: config.node_id,
+        identity: config.identity,
         client_config: tls.client,
         endpoint: Mutex::new(Some(endpoint.clone())),
         peers: config.peers.clone(),
@@ -139,7 +139,7 @@ pub fn bind<H: Handler>(
         .tracker
         .spawn(server::accept_loop(Arc::clone(&shared), endpoint));
     let closed = tokio::spawn(server::close_when_cancelled(Arc::clone(&shared)));
-    tracing::info!(node_id = shared.node_id, %local_addr, "roster-net listening");
+    tracing::info!(identity = %shared.identity, %local_addr, "roster-net listening");
     Ok(QuicServer {
         network: QuicNetwork { shared },
         local_addr,
@@ -164,7 +164,12 @@ impl QuicServer {
 
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.network.shared.node_id
+        self.network.shared.identity.node
+    }
+
+    /// This node's pool and id, as its certificate names them.
+    pub fn identity(&self) -> Peer {
+        self.network.shared.identity
     }
 
     /// The client side of this node, sharing its endpoint and connections.
@@ -194,7 +199,7 @@ impl std::fmt::Debug for QuicServer {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QuicServer")
-            .field("node_id", &self.node_id())
+            .field("identity", &self.identity())
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
     }
@@ -209,7 +214,12 @@ pub struct QuicNetwork {
 impl QuicNetwork {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.shared.node_id
+        self.shared.identity.node
+    }
+
+    /// This node's pool and id, as its certificate names them.
+    pub fn identity(&self) -> Peer {
+        self.shared.identity
     }
 
     /// The address book this node dials from; changes apply to the next connection.
@@ -304,11 +314,16 @@ impl QuicNetwork {
 
     async fn dial(&self, to: NodeId, address: SocketAddr) -> Result<quinn::Connection, NetError> {
         let endpoint = self.shared.endpoint()?;
+        // Every peer is a node of this node's own pool.
+        let expected = Peer {
+            pool: self.shared.identity.pool,
+            node: to,
+        };
         let connecting = endpoint
             .connect_with(
                 self.shared.client_config.clone(),
                 address,
-                &node_server_name(to),
+                &node_server_name(expected),
             )
             .map_err(|error| match error {
                 quinn::ConnectError::EndpointStopping => NetError::Closed,
@@ -324,15 +339,15 @@ impl QuicNetwork {
                 reason: format!("no handshake with {address} within the connect timeout"),
             })?
             .map_err(|error| connection_error(to, error))?;
-        // The name check in the handshake already proved this; check the id we act on too.
-        let peer = tls::peer_node_id(&connection)?;
-        if peer != to {
+        // The name check in the handshake already proved this; check the identity we act on too.
+        let peer = tls::peer_identity(&connection)?;
+        if peer != expected {
             connection.close(
                 quinn::VarInt::from_u32(CLOSE_UNAUTHENTICATED),
                 b"wrong node",
             );
             return Err(NetError::Tls(format!(
-                "dialled node {to} at {address}, found node {peer}"
+                "dialled {expected} at {address}, found {peer}"
             )));
         }
         tracing::debug!(to, %address, "connected");
@@ -376,14 +391,14 @@ impl std::fmt::Debug for QuicNetwork {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QuicNetwork")
-            .field("node_id", &self.shared.node_id)
+            .field("identity", &self.shared.identity)
             .finish_non_exhaustive()
     }
 }
 
 /// What the server and the clients of one node share.
 struct Shared {
-    node_id: NodeId,
+    identity: Peer,
     config: QuicConfig,
     client_config: quinn::ClientConfig,
     /// `None` once shut down, so that no handle keeps the UDP port bound.

@@ -64,8 +64,8 @@ async fn accept_connection(
         }
     };
     // The certificate chains to the cluster CA (rustls checked); it must also name one node.
-    let peer = match tls::peer_node_id(&connection) {
-        Ok(peer) => peer,
+    let peer = match tls::peer_identity(&connection) {
+        Ok(peer) => peer.node,
         Err(error) => {
             tracing::warn!(%remote, "refusing peer without a node identity: {error}");
             connection.close(
@@ -215,7 +215,7 @@ pub(super) async fn close_when_cancelled(shared: Arc<Shared>) {
         .is_err()
     {
         tracing::warn!(
-            node_id = shared.node_id,
+            identity = %shared.identity,
             "drain timed out; closing with requests in flight"
         );
     }
@@ -233,5 +233,5 @@ pub(super) async fn close_when_cancelled(shared: Arc<Shared>) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
-    tracing::info!(node_id = shared.node_id, "roster-net shut down");
+    tracing::info!(identity = %shared.identity, "roster-net shut down");
 }

@@ -12,6 +12,9 @@ use crate::pki::Ca;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The pool of every node in these tests.
+const POOL: roster_topology::PoolId = 1;
+
 #[derive(Default)]
 struct Counter {
     calls: AtomicUsize,
@@ -25,7 +28,11 @@ impl Handler for Counter {
 }
 
 fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook, handler: Arc<Counter>) -> QuicServer {
-    let certificate = ca.issue_node(node_id, ["127.0.0.1"]).unwrap();
+    let peer = Peer {
+        pool: POOL,
+        node: node_id,
+    };
+    let certificate = ca.issue_node(peer, ["127.0.0.1"]).unwrap();
     let listen = "127.0.0.1:0".parse().unwrap();
     let config = QuicConfig::new(listen, ca.cert_pem(), &certificate, peers.clone());
     let server = bind(config, handler, CancellationToken::new()).unwrap();
