@@ -26,7 +26,7 @@ const POOL: PoolId = 1;
 struct Echo;
 
 impl Handler for Echo {
-    async fn handle(&self, _from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, _from: Peer, body: Vec<u8>) -> Vec<u8> {
         body
     }
 }

@@ -20,7 +20,8 @@
 //! appears in the public API; certificates and keys cross it as PEM text.
 //!
 //! **Architecture Invariant**: the `from` passed to [`Handler::handle`] is authenticated: it is
-//! read from the peer's certificate after rustls has verified it against the cluster CA.
+//! read from the peer's certificate after rustls has verified it against the cluster CA, and
+//! names the peer's pool as well as its node id.
 //!
 //! **Architecture Invariant**: no request or response body larger than [`MESSAGE_SIZE_MAX`] is
 //! sent, and the length prefix of a received body is checked against it before any allocation.
@@ -132,9 +133,10 @@ pub trait Network: Clone + Send + Sync + 'static {
 /// so a handler never observes a half-done request. A panic in a handler fails that one request
 /// (the peer sees [`NetError::Remote`]) and nothing else.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request `body` from node `from`. The response must not be larger than
-    /// [`MESSAGE_SIZE_MAX`]; a larger one is dropped and the peer sees [`NetError::Remote`].
-    fn handle(&self, from: NodeId, body: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
+    /// Answers one request `body` from the node `from` (its pool and id, read from its verified
+    /// certificate). The response must not be larger than [`MESSAGE_SIZE_MAX`]; a larger one is
+    /// dropped and the peer sees [`NetError::Remote`].
+    fn handle(&self, from: Peer, body: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
 }
 
 /// A response future with the handler's type erased.
@@ -143,12 +145,12 @@ type ResponseFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
 /// A [`Handler`] behind a pointer of one type, so that the transports need no type parameter.
 #[derive(Clone)]
 pub(crate) struct ErasedHandler {
-    call: Arc<dyn Fn(NodeId, Vec<u8>) -> ResponseFuture + Send + Sync>,
+    call: Arc<dyn Fn(Peer, Vec<u8>) -> ResponseFuture + Send + Sync>,
 }
 
 impl ErasedHandler {
     pub(crate) fn new<H: Handler>(handler: Arc<H>) -> Self {
-        let call = move |from: NodeId, body: Vec<u8>| -> ResponseFuture {
+        let call = move |from: Peer, body: Vec<u8>| -> ResponseFuture {
             let handler = Arc::clone(&handler);
             Box::pin(async move { handler.handle(from, body).await })
         };
@@ -157,7 +159,7 @@ impl ErasedHandler {
         }
     }
 
-    pub(crate) fn handle(&self, from: NodeId, body: Vec<u8>) -> ResponseFuture {
+    pub(crate) fn handle(&self, from: Peer, body: Vec<u8>) -> ResponseFuture {
         (self.call)(from, body)
     }
 }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use roster_topology::NodeId;
 
-use crate::{check_size, ErasedHandler, Handler, NetError, Network, MESSAGE_SIZE_MAX};
+use crate::{check_size, ErasedHandler, Handler, NetError, Network, Peer, MESSAGE_SIZE_MAX};
 
 /// The router shared by all simulated nodes in one process. Cheap to clone.
 #[derive(Clone)]
@@ -37,7 +37,7 @@ pub struct SimNetwork {
 /// One simulated node's client side, made by [`SimNetwork::endpoint`].
 #[derive(Clone)]
 pub struct SimEndpoint {
-    node_id: NodeId,
+    identity: Peer,
     network: SimNetwork,
 }
 
@@ -65,15 +65,16 @@ impl SimNetwork {
         }
     }
 
-    /// Connects node `node_id`, served by `handler`, and returns its client side. Connecting an
+    /// Connects node `identity.node` of pool `identity.pool`, served by `handler`, and returns
+    /// its client side. Its handlers see `identity` as the `from` of its requests. Connecting an
     /// id again replaces its handler, as when a node restarts.
-    pub fn endpoint<H: Handler>(&self, node_id: NodeId, handler: Arc<H>) -> SimEndpoint {
+    pub fn endpoint<H: Handler>(&self, identity: Peer, handler: Arc<H>) -> SimEndpoint {
         self.inner
             .lock()
             .handlers
-            .insert(node_id, ErasedHandler::new(handler));
+            .insert(identity.node, ErasedHandler::new(handler));
         SimEndpoint {
-            node_id,
+            identity,
             network: self.clone(),
         }
     }
@@ -168,7 +169,12 @@ impl std::fmt::Debug for SimNetwork {
 impl SimEndpoint {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.node_id
+        self.identity.node
+    }
+
+    /// This node's pool and id.
+    pub fn identity(&self) -> Peer {
+        self.identity
     }
 
     /// The network this endpoint belongs to.
@@ -186,9 +192,9 @@ impl Network for SimEndpoint {
     ) -> Result<Vec<u8>, NetError> {
         check_size(body.len())?;
         let deadline = Instant::now() + timeout;
-        let from = self.node_id;
+        let from = self.identity;
         let (reply_sender, reply_receiver) = oneshot::channel();
-        match self.network.inner.plan(from, to) {
+        match self.network.inner.plan(from.node, to) {
             Plan::Down => {
                 tokio::time::sleep_until(deadline).await;
                 return Err(NetError::Unreachable {
@@ -221,7 +227,7 @@ impl std::fmt::Debug for SimEndpoint {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("SimEndpoint")
-            .field("node_id", &self.node_id)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -313,7 +319,7 @@ impl SimInner {
     /// each hop, since faults may change while a message is in flight.
     async fn deliver(
         self: Arc<Self>,
-        from: NodeId,
+        from: Peer,
         to: NodeId,
         body: Vec<u8>,
         delivery: Delivery,
@@ -323,7 +329,7 @@ impl SimInner {
         let handler = {
             let mut state = self.lock();
             match state.handlers.get(&to).cloned() {
-                Some(handler) if !state.link_cut(from, to) => {
+                Some(handler) if !state.link_cut(from.node, to) => {
                     state.stats.requests_delivered += 1;
                     handler
                 }
@@ -345,7 +351,7 @@ impl SimInner {
         {
             let mut state = self.lock();
             let node_up = state.handlers.contains_key(&to);
-            if delivery.reply_dropped || !node_up || state.link_cut(to, from) {
+            if delivery.reply_dropped || !node_up || state.link_cut(to, from.node) {
                 state.stats.replies_lost += 1;
                 return;
             }

@@ -29,7 +29,7 @@ fn member(node: NodeId) -> Peer {
 #[derive(Default)]
 struct Echo {
     calls: AtomicUsize,
-    callers: Mutex<Vec<NodeId>>,
+    callers: Mutex<Vec<Peer>>,
 }
 
 impl Echo {
@@ -39,7 +39,7 @@ impl Echo {
 }
 
 impl Handler for Echo {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.callers.lock().unwrap().push(from);
         // A short pause makes concurrent requests overlap on the server.
@@ -94,9 +94,9 @@ async fn round_trip_between_two_nodes() {
     assert_eq!(response, b"echo:hello");
     let response = b.network().request(1, Vec::new(), WAIT).await.unwrap();
     assert_eq!(response, b"echo:");
-    // `from` is the id in the caller's certificate.
-    assert_eq!(*echo_b.callers.lock().unwrap(), [1]);
-    assert_eq!(*echo_a.callers.lock().unwrap(), [2]);
+    // `from` is the identity in the caller's certificate.
+    assert_eq!(*echo_b.callers.lock().unwrap(), [member(1)]);
+    assert_eq!(*echo_a.callers.lock().unwrap(), [member(2)]);
     a.shutdown().await;
     b.shutdown().await;
 }

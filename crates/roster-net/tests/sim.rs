@@ -5,18 +5,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use roster_net::{Handler, NetError, Network, SimNetwork, MESSAGE_SIZE_MAX};
-use roster_topology::NodeId;
+use roster_net::{Handler, NetError, Network, Peer, SimNetwork, MESSAGE_SIZE_MAX};
+use roster_topology::{NodeId, PoolId};
 use tokio::time::Instant;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The pool of the nodes of most tests.
+const POOL: PoolId = 1;
+
+/// Node `node` of [`POOL`].
+fn member(node: NodeId) -> Peer {
+    Peer { pool: POOL, node }
+}
 
 /// Answers its own id and the body, and counts calls.
 #[derive(Default)]
 struct Echo {
     node_id: NodeId,
     calls: AtomicUsize,
-    callers: Mutex<Vec<NodeId>>,
+    callers: Mutex<Vec<Peer>>,
 }
 
 impl Echo {
@@ -33,7 +41,7 @@ impl Echo {
 }
 
 impl Handler for Echo {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.callers.lock().unwrap().push(from);
         if body == b"huge" {
@@ -51,13 +59,13 @@ fn reply(node_id: NodeId, body: &[u8]) -> Vec<u8> {
 async fn round_trip_carries_the_caller_id() {
     let network = SimNetwork::new(1);
     let echo = Echo::new(2);
-    let one = network.endpoint(1, Echo::new(1));
-    network.endpoint(2, Arc::clone(&echo));
+    let one = network.endpoint(member(1), Echo::new(1));
+    network.endpoint(member(2), Arc::clone(&echo));
     assert_eq!(
         one.request(2, b"hi".to_vec(), TIMEOUT).await.unwrap(),
         reply(2, b"hi")
     );
-    assert_eq!(*echo.callers.lock().unwrap(), [1]);
+    assert_eq!(*echo.callers.lock().unwrap(), [member(1)]);
     // A node can ask itself.
     assert_eq!(
         one.request(1, b"me".to_vec(), TIMEOUT).await.unwrap(),
@@ -69,7 +77,7 @@ async fn round_trip_carries_the_caller_id() {
 async fn partition_blocks_both_directions_then_heal_restores() {
     let network = SimNetwork::new(2);
     let nodes: Vec<_> = (1..=3)
-        .map(|id| network.endpoint(id, Echo::new(id)))
+        .map(|id| network.endpoint(member(id), Echo::new(id)))
         .collect();
     let ask = |from: usize, to: NodeId| {
         let endpoint = nodes[from - 1].clone();
@@ -99,9 +107,9 @@ async fn partition_blocks_both_directions_then_heal_restores() {
 #[tokio::test(start_paused = true)]
 async fn drop_probability_loses_about_that_share_of_messages() {
     let network = SimNetwork::new(3);
-    let one = network.endpoint(1, Echo::new(1));
+    let one = network.endpoint(member(1), Echo::new(1));
     let echo = Echo::new(2);
-    network.endpoint(2, Arc::clone(&echo));
+    network.endpoint(member(2), Arc::clone(&echo));
     network.set_drop_probability(0.25);
     let mut answered = 0;
     for index in 0..400u32 {
@@ -136,9 +144,9 @@ async fn drop_probability_loses_about_that_share_of_messages() {
 #[tokio::test(start_paused = true)]
 async fn a_lost_reply_leaves_the_request_executed() {
     let network = SimNetwork::new(4);
-    let one = network.endpoint(1, Echo::new(1));
+    let one = network.endpoint(member(1), Echo::new(1));
     let echo = Echo::new(2);
-    network.endpoint(2, Arc::clone(&echo));
+    network.endpoint(member(2), Arc::clone(&echo));
     network.set_reply_drop_probability(1.0);
     let started = Instant::now();
     assert_eq!(
@@ -153,8 +161,8 @@ async fn a_lost_reply_leaves_the_request_executed() {
 #[tokio::test(start_paused = true)]
 async fn delays_stay_within_bounds_and_past_the_timeout_is_a_timeout() {
     let network = SimNetwork::new(5);
-    let one = network.endpoint(1, Echo::new(1));
-    network.endpoint(2, Echo::new(2));
+    let one = network.endpoint(member(1), Echo::new(1));
+    network.endpoint(member(2), Echo::new(2));
     let (min, max) = (Duration::from_millis(10), Duration::from_millis(20));
     network.set_delay(min, max);
     for _ in 0..20 {
@@ -173,8 +181,8 @@ async fn delays_stay_within_bounds_and_past_the_timeout_is_a_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_node_that_is_down_is_unreachable_until_it_returns() {
     let network = SimNetwork::new(6);
-    let one = network.endpoint(1, Echo::new(1));
-    network.endpoint(2, Echo::new(2));
+    let one = network.endpoint(member(1), Echo::new(1));
+    network.endpoint(member(2), Echo::new(2));
     network.remove(2);
     let started = Instant::now();
     let error = one.request(2, b"x".to_vec(), TIMEOUT).await.unwrap_err();
@@ -184,7 +192,7 @@ async fn a_node_that_is_down_is_unreachable_until_it_returns() {
     );
     assert_eq!(started.elapsed(), TIMEOUT);
     let restarted = Echo::new(2);
-    network.endpoint(2, Arc::clone(&restarted));
+    network.endpoint(member(2), Arc::clone(&restarted));
     assert_eq!(
         one.request(2, b"x".to_vec(), TIMEOUT).await.unwrap(),
         reply(2, b"x")
@@ -195,9 +203,9 @@ async fn a_node_that_is_down_is_unreachable_until_it_returns() {
 #[tokio::test(start_paused = true)]
 async fn oversize_bodies_are_refused() {
     let network = SimNetwork::new(7);
-    let one = network.endpoint(1, Echo::new(1));
+    let one = network.endpoint(member(1), Echo::new(1));
     let echo = Echo::new(2);
-    network.endpoint(2, Arc::clone(&echo));
+    network.endpoint(member(2), Arc::clone(&echo));
     let error = one
         .request(2, vec![0; MESSAGE_SIZE_MAX + 1], TIMEOUT)
         .await
@@ -213,7 +221,7 @@ async fn oversize_bodies_are_refused() {
 async fn run(seed: u64) -> Vec<(NodeId, NodeId, u32, bool)> {
     let network = SimNetwork::new(seed);
     let nodes: Vec<_> = (1..=4)
-        .map(|id| network.endpoint(id, Echo::new(id)))
+        .map(|id| network.endpoint(member(id), Echo::new(id)))
         .collect();
     network.set_drop_probability(0.2);
     network.set_delay(Duration::from_millis(1), Duration::from_millis(50));

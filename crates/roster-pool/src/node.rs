@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
-use roster_net::{Handler, NetError, Network};
+use roster_net::{Handler, NetError, Network, Peer};
 use roster_raft::config::{group_config, GroupConfigOptions};
 use roster_raft::{group_of, typ, GroupKey, GroupKind, GroupRequest, GroupResponse, GroupState};
 use roster_registrar::{Binding, Command, Policy};
@@ -1048,7 +1048,7 @@ fn millis_since_quorum_ack(metrics: &typ::RaftMetrics) -> Option<u64> {
 
 impl<N: Network> PoolNode<N> {
     /// Serves one decoded request (never a batch) and encodes its answer.
-    async fn handle_one(&self, from: NodeId, request: Result<PoolRequest, CodecError>) -> Vec<u8> {
+    async fn handle_one(&self, from: Peer, request: Result<PoolRequest, CodecError>) -> Vec<u8> {
         let response = match request {
             Ok(request) => {
                 let kind = request.kind();
@@ -1059,7 +1059,7 @@ impl<N: Network> PoolNode<N> {
                 response
             }
             Err(error) => {
-                warn!(from, %error, "undecodable pool request");
+                warn!(%from, %error, "undecodable pool request");
                 PoolResponse::Error(error.to_string())
             }
         };
@@ -1075,7 +1075,16 @@ fn encode_response(response: &PoolResponse) -> Vec<u8> {
 }
 
 impl<N: Network> Handler for PoolNode<N> {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
+        // Every request a pool serves today comes from a node of the same pool; the network
+        // may also let the partner pool's nodes through, and those are refused here, unread.
+        if from.pool != self.options.pool {
+            warn!(%from, pool = self.options.pool, "request from a node of another pool refused");
+            return encode_response(&PoolResponse::Error(format!(
+                "{from} is not a node of pool {}",
+                self.options.pool
+            )));
+        }
         match decode::<PoolRequest>(&body) {
             // The requests of a batch are served concurrently, answered together in order.
             Ok(PoolRequest::Batch(frames)) => {
@@ -1117,7 +1126,7 @@ impl<N: Network> PoolHandler<N> {
 }
 
 impl<N: Network> Handler for PoolHandler<N> {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
         match self.node.get().and_then(std::sync::Weak::upgrade) {
             Some(node) => node.handle(from, body).await,
             None => encode(&PoolResponse::Error("node starting".into())).unwrap_or_default(),

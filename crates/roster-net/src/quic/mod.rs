@@ -293,13 +293,18 @@ impl QuicNetwork {
             }
             tokio::time::sleep_until(retry_at).await;
         }
-        match self.dial(to, address).await {
+        // Every peer is a node of this node's own pool.
+        let peer = Peer {
+            pool: self.shared.identity.pool,
+            node: to,
+        };
+        match self.dial(peer, address).await {
             Ok(connection) => {
                 state.connected(connection.clone(), Some(address));
                 self.shared.tracker.spawn(server::serve_connection(
                     Arc::clone(&self.shared),
                     connection.clone(),
-                    to,
+                    peer,
                 ));
                 Ok(connection)
             }
@@ -312,13 +317,14 @@ impl QuicNetwork {
         }
     }
 
-    async fn dial(&self, to: NodeId, address: SocketAddr) -> Result<quinn::Connection, NetError> {
+    /// Dials `expected` at `address` and checks that the certificate it presents names it.
+    async fn dial(
+        &self,
+        expected: Peer,
+        address: SocketAddr,
+    ) -> Result<quinn::Connection, NetError> {
+        let to = expected.node;
         let endpoint = self.shared.endpoint()?;
-        // Every peer is a node of this node's own pool.
-        let expected = Peer {
-            pool: self.shared.identity.pool,
-            node: to,
-        };
         let connecting = endpoint
             .connect_with(
                 self.shared.client_config.clone(),

@@ -12,9 +12,7 @@ use super::{
     read_length, tls, write_frame, FrameError, Shared, StreamCode, CLOSE_SHUTDOWN,
     CLOSE_UNAUTHENTICATED, CLOSE_WAIT_MAX,
 };
-use roster_topology::NodeId;
-
-use crate::MESSAGE_SIZE_MAX;
+use crate::{Peer, MESSAGE_SIZE_MAX};
 
 /// Accepts connections until shutdown, refusing those beyond
 /// [`super::QuicConfig::connections_max`].
@@ -65,7 +63,7 @@ async fn accept_connection(
     };
     // The certificate chains to the cluster CA (rustls checked); it must also name one node.
     let peer = match tls::peer_identity(&connection) {
-        Ok(peer) => peer.node,
+        Ok(peer) => peer,
         Err(error) => {
             tracing::warn!(%remote, "refusing peer without a node identity: {error}");
             connection.close(
@@ -75,8 +73,8 @@ async fn accept_connection(
             return;
         }
     };
-    tracing::debug!(peer, %remote, "accepted connection");
-    shared.adopt(peer, &connection).await;
+    tracing::debug!(%peer, %remote, "accepted connection");
+    shared.adopt(peer.node, &connection).await;
     serve_connection(shared, connection, peer).await;
     drop(permit);
 }
@@ -85,7 +83,7 @@ async fn accept_connection(
 pub(super) async fn serve_connection(
     shared: Arc<Shared>,
     connection: quinn::Connection,
-    peer: NodeId,
+    peer: Peer,
 ) {
     loop {
         let stream = tokio::select! {
@@ -99,7 +97,7 @@ pub(super) async fn serve_connection(
                     .spawn(serve_stream(Arc::clone(&shared), peer, send, recv));
             }
             Err(error) => {
-                tracing::debug!(peer, "connection ended: {error}");
+                tracing::debug!(%peer, "connection ended: {error}");
                 break;
             }
         }
@@ -116,7 +114,7 @@ struct RequestPermits {
 /// response.
 async fn serve_stream(
     shared: Arc<Shared>,
-    peer: NodeId,
+    peer: Peer,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
@@ -140,19 +138,19 @@ async fn serve_stream(
                 .map(|text| (*text).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            tracing::error!(peer, "request handler failed: {reason}");
+            tracing::error!(%peer, "request handler failed: {reason}");
             let _ = send.reset(StreamCode::HandlerFailed.var_int());
             return;
         }
     };
     drop(permits);
     if response.len() > MESSAGE_SIZE_MAX {
-        tracing::error!(peer, size = response.len(), "response too large, dropped");
+        tracing::error!(%peer, size = response.len(), "response too large, dropped");
         let _ = send.reset(StreamCode::ResponseTooLarge.var_int());
         return;
     }
     if let Err(error) = write_frame(&mut send, &response).await {
-        tracing::debug!(peer, "response not sent: {error}");
+        tracing::debug!(%peer, "response not sent: {error}");
         return;
     }
     let _ = send.finish();
@@ -196,12 +194,12 @@ async fn receive_request(
 }
 
 fn refuse(
-    peer: NodeId,
+    peer: Peer,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     code: StreamCode,
 ) {
-    tracing::warn!(peer, ?code, "request refused");
+    tracing::warn!(%peer, ?code, "request refused");
     let _ = recv.stop(code.var_int());
     let _ = send.reset(code.var_int());
 }

@@ -21,7 +21,7 @@ struct Counter {
 }
 
 impl Handler for Counter {
-    async fn handle(&self, _from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, _from: Peer, body: Vec<u8>) -> Vec<u8> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         body
     }
