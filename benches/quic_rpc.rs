@@ -42,7 +42,7 @@ fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook) -> QuicServer {
     let listen = "127.0.0.1:0".parse().expect("address");
     let config = QuicConfig::new(listen, ca.cert_pem(), &certificate, peers.clone());
     let server = bind(config, Arc::new(Echo), CancellationToken::new()).expect("bind");
-    peers.insert(node_id, server.local_addr());
+    peers.insert(peer, server.local_addr());
     server
 }
 

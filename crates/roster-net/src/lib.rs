@@ -1,4 +1,5 @@
-//! Request/response RPCs between the nodes of a Roster pool, authenticated and encrypted.
+//! Request/response RPCs between the nodes of a Roster pool, and between the nodes of two paired
+//! pools, authenticated and encrypted.
 //!
 //! Main types: the [`Network`] trait (the client side: send one request to a node, wait for its
 //! response) and the [`Handler`] trait (the server side: what a node does with a request from an
@@ -21,7 +22,8 @@
 //!
 //! **Architecture Invariant**: the `from` passed to [`Handler::handle`] is authenticated: it is
 //! read from the peer's certificate after rustls has verified it against the cluster CA, and
-//! names the peer's pool as well as its node id.
+//! names the peer's pool as well as its node id. It is always of the handler's own pool or of
+//! its one partner pool: a node exchanges nothing with any other pool, in either direction.
 //!
 //! **Architecture Invariant**: no request or response body larger than [`MESSAGE_SIZE_MAX`] is
 //! sent, and the length prefix of a received body is checked against it before any allocation.
@@ -97,6 +99,16 @@ pub enum NetError {
     /// The node is not in the address book.
     #[error("node {0} is not in the address book")]
     UnknownPeer(NodeId),
+    /// One of the two nodes does not trust the other's pool: the peer is of neither this node's
+    /// pool nor its partner, or this node's pool is neither for the peer. Nothing reached a
+    /// handler.
+    #[error("no exchange with node {to}: {reason}")]
+    Untrusted {
+        /// The node the request was for.
+        to: NodeId,
+        /// Which side refused which pool.
+        reason: String,
+    },
     /// The peer received the request but could not answer it (too large, overloaded, failed).
     #[error("the peer could not answer: {0}")]
     Remote(String),
@@ -120,8 +132,9 @@ pub trait Network: Clone + Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<u8>, NetError>> + Send;
 
-    /// Learns that node `node` listens at `address` (from a Raft membership), unless its
-    /// address is known already. Networks that route by id alone ignore it.
+    /// Learns that node `node` listens at `address` (from a Raft membership, which only ever
+    /// names nodes of this node's own pool, so the node is taken to be of the own pool), unless
+    /// its address is known already. Networks that route by id alone ignore it.
     fn learn_address(&self, node: NodeId, address: &str) {
         let _ = (node, address);
     }

@@ -122,7 +122,11 @@ pub async fn run(
     );
     let peers = AddressBook::new();
     for node in &topology.node {
-        peers.insert(node.id, node.cluster);
+        let peer = Peer {
+            pool: topology.pool.id,
+            node: node.id,
+        };
+        peers.insert(peer, node.cluster);
     }
     let store = NodeStore::open_with(&StoreOptions {
         path: pool.data_dir.clone(),
@@ -130,7 +134,9 @@ pub async fn run(
     })
     .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
     let handler = Arc::new(PoolHandler::default());
-    let quic = QuicConfig::new(own.cluster, ca, &certificate, peers);
+    let mut quic = QuicConfig::new(own.cluster, ca, &certificate, peers);
+    // Pools are not paired yet: a node talks to its own pool only.
+    quic.partner = None;
     let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
         .with_context(|| format!("cannot bind the cluster transport on {}", own.cluster))?;
     let ids = topology.node_ids();

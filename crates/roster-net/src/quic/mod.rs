@@ -11,10 +11,18 @@
 //! so they redial without waiting for [`QuicConfig::idle_timeout`].
 //!
 //! **Authentication**: mutual TLS 1.3 with the cluster CA as the only root. A client checks that
-//! the server's certificate chains to the CA and names the node it dialled, in its own pool
-//! (`node-<node>.pool-<pool>.roster.invalid`, see [`crate::pki`]); a server requires a client
-//! certificate chaining to the CA and reads the client's [`Peer`] from it. A certificate from
-//! another CA is refused in the handshake, before any stream is opened.
+//! the server's certificate chains to the CA and names the node it dialled, in the pool its
+//! [`AddressBook`] gives (`node-<node>.pool-<pool>.roster.invalid`, see [`crate::pki`]); a
+//! server requires a client certificate chaining to the CA and reads the client's [`Peer`] from
+//! it. A certificate from another CA is refused in the handshake, before any stream is opened.
+//!
+//! **Trust**: one CA per deployment signs the nodes of every pool, so a valid certificate is not
+//! enough: a node talks to the nodes of its own pool and of its partner pool
+//! ([`QuicConfig::partner`]) only. A client refuses to dial a node that its address book puts
+//! in any other pool ([`NetError::Untrusted`], nothing sent). A server closes a connection from
+//! any other pool right after the handshake, before accepting a stream, with a close code of its
+//! own, and the client's request fails with [`NetError::Untrusted`]. In neither direction does a
+//! request of an untrusted pool reach a [`Handler`].
 //!
 //! **Wire format**: one bidirectional stream per RPC. The client writes the request body with a
 //! 4-byte big-endian length prefix and finishes the stream; the server answers the same way, or
@@ -49,6 +57,7 @@ pub use config::{AddressBook, QuicConfig};
 use crate::pki::node_server_name;
 use roster_topology::NodeId;
 
+use crate::peer::Trust;
 use crate::{check_size, ErasedHandler, Handler, NetError, Network, Peer, MESSAGE_SIZE_MAX};
 
 /// The error codes a server resets a stream with, as the peer sees them in
@@ -90,7 +99,10 @@ impl StreamCode {
 /// Connection close codes.
 const CLOSE_SHUTDOWN: u32 = 0;
 const CLOSE_UNAUTHENTICATED: u32 = 1;
+/// The address book gave the peer another address or identity than the connection's.
 const CLOSE_ADDRESS_CHANGED: u32 = 2;
+/// The peer's certificate is valid, but of a pool that is neither this node's nor its partner.
+const CLOSE_UNTRUSTED_POOL: u32 = 3;
 
 /// Longest wait, at shutdown, for peers to acknowledge the endpoint's close. Closing takes three
 /// probe timeouts, a few round trips: milliseconds inside a data centre.
@@ -123,6 +135,7 @@ pub fn bind<H: Handler>(
         .map_err(|error| NetError::Io(error.to_string()))?;
     let shared = Arc::new(Shared {
         identity: config.identity,
+        trust: Trust::new(config.identity.pool, config.partner),
         client_config: tls.client,
         endpoint: Mutex::new(Some(endpoint.clone())),
         peers: config.peers.clone(),
@@ -241,6 +254,8 @@ impl QuicNetwork {
             Err(error) if self.shared.shutdown.is_cancelled() => {
                 return Err(connection_error(to, error))
             }
+            // A peer that refused us would refuse again: no redial.
+            Err(error) if is_refusal(&error) => return Err(connection_error(to, error)),
             Err(error) => {
                 tracing::debug!(to, "connection lost, redialling: {error}");
                 let connection = self.connection(to, deadline).await?;
@@ -280,8 +295,15 @@ impl QuicNetwork {
         let slot = self.shared.slot(to);
         // An async lock: at most one dial per peer, and requests queue behind it.
         let mut state = slot.state.lock().await;
-        let address = self.shared.peers.get(to).ok_or(NetError::UnknownPeer(to))?;
-        if let Some(connection) = state.usable(address) {
+        let (peer, address) = self.shared.peers.get(to).ok_or(NetError::UnknownPeer(to))?;
+        // Refused before anything is sent: this node never dials a pool it does not trust.
+        if !self.shared.trust.allows(peer.pool) {
+            return Err(NetError::Untrusted {
+                to,
+                reason: self.shared.trust.refusal(peer),
+            });
+        }
+        if let Some(connection) = state.usable(peer, address) {
             return Ok(connection);
         }
         if let Some(retry_at) = state.retry_at {
@@ -293,14 +315,9 @@ impl QuicNetwork {
             }
             tokio::time::sleep_until(retry_at).await;
         }
-        // Every peer is a node of this node's own pool.
-        let peer = Peer {
-            pool: self.shared.identity.pool,
-            node: to,
-        };
         match self.dial(peer, address).await {
             Ok(connection) => {
-                state.connected(connection.clone(), Some(address));
+                state.connected(connection.clone(), peer, Some(address));
                 self.shared.tracker.spawn(server::serve_connection(
                     Arc::clone(&self.shared),
                     connection.clone(),
@@ -383,10 +400,15 @@ impl Network for QuicNetwork {
         if self.shared.peers.get(node).is_some() {
             return;
         }
+        // A Raft membership only names nodes of this node's own pool.
+        let peer = Peer {
+            pool: self.shared.identity.pool,
+            node,
+        };
         match address.parse::<SocketAddr>() {
             Ok(address) => {
-                tracing::info!(node, %address, "learned a peer's address");
-                self.shared.peers.insert(node, address);
+                tracing::info!(%peer, %address, "learned a peer's address");
+                self.shared.peers.insert(peer, address);
             }
             Err(error) => tracing::warn!(node, address, "unusable peer address: {error}"),
         }
@@ -405,6 +427,8 @@ impl std::fmt::Debug for QuicNetwork {
 /// What the server and the clients of one node share.
 struct Shared {
     identity: Peer,
+    /// The pools this node talks to: its own and its partner.
+    trust: Trust,
     config: QuicConfig,
     client_config: quinn::ClientConfig,
     /// `None` once shut down, so that no handle keeps the UDP port bound.
@@ -436,15 +460,15 @@ impl Shared {
     }
 
     /// Makes an accepted connection the one used for requests to `peer`, unless one is open.
-    async fn adopt(&self, peer: NodeId, connection: &quinn::Connection) {
-        let slot = self.slot(peer);
+    async fn adopt(&self, peer: Peer, connection: &quinn::Connection) {
+        let slot = self.slot(peer.node);
         let mut state = slot.state.lock().await;
         let open = state
             .connection
             .as_ref()
             .is_some_and(|current| current.close_reason().is_none());
         if !open {
-            state.connected(connection.clone(), None);
+            state.connected(connection.clone(), peer, None);
         }
     }
 
@@ -467,6 +491,8 @@ struct PeerSlot {
 #[derive(Default)]
 struct PeerState {
     connection: Option<quinn::Connection>,
+    /// The verified identity at the other end of `connection`.
+    peer: Option<Peer>,
     /// The address we dialled, or `None` for a connection the peer dialled.
     dialled_to: Option<SocketAddr>,
     dial_failures: u32,
@@ -474,17 +500,19 @@ struct PeerState {
 }
 
 impl PeerState {
-    /// The cached connection if it is open and still goes to the peer's current `address`.
-    fn usable(&mut self, address: SocketAddr) -> Option<quinn::Connection> {
+    /// The cached connection if it is open and still goes to the peer's current identity and
+    /// `address`.
+    fn usable(&mut self, peer: Peer, address: SocketAddr) -> Option<quinn::Connection> {
         let connection = self.connection.as_ref()?;
         if connection.close_reason().is_some() {
             self.connection = None;
             return None;
         }
-        if self.dialled_to.is_some_and(|dialled| dialled != address) {
+        let moved = self.dialled_to.is_some_and(|dialled| dialled != address);
+        if moved || self.peer != Some(peer) {
             connection.close(
                 quinn::VarInt::from_u32(CLOSE_ADDRESS_CHANGED),
-                b"address changed",
+                b"address or identity changed",
             );
             self.connection = None;
             return None;
@@ -492,8 +520,14 @@ impl PeerState {
         Some(connection.clone())
     }
 
-    fn connected(&mut self, connection: quinn::Connection, dialled_to: Option<SocketAddr>) {
+    fn connected(
+        &mut self,
+        connection: quinn::Connection,
+        peer: Peer,
+        dialled_to: Option<SocketAddr>,
+    ) {
         self.connection = Some(connection);
+        self.peer = Some(peer);
         self.dialled_to = dialled_to;
         self.dial_failures = 0;
         self.retry_at = None;
@@ -580,10 +614,32 @@ fn connection_error(to: NodeId, error: quinn::ConnectionError) -> NetError {
         {
             NetError::Tls(format!("node {to} refused our identity: {close}"))
         }
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code.into_inner() == u64::from(CLOSE_UNTRUSTED_POOL) =>
+        {
+            NetError::Untrusted {
+                to,
+                reason: format!("node {to} does not trust this node's pool ({close})"),
+            }
+        }
         other => NetError::Unreachable {
             to,
             reason: other.to_string(),
         },
+    }
+}
+
+/// Whether `error` is the peer refusing this node (its certificate or its pool), which a
+/// redial cannot change.
+fn is_refusal(error: &quinn::ConnectionError) -> bool {
+    match error {
+        quinn::ConnectionError::TransportError(error) => is_tls_code(error.code),
+        quinn::ConnectionError::ConnectionClosed(close) => is_tls_code(close.error_code),
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = close.error_code.into_inner();
+            code == u64::from(CLOSE_UNAUTHENTICATED) || code == u64::from(CLOSE_UNTRUSTED_POOL)
+        }
+        _ => false,
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     read_length, tls, write_frame, FrameError, Shared, StreamCode, CLOSE_SHUTDOWN,
-    CLOSE_UNAUTHENTICATED, CLOSE_WAIT_MAX,
+    CLOSE_UNAUTHENTICATED, CLOSE_UNTRUSTED_POOL, CLOSE_WAIT_MAX,
 };
 use crate::{Peer, MESSAGE_SIZE_MAX};
 
@@ -73,8 +73,17 @@ async fn accept_connection(
             return;
         }
     };
+    // A valid certificate of a pool this node does not talk to: closed before any stream.
+    if !shared.trust.allows(peer.pool) {
+        tracing::warn!(%peer, %remote, "refusing connection: {}", shared.trust.refusal(peer));
+        connection.close(
+            quinn::VarInt::from_u32(CLOSE_UNTRUSTED_POOL),
+            b"pool not trusted",
+        );
+        return;
+    }
     tracing::debug!(%peer, %remote, "accepted connection");
-    shared.adopt(peer.node, &connection).await;
+    shared.adopt(peer, &connection).await;
     serve_connection(shared, connection, peer).await;
     drop(permit);
 }
