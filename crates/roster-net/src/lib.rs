@@ -7,8 +7,9 @@
 //!
 //! - [`quic`]: [`QuicNetwork`] and [`QuicServer`] over QUIC (quinn) with mutual TLS (rustls),
 //!   one connection per pair of nodes and one bidirectional stream per request;
-//! - [`sim`]: [`SimNetwork`] and [`SimEndpoint`], an in-process router with faults (partitions,
-//!   isolation, drops, lost replies, delays) that are deterministic for a seed, for tests.
+//! - [`sim`]: [`SimNetwork`] and [`SimEndpoint`], an in-process router with QUIC's trust rule
+//!   and with faults (partitions between nodes or pools, isolation, drops, lost replies, delays)
+//!   that are deterministic for a seed, for tests.
 //!
 //! [`Peer`] is a node's identity, its pool and its id, as its certificate proves it. [`pki`] makes
 //! the deployment's own certificate authority and the node certificates that carry each node's

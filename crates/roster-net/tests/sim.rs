@@ -104,6 +104,145 @@ async fn partition_blocks_both_directions_then_heal_restores() {
     assert_eq!(ask(2, 3).await.unwrap(), reply(3, b"x"));
 }
 
+/// Pools 1 and 2 are partners: their nodes talk both ways and handlers see the caller's pool.
+/// Pool 3 says pool 1 is its partner, but pool 1's partner is pool 2: refused both ways, at
+/// once, and no handler runs.
+#[tokio::test(start_paused = true)]
+async fn partners_talk_and_a_pool_that_is_not_the_partner_is_refused() {
+    let network = SimNetwork::new(8);
+    let (one, three, five) = (
+        member(1),
+        Peer { pool: 2, node: 3 },
+        Peer { pool: 3, node: 5 },
+    );
+    let (echo_one, echo_three, echo_five) = (Echo::new(1), Echo::new(3), Echo::new(5));
+    let a = network.endpoint_with_partner(one, Some(2), Arc::clone(&echo_one));
+    let b = network.endpoint_with_partner(three, Some(1), Arc::clone(&echo_three));
+    let c = network.endpoint_with_partner(five, Some(1), Arc::clone(&echo_five));
+    assert_eq!(
+        a.request(3, b"x".to_vec(), TIMEOUT).await.unwrap(),
+        reply(3, b"x")
+    );
+    assert_eq!(
+        b.request(1, b"y".to_vec(), TIMEOUT).await.unwrap(),
+        reply(1, b"y")
+    );
+    assert_eq!(*echo_three.callers.lock().unwrap(), [one]);
+    assert_eq!(*echo_one.callers.lock().unwrap(), [three]);
+
+    let started = Instant::now();
+    let error = a.request(5, b"z".to_vec(), TIMEOUT).await.unwrap_err();
+    assert!(
+        matches!(error, NetError::Untrusted { to: 5, ref reason }
+            if reason.contains("pool 3 node 5") && reason.contains("partner pool 2")),
+        "{error:?}"
+    );
+    let error = c.request(1, b"z".to_vec(), TIMEOUT).await.unwrap_err();
+    assert!(
+        matches!(error, NetError::Untrusted { to: 1, ref reason }
+            if reason.contains("does not trust this node's pool")),
+        "{error:?}"
+    );
+    // Pool 2 has no business with pool 3 either.
+    let error = b.request(5, b"z".to_vec(), TIMEOUT).await.unwrap_err();
+    assert!(
+        matches!(error, NetError::Untrusted { to: 5, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "a refusal is not a timeout"
+    );
+    assert_eq!(echo_five.calls(), 0);
+    assert_eq!(echo_one.calls(), 1);
+    assert_eq!(echo_three.calls(), 1);
+    let stats = network.stats();
+    assert_eq!(stats.requests_refused, 3);
+    assert_eq!(
+        stats.requests_sent,
+        stats.requests_delivered + stats.requests_lost + stats.requests_refused
+    );
+
+    // A node of pool 1 without a partner refuses pool 2 as well; its own pool is fine.
+    let lone = network.endpoint(member(2), Echo::new(2));
+    let error = lone.request(3, b"?".to_vec(), TIMEOUT).await.unwrap_err();
+    assert!(
+        matches!(error, NetError::Untrusted { to: 3, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        lone.request(1, b"?".to_vec(), TIMEOUT).await.unwrap(),
+        reply(1, b"?")
+    );
+}
+
+/// Cutting two pools apart cuts every link between their nodes, even a node connected after
+/// the cut, and nothing else; healing the pools restores them and leaves node cuts alone.
+#[tokio::test(start_paused = true)]
+async fn partition_pools_cuts_the_link_between_two_pools_only() {
+    let network = SimNetwork::new(9);
+    let pool_a: Vec<_> = (1..=2)
+        .map(|id| network.endpoint_with_partner(member(id), Some(2), Echo::new(id)))
+        .collect();
+    let peer_b = |node| Peer { pool: 2, node };
+    let pool_b: Vec<_> = (3..=4)
+        .map(|id| network.endpoint_with_partner(peer_b(id), Some(1), Echo::new(id)))
+        .collect();
+    network.partition_pools(2, 1);
+    let late = network.endpoint_with_partner(peer_b(6), Some(1), Echo::new(6));
+    for (from, to) in [
+        (&pool_a[0], 3),
+        (&pool_b[1], 2),
+        (&pool_a[1], 6),
+        (&late, 1),
+    ] {
+        let answer = from.request(to, b"x".to_vec(), TIMEOUT).await;
+        assert_eq!(
+            answer,
+            Err(NetError::Timeout { to }),
+            "{} to {to}",
+            from.node_id()
+        );
+    }
+    for (from, to) in [(&pool_a[0], 2), (&pool_b[0], 4), (&late, 3)] {
+        let answer = from.request(to, b"x".to_vec(), TIMEOUT).await;
+        assert_eq!(
+            answer.unwrap(),
+            reply(to, b"x"),
+            "{} to {to}",
+            from.node_id()
+        );
+    }
+    network.partition(&[1], &[2]);
+    network.heal_pools(1, 2);
+    assert_eq!(
+        pool_a[0].request(3, b"x".to_vec(), TIMEOUT).await.unwrap(),
+        reply(3, b"x")
+    );
+    assert_eq!(
+        late.request(2, b"x".to_vec(), TIMEOUT).await.unwrap(),
+        reply(2, b"x")
+    );
+    let answer = pool_a[0].request(2, b"x".to_vec(), TIMEOUT).await;
+    assert_eq!(
+        answer,
+        Err(NetError::Timeout { to: 2 }),
+        "the node cut stays"
+    );
+    // `heal` restores pool cuts too.
+    network.partition_pools(1, 2);
+    network.heal();
+    assert_eq!(
+        pool_a[0].request(2, b"x".to_vec(), TIMEOUT).await.unwrap(),
+        reply(2, b"x")
+    );
+    assert_eq!(
+        pool_b[1].request(1, b"x".to_vec(), TIMEOUT).await.unwrap(),
+        reply(1, b"x")
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn drop_probability_loses_about_that_share_of_messages() {
     let network = SimNetwork::new(3);
