@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use roster_net::pki::Ca;
-use roster_net::{bind, AddressBook, Handler, Network, QuicConfig, QuicNetwork, QuicServer};
-use roster_topology::NodeId;
+use roster_net::{bind, AddressBook, Handler, Network, Peer, QuicConfig, QuicNetwork, QuicServer};
+use roster_topology::{NodeId, PoolId};
 use tokio_util::sync::CancellationToken;
 
 const BODY_SIZES: [usize; 2] = [200, 16 * 1024];
@@ -19,12 +19,14 @@ const IN_FLIGHT: [u64; 2] = [1, 64];
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The node that answers.
 const SERVER: NodeId = 2;
+/// The pool of both nodes.
+const POOL: PoolId = 1;
 
 /// Answers each request with its own body.
 struct Echo;
 
 impl Handler for Echo {
-    async fn handle(&self, _from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, _from: Peer, body: Vec<u8>) -> Vec<u8> {
         body
     }
 }
@@ -32,11 +34,15 @@ impl Handler for Echo {
 /// Binds node `node_id` on a free port of 127.0.0.1 and enters it in `peers`. Must run inside
 /// a Tokio runtime.
 fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook) -> QuicServer {
-    let certificate = ca.issue_node(node_id, ["127.0.0.1"]).expect("certificate");
+    let peer = Peer {
+        pool: POOL,
+        node: node_id,
+    };
+    let certificate = ca.issue_node(peer, ["127.0.0.1"]).expect("certificate");
     let listen = "127.0.0.1:0".parse().expect("address");
     let config = QuicConfig::new(listen, ca.cert_pem(), &certificate, peers.clone());
     let server = bind(config, Arc::new(Echo), CancellationToken::new()).expect("bind");
-    peers.insert(node_id, server.local_addr());
+    peers.insert(peer, server.local_addr());
     server
 }
 

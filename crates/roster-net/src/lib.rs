@@ -1,4 +1,5 @@
-//! Request/response RPCs between the nodes of a Roster pool, authenticated and encrypted.
+//! Request/response RPCs between the nodes of a Roster pool, and between the nodes of two paired
+//! pools, authenticated and encrypted.
 //!
 //! Main types: the [`Network`] trait (the client side: send one request to a node, wait for its
 //! response) and the [`Handler`] trait (the server side: what a node does with a request from an
@@ -6,11 +7,13 @@
 //!
 //! - [`quic`]: [`QuicNetwork`] and [`QuicServer`] over QUIC (quinn) with mutual TLS (rustls),
 //!   one connection per pair of nodes and one bidirectional stream per request;
-//! - [`sim`]: [`SimNetwork`] and [`SimEndpoint`], an in-process router with faults (partitions,
-//!   isolation, drops, lost replies, delays) that are deterministic for a seed, for tests.
+//! - [`sim`]: [`SimNetwork`] and [`SimEndpoint`], an in-process router with QUIC's trust rule
+//!   and with faults (partitions between nodes or pools, isolation, drops, lost replies, delays)
+//!   that are deterministic for a seed, for tests.
 //!
-//! [`pki`] makes the cluster's own certificate authority and the node certificates that carry each
-//! node's id; the `roster cert` command calls it.
+//! [`Peer`] is a node's identity, its pool and its id, as its certificate proves it. [`pki`] makes
+//! the deployment's own certificate authority and the node certificates that carry each node's
+//! identity; the `roster cert` command calls it.
 //!
 //! Payloads are opaque bytes: callers encode their own messages (with bincode and a size limit on
 //! every decode). This crate knows nothing of Raft or SIP.
@@ -19,13 +22,16 @@
 //! appears in the public API; certificates and keys cross it as PEM text.
 //!
 //! **Architecture Invariant**: the `from` passed to [`Handler::handle`] is authenticated: it is
-//! read from the peer's certificate after rustls has verified it against the cluster CA.
+//! read from the peer's certificate after rustls has verified it against the cluster CA, and
+//! names the peer's pool as well as its node id. It is always of the handler's own pool or of
+//! its one partner pool: a node exchanges nothing with any other pool, in either direction.
 //!
 //! **Architecture Invariant**: no request or response body larger than [`MESSAGE_SIZE_MAX`] is
 //! sent, and the length prefix of a received body is checked against it before any allocation.
 //! Peer input never panics this crate.
 #![deny(missing_docs)]
 
+mod peer;
 pub mod pki;
 pub mod quic;
 pub mod sim;
@@ -36,6 +42,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use peer::Peer;
 pub use quic::{bind, AddressBook, QuicConfig, QuicNetwork, QuicServer};
 pub use sim::{SimEndpoint, SimNetwork, SimStats};
 
@@ -93,6 +100,16 @@ pub enum NetError {
     /// The node is not in the address book.
     #[error("node {0} is not in the address book")]
     UnknownPeer(NodeId),
+    /// One of the two nodes does not trust the other's pool: the peer is of neither this node's
+    /// pool nor its partner, or this node's pool is neither for the peer. Nothing reached a
+    /// handler.
+    #[error("no exchange with node {to}: {reason}")]
+    Untrusted {
+        /// The node the request was for.
+        to: NodeId,
+        /// Which side refused which pool.
+        reason: String,
+    },
     /// The peer received the request but could not answer it (too large, overloaded, failed).
     #[error("the peer could not answer: {0}")]
     Remote(String),
@@ -116,8 +133,9 @@ pub trait Network: Clone + Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<u8>, NetError>> + Send;
 
-    /// Learns that node `node` listens at `address` (from a Raft membership), unless its
-    /// address is known already. Networks that route by id alone ignore it.
+    /// Learns that node `node` listens at `address` (from a Raft membership, which only ever
+    /// names nodes of this node's own pool, so the node is taken to be of the own pool), unless
+    /// its address is known already. Networks that route by id alone ignore it.
     fn learn_address(&self, node: NodeId, address: &str) {
         let _ = (node, address);
     }
@@ -129,9 +147,10 @@ pub trait Network: Clone + Send + Sync + 'static {
 /// so a handler never observes a half-done request. A panic in a handler fails that one request
 /// (the peer sees [`NetError::Remote`]) and nothing else.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request `body` from node `from`. The response must not be larger than
-    /// [`MESSAGE_SIZE_MAX`]; a larger one is dropped and the peer sees [`NetError::Remote`].
-    fn handle(&self, from: NodeId, body: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
+    /// Answers one request `body` from the node `from` (its pool and id, read from its verified
+    /// certificate). The response must not be larger than [`MESSAGE_SIZE_MAX`]; a larger one is
+    /// dropped and the peer sees [`NetError::Remote`].
+    fn handle(&self, from: Peer, body: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
 }
 
 /// A response future with the handler's type erased.
@@ -140,12 +159,12 @@ type ResponseFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send + 'static>>;
 /// A [`Handler`] behind a pointer of one type, so that the transports need no type parameter.
 #[derive(Clone)]
 pub(crate) struct ErasedHandler {
-    call: Arc<dyn Fn(NodeId, Vec<u8>) -> ResponseFuture + Send + Sync>,
+    call: Arc<dyn Fn(Peer, Vec<u8>) -> ResponseFuture + Send + Sync>,
 }
 
 impl ErasedHandler {
     pub(crate) fn new<H: Handler>(handler: Arc<H>) -> Self {
-        let call = move |from: NodeId, body: Vec<u8>| -> ResponseFuture {
+        let call = move |from: Peer, body: Vec<u8>| -> ResponseFuture {
             let handler = Arc::clone(&handler);
             Box::pin(async move { handler.handle(from, body).await })
         };
@@ -154,7 +173,7 @@ impl ErasedHandler {
         }
     }
 
-    pub(crate) fn handle(&self, from: NodeId, body: Vec<u8>) -> ResponseFuture {
+    pub(crate) fn handle(&self, from: Peer, body: Vec<u8>) -> ResponseFuture {
         (self.call)(from, body)
     }
 }

@@ -5,17 +5,20 @@
 //! the API as PEM text, and [`Ca::write_files`] / [`NodeCertificate::write_files`] and their
 //! `read_files` counterparts move it to and from disk for the `roster cert` command.
 //!
-//! **How a node id is carried**: a node certificate holds exactly one DNS subject alternative
-//! name of the form `node-<id>.roster.invalid` ([`node_server_name`]), with the id in decimal
-//! without leading zeros. The `.invalid` top-level domain is reserved (RFC 6761) and never
-//! resolves, so the name cannot collide with a real host and is only meaningful inside the
-//! cluster. A client dials node `n` with the server name `node-<n>.roster.invalid`, so rustls'
-//! standard name check proves it reached node `n`; a server reads the client's id back from the
-//! verified certificate with [`node_id_from_certificate`]. [`Ca::issue_node`] refuses extra
-//! addresses under `roster.invalid`, so one certificate can never name two nodes.
+//! **How a node's identity is carried**: a node certificate holds exactly one DNS subject
+//! alternative name of the form `node-<node>.pool-<pool>.roster.invalid` ([`node_server_name`]),
+//! with both ids in decimal without leading zeros: the node's [`Peer`]. The `.invalid` top-level
+//! domain is reserved (RFC 6761) and never resolves, so the name cannot collide with a real host
+//! and is only meaningful inside the deployment. A client dials node `n` of pool `p` with the
+//! server name `node-<n>.pool-<p>.roster.invalid`, so rustls' standard name check proves it
+//! reached that node of that pool; a server reads the client's identity back from the verified
+//! certificate with [`peer_from_certificate`]. [`Ca::issue_node`] refuses extra addresses under
+//! `roster.invalid`, so one certificate can never name two nodes, and a name in that domain that
+//! does not parse (such as `node-<id>.roster.invalid`, which names no pool) is refused.
 //!
-//! **Architecture Invariant**: a node id is only ever taken from a certificate that rustls has
-//! verified against the cluster CA; this module parses names, it does not decide trust.
+//! **Architecture Invariant**: a peer's identity is only ever taken from a certificate that
+//! rustls has verified against the deployment's CA; this module parses names, it does not decide
+//! trust.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -29,9 +32,11 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 
-/// The domain under which node names live: `node-<id>` followed by this suffix.
+use crate::Peer;
+
+/// The domain under which node names live: `node-<node>.pool-<pool>` followed by this suffix.
 pub const NODE_NAME_SUFFIX: &str = ".roster.invalid";
 
 /// How long a new CA certificate is valid, in days: 20 years, about the life of a deployment.
@@ -66,7 +71,7 @@ pub enum PkiError {
     /// A certificate or key could not be parsed, or they do not match.
     #[error("cannot parse certificate or key: {0}")]
     Parse(String),
-    /// The certificate carries no node id, or more than one.
+    /// The certificate carries no node identity, or more than one.
     #[error("certificate does not identify exactly one node: {0}")]
     NoNodeId(String),
     /// Reading or writing a file failed.
@@ -92,26 +97,34 @@ pub struct Ca {
 /// A node's certificate, issued by the cluster [`Ca`], and its private key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NodeCertificate {
-    /// The node id the certificate carries.
-    pub node_id: NodeId,
+    /// The node the certificate names: its pool and id.
+    pub peer: Peer,
     /// The certificate in PEM.
     pub cert_pem: String,
     /// The private key in PEM (PKCS#8).
     pub key_pem: String,
 }
 
-/// The DNS name that carries `node_id` in a certificate: `node-<id>.roster.invalid`.
-pub fn node_server_name(node_id: NodeId) -> String {
-    format!("node-{node_id}{NODE_NAME_SUFFIX}")
+/// The DNS name that carries `peer` in a certificate: `node-<node>.pool-<pool>.roster.invalid`.
+pub fn node_server_name(peer: Peer) -> String {
+    format!("node-{}.pool-{}{NODE_NAME_SUFFIX}", peer.node, peer.pool)
 }
 
-/// The node id in a name made by [`node_server_name`], or `None` for any other name.
+/// The node and pool in a name made by [`node_server_name`], or `None` for any other name.
 ///
-/// Case-insensitive, like DNS; the id must be canonical decimal (no sign, no leading zeros), so
-/// each id has exactly one name.
-pub fn parse_node_server_name(name: &str) -> Option<NodeId> {
+/// Case-insensitive, like DNS; both ids must be canonical decimal (no sign, no leading zeros)
+/// and in range, so each identity has exactly one name.
+pub fn parse_node_server_name(name: &str) -> Option<Peer> {
     let name = name.to_ascii_lowercase();
-    let digits = name.strip_prefix("node-")?.strip_suffix(NODE_NAME_SUFFIX)?;
+    let labels = name.strip_suffix(NODE_NAME_SUFFIX)?;
+    let (node_label, pool_label) = labels.split_once('.')?;
+    let node: NodeId = canonical_decimal(node_label.strip_prefix("node-")?)?;
+    let pool: PoolId = canonical_decimal(pool_label.strip_prefix("pool-")?)?;
+    Some(Peer { pool, node })
+}
+
+/// The number `digits` spells in canonical decimal: ASCII digits only, no leading zero.
+fn canonical_decimal<T: std::str::FromStr>(digits: &str) -> Option<T> {
     if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
@@ -121,34 +134,52 @@ pub fn parse_node_server_name(name: &str) -> Option<NodeId> {
     digits.parse().ok()
 }
 
-/// The node id carried by a DER certificate: its one `node-<id>.roster.invalid` DNS name.
+/// The node identity carried by a DER certificate: its one
+/// `node-<node>.pool-<pool>.roster.invalid` DNS name.
 ///
+/// Any other name under `roster.invalid` makes the certificate invalid, so a certificate of the
+/// older form `node-<id>.roster.invalid` (no pool) is refused with a message that says so.
 /// This only parses. Call it on a certificate that has been verified against the cluster CA.
-pub fn node_id_from_certificate(certificate_der: &[u8]) -> Result<NodeId, PkiError> {
+pub fn peer_from_certificate(certificate_der: &[u8]) -> Result<Peer, PkiError> {
     let der = CertificateDer::from(certificate_der);
     let certificate = webpki::EndEntityCert::try_from(&der)
         .map_err(|error| PkiError::Parse(format!("{error:?}")))?;
-    let mut found: Option<NodeId> = None;
+    let mut found: Option<Peer> = None;
     for name in certificate.valid_dns_names() {
         let lowercase = name.to_ascii_lowercase();
         let in_namespace = lowercase.ends_with(NODE_NAME_SUFFIX);
         match (parse_node_server_name(name), found) {
-            (Some(id), None) => found = Some(id),
-            (Some(id), Some(previous)) if id == previous => {}
+            (Some(peer), None) => found = Some(peer),
+            (Some(peer), Some(previous)) if peer == previous => {}
             (Some(_), Some(_)) => {
                 return Err(PkiError::NoNodeId("it names more than one node".into()));
             }
-            (None, _) if in_namespace => {
-                return Err(PkiError::NoNodeId(format!("malformed node name {name:?}")));
-            }
+            (None, _) if in_namespace => return Err(malformed_name(name)),
             (None, _) => {}
         }
     }
     found.ok_or_else(|| {
         PkiError::NoNodeId(format!(
-            "no DNS name of the form node-<id>{NODE_NAME_SUFFIX}"
+            "no DNS name of the form node-<node>.pool-<pool>{NODE_NAME_SUFFIX}"
         ))
     })
+}
+
+/// The error for a name under `roster.invalid` that is not a node name, telling a name of the
+/// form before pools (`node-<id>.roster.invalid`) apart.
+fn malformed_name(name: &str) -> PkiError {
+    let lowercase = name.to_ascii_lowercase();
+    let without_pool = lowercase
+        .strip_suffix(NODE_NAME_SUFFIX)
+        .and_then(|label| label.strip_prefix("node-"))
+        .is_some_and(|digits| canonical_decimal::<NodeId>(digits).is_some());
+    if without_pool {
+        return PkiError::NoNodeId(format!(
+            "node name {name:?} names no pool (a certificate issued before node certificates \
+             carried the pool); issue a new one for node-<node>.pool-<pool>{NODE_NAME_SUFFIX}"
+        ));
+    }
+    PkiError::NoNodeId(format!("malformed node name {name:?}"))
 }
 
 impl Ca {
@@ -216,22 +247,18 @@ impl Ca {
         &self.key_pem
     }
 
-    /// Issues a certificate for node `node_id`, valid for [`NODE_VALIDITY_DAYS`] from yesterday,
-    /// for both server and client authentication.
+    /// Issues a certificate for node `peer.node` of pool `peer.pool`, valid for
+    /// [`NODE_VALIDITY_DAYS`] from yesterday, for both server and client authentication.
     ///
     /// `addresses` are extra names for the node: each is an IP address or a DNS name, at most
     /// [`NODE_ADDRESS_COUNT_MAX`] of them. Names under `roster.invalid` are refused, since they
-    /// would let the certificate claim another node's id.
-    pub fn issue_node<I, S>(
-        &self,
-        node_id: NodeId,
-        addresses: I,
-    ) -> Result<NodeCertificate, PkiError>
+    /// would let the certificate claim another node's identity.
+    pub fn issue_node<I, S>(&self, peer: Peer, addresses: I) -> Result<NodeCertificate, PkiError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let server_name = node_server_name(node_id);
+        let server_name = node_server_name(peer);
         let mut names = vec![dns_name(&server_name)?];
         for address in addresses {
             if names.len() > NODE_ADDRESS_COUNT_MAX {
@@ -259,7 +286,7 @@ impl Ca {
             .signed_by(&key, &self.issuer)
             .map_err(generate_error)?;
         Ok(NodeCertificate {
-            node_id,
+            peer,
             cert_pem: certificate.pem(),
             key_pem: key.serialize_pem(),
         })
@@ -277,11 +304,11 @@ impl std::fmt::Debug for Ca {
 }
 
 impl NodeCertificate {
-    /// Builds a node certificate from PEM, taking the node id from the certificate and checking
-    /// that the key parses. Does not check the issuer: the TLS handshake does that.
+    /// Builds a node certificate from PEM, taking the node's identity from the certificate and
+    /// checking that the key belongs to it. Does not check the issuer: the TLS handshake does.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<NodeCertificate, PkiError> {
         let certificate_der = single_certificate_der(cert_pem)?;
-        let node_id = node_id_from_certificate(certificate_der.as_ref())?;
+        let peer = peer_from_certificate(certificate_der.as_ref())?;
         let key = KeyPair::from_pem(key_pem).map_err(parse_error)?;
         let certificate = webpki::EndEntityCert::try_from(&certificate_der)
             .map_err(|error| PkiError::Parse(format!("{error:?}")))?;
@@ -291,7 +318,7 @@ impl NodeCertificate {
             ));
         }
         Ok(NodeCertificate {
-            node_id,
+            peer,
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.to_owned(),
         })
@@ -314,7 +341,7 @@ impl std::fmt::Debug for NodeCertificate {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("NodeCertificate")
-            .field("node_id", &self.node_id)
+            .field("peer", &self.peer)
             .field("cert_pem", &self.cert_pem)
             .field("key_pem", &"<secret>")
             .finish()
@@ -484,62 +511,125 @@ mod tests {
         single_certificate_der(cert_pem).unwrap()
     }
 
+    const PEER: Peer = Peer { pool: 2, node: 7 };
+
     #[test]
     fn node_name_round_trips_and_is_canonical() {
-        for id in [0, 1, 42, u64::MAX] {
-            assert_eq!(parse_node_server_name(&node_server_name(id)), Some(id));
+        for node in [0, 1, 42, u64::MAX] {
+            for pool in [0, 1, 2, u16::MAX] {
+                let peer = Peer { pool, node };
+                assert_eq!(parse_node_server_name(&node_server_name(peer)), Some(peer));
+            }
         }
-        assert_eq!(parse_node_server_name("NODE-7.Roster.Invalid"), Some(7));
+        assert_eq!(node_server_name(PEER), "node-7.pool-2.roster.invalid");
+        assert_eq!(
+            parse_node_server_name("NODE-7.Pool-2.Roster.Invalid"),
+            Some(PEER)
+        );
         for name in [
-            "node-.roster.invalid",
-            "node-07.roster.invalid",
-            "node-+7.roster.invalid",
-            "node-7.roster.example",
-            "node-18446744073709551616.roster.invalid",
-            "xnode-7.roster.invalid",
+            "node-7.roster.invalid",
+            "node-.pool-2.roster.invalid",
+            "node-7.pool-.roster.invalid",
+            "node-07.pool-2.roster.invalid",
+            "node-7.pool-02.roster.invalid",
+            "node-+7.pool-2.roster.invalid",
+            "node-7.pool--2.roster.invalid",
+            "node-7.pool-2.roster.example",
+            "node-18446744073709551616.pool-2.roster.invalid",
+            "node-7.pool-65536.roster.invalid",
+            "node-7.pool-2.x.roster.invalid",
+            "pool-2.node-7.roster.invalid",
+            "xnode-7.pool-2.roster.invalid",
+            "node-7.xpool-2.roster.invalid",
         ] {
             assert_eq!(parse_node_server_name(name), None, "{name}");
         }
     }
 
     #[test]
-    fn issued_certificate_carries_node_id() {
+    fn issued_certificate_carries_node_and_pool() {
         let ca = Ca::generate("test cluster").unwrap();
         let node = ca
-            .issue_node(7, ["127.0.0.1", "registrar-1.example.com"])
+            .issue_node(PEER, ["127.0.0.1", "registrar-1.example.com"])
             .unwrap();
-        assert_eq!(node.node_id, 7);
+        assert_eq!(node.peer, PEER);
         let der = certificate_der(&node.cert_pem);
-        assert_eq!(node_id_from_certificate(der.as_ref()).unwrap(), 7);
+        assert_eq!(peer_from_certificate(der.as_ref()).unwrap(), PEER);
         let parsed = NodeCertificate::from_pem(&node.cert_pem, &node.key_pem).unwrap();
         assert_eq!(parsed, node);
+    }
+
+    /// A certificate signed by the CA but naming a node the way certificates did before pools
+    /// (`node-<id>.roster.invalid`), or with another malformed name in the reserved domain, or
+    /// two different nodes, identifies no node.
+    #[test]
+    fn certificates_without_exactly_one_well_formed_node_name_are_refused() {
+        let ca = Ca::generate("test cluster").unwrap();
+        let sign = |names: &[&str]| {
+            let mut params = CertificateParams::default();
+            params.subject_alt_names = names.iter().map(|name| dns_name(name).unwrap()).collect();
+            let key = KeyPair::generate().unwrap();
+            params.signed_by(&key, &ca.issuer).unwrap().pem()
+        };
+        let refused = |names: &[&str]| {
+            let der = certificate_der(&sign(names));
+            match peer_from_certificate(der.as_ref()) {
+                Err(PkiError::NoNodeId(reason)) => reason,
+                other => panic!("{names:?}: {other:?}"),
+            }
+        };
+        let reason = refused(&["node-7.roster.invalid"]);
+        assert!(reason.contains("names no pool"), "{reason}");
+        let reason = refused(&[
+            "node-7.pool-2.roster.invalid",
+            "node-07.pool-2.roster.invalid",
+        ]);
+        assert!(reason.contains("malformed"), "{reason}");
+        let reason = refused(&[
+            "node-7.pool-2.roster.invalid",
+            "node-7.pool-3.roster.invalid",
+        ]);
+        assert!(reason.contains("more than one"), "{reason}");
+        let reason = refused(&["registrar.example.com"]);
+        assert!(reason.contains("no DNS name"), "{reason}");
+        // The same name twice is one node.
+        let der = certificate_der(&sign(&[
+            "node-7.pool-2.roster.invalid",
+            "NODE-7.POOL-2.ROSTER.INVALID",
+            "registrar.example.com",
+        ]));
+        assert_eq!(peer_from_certificate(der.as_ref()).unwrap(), PEER);
     }
 
     #[test]
     fn reserved_addresses_are_refused() {
         let ca = Ca::generate("test cluster").unwrap();
         for address in [
+            "node-8.pool-2.roster.invalid",
+            "node-7.pool-3.roster.invalid",
             "node-8.roster.invalid",
             "ROSTER.INVALID",
             "x.roster.invalid",
             "a b",
         ] {
             assert!(
-                matches!(ca.issue_node(7, [address]), Err(PkiError::Invalid(_))),
+                matches!(ca.issue_node(PEER, [address]), Err(PkiError::Invalid(_))),
                 "{address}"
             );
         }
         let too_many: Vec<String> = (0..=NODE_ADDRESS_COUNT_MAX)
             .map(|index| format!("10.0.0.{index}"))
             .collect();
-        assert!(ca.issue_node(7, &too_many).is_err());
+        assert!(ca.issue_node(PEER, &too_many).is_err());
     }
 
     #[test]
     fn ca_reloaded_from_pem_issues_certificates_under_the_same_name() {
         let ca = Ca::generate("test cluster").unwrap();
         let reloaded = Ca::from_pem(ca.cert_pem(), ca.key_pem()).unwrap();
-        let node = reloaded.issue_node(3, Vec::<String>::new()).unwrap();
+        let node = reloaded
+            .issue_node(Peer { pool: 1, node: 3 }, Vec::<String>::new())
+            .unwrap();
         let ca_der = certificate_der(ca.cert_pem());
         let ca_certificate = webpki::EndEntityCert::try_from(&ca_der).unwrap();
         let node_der = certificate_der(&node.cert_pem);
@@ -552,7 +642,7 @@ mod tests {
         let ca = Ca::generate("one").unwrap();
         let other = Ca::generate("two").unwrap();
         assert!(Ca::from_pem(ca.cert_pem(), other.key_pem()).is_err());
-        let node = ca.issue_node(1, ["127.0.0.1"]).unwrap();
+        let node = ca.issue_node(PEER, ["127.0.0.1"]).unwrap();
         assert!(NodeCertificate::from_pem(&node.cert_pem, other.key_pem()).is_err());
     }
 
@@ -573,7 +663,7 @@ mod tests {
             Err(PkiError::Io { .. })
         ));
         let ca = Ca::read_files(&ca_cert, &ca_key).unwrap();
-        let node = ca.issue_node(2, ["::1"]).unwrap();
+        let node = ca.issue_node(PEER, ["::1"]).unwrap();
         let (node_cert, node_key) = (directory.join("node-2.pem"), directory.join("node-2.key"));
         node.write_files(&node_cert, &node_key).unwrap();
         assert_eq!(

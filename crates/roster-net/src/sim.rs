@@ -3,8 +3,15 @@
 //! Main types: [`SimNetwork`], the router shared by all simulated nodes, and [`SimEndpoint`], one
 //! node's [`Network`], made by [`SimNetwork::endpoint`].
 //!
+//! **Trust**: each endpoint is a node of a pool ([`Peer`]) and trusts its own pool and at most
+//! one partner ([`SimNetwork::endpoint_with_partner`]), as over QUIC: a request between two
+//! nodes of which one does not trust the other's pool fails at once with
+//! [`NetError::Untrusted`] and reaches no handler.
+//!
 //! Faults: [`SimNetwork::partition`], [`SimNetwork::isolate`] and [`SimNetwork::heal`] cut and
-//! restore links; [`SimNetwork::set_drop_probability`] loses requests and replies;
+//! restore links between nodes, [`SimNetwork::partition_pools`] and [`SimNetwork::heal_pools`]
+//! every link between two pools (an inter-site link); [`SimNetwork::set_drop_probability`] loses
+//! requests and replies;
 //! [`SimNetwork::set_reply_drop_probability`] loses replies only (the request is executed, the
 //! caller never hears); [`SimNetwork::set_delay`] delays each message; [`SimNetwork::remove`]
 //! takes a node down. As on a real network, a lost message is noticed only when the request's
@@ -24,9 +31,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 
-use crate::{check_size, ErasedHandler, Handler, NetError, Network, MESSAGE_SIZE_MAX};
+use crate::peer::Trust;
+use crate::{check_size, ErasedHandler, Handler, NetError, Network, Peer, MESSAGE_SIZE_MAX};
 
 /// The router shared by all simulated nodes in one process. Cheap to clone.
 #[derive(Clone)]
@@ -37,7 +45,8 @@ pub struct SimNetwork {
 /// One simulated node's client side, made by [`SimNetwork::endpoint`].
 #[derive(Clone)]
 pub struct SimEndpoint {
-    node_id: NodeId,
+    identity: Peer,
+    trust: Trust,
     network: SimNetwork,
 }
 
@@ -50,6 +59,8 @@ pub struct SimStats {
     pub requests_delivered: u64,
     /// Requests lost to a cut link, a drop or a node that is down.
     pub requests_lost: u64,
+    /// Requests refused because one of the two nodes does not trust the other's pool.
+    pub requests_refused: u64,
     /// Replies lost after the handler ran.
     pub replies_lost: u64,
 }
@@ -65,20 +76,46 @@ impl SimNetwork {
         }
     }
 
-    /// Connects node `node_id`, served by `handler`, and returns its client side. Connecting an
-    /// id again replaces its handler, as when a node restarts.
-    pub fn endpoint<H: Handler>(&self, node_id: NodeId, handler: Arc<H>) -> SimEndpoint {
-        self.inner
-            .lock()
+    /// Connects node `identity.node` of pool `identity.pool`, with no partner pool, served by
+    /// `handler`, and returns its client side; see [`SimNetwork::endpoint_with_partner`].
+    pub fn endpoint<H: Handler>(&self, identity: Peer, handler: Arc<H>) -> SimEndpoint {
+        self.endpoint_with_partner(identity, None, handler)
+    }
+
+    /// Connects node `identity.node` of pool `identity.pool`, which trusts its own pool and
+    /// `partner`, served by `handler`, and returns its client side. Handlers see `identity` as
+    /// the `from` of its requests. Connecting an id again replaces its handler and identity, as
+    /// when a node restarts.
+    ///
+    /// # Panics
+    ///
+    /// If `partner` is the node's own pool: a bug in the test.
+    pub fn endpoint_with_partner<H: Handler>(
+        &self,
+        identity: Peer,
+        partner: Option<PoolId>,
+        handler: Arc<H>,
+    ) -> SimEndpoint {
+        assert_ne!(
+            partner,
+            Some(identity.pool),
+            "a pool is not its own partner"
+        );
+        let trust = Trust::new(identity.pool, partner);
+        let mut state = self.inner.lock();
+        state.identities.insert(identity.node, (identity, trust));
+        state
             .handlers
-            .insert(node_id, ErasedHandler::new(handler));
+            .insert(identity.node, ErasedHandler::new(handler));
         SimEndpoint {
-            node_id,
+            identity,
+            trust,
             network: self.clone(),
         }
     }
 
-    /// Takes node `node_id` down: requests to it are lost and its in-flight replies too.
+    /// Takes node `node_id` down: requests to it are lost and its in-flight replies too. Its
+    /// identity is kept, as in an address book.
     pub fn remove(&self, node_id: NodeId) {
         self.inner.lock().handlers.remove(&node_id);
     }
@@ -101,12 +138,31 @@ impl SimNetwork {
         self.inner.lock().isolated.insert(node_id);
     }
 
-    /// Restores every link cut by [`SimNetwork::partition`] and [`SimNetwork::isolate`].
-    /// Drop probabilities and delays stay as set.
+    /// Cuts every link between a node of pool `pool_a` and a node of pool `pool_b`, both
+    /// directions, including nodes connected later: the link between two sites. Adds to earlier
+    /// cuts.
+    pub fn partition_pools(&self, pool_a: PoolId, pool_b: PoolId) {
+        if pool_a != pool_b {
+            self.inner.lock().cut_pools.insert(pool_key(pool_a, pool_b));
+        }
+    }
+
+    /// Restores the links between pools `pool_a` and `pool_b` cut by
+    /// [`SimNetwork::partition_pools`]; cuts between nodes stay.
+    pub fn heal_pools(&self, pool_a: PoolId, pool_b: PoolId) {
+        self.inner
+            .lock()
+            .cut_pools
+            .remove(&pool_key(pool_a, pool_b));
+    }
+
+    /// Restores every link cut by [`SimNetwork::partition`], [`SimNetwork::isolate`] and
+    /// [`SimNetwork::partition_pools`]. Drop probabilities and delays stay as set.
     pub fn heal(&self) {
         let mut state = self.inner.lock();
         state.cut_links.clear();
         state.isolated.clear();
+        state.cut_pools.clear();
     }
 
     /// Loses each request, and independently each reply, with `probability` (0 to 1).
@@ -168,7 +224,12 @@ impl std::fmt::Debug for SimNetwork {
 impl SimEndpoint {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.node_id
+        self.identity.node
+    }
+
+    /// This node's pool and id.
+    pub fn identity(&self) -> Peer {
+        self.identity
     }
 
     /// The network this endpoint belongs to.
@@ -186,9 +247,9 @@ impl Network for SimEndpoint {
     ) -> Result<Vec<u8>, NetError> {
         check_size(body.len())?;
         let deadline = Instant::now() + timeout;
-        let from = self.node_id;
+        let from = self.identity;
         let (reply_sender, reply_receiver) = oneshot::channel();
-        match self.network.inner.plan(from, to) {
+        match self.network.inner.plan(from, self.trust, to) {
             Plan::Down => {
                 tokio::time::sleep_until(deadline).await;
                 return Err(NetError::Unreachable {
@@ -200,6 +261,8 @@ impl Network for SimEndpoint {
                 tokio::time::sleep_until(deadline).await;
                 return Err(NetError::Timeout { to });
             }
+            // Over QUIC either side refuses within a handshake: at once, next to a timeout.
+            Plan::Refused(reason) => return Err(NetError::Untrusted { to, reason }),
             Plan::Deliver(delivery) => {
                 let inner = Arc::clone(&self.network.inner);
                 tokio::spawn(inner.deliver(from, to, body, delivery, reply_sender));
@@ -221,7 +284,7 @@ impl std::fmt::Debug for SimEndpoint {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("SimEndpoint")
-            .field("node_id", &self.node_id)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -234,9 +297,14 @@ struct SimInner {
 
 #[derive(Default)]
 struct SimState {
+    /// The nodes that are up.
     handlers: HashMap<NodeId, ErasedHandler>,
+    /// Every node ever connected, up or down, and the pools it trusts: the address book.
+    identities: HashMap<NodeId, (Peer, Trust)>,
     /// Cut links, each as (smaller id, larger id).
     cut_links: HashSet<(NodeId, NodeId)>,
+    /// Pools cut from each other, each as (smaller id, larger id).
+    cut_pools: HashSet<(PoolId, PoolId)>,
     isolated: HashSet<NodeId>,
     request_drop_probability: f64,
     reply_drop_probability: f64,
@@ -248,13 +316,14 @@ struct SimState {
 }
 
 impl SimState {
-    fn link_cut(&self, from: NodeId, to: NodeId) -> bool {
-        if from == to {
+    fn link_cut(&self, from: Peer, to: Peer) -> bool {
+        if from.node == to.node {
             return false;
         }
-        self.isolated.contains(&from)
-            || self.isolated.contains(&to)
-            || self.cut_links.contains(&link_key(from, to))
+        self.isolated.contains(&from.node)
+            || self.isolated.contains(&to.node)
+            || self.cut_links.contains(&link_key(from.node, to.node))
+            || self.cut_pools.contains(&pool_key(from.pool, to.pool))
     }
 }
 
@@ -262,10 +331,14 @@ impl SimState {
 enum Plan {
     Down,
     Lost,
+    /// One of the two nodes does not trust the other's pool; why.
+    Refused(String),
     Deliver(Delivery),
 }
 
 struct Delivery {
+    /// The node the request goes to.
+    to: Peer,
     request_delay: Duration,
     reply_delay: Duration,
     reply_dropped: bool,
@@ -278,23 +351,40 @@ impl SimInner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn plan(&self, from: NodeId, to: NodeId) -> Plan {
+    fn plan(&self, from: Peer, trust: Trust, to: NodeId) -> Plan {
         let mut state = self.lock();
         state.stats.requests_sent += 1;
-        let sequence = state.link_sequences.entry((from, to)).or_insert(0);
+        let sequence = state.link_sequences.entry((from.node, to)).or_insert(0);
         let position = *sequence;
         *sequence += 1;
-        let draws = Draws::new(self.seed, from, to, position);
+        let draws = Draws::new(self.seed, from.node, to, position);
+        let Some(&(target, target_trust)) = state.identities.get(&to) else {
+            state.stats.requests_lost += 1;
+            return Plan::Down;
+        };
+        // Like a QUIC client reading its address book: never sent to a pool it does not trust.
+        if !trust.allows(target.pool) {
+            state.stats.requests_refused += 1;
+            return Plan::Refused(trust.refusal(target));
+        }
         if !state.handlers.contains_key(&to) {
             state.stats.requests_lost += 1;
             return Plan::Down;
         }
-        let faulted = from != to;
-        if state.link_cut(from, to)
+        let faulted = from.node != to;
+        if state.link_cut(from, target)
             || (faulted && draws.fraction(Draw::RequestDrop) < state.request_drop_probability)
         {
             state.stats.requests_lost += 1;
             return Plan::Lost;
+        }
+        // Like a QUIC server closing the connection after the handshake.
+        if !target_trust.allows(from.pool) {
+            state.stats.requests_refused += 1;
+            return Plan::Refused(format!(
+                "node {to} does not trust this node's pool ({})",
+                target_trust.refusal(from)
+            ));
         }
         let (delay_min, delay_max) = if faulted {
             (state.delay_min, state.delay_max)
@@ -302,6 +392,7 @@ impl SimInner {
             (Duration::ZERO, Duration::ZERO)
         };
         Plan::Deliver(Delivery {
+            to: target,
             request_delay: draws.duration(Draw::RequestDelay, delay_min, delay_max),
             reply_delay: draws.duration(Draw::ReplyDelay, delay_min, delay_max),
             reply_dropped: faulted
@@ -313,7 +404,7 @@ impl SimInner {
     /// each hop, since faults may change while a message is in flight.
     async fn deliver(
         self: Arc<Self>,
-        from: NodeId,
+        from: Peer,
         to: NodeId,
         body: Vec<u8>,
         delivery: Delivery,
@@ -323,7 +414,7 @@ impl SimInner {
         let handler = {
             let mut state = self.lock();
             match state.handlers.get(&to).cloned() {
-                Some(handler) if !state.link_cut(from, to) => {
+                Some(handler) if !state.link_cut(from, delivery.to) => {
                     state.stats.requests_delivered += 1;
                     handler
                 }
@@ -345,7 +436,7 @@ impl SimInner {
         {
             let mut state = self.lock();
             let node_up = state.handlers.contains_key(&to);
-            if delivery.reply_dropped || !node_up || state.link_cut(to, from) {
+            if delivery.reply_dropped || !node_up || state.link_cut(delivery.to, from) {
                 state.stats.replies_lost += 1;
                 return;
             }
@@ -356,6 +447,10 @@ impl SimInner {
 }
 
 fn link_key(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
+    (a.min(b), a.max(b))
+}
+
+fn pool_key(a: PoolId, b: PoolId) -> (PoolId, PoolId) {
     (a.min(b), a.max(b))
 }
 

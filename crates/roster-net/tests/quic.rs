@@ -9,19 +9,27 @@ use std::time::Duration;
 
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_net::{
-    bind, AddressBook, Handler, NetError, Network, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
+    bind, AddressBook, Handler, NetError, Network, Peer, QuicConfig, QuicServer, MESSAGE_SIZE_MAX,
 };
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 use tokio_util::sync::CancellationToken;
 
 /// The bound on any one wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The pool of the nodes of most tests.
+const POOL: PoolId = 1;
+
+/// Node `node` of [`POOL`].
+fn member(node: NodeId) -> Peer {
+    Peer { pool: POOL, node }
+}
+
 /// Answers `echo:` and the body, and remembers who asked.
 #[derive(Default)]
 struct Echo {
     calls: AtomicUsize,
-    callers: Mutex<Vec<NodeId>>,
+    callers: Mutex<Vec<Peer>>,
 }
 
 impl Echo {
@@ -31,7 +39,7 @@ impl Echo {
 }
 
 impl Handler for Echo {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.callers.lock().unwrap().push(from);
         // A short pause makes concurrent requests overlap on the server.
@@ -57,16 +65,24 @@ fn config(
     QuicConfig::new(listen, ca.cert_pem(), certificate, peers.clone())
 }
 
-/// Starts node `node_id` with a certificate from `ca` and enters it in `peers`.
+/// Starts node `node_id` of [`POOL`] with a certificate from `ca` and enters it in `peers`.
 fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook, handler: Arc<Echo>) -> QuicServer {
-    let certificate = ca.issue_node(node_id, ["127.0.0.1"]).unwrap();
-    let server = bind(
-        config(ca, &certificate, localhost(), peers),
-        handler,
-        CancellationToken::new(),
-    )
-    .unwrap();
-    peers.insert(node_id, server.local_addr());
+    start_paired(ca, member(node_id), None, peers, handler)
+}
+
+/// Starts node `identity` with partner pool `partner` and enters it in `peers`.
+fn start_paired(
+    ca: &Ca,
+    identity: Peer,
+    partner: Option<PoolId>,
+    peers: &AddressBook,
+    handler: Arc<Echo>,
+) -> QuicServer {
+    let certificate = ca.issue_node(identity, ["127.0.0.1"]).unwrap();
+    let mut config = config(ca, &certificate, localhost(), peers);
+    config.partner = partner;
+    let server = bind(config, handler, CancellationToken::new()).unwrap();
+    peers.insert(identity, server.local_addr());
     server
 }
 
@@ -86,9 +102,9 @@ async fn round_trip_between_two_nodes() {
     assert_eq!(response, b"echo:hello");
     let response = b.network().request(1, Vec::new(), WAIT).await.unwrap();
     assert_eq!(response, b"echo:");
-    // `from` is the id in the caller's certificate.
-    assert_eq!(*echo_b.callers.lock().unwrap(), [1]);
-    assert_eq!(*echo_a.callers.lock().unwrap(), [2]);
+    // `from` is the identity in the caller's certificate.
+    assert_eq!(*echo_b.callers.lock().unwrap(), [member(1)]);
+    assert_eq!(*echo_a.callers.lock().unwrap(), [member(2)]);
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -100,12 +116,12 @@ async fn many_concurrent_requests_on_one_connection() {
     let echo = Arc::new(Echo::default());
     let a = start(&ca, 1, &peers, Arc::default());
     // Few streams per connection: the other requests must wait for one, not fail.
-    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(2), ["127.0.0.1"]).unwrap();
     let mut b_config = config(&ca, &certificate, localhost(), &peers);
     b_config.streams_per_connection_max = 8;
     b_config.handlers_in_flight_max = 4;
     let b = bind(b_config, Arc::clone(&echo), CancellationToken::new()).unwrap();
-    peers.insert(2, b.local_addr());
+    peers.insert(member(2), b.local_addr());
 
     let network = a.network();
     let mut requests = tokio::task::JoinSet::new();
@@ -153,7 +169,7 @@ async fn reconnects_after_the_peer_restarts() {
     );
 
     // The same node comes back on the same address.
-    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(2), ["127.0.0.1"]).unwrap();
     let echo = Arc::new(Echo::default());
     let b = bind(
         config(&ca, &certificate, b_address, &peers),
@@ -184,7 +200,7 @@ async fn reconnects_soon_after_the_peer_crashes_and_restarts() {
     let ca = Ca::generate("crash").unwrap();
     let peers = AddressBook::new();
     let a = start(&ca, 1, &peers, Arc::default());
-    let certificate = ca.issue_node(2, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(2), ["127.0.0.1"]).unwrap();
 
     // Node 2 runs on its own runtime, so that it can die without closing anything.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -202,7 +218,7 @@ async fn reconnects_soon_after_the_peer_crashes_and_restarts() {
         .unwrap()
     };
     let b_address = b.local_addr();
-    peers.insert(2, b_address);
+    peers.insert(member(2), b_address);
     let network = a.network();
     assert_eq!(
         network.request(2, b"one".to_vec(), WAIT).await.unwrap(),
@@ -253,7 +269,7 @@ async fn a_client_with_a_certificate_from_another_ca_is_refused() {
 
     // The stranger trusts the cluster CA, so it would accept the server; the server must not
     // accept the stranger's certificate, even though it claims a plausible node id.
-    let stranger_certificate = stranger_ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let stranger_certificate = stranger_ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
     let stranger_config = config(&ca, &stranger_certificate, localhost(), &peers);
     let stranger = bind(
         stranger_config,
@@ -270,7 +286,7 @@ async fn a_client_with_a_certificate_from_another_ca_is_refused() {
     assert_eq!(echo.calls(), 0, "the handler ran for a stranger");
 
     // And a cluster node refuses to talk to a server with a stranger's certificate.
-    let impostor_certificate = stranger_ca.issue_node(3, ["127.0.0.1"]).unwrap();
+    let impostor_certificate = stranger_ca.issue_node(member(3), ["127.0.0.1"]).unwrap();
     let impostor_echo = Arc::new(Echo::default());
     let impostor = bind(
         config(&stranger_ca, &impostor_certificate, localhost(), &peers),
@@ -278,7 +294,7 @@ async fn a_client_with_a_certificate_from_another_ca_is_refused() {
         CancellationToken::new(),
     )
     .unwrap();
-    peers.insert(3, impostor.local_addr());
+    peers.insert(member(3), impostor.local_addr());
     let error = b
         .network()
         .request(3, b"hello?".to_vec(), WAIT)
@@ -299,7 +315,7 @@ async fn a_peer_with_another_node_id_than_dialled_is_refused() {
     let a = start(&ca, 1, &peers, Arc::default());
     let c = start(&ca, 3, &peers, Arc::clone(&echo_c));
     // The address book says node 2 is where node 3 listens.
-    peers.insert(2, c.local_addr());
+    peers.insert(member(2), c.local_addr());
     let error = a
         .network()
         .request(2, b"for two".to_vec(), WAIT)
@@ -316,14 +332,136 @@ async fn a_peer_with_another_node_id_than_dialled_is_refused() {
     c.shutdown().await;
 }
 
+/// Node 1 of pool 1 and node 5 of pool 2, each the other's partner, talk both ways, and each
+/// handler is told the other's pool and node.
+#[tokio::test]
+async fn partner_pools_talk_both_ways() {
+    let ca = Ca::generate("pair").unwrap();
+    let peers = AddressBook::new();
+    let (echo_a, echo_b) = (Arc::new(Echo::default()), Arc::new(Echo::default()));
+    let (one, five) = (member(1), Peer { pool: 2, node: 5 });
+    let a = start_paired(&ca, one, Some(2), &peers, Arc::clone(&echo_a));
+    let b = start_paired(&ca, five, Some(1), &peers, Arc::clone(&echo_b));
+    let response = a.network().request(5, b"to b".to_vec(), WAIT).await;
+    assert_eq!(response.unwrap(), b"echo:to b");
+    // A node that has not spoken to the other yet dials it too.
+    let c = start_paired(&ca, member(3), Some(2), &peers, Arc::default());
+    let response = b.network().request(3, b"to c".to_vec(), WAIT).await;
+    assert_eq!(response.unwrap(), b"echo:to c");
+    let response = b.network().request(1, b"to a".to_vec(), WAIT).await;
+    assert_eq!(response.unwrap(), b"echo:to a");
+    assert_eq!(*echo_b.callers.lock().unwrap(), [one]);
+    assert_eq!(*echo_a.callers.lock().unwrap(), [five]);
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+}
+
+/// Node 1 of pool 1 is paired with pool 2; node 7 of pool 3, same CA, is refused both ways,
+/// even when pool 3 says pool 1 is its partner: node 1 never dials it, and closes the
+/// connection node 7 dials. No request reaches either handler.
+#[tokio::test]
+async fn a_pool_that_is_not_the_partner_is_refused_both_ways() {
+    let ca = Ca::generate("stranger pool").unwrap();
+    let peers = AddressBook::new();
+    let (echo_one, echo_seven) = (Arc::new(Echo::default()), Arc::new(Echo::default()));
+    let one = start_paired(&ca, member(1), Some(2), &peers, Arc::clone(&echo_one));
+    let seven = Peer { pool: 3, node: 7 };
+    let stranger = start_paired(&ca, seven, Some(1), &peers, Arc::clone(&echo_seven));
+
+    let error = one
+        .network()
+        .request(7, b"to 7".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, NetError::Untrusted { to: 7, ref reason }
+            if reason.contains("pool 3 node 7") && reason.contains("partner pool 2")),
+        "{error:?}"
+    );
+    let error = stranger
+        .network()
+        .request(1, b"to 1".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, NetError::Untrusted { to: 1, ref reason }
+            if reason.contains("does not trust this node's pool")),
+        "{error:?}"
+    );
+    // Refused again, at once, without a redial loop.
+    let started = tokio::time::Instant::now();
+    let error = stranger.network().request(1, b"again".to_vec(), WAIT).await;
+    assert!(
+        matches!(error, Err(NetError::Untrusted { to: 1, .. })),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < WAIT / 2, "{:?}", started.elapsed());
+    assert_eq!(echo_one.calls(), 0, "a handler ran for pool 3");
+    assert_eq!(echo_seven.calls(), 0, "a handler ran for pool 1");
+    // A node without a partner refuses pool 2 as well, and pool 1 still works.
+    let lone = start(&ca, 2, &peers, Arc::default());
+    let error = lone.network().request(7, b"?".to_vec(), WAIT).await;
+    assert!(
+        matches!(error, Err(NetError::Untrusted { to: 7, .. })),
+        "{error:?}"
+    );
+    let response = lone.network().request(1, b"x".to_vec(), WAIT).await;
+    assert_eq!(response.unwrap(), b"echo:x");
+    one.shutdown().await;
+    stranger.shutdown().await;
+    lone.shutdown().await;
+}
+
+/// The address book says node 7 is of the partner pool 2, but at its address listens node 7 of
+/// pool 3: the certificate names another node than the one dialled, and it is refused.
+#[tokio::test]
+async fn a_peer_of_another_pool_than_dialled_is_refused() {
+    let ca = Ca::generate("pool identity").unwrap();
+    let peers = AddressBook::new();
+    let echo = Arc::new(Echo::default());
+    let one = start_paired(&ca, member(1), Some(2), &peers, Arc::default());
+    let impostor = start_paired(
+        &ca,
+        Peer { pool: 3, node: 7 },
+        Some(1),
+        &peers,
+        Arc::clone(&echo),
+    );
+    peers.insert(Peer { pool: 2, node: 7 }, impostor.local_addr());
+    let error = one
+        .network()
+        .request(7, b"for pool 2".to_vec(), WAIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    assert_eq!(echo.calls(), 0);
+    one.shutdown().await;
+    impostor.shutdown().await;
+}
+
+/// A pool cannot be its own partner.
+#[tokio::test]
+async fn a_partner_equal_to_the_own_pool_is_refused() {
+    let ca = Ca::generate("own partner").unwrap();
+    let certificate = ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
+    let mut config = config(&ca, &certificate, localhost(), &AddressBook::new());
+    config.partner = Some(POOL);
+    let error = bind(config, Arc::new(Echo::default()), CancellationToken::new()).unwrap_err();
+    assert!(matches!(error, NetError::Config(_)), "{error:?}");
+}
+
 #[tokio::test]
 async fn a_configuration_for_another_node_than_the_certificate_is_refused() {
     let ca = Ca::generate("config").unwrap();
-    let certificate = ca.issue_node(1, ["127.0.0.1"]).unwrap();
-    let mut config = config(&ca, &certificate, localhost(), &AddressBook::new());
-    config.node_id = 2;
-    let error = bind(config, Arc::new(Echo::default()), CancellationToken::new()).unwrap_err();
-    assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    let certificate = ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
+    // Another node of the same pool, and the same node of another pool.
+    for identity in [member(2), Peer { pool: 2, node: 1 }] {
+        let mut config = config(&ca, &certificate, localhost(), &AddressBook::new());
+        config.identity = identity;
+        let error = bind(config, Arc::new(Echo::default()), CancellationToken::new()).unwrap_err();
+        assert!(matches!(error, NetError::Tls(_)), "{error:?}");
+    }
 }
 
 #[tokio::test]
@@ -395,7 +533,7 @@ async fn unknown_peers_and_shutdown_are_reported() {
     let ca = Ca::generate("shutdown").unwrap();
     let peers = AddressBook::new();
     let token = CancellationToken::new();
-    let certificate = ca.issue_node(1, ["127.0.0.1"]).unwrap();
+    let certificate = ca.issue_node(member(1), ["127.0.0.1"]).unwrap();
     let a = bind(
         config(&ca, &certificate, localhost(), &peers),
         Arc::new(Echo::default()),

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use roster_net::{Handler, Network};
+use roster_net::{Handler, Network, Peer};
 use roster_raft::typ;
-use roster_topology::NodeId;
 use tracing::warn;
 
 use crate::node::PoolNode;
@@ -104,7 +103,7 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Serves one decoded request (never a batch) and encodes its answer.
-    async fn handle_one(&self, from: NodeId, request: Result<PoolRequest, CodecError>) -> Vec<u8> {
+    async fn handle_one(&self, from: Peer, request: Result<PoolRequest, CodecError>) -> Vec<u8> {
         let response = match request {
             Ok(request) => {
                 let kind = request.kind();
@@ -115,7 +114,7 @@ impl<N: Network> PoolNode<N> {
                 response
             }
             Err(error) => {
-                warn!(from, %error, "undecodable pool request");
+                warn!(%from, %error, "undecodable pool request");
                 PoolResponse::Error(error.to_string())
             }
         };
@@ -131,7 +130,16 @@ fn encode_response(response: &PoolResponse) -> Vec<u8> {
 }
 
 impl<N: Network> Handler for PoolNode<N> {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
+        // Every request a pool serves today comes from a node of the same pool; the network
+        // may also let the partner pool's nodes through, and those are refused here, unread.
+        if from.pool != self.options.pool {
+            warn!(%from, pool = self.options.pool, "request from a node of another pool refused");
+            return encode_response(&PoolResponse::Error(format!(
+                "{from} is not a node of pool {}",
+                self.options.pool
+            )));
+        }
         match decode::<PoolRequest>(&body) {
             // The requests of a batch are served concurrently, answered together in order.
             Ok(PoolRequest::Batch(frames)) => {
@@ -173,7 +181,7 @@ impl<N: Network> PoolHandler<N> {
 }
 
 impl<N: Network> Handler for PoolHandler<N> {
-    async fn handle(&self, from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
         match self.node.get().and_then(std::sync::Weak::upgrade) {
             Some(node) => node.handle(from, body).await,
             None => encode(&PoolResponse::Error("node starting".into())).unwrap_or_default(),

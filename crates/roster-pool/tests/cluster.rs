@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_net::{SimEndpoint, SimNetwork};
+use roster_net::{Peer, SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
@@ -93,7 +93,13 @@ impl Cluster {
 
     async fn start_node(&mut self, id: NodeId) {
         let handler = Arc::new(PoolHandler::default());
-        let endpoint = self.network.endpoint(id, handler.clone());
+        let endpoint = self.network.endpoint(
+            Peer {
+                pool: POOL,
+                node: id,
+            },
+            handler.clone(),
+        );
         let store = NodeStore::open(self.dir.path().join(format!("node-{id}"))).expect("store");
         let node = PoolNode::start(options(id), store, endpoint, &self.assignment, clock)
             .await

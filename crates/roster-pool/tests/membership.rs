@@ -14,9 +14,9 @@ use common::{
     POOL,
 };
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_net::{Network, SimEndpoint};
+use roster_net::{Handler, Network, Peer, SimEndpoint};
 use roster_pool::placement;
-use roster_pool::protocol::{decode, encode, PoolRequest, PoolResponse};
+use roster_pool::protocol::{decode, encode, Frame, PoolRequest, PoolResponse};
 use roster_pool::PoolHandler;
 use roster_raft::GroupKey;
 use roster_topology::NodeId;
@@ -169,7 +169,7 @@ async fn a_move_is_idempotent_and_a_member_refuses_to_close() {
     // A member told to close (a bug in an orchestrator) refuses and keeps its replica.
     let probe = cluster
         .network
-        .endpoint(99, Arc::new(PoolHandler::<SimEndpoint>::default()));
+        .endpoint(member(99), Arc::new(PoolHandler::<SimEndpoint>::default()));
     let member = after[0];
     let request = PoolRequest::CloseReplica {
         group: GroupKey::routing(POOL, 0),
@@ -232,7 +232,7 @@ async fn a_leader_hands_over_to_the_voter_it_names() {
     let cluster = Cluster::start(3, 13, GROUPS, raft_options()).await;
     let probe = cluster
         .network
-        .endpoint(99, Arc::new(PoolHandler::<SimEndpoint>::default()));
+        .endpoint(member(99), Arc::new(PoolHandler::<SimEndpoint>::default()));
     for round in 0..2 {
         for group in routing_keys(GROUPS) {
             let from = leader_of(&cluster, group, None).await;
@@ -277,6 +277,51 @@ async fn leader_of(cluster: &Cluster, group: GroupKey, not: Option<NodeId>) -> N
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Every request a pool serves comes from its own nodes: one from a node of another pool (a
+/// partner the network lets through) is answered with an error and not served, alone or in a
+/// batch, while the same request from a node of the pool is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_from_a_node_of_another_pool_is_refused() {
+    let cluster = Cluster::start(3, 17, GROUPS, raft_options()).await;
+    let node = cluster.node(1);
+    let request = PoolRequest::Members {
+        group: GroupKey::routing(POOL, 0),
+    };
+    let body = encode(&request).expect("encode");
+    let batch = encode(&PoolRequest::Batch(vec![Frame(body.clone())])).expect("encode");
+    let answer = |reply: Vec<u8>| decode::<PoolResponse>(&reply).expect("decode");
+
+    let own = answer(node.handle(member(2), body.clone()).await);
+    assert!(matches!(own, PoolResponse::Members(_)), "{own:?}");
+    let own = answer(node.handle(member(2), batch.clone()).await);
+    assert!(
+        matches!(own, PoolResponse::Batch(ref answers) if answers.len() == 1),
+        "{own:?}"
+    );
+
+    // Node 2 of pool 2: the same node id, another pool.
+    let stranger = Peer {
+        pool: POOL + 1,
+        node: 2,
+    };
+    for request in [body, batch] {
+        let refused = answer(node.handle(stranger, request).await);
+        assert!(
+            matches!(refused, PoolResponse::Error(ref reason)
+                if reason.contains("pool 2 node 2") && reason.contains("not a node of pool 1")),
+            "{refused:?}"
+        );
+    }
+    for node in cluster.all() {
+        node.shutdown().await;
+    }
+}
+
+/// Node `node` of the test pool.
+fn member(node: NodeId) -> Peer {
+    Peer { pool: POOL, node }
 }
 
 /// Sends `request` to node `to` from `probe` and decodes the answer (within 5 s).

@@ -384,3 +384,62 @@ fn init_keeps_the_routing_groups_a_pool_was_created_with() {
     assert!(output.status.success(), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `roster cert node` needs the node's pool and writes it into the certificate's name.
+#[test]
+fn cert_node_names_the_pool_it_is_given() {
+    let dir = temp_dir("cert-node");
+    let output = roster()
+        .args(["cert", "ca", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let cert_node = |extra: &[&str]| {
+        roster()
+            .args(["cert", "node", "--id", "3", "--dir"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let output = cert_node(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--pool"), "{}", stderr(&output));
+    let output = cert_node(&["--pool", "0"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("--pool must be 1 or more"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.join("node-3.pem").exists(), "nothing is written");
+    let output = cert_node(&["--pool", "2", "--address", "127.0.0.1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let certificate = roster_net::pki::NodeCertificate::read_files(
+        &dir.join("node-3.pem"),
+        &dir.join("node-3.key"),
+    )
+    .expect("certificate");
+    assert_eq!(certificate.peer, roster_net::Peer { pool: 2, node: 3 });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `roster init` issues each node's certificate for the topology's pool id.
+#[test]
+fn init_issues_certificates_for_the_topology_pool() {
+    let dir = temp_dir("init-pool");
+    let topology = topology_of(&[1, 2, 3]).replace("[pool]\n", "[pool]\nid = 7\n");
+    let output = init_with(&dir, &topology);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for node in [1, 2, 3] {
+        let node_dir = dir.join(format!("pool/node-{node}"));
+        let certificate = roster_net::pki::NodeCertificate::read_files(
+            &node_dir.join("node.pem"),
+            &node_dir.join("node.key"),
+        )
+        .expect("certificate");
+        assert_eq!(certificate.peer, roster_net::Peer { pool: 7, node });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

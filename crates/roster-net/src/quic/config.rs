@@ -6,18 +6,21 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::pki::NodeCertificate;
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 
-use crate::{NetError, MESSAGE_SIZE_MAX};
+use crate::{NetError, Peer, MESSAGE_SIZE_MAX};
 
-/// Where each peer node listens, shared by all clones and updatable at run time.
+/// Each peer node's identity (its pool) and where it listens, by node id, shared by all clones
+/// and updatable at run time.
 ///
-/// A change applies to the next connection to that peer: a cached connection we dialled to the
-/// old address is closed and replaced on the next request.
+/// A client dials node `n` as the [`Peer`] its entry names, so the pool in the entry must be
+/// the pool the node's certificate names, and one this node trusts. A change applies to the
+/// next connection to that peer: a cached connection to an old address or identity is closed
+/// and replaced on the next request.
 #[derive(Clone, Debug, Default)]
 pub struct AddressBook {
     // A std lock: every section is a map operation with no `.await`.
-    addresses: Arc<RwLock<HashMap<NodeId, SocketAddr>>>,
+    entries: Arc<RwLock<HashMap<NodeId, (Peer, SocketAddr)>>>,
 }
 
 impl AddressBook {
@@ -26,46 +29,44 @@ impl AddressBook {
         AddressBook::default()
     }
 
-    /// Sets the address of `node_id`, returning the previous one.
-    pub fn insert(&self, node_id: NodeId, address: SocketAddr) -> Option<SocketAddr> {
-        self.write().insert(node_id, address)
+    /// Sets the identity and address of node `peer.node`, returning the previous ones.
+    pub fn insert(&self, peer: Peer, address: SocketAddr) -> Option<(Peer, SocketAddr)> {
+        self.write().insert(peer.node, (peer, address))
     }
 
-    /// Forgets `node_id`, returning its address.
-    pub fn remove(&self, node_id: NodeId) -> Option<SocketAddr> {
-        self.write().remove(&node_id)
+    /// Forgets node `node`, returning its identity and address.
+    pub fn remove(&self, node: NodeId) -> Option<(Peer, SocketAddr)> {
+        self.write().remove(&node)
     }
 
-    /// The address of `node_id`.
-    pub fn get(&self, node_id: NodeId) -> Option<SocketAddr> {
-        self.read().get(&node_id).copied()
+    /// The identity and address of node `node`.
+    pub fn get(&self, node: NodeId) -> Option<(Peer, SocketAddr)> {
+        self.read().get(&node).copied()
     }
 
     /// A copy of all entries.
-    pub fn snapshot(&self) -> HashMap<NodeId, SocketAddr> {
+    pub fn snapshot(&self) -> HashMap<NodeId, (Peer, SocketAddr)> {
         self.read().clone()
     }
 
     // A poisoned lock only means a panic elsewhere while holding it; a map insert or remove
     // cannot leave the map half-changed, so the data is still good.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, SocketAddr>> {
-        self.addresses
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, (Peer, SocketAddr)>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, SocketAddr>> {
-        self.addresses
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, (Peer, SocketAddr)>> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl From<HashMap<NodeId, SocketAddr>> for AddressBook {
-    fn from(addresses: HashMap<NodeId, SocketAddr>) -> AddressBook {
-        AddressBook {
-            addresses: Arc::new(RwLock::new(addresses)),
+impl FromIterator<(Peer, SocketAddr)> for AddressBook {
+    fn from_iter<I: IntoIterator<Item = (Peer, SocketAddr)>>(entries: I) -> AddressBook {
+        let book = AddressBook::new();
+        for (peer, address) in entries {
+            book.insert(peer, address);
         }
+        book
     }
 }
 
@@ -75,8 +76,13 @@ impl From<HashMap<NodeId, SocketAddr>> for AddressBook {
 /// needed; [`crate::quic::bind`] validates it with [`QuicConfig::validate`].
 #[derive(Clone)]
 pub struct QuicConfig {
-    /// This node's id; it must be the id carried by `cert_pem`.
-    pub node_id: NodeId,
+    /// This node: its pool and id, which must be the identity `cert_pem` carries.
+    pub identity: Peer,
+    /// The one pool besides its own whose nodes this node talks to: its partner in a pair of
+    /// pools. A connection with a node of any other pool is refused, dialling or accepting, and
+    /// none of its requests reaches the handler. Default `None` (only the own pool); never the
+    /// own pool.
+    pub partner: Option<PoolId>,
     /// The UDP address to listen on; requests to peers leave from it too.
     pub listen_addr: SocketAddr,
     /// The cluster CA certificate in PEM: the only trust root, for servers and clients alike.
@@ -85,7 +91,7 @@ pub struct QuicConfig {
     pub cert_pem: String,
     /// This node's private key in PEM.
     pub key_pem: String,
-    /// Where peers listen.
+    /// Where peers listen, and their pools.
     pub peers: AddressBook,
     /// How often an idle connection sends a keep-alive. Default 1 s; must be below
     /// `idle_timeout`.
@@ -109,8 +115,9 @@ pub struct QuicConfig {
     /// prefix before allocating; more wait. Default 256 MiB; at least [`MESSAGE_SIZE_MAX`], so a
     /// maximal request always fits.
     pub request_bytes_in_flight_max: usize,
-    /// Most accepted connections at once; further handshakes are refused. A pool has at most 16
-    /// nodes, one connection per pair, so the default of 64 leaves room for restarts.
+    /// Most accepted connections at once; further handshakes are refused. A node talks to at
+    /// most 31 others (the rest of a pool of up to 16 and a partner pool of up to 16), one
+    /// connection per pair, so the default of 64 leaves room for restarts.
     pub connections_max: usize,
     /// First wait before redialling a peer after a failed dial. Default 50 ms.
     pub reconnect_backoff_min: Duration,
@@ -119,7 +126,8 @@ pub struct QuicConfig {
 }
 
 impl QuicConfig {
-    /// A configuration for the node that `certificate` names, with every knob at its default.
+    /// A configuration for the node that `certificate` names, with every knob at its default
+    /// (no partner pool).
     pub fn new(
         listen_addr: SocketAddr,
         ca_cert_pem: impl Into<String>,
@@ -127,7 +135,8 @@ impl QuicConfig {
         peers: AddressBook,
     ) -> QuicConfig {
         QuicConfig {
-            node_id: certificate.node_id,
+            identity: certificate.peer,
+            partner: None,
             listen_addr,
             ca_cert_pem: ca_cert_pem.into(),
             cert_pem: certificate.cert_pem.clone(),
@@ -150,6 +159,9 @@ impl QuicConfig {
     /// Checks every knob against its bounds (certificates are checked when TLS is built).
     pub fn validate(&self) -> Result<(), NetError> {
         let fail = |message: &str| Err(NetError::Config(message.to_owned()));
+        if self.partner == Some(self.identity.pool) {
+            return fail("partner must be another pool than the node's own");
+        }
         if self.idle_timeout < Duration::from_millis(100)
             || self.idle_timeout > Duration::from_secs(3600)
         {
@@ -195,7 +207,8 @@ impl std::fmt::Debug for QuicConfig {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QuicConfig")
-            .field("node_id", &self.node_id)
+            .field("identity", &self.identity)
+            .field("partner", &self.partner)
             .field("listen_addr", &self.listen_addr)
             .field("peers", &self.peers)
             .field("key_pem", &"<secret>")

@@ -11,10 +11,18 @@
 //! so they redial without waiting for [`QuicConfig::idle_timeout`].
 //!
 //! **Authentication**: mutual TLS 1.3 with the cluster CA as the only root. A client checks that
-//! the server's certificate chains to the CA and names the node it dialled
-//! (`node-<id>.roster.invalid`, see [`crate::pki`]); a server requires a client certificate
-//! chaining to the CA and reads the client's node id from it. A certificate from another CA is
-//! refused in the handshake, before any stream is opened.
+//! the server's certificate chains to the CA and names the node it dialled, in the pool its
+//! [`AddressBook`] gives (`node-<node>.pool-<pool>.roster.invalid`, see [`crate::pki`]); a
+//! server requires a client certificate chaining to the CA and reads the client's [`Peer`] from
+//! it. A certificate from another CA is refused in the handshake, before any stream is opened.
+//!
+//! **Trust**: one CA per deployment signs the nodes of every pool, so a valid certificate is not
+//! enough: a node talks to the nodes of its own pool and of its partner pool
+//! ([`QuicConfig::partner`]) only. A client refuses to dial a node that its address book puts
+//! in any other pool ([`NetError::Untrusted`], nothing sent). A server closes a connection from
+//! any other pool right after the handshake, before accepting a stream, with a close code of its
+//! own, and the client's request fails with [`NetError::Untrusted`]. In neither direction does a
+//! request of an untrusted pool reach a [`Handler`].
 //!
 //! **Wire format**: one bidirectional stream per RPC. The client writes the request body with a
 //! 4-byte big-endian length prefix and finishes the stream; the server answers the same way, or
@@ -49,7 +57,8 @@ pub use config::{AddressBook, QuicConfig};
 use crate::pki::node_server_name;
 use roster_topology::NodeId;
 
-use crate::{check_size, ErasedHandler, Handler, NetError, Network, MESSAGE_SIZE_MAX};
+use crate::peer::Trust;
+use crate::{check_size, ErasedHandler, Handler, NetError, Network, Peer, MESSAGE_SIZE_MAX};
 
 /// The error codes a server resets a stream with, as the peer sees them in
 /// [`NetError::Remote`].
@@ -90,7 +99,10 @@ impl StreamCode {
 /// Connection close codes.
 const CLOSE_SHUTDOWN: u32 = 0;
 const CLOSE_UNAUTHENTICATED: u32 = 1;
+/// The address book gave the peer another address or identity than the connection's.
 const CLOSE_ADDRESS_CHANGED: u32 = 2;
+/// The peer's certificate is valid, but of a pool that is neither this node's nor its partner.
+const CLOSE_UNTRUSTED_POOL: u32 = 3;
 
 /// Longest wait, at shutdown, for peers to acknowledge the endpoint's close. Closing takes three
 /// probe timeouts, a few round trips: milliseconds inside a data centre.
@@ -122,7 +134,8 @@ pub fn bind<H: Handler>(
         .local_addr()
         .map_err(|error| NetError::Io(error.to_string()))?;
     let shared = Arc::new(Shared {
-        node_id: config.node_id,
+        identity: config.identity,
+        trust: Trust::new(config.identity.pool, config.partner),
         client_config: tls.client,
         endpoint: Mutex::new(Some(endpoint.clone())),
         peers: config.peers.clone(),
@@ -139,7 +152,7 @@ pub fn bind<H: Handler>(
         .tracker
         .spawn(server::accept_loop(Arc::clone(&shared), endpoint));
     let closed = tokio::spawn(server::close_when_cancelled(Arc::clone(&shared)));
-    tracing::info!(node_id = shared.node_id, %local_addr, "roster-net listening");
+    tracing::info!(identity = %shared.identity, %local_addr, "roster-net listening");
     Ok(QuicServer {
         network: QuicNetwork { shared },
         local_addr,
@@ -164,7 +177,12 @@ impl QuicServer {
 
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.network.shared.node_id
+        self.network.shared.identity.node
+    }
+
+    /// This node's pool and id, as its certificate names them.
+    pub fn identity(&self) -> Peer {
+        self.network.shared.identity
     }
 
     /// The client side of this node, sharing its endpoint and connections.
@@ -194,7 +212,7 @@ impl std::fmt::Debug for QuicServer {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QuicServer")
-            .field("node_id", &self.node_id())
+            .field("identity", &self.identity())
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
     }
@@ -209,7 +227,12 @@ pub struct QuicNetwork {
 impl QuicNetwork {
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.shared.node_id
+        self.shared.identity.node
+    }
+
+    /// This node's pool and id, as its certificate names them.
+    pub fn identity(&self) -> Peer {
+        self.shared.identity
     }
 
     /// The address book this node dials from; changes apply to the next connection.
@@ -231,6 +254,8 @@ impl QuicNetwork {
             Err(error) if self.shared.shutdown.is_cancelled() => {
                 return Err(connection_error(to, error))
             }
+            // A peer that refused us would refuse again: no redial.
+            Err(error) if is_refusal(&error) => return Err(connection_error(to, error)),
             Err(error) => {
                 tracing::debug!(to, "connection lost, redialling: {error}");
                 let connection = self.connection(to, deadline).await?;
@@ -270,8 +295,15 @@ impl QuicNetwork {
         let slot = self.shared.slot(to);
         // An async lock: at most one dial per peer, and requests queue behind it.
         let mut state = slot.state.lock().await;
-        let address = self.shared.peers.get(to).ok_or(NetError::UnknownPeer(to))?;
-        if let Some(connection) = state.usable(address) {
+        let (peer, address) = self.shared.peers.get(to).ok_or(NetError::UnknownPeer(to))?;
+        // Refused before anything is sent: this node never dials a pool it does not trust.
+        if !self.shared.trust.allows(peer.pool) {
+            return Err(NetError::Untrusted {
+                to,
+                reason: self.shared.trust.refusal(peer),
+            });
+        }
+        if let Some(connection) = state.usable(peer, address) {
             return Ok(connection);
         }
         if let Some(retry_at) = state.retry_at {
@@ -283,13 +315,13 @@ impl QuicNetwork {
             }
             tokio::time::sleep_until(retry_at).await;
         }
-        match self.dial(to, address).await {
+        match self.dial(peer, address).await {
             Ok(connection) => {
-                state.connected(connection.clone(), Some(address));
+                state.connected(connection.clone(), peer, Some(address));
                 self.shared.tracker.spawn(server::serve_connection(
                     Arc::clone(&self.shared),
                     connection.clone(),
-                    to,
+                    peer,
                 ));
                 Ok(connection)
             }
@@ -302,13 +334,19 @@ impl QuicNetwork {
         }
     }
 
-    async fn dial(&self, to: NodeId, address: SocketAddr) -> Result<quinn::Connection, NetError> {
+    /// Dials `expected` at `address` and checks that the certificate it presents names it.
+    async fn dial(
+        &self,
+        expected: Peer,
+        address: SocketAddr,
+    ) -> Result<quinn::Connection, NetError> {
+        let to = expected.node;
         let endpoint = self.shared.endpoint()?;
         let connecting = endpoint
             .connect_with(
                 self.shared.client_config.clone(),
                 address,
-                &node_server_name(to),
+                &node_server_name(expected),
             )
             .map_err(|error| match error {
                 quinn::ConnectError::EndpointStopping => NetError::Closed,
@@ -324,15 +362,15 @@ impl QuicNetwork {
                 reason: format!("no handshake with {address} within the connect timeout"),
             })?
             .map_err(|error| connection_error(to, error))?;
-        // The name check in the handshake already proved this; check the id we act on too.
-        let peer = tls::peer_node_id(&connection)?;
-        if peer != to {
+        // The name check in the handshake already proved this; check the identity we act on too.
+        let peer = tls::peer_identity(&connection)?;
+        if peer != expected {
             connection.close(
                 quinn::VarInt::from_u32(CLOSE_UNAUTHENTICATED),
                 b"wrong node",
             );
             return Err(NetError::Tls(format!(
-                "dialled node {to} at {address}, found node {peer}"
+                "dialled {expected} at {address}, found {peer}"
             )));
         }
         tracing::debug!(to, %address, "connected");
@@ -362,10 +400,15 @@ impl Network for QuicNetwork {
         if self.shared.peers.get(node).is_some() {
             return;
         }
+        // A Raft membership only names nodes of this node's own pool.
+        let peer = Peer {
+            pool: self.shared.identity.pool,
+            node,
+        };
         match address.parse::<SocketAddr>() {
             Ok(address) => {
-                tracing::info!(node, %address, "learned a peer's address");
-                self.shared.peers.insert(node, address);
+                tracing::info!(%peer, %address, "learned a peer's address");
+                self.shared.peers.insert(peer, address);
             }
             Err(error) => tracing::warn!(node, address, "unusable peer address: {error}"),
         }
@@ -376,14 +419,16 @@ impl std::fmt::Debug for QuicNetwork {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("QuicNetwork")
-            .field("node_id", &self.shared.node_id)
+            .field("identity", &self.shared.identity)
             .finish_non_exhaustive()
     }
 }
 
 /// What the server and the clients of one node share.
 struct Shared {
-    node_id: NodeId,
+    identity: Peer,
+    /// The pools this node talks to: its own and its partner.
+    trust: Trust,
     config: QuicConfig,
     client_config: quinn::ClientConfig,
     /// `None` once shut down, so that no handle keeps the UDP port bound.
@@ -415,15 +460,15 @@ impl Shared {
     }
 
     /// Makes an accepted connection the one used for requests to `peer`, unless one is open.
-    async fn adopt(&self, peer: NodeId, connection: &quinn::Connection) {
-        let slot = self.slot(peer);
+    async fn adopt(&self, peer: Peer, connection: &quinn::Connection) {
+        let slot = self.slot(peer.node);
         let mut state = slot.state.lock().await;
         let open = state
             .connection
             .as_ref()
             .is_some_and(|current| current.close_reason().is_none());
         if !open {
-            state.connected(connection.clone(), None);
+            state.connected(connection.clone(), peer, None);
         }
     }
 
@@ -446,6 +491,8 @@ struct PeerSlot {
 #[derive(Default)]
 struct PeerState {
     connection: Option<quinn::Connection>,
+    /// The verified identity at the other end of `connection`.
+    peer: Option<Peer>,
     /// The address we dialled, or `None` for a connection the peer dialled.
     dialled_to: Option<SocketAddr>,
     dial_failures: u32,
@@ -453,17 +500,19 @@ struct PeerState {
 }
 
 impl PeerState {
-    /// The cached connection if it is open and still goes to the peer's current `address`.
-    fn usable(&mut self, address: SocketAddr) -> Option<quinn::Connection> {
+    /// The cached connection if it is open and still goes to the peer's current identity and
+    /// `address`.
+    fn usable(&mut self, peer: Peer, address: SocketAddr) -> Option<quinn::Connection> {
         let connection = self.connection.as_ref()?;
         if connection.close_reason().is_some() {
             self.connection = None;
             return None;
         }
-        if self.dialled_to.is_some_and(|dialled| dialled != address) {
+        let moved = self.dialled_to.is_some_and(|dialled| dialled != address);
+        if moved || self.peer != Some(peer) {
             connection.close(
                 quinn::VarInt::from_u32(CLOSE_ADDRESS_CHANGED),
-                b"address changed",
+                b"address or identity changed",
             );
             self.connection = None;
             return None;
@@ -471,8 +520,14 @@ impl PeerState {
         Some(connection.clone())
     }
 
-    fn connected(&mut self, connection: quinn::Connection, dialled_to: Option<SocketAddr>) {
+    fn connected(
+        &mut self,
+        connection: quinn::Connection,
+        peer: Peer,
+        dialled_to: Option<SocketAddr>,
+    ) {
         self.connection = Some(connection);
+        self.peer = Some(peer);
         self.dialled_to = dialled_to;
         self.dial_failures = 0;
         self.retry_at = None;
@@ -559,10 +614,32 @@ fn connection_error(to: NodeId, error: quinn::ConnectionError) -> NetError {
         {
             NetError::Tls(format!("node {to} refused our identity: {close}"))
         }
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code.into_inner() == u64::from(CLOSE_UNTRUSTED_POOL) =>
+        {
+            NetError::Untrusted {
+                to,
+                reason: format!("node {to} does not trust this node's pool ({close})"),
+            }
+        }
         other => NetError::Unreachable {
             to,
             reason: other.to_string(),
         },
+    }
+}
+
+/// Whether `error` is the peer refusing this node (its certificate or its pool), which a
+/// redial cannot change.
+fn is_refusal(error: &quinn::ConnectionError) -> bool {
+    match error {
+        quinn::ConnectionError::TransportError(error) => is_tls_code(error.code),
+        quinn::ConnectionError::ConnectionClosed(close) => is_tls_code(close.error_code),
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            let code = close.error_code.into_inner();
+            code == u64::from(CLOSE_UNAUTHENTICATED) || code == u64::from(CLOSE_UNTRUSTED_POOL)
+        }
+        _ => false,
     }
 }
 

@@ -10,11 +10,9 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{
     read_length, tls, write_frame, FrameError, Shared, StreamCode, CLOSE_SHUTDOWN,
-    CLOSE_UNAUTHENTICATED, CLOSE_WAIT_MAX,
+    CLOSE_UNAUTHENTICATED, CLOSE_UNTRUSTED_POOL, CLOSE_WAIT_MAX,
 };
-use roster_topology::NodeId;
-
-use crate::MESSAGE_SIZE_MAX;
+use crate::{Peer, MESSAGE_SIZE_MAX};
 
 /// Accepts connections until shutdown, refusing those beyond
 /// [`super::QuicConfig::connections_max`].
@@ -64,7 +62,7 @@ async fn accept_connection(
         }
     };
     // The certificate chains to the cluster CA (rustls checked); it must also name one node.
-    let peer = match tls::peer_node_id(&connection) {
+    let peer = match tls::peer_identity(&connection) {
         Ok(peer) => peer,
         Err(error) => {
             tracing::warn!(%remote, "refusing peer without a node identity: {error}");
@@ -75,7 +73,16 @@ async fn accept_connection(
             return;
         }
     };
-    tracing::debug!(peer, %remote, "accepted connection");
+    // A valid certificate of a pool this node does not talk to: closed before any stream.
+    if !shared.trust.allows(peer.pool) {
+        tracing::warn!(%peer, %remote, "refusing connection: {}", shared.trust.refusal(peer));
+        connection.close(
+            quinn::VarInt::from_u32(CLOSE_UNTRUSTED_POOL),
+            b"pool not trusted",
+        );
+        return;
+    }
+    tracing::debug!(%peer, %remote, "accepted connection");
     shared.adopt(peer, &connection).await;
     serve_connection(shared, connection, peer).await;
     drop(permit);
@@ -85,7 +92,7 @@ async fn accept_connection(
 pub(super) async fn serve_connection(
     shared: Arc<Shared>,
     connection: quinn::Connection,
-    peer: NodeId,
+    peer: Peer,
 ) {
     loop {
         let stream = tokio::select! {
@@ -99,7 +106,7 @@ pub(super) async fn serve_connection(
                     .spawn(serve_stream(Arc::clone(&shared), peer, send, recv));
             }
             Err(error) => {
-                tracing::debug!(peer, "connection ended: {error}");
+                tracing::debug!(%peer, "connection ended: {error}");
                 break;
             }
         }
@@ -116,7 +123,7 @@ struct RequestPermits {
 /// response.
 async fn serve_stream(
     shared: Arc<Shared>,
-    peer: NodeId,
+    peer: Peer,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
@@ -140,19 +147,19 @@ async fn serve_stream(
                 .map(|text| (*text).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            tracing::error!(peer, "request handler failed: {reason}");
+            tracing::error!(%peer, "request handler failed: {reason}");
             let _ = send.reset(StreamCode::HandlerFailed.var_int());
             return;
         }
     };
     drop(permits);
     if response.len() > MESSAGE_SIZE_MAX {
-        tracing::error!(peer, size = response.len(), "response too large, dropped");
+        tracing::error!(%peer, size = response.len(), "response too large, dropped");
         let _ = send.reset(StreamCode::ResponseTooLarge.var_int());
         return;
     }
     if let Err(error) = write_frame(&mut send, &response).await {
-        tracing::debug!(peer, "response not sent: {error}");
+        tracing::debug!(%peer, "response not sent: {error}");
         return;
     }
     let _ = send.finish();
@@ -196,12 +203,12 @@ async fn receive_request(
 }
 
 fn refuse(
-    peer: NodeId,
+    peer: Peer,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     code: StreamCode,
 ) {
-    tracing::warn!(peer, ?code, "request refused");
+    tracing::warn!(%peer, ?code, "request refused");
     let _ = recv.stop(code.var_int());
     let _ = send.reset(code.var_int());
 }
@@ -215,7 +222,7 @@ pub(super) async fn close_when_cancelled(shared: Arc<Shared>) {
         .is_err()
     {
         tracing::warn!(
-            node_id = shared.node_id,
+            identity = %shared.identity,
             "drain timed out; closing with requests in flight"
         );
     }
@@ -233,5 +240,5 @@ pub(super) async fn close_when_cancelled(shared: Arc<Shared>) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
-    tracing::info!(node_id = shared.node_id, "roster-net shut down");
+    tracing::info!(identity = %shared.identity, "roster-net shut down");
 }

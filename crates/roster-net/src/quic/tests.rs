@@ -12,24 +12,31 @@ use crate::pki::Ca;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The pool of every node in these tests.
+const POOL: roster_topology::PoolId = 1;
+
 #[derive(Default)]
 struct Counter {
     calls: AtomicUsize,
 }
 
 impl Handler for Counter {
-    async fn handle(&self, _from: NodeId, body: Vec<u8>) -> Vec<u8> {
+    async fn handle(&self, _from: Peer, body: Vec<u8>) -> Vec<u8> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         body
     }
 }
 
 fn start(ca: &Ca, node_id: NodeId, peers: &AddressBook, handler: Arc<Counter>) -> QuicServer {
-    let certificate = ca.issue_node(node_id, ["127.0.0.1"]).unwrap();
+    let peer = Peer {
+        pool: POOL,
+        node: node_id,
+    };
+    let certificate = ca.issue_node(peer, ["127.0.0.1"]).unwrap();
     let listen = "127.0.0.1:0".parse().unwrap();
     let config = QuicConfig::new(listen, ca.cert_pem(), &certificate, peers.clone());
     let server = bind(config, handler, CancellationToken::new()).unwrap();
-    peers.insert(node_id, server.local_addr());
+    peers.insert(peer, server.local_addr());
     server
 }
 
@@ -77,6 +84,58 @@ async fn oversize_prefix_is_refused_without_reading_the_body() {
     assert_eq!(response, b"after");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A server closes a connection from a pool it does not trust right after the handshake, with
+/// the close code kept for that, and no stream of it reaches the handler.
+#[tokio::test]
+async fn an_untrusted_pool_is_closed_with_its_own_code() {
+    let ca = Ca::generate("unit").unwrap();
+    let peers = AddressBook::new();
+    let counter = Arc::new(Counter::default());
+    let server = start(&ca, 1, &peers, Arc::clone(&counter));
+    // Node 7 of pool 3 says pool 1 is its partner; pool 1 has none.
+    let stranger = Peer { pool: 3, node: 7 };
+    let certificate = ca.issue_node(stranger, ["127.0.0.1"]).unwrap();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = QuicConfig::new(listen, ca.cert_pem(), &certificate, peers.clone());
+    config.partner = Some(POOL);
+    let client = bind(
+        config,
+        Arc::new(Counter::default()),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let target = Peer {
+        pool: POOL,
+        node: 1,
+    };
+    match client.network().dial(target, server.local_addr()).await {
+        Ok(connection) => {
+            // Streams opened before the close arrives are never accepted.
+            if let Ok((mut send, _recv)) = connection.open_bi().await {
+                let _ = send.write_all(&[0, 0, 0, 1, 7]).await;
+                let _ = send.finish();
+            }
+            let closed = tokio::time::timeout(WAIT, connection.closed())
+                .await
+                .expect("the server did not close in time");
+            match closed {
+                quinn::ConnectionError::ApplicationClosed(close) => {
+                    assert_eq!(
+                        close.error_code.into_inner(),
+                        u64::from(CLOSE_UNTRUSTED_POOL)
+                    );
+                }
+                other => panic!("expected an application close, got {other:?}"),
+            }
+        }
+        // The close overtook the end of the handshake: only that code maps to this error.
+        Err(error) => assert!(matches!(error, NetError::Untrusted { .. }), "{error:?}"),
+    }
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 0);
+    client.shutdown().await;
+    server.shutdown().await;
 }
 
 /// Requests in both directions, many at once, share one connection between the two nodes.

@@ -8,10 +8,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::config::QuicConfig;
-use crate::pki::node_id_from_certificate;
-use roster_topology::NodeId;
+use crate::pki::peer_from_certificate;
 
-use crate::NetError;
+use crate::{NetError, Peer};
 
 /// The one application protocol spoken: a peer that offers another is refused in the handshake.
 pub(crate) const ALPN: &[u8] = b"roster-net/1";
@@ -23,19 +22,19 @@ pub(crate) struct TlsConfigs {
     pub(crate) endpoint: quinn::EndpointConfig,
 }
 
-/// Builds both sides from `config`, checking that the certificate names `config.node_id`.
+/// Builds both sides from `config`, checking that the certificate names `config.identity`.
 pub(crate) fn build(config: &QuicConfig) -> Result<TlsConfigs, NetError> {
     let roots = root_store(&config.ca_cert_pem)?;
     let chain = certificate_chain(&config.cert_pem)?;
-    let own_id = chain
+    let own = chain
         .first()
-        .map(|certificate| node_id_from_certificate(certificate.as_ref()))
+        .map(|certificate| peer_from_certificate(certificate.as_ref()))
         .ok_or_else(|| NetError::Tls("no certificate in cert_pem".into()))?
         .map_err(|error| NetError::Tls(error.to_string()))?;
-    if own_id != config.node_id {
+    if own != config.identity {
         return Err(NetError::Tls(format!(
-            "the certificate is for node {own_id}, not node {}",
-            config.node_id
+            "the certificate is for {own}, not {}",
+            config.identity
         )));
     }
     let key = PrivateKeyDer::from_pem_slice(config.key_pem.as_bytes())
@@ -96,8 +95,8 @@ fn derive(key: &PrivateKeyDer<'_>, label: &[u8]) -> ring::hmac::Tag {
     ring::hmac::sign(&node_key, label)
 }
 
-/// The node id in the verified certificate of the peer of `connection`.
-pub(crate) fn peer_node_id(connection: &quinn::Connection) -> Result<NodeId, NetError> {
+/// The identity in the verified certificate of the other end of `connection`.
+pub(crate) fn peer_identity(connection: &quinn::Connection) -> Result<Peer, NetError> {
     let identity = connection
         .peer_identity()
         .ok_or_else(|| NetError::Tls("the peer presented no certificate".into()))?;
@@ -107,7 +106,7 @@ pub(crate) fn peer_node_id(connection: &quinn::Connection) -> Result<NodeId, Net
     let leaf = chain
         .first()
         .ok_or_else(|| NetError::Tls("the peer certificate chain is empty".into()))?;
-    node_id_from_certificate(leaf.as_ref()).map_err(|error| NetError::Tls(error.to_string()))
+    peer_from_certificate(leaf.as_ref()).map_err(|error| NetError::Tls(error.to_string()))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_net::{SimEndpoint, SimNetwork};
+use roster_net::{Peer, SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
@@ -156,7 +156,13 @@ impl Cluster {
     /// Starts (or restarts from its disk) node `id` with the creation assignment.
     pub async fn start_node(&self, id: NodeId) {
         let handler = Arc::new(PoolHandler::default());
-        let endpoint = self.network.endpoint(id, handler.clone());
+        let endpoint = self.network.endpoint(
+            Peer {
+                pool: POOL,
+                node: id,
+            },
+            handler.clone(),
+        );
         let path = self.dir.path().join(format!("node-{id}"));
         // The previous incarnation's database may still be closing (its flusher joins on
         // drop): retry for a bounded time.

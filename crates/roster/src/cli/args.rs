@@ -98,7 +98,8 @@ pub enum CertCommand {
         #[arg(long, default_value = "roster")]
         cluster: String,
     },
-    /// Issue node ID's certificate: DIR/node-ID.pem and DIR/node-ID.key, from DIR/ca.pem/.key.
+    /// Issue the certificate of node ID of pool POOL: DIR/node-ID.pem and DIR/node-ID.key, from
+    /// DIR/ca.pem/.key. It names node-ID.pool-POOL.roster.invalid.
     Node {
         /// The directory holding the CA; the node's files are written there too.
         #[arg(long, value_name = "DIR")]
@@ -106,6 +107,9 @@ pub enum CertCommand {
         /// The node id.
         #[arg(long)]
         id: u64,
+        /// The id of the node's pool (`[pool] id` of its topology); nodes trust their own pool.
+        #[arg(long, value_name = "ID")]
+        pool: roster_topology::PoolId,
         /// An address (IP or DNS name) the node is reached at; repeat for several.
         #[arg(long = "address", value_name = "ADDR")]
         addresses: Vec<String>,

@@ -16,10 +16,17 @@ pub fn cert(command: CertCommand) -> anyhow::Result<()> {
             ca.write_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
             println!("wrote {0}/ca.pem and {0}/ca.key", dir.display());
         }
-        CertCommand::Node { dir, id, addresses } => {
+        CertCommand::Node {
+            dir,
+            id,
+            pool,
+            addresses,
+        } => {
             anyhow::ensure!(id > 0, "--id must be 1 or more");
+            anyhow::ensure!(pool > 0, "--pool must be 1 or more");
             let ca = Ca::read_files(&dir.join("ca.pem"), &dir.join("ca.key"))?;
-            let certificate = ca.issue_node(id, &addresses)?;
+            let peer = roster_net::Peer { pool, node: id };
+            let certificate = ca.issue_node(peer, &addresses)?;
             let cert = dir.join(format!("node-{id}.pem"));
             let key = dir.join(format!("node-{id}.key"));
             certificate.write_files(&cert, &key)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roster_net::pki::NodeCertificate;
-use roster_net::{AddressBook, QuicConfig, QuicNetwork};
+use roster_net::{AddressBook, Peer, QuicConfig, QuicNetwork};
 use roster_pool::placement::{self, Assignment};
 use roster_pool::{PoolHandler, PoolNode, PoolOptions, Topology};
 use roster_raft::config::GroupConfigOptions;
@@ -53,16 +53,23 @@ pub(super) async fn run(
         .cluster;
     let ca = roster_net::pki::read_pem_file(&pool.ca_certificate)?;
     let certificate = NodeCertificate::read_files(&pool.node_certificate, &pool.node_private_key)?;
+    let identity = Peer {
+        pool: topology.pool.id,
+        node: pool.node_id,
+    };
     anyhow::ensure!(
-        certificate.node_id == pool.node_id,
-        "certificate {} is for node {}, this node is {}",
+        certificate.peer == identity,
+        "certificate {} is for {}, this node is {identity}",
         pool.node_certificate.display(),
-        certificate.node_id,
-        pool.node_id
+        certificate.peer,
     );
     let peers = AddressBook::new();
     for node in &topology.node {
-        peers.insert(node.id, node.cluster);
+        let peer = Peer {
+            pool: topology.pool.id,
+            node: node.id,
+        };
+        peers.insert(peer, node.cluster);
     }
     let store = NodeStore::open_with(&StoreOptions {
         path: pool.data_dir.clone(),
@@ -70,7 +77,9 @@ pub(super) async fn run(
     })
     .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
     let handler = Arc::new(PoolHandler::default());
-    let quic = QuicConfig::new(own_cluster, ca, &certificate, peers);
+    let mut quic = QuicConfig::new(own_cluster, ca, &certificate, peers);
+    // Pools are not paired yet: a node talks to its own pool only.
+    quic.partner = None;
     let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
         .with_context(|| format!("cannot bind the cluster transport on {own_cluster}"))?;
     let options = options(&config, &pool, &topology);

@@ -21,6 +21,7 @@ use anyhow::Context as _;
 use rand::distr::{Alphanumeric, SampleString as _};
 use roster::topology::read_topology;
 use roster_net::pki::{Ca, NodeCertificate};
+use roster_net::Peer;
 use roster_pool::Topology;
 
 use node_ids::NodeIds;
@@ -105,7 +106,11 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
             existing_pool && (!cert_path.exists() || config_joins(&node_dir.join("roster.toml")));
         if !cert_path.exists() {
             let addresses = [node.cluster.ip().to_string(), sip.ip().to_string()];
-            let certificate: NodeCertificate = ca.issue_node(node.id, addresses)?;
+            let peer = Peer {
+                pool: topology.pool.id,
+                node: node.id,
+            };
+            let certificate: NodeCertificate = ca.issue_node(peer, addresses)?;
             certificate.write_files(&cert_path, &key_path)?;
         }
         let config_path = node_dir.join("roster.toml");
