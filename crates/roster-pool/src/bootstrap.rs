@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use roster_cms::{CmsCommand, CmsOutcome};
 use roster_net::Network;
 use roster_raft::{typ, GroupKey};
+use roster_topology::Deployment;
 use roster_topology::NodeId;
 use tracing::{debug, info, warn};
 
@@ -18,15 +20,22 @@ use crate::placement::Assignment;
 /// for past this.
 const BOOTSTRAP_COMMIT_WAIT: Duration = Duration::from_secs(10);
 
+/// Pause between attempts to publish the deployment while the new CMS elects its leader.
+const PUBLISH_RETRY: Duration = Duration::from_millis(100);
+
 impl<N: Network> PoolNode<N> {
     /// Initializes the groups whose first replica is this node and that have never been
     /// initialized, with the voters `assignment` gives them, then waits (at most
     /// `BOOTSTRAP_COMMIT_WAIT`) until each has committed its first entries on a majority, so
     /// that the pool survives the loss of any one node from then on. Idempotent.
+    ///
+    /// The node that creates the CMS also adds the pool's other nodes to it as learners (every
+    /// node keeps a local copy) and publishes `deployment` in it.
     pub async fn bootstrap(
         &self,
         assignment: &Assignment,
         addresses: &BTreeMap<NodeId, String>,
+        deployment: Option<&Deployment>,
     ) -> Result<(), PoolError> {
         self.learn_peers(addresses.keys().copied());
         let mut created: Vec<GroupKey> = Vec::new();
@@ -61,8 +70,70 @@ impl<N: Network> PoolNode<N> {
                 Err(error) => debug!(group = %group, %error, "initialize skipped"),
             }
         }
-        self.await_first_commits(created).await;
+        self.await_first_commits(created.clone()).await;
+        let cms = self.options.cms_key().filter(|key| key.is_home());
+        if let Some(cms) = cms.filter(|cms| created.contains(cms)) {
+            self.add_cms_learners(cms, assignment, addresses).await;
+            if let Some(deployment) = deployment {
+                self.publish_deployment(deployment).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Adds every node of `addresses` that is not a voter of the CMS as a learner, without
+    /// waiting for it to catch up.
+    async fn add_cms_learners(
+        &self,
+        cms: GroupKey,
+        assignment: &Assignment,
+        addresses: &BTreeMap<NodeId, String>,
+    ) {
+        let Some(replica) = self.replica(cms) else {
+            return;
+        };
+        let voters = assignment.get(&cms).cloned().unwrap_or_default();
+        for (&node, address) in addresses {
+            if voters.contains(&node) {
+                continue;
+            }
+            let learner = typ::Node {
+                addr: address.clone(),
+            };
+            if let Err(error) = replica.raft.add_learner(node, learner, false).await {
+                warn!(node, %error, "could not add a learner to the CMS");
+            }
+        }
+    }
+
+    /// Records `deployment` in the CMS, retrying while the new group elects (at most
+    /// `BOOTSTRAP_COMMIT_WAIT`).
+    async fn publish_deployment(&self, deployment: &Deployment) -> Result<(), PoolError> {
+        let deadline = tokio::time::Instant::now() + BOOTSTRAP_COMMIT_WAIT;
+        loop {
+            match self
+                .cms_write(CmsCommand::SetDeployment(deployment.clone()))
+                .await
+            {
+                Ok(CmsOutcome::Refused(refusal)) => {
+                    return Err(PoolError::Internal(format!(
+                        "the CMS refused the deployment: {refusal}"
+                    )))
+                }
+                Ok(_) => {
+                    info!(
+                        pools = deployment.pool.len(),
+                        "deployment published in the CMS"
+                    );
+                    return Ok(());
+                }
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    debug!(%error, "CMS not ready yet");
+                    tokio::time::sleep(PUBLISH_RETRY).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Waits until every group of `groups` has applied an entry (so a majority holds its

@@ -8,6 +8,7 @@ use roster_raft::typ;
 use tracing::warn;
 
 use crate::node::PoolNode;
+use crate::pair::{decode_pair, encode_pair, PairRequest, PairResponse};
 use crate::protocol::{decode, encode, CodecError, Frame, PoolRequest, PoolResponse, ServeError};
 
 impl<N: Network> PoolNode<N> {
@@ -83,6 +84,9 @@ impl<N: Network> PoolNode<N> {
                 ),
                 None => PoolResponse::Error(format!("no replica of group {group}")),
             },
+            PoolRequest::Position { group } => {
+                PoolResponse::Position(Box::pin(self.position_local(group)).await)
+            }
             PoolRequest::Members { group } => {
                 PoolResponse::Members(Box::pin(self.members_local(group)).await)
             }
@@ -122,6 +126,29 @@ impl<N: Network> PoolNode<N> {
     }
 }
 
+impl<N: Network> PoolNode<N> {
+    /// Serves one pair request of a partner node and encodes its answer.
+    async fn handle_pair(&self, from: Peer, body: &[u8]) -> Vec<u8> {
+        let response = match decode_pair::<PairRequest>(body) {
+            Ok(request) => {
+                let kind = request.kind();
+                let started = std::time::Instant::now();
+                let response = Box::pin(self.serve_pair(from, request)).await;
+                metrics::histogram!(crate::RPC_DURATION, "kind" => kind)
+                    .record(started.elapsed().as_secs_f64());
+                response
+            }
+            Err(error) => {
+                warn!(%from, %error, "undecodable pair request");
+                PairResponse::Error(error.to_string())
+            }
+        };
+        encode_pair(&response).unwrap_or_else(|error| {
+            encode_pair(&PairResponse::Error(error.to_string())).unwrap_or_default()
+        })
+    }
+}
+
 /// Encodes `response`. One that cannot be encoded is a bug in this crate's types; the peer
 /// gets an error it can decode instead.
 fn encode_response(response: &PoolResponse) -> Vec<u8> {
@@ -131,9 +158,14 @@ fn encode_response(response: &PoolResponse) -> Vec<u8> {
 
 impl<N: Network> Handler for PoolNode<N> {
     async fn handle(&self, from: Peer, body: Vec<u8>) -> Vec<u8> {
-        // Every request a pool serves today comes from a node of the same pool; the network
-        // may also let the partner pool's nodes through, and those are refused here, unread.
+        // A pool's own nodes speak the pool's protocol; the partner's nodes speak only the
+        // pair protocol (the network lets no other pool through, and anything else from
+        // another pool is refused here, unread).
         if from.pool != self.options.pool {
+            let partner = self.options.partner.as_ref().map(|partner| partner.pool);
+            if partner == Some(from.pool) {
+                return self.handle_pair(from, &body).await;
+            }
             warn!(%from, pool = self.options.pool, "request from a node of another pool refused");
             return encode_response(&PoolResponse::Error(format!(
                 "{from} is not a node of pool {}",

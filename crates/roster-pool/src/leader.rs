@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ReadPolicy;
-use roster_raft::{typ, GroupRequest, GroupResponse};
-use roster_registrar::Binding;
+use roster_raft::{typ, GroupRequest, GroupResponse, GroupState};
 use roster_topology::NodeId;
 
 use crate::protocol::ServeError;
@@ -37,6 +36,9 @@ impl Replica {
         leadership: &Leadership,
     ) -> Result<GroupResponse, ServeError> {
         self.check_leadership(leadership)?;
+        request
+            .check_fits()
+            .map_err(|error| ServeError::Refused(error.to_string()))?;
         request.timestamp_ms = (leadership.clock)();
         // Boxed: openraft's futures are kilobytes; see `handler`.
         let write = Box::pin(self.raft.client_write(request));
@@ -54,20 +56,19 @@ impl Replica {
         }
     }
 
-    /// The live bindings of `aor` at `now_ms`, after a read-index round confirms this replica
-    /// still leads: linearizable.
-    pub(crate) async fn read_as_leader(
+    /// Runs `read` on the applied state after a read-index round confirms this replica still
+    /// leads: a linearizable read.
+    pub(crate) async fn read_as_leader<R>(
         &self,
-        aor: &str,
-        now_ms: u64,
         leadership: &Leadership,
-    ) -> Result<Vec<Binding>, ServeError> {
+        read: impl FnOnce(&GroupState) -> R,
+    ) -> Result<R, ServeError> {
         self.check_leadership(leadership)?;
-        let read = Box::pin(self.raft.ensure_linearizable(ReadPolicy::ReadIndex));
-        match tokio::time::timeout(leadership.request_timeout, read).await {
+        let confirm = Box::pin(self.raft.ensure_linearizable(ReadPolicy::ReadIndex));
+        match tokio::time::timeout(leadership.request_timeout, confirm).await {
             Ok(Ok(_)) => self
                 .state
-                .read(|state| state.lookup(aor, now_ms))
+                .read(read)
                 .map_err(|error| ServeError::Unavailable(error.to_string())),
             Ok(Err(error)) => match error.forward_to_leader() {
                 Some(forward) => Err(ServeError::NotLeader {

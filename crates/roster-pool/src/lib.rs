@@ -21,11 +21,15 @@ mod hints;
 mod leader;
 mod membership;
 pub mod node;
+mod options;
+pub mod pair;
+mod partner;
 pub mod placement;
 pub mod protocol;
 mod replicas;
 mod route;
 pub mod router;
+pub mod shipper;
 mod status;
 pub mod topology;
 
@@ -34,5 +38,6 @@ pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";
 
 pub use batch::BATCH_SIZE;
 pub use handler::PoolHandler;
-pub use node::{PoolError, PoolNode, PoolOptions};
+pub use node::{PoolError, PoolNode};
+pub use options::{Partner, PoolOptions};
 pub use topology::{NodeSpec, PoolSpec, Topology, TopologyError};

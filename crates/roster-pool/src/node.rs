@@ -13,22 +13,24 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use roster_net::Network;
 use roster_raft::config::{group_config, GroupConfigOptions};
-use roster_raft::{group_of, GroupKey, GroupKind, GroupRequest, GroupResponse, GroupState};
-use roster_registrar::{Binding, Command, Policy};
+use roster_raft::{group_of, GroupKey, GroupRequest, GroupResponse, GroupState};
+use roster_registrar::{Binding, Command};
 use roster_store::{GroupRaft, GroupStateHandle};
 use roster_topology::{NodeId, PoolId};
 use tracing::warn;
 
 use crate::hints::Hints;
 use crate::leader::Leadership;
+use crate::options::PoolOptions;
+use crate::partner::PartnerLink;
 use crate::placement::Assignment;
 use crate::replicas::{staggered_snapshot_interval, Replica, Replicas};
 use crate::route::{Answer, Operation};
 use crate::router::{GroupNetworks, PoolRouter};
+use crate::shipper::Shipping;
 
 /// A write or read the pool could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -48,53 +50,15 @@ pub enum PoolError {
     Internal(String),
 }
 
-/// How a node runs its groups.
-#[derive(Clone, Debug)]
-pub struct PoolOptions {
-    /// This node.
-    pub node_id: NodeId,
-    /// The pool this node belongs to.
-    pub pool: PoolId,
-    /// Routing groups of the pool (G).
-    pub groups: u32,
-    /// The ownership epoch every write carries.
-    pub epoch: u64,
-    /// Raft timings and snapshot policy.
-    pub raft: GroupConfigOptions,
-    /// Registrar limits of a new group.
-    pub policy: Policy,
-    /// How long a write or read may take before it is refused.
-    pub request_timeout: Duration,
-    /// How long a request waits for a leader to be elected before it is refused.
-    pub leader_wait: Duration,
-}
-
-impl PoolOptions {
-    /// The groups this pool hosts, in a fixed order: its routing groups.
-    pub fn keys(&self) -> Vec<GroupKey> {
-        (0..self.groups)
-            .map(|group| GroupKey::routing(self.pool, group))
-            .collect()
-    }
-
-    /// Where `key` stands in [`PoolOptions::keys`], if this pool hosts it.
-    pub fn position(&self, key: GroupKey) -> Option<usize> {
-        match key.kind {
-            GroupKind::Routing(group) if key.pool == self.pool && group < self.groups => {
-                usize::try_from(group).ok()
-            }
-            _ => None,
-        }
-    }
-}
-
 /// One node of a pool.
 pub struct PoolNode<N: Network> {
     pub(crate) options: PoolOptions,
     pub(crate) router: PoolRouter<N>,
     pub(crate) replicas: Replicas,
     pub(crate) hints: Hints,
-    clock: fn() -> u64,
+    pub(crate) partner_link: PartnerLink,
+    pub(crate) shipping: Shipping,
+    pub(crate) clock: fn() -> u64,
 }
 
 impl<N: Network> PoolNode<N> {
@@ -117,6 +81,8 @@ impl<N: Network> PoolNode<N> {
             router: PoolRouter::new(network),
             replicas: Replicas::new(store),
             hints: Hints::new(assignment),
+            partner_link: PartnerLink::default(),
+            shipping: Shipping::default(),
             clock,
             options,
         });
@@ -125,6 +91,9 @@ impl<N: Network> PoolNode<N> {
                 groups.insert(group);
             }
         }
+        // Every node keeps a local copy of the CMS (a voter, or a learner past the first
+        // three): it reads credentials, homes and epochs from it.
+        groups.extend(node.options.cms_key());
         for group in groups {
             node.open_replica(group).await?;
         }
@@ -151,6 +120,35 @@ impl<N: Network> PoolNode<N> {
         GroupKey::routing(self.options.pool, group_of(aor, self.options.groups))
     }
 
+    /// The epoch writes for the users of home pool `home` carry: the CMS's ownership epoch as
+    /// this node's replica of the CMS (or of its copy) has it, else 1, a pool's first epoch
+    /// (a pool without a CMS, in tests).
+    pub fn epoch_of(&self, home: PoolId) -> u64 {
+        self.cms_state()
+            .and_then(|cms| {
+                cms.read(|state| {
+                    state
+                        .cms_state()
+                        .and_then(|cms| cms.ownership(home))
+                        .map(|ownership| ownership.epoch)
+                })
+                .ok()
+                .flatten()
+            })
+            .unwrap_or(1)
+    }
+
+    /// This node's replica of the CMS (or of its copy), if it holds one: its local copy of the
+    /// deployment, the directory and ownership. Reads from it may lag the CMS's leader slightly.
+    pub fn cms_state(&self) -> Option<GroupStateHandle<GroupState>> {
+        self.options.cms_key().and_then(|key| self.state(key))
+    }
+
+    /// The options this node runs with.
+    pub fn options(&self) -> &PoolOptions {
+        &self.options
+    }
+
     /// The groups with a replica here, ascending.
     pub fn groups(&self) -> Vec<GroupKey> {
         self.replicas.keys()
@@ -173,7 +171,7 @@ impl<N: Network> PoolNode<N> {
         group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
-        let request = GroupRequest::registrar(self.options.epoch, 0, command);
+        let request = GroupRequest::registrar(self.epoch_of(group.pool), 0, command);
         match self.routed(group, Operation::Write(request)).await? {
             Answer::Written(response) => Ok(response),
             _ => Err(self.unavailable(group, "unexpected answer to a write".into())),
@@ -233,7 +231,7 @@ impl<N: Network> PoolNode<N> {
                 self.options.pool
             )));
         };
-        let fresh = GroupState::new(self.options.policy.clone());
+        let fresh = self.options.fresh(group);
         self.replicas
             .open(group, fresh, |log, state_machine| async move {
                 let config = group_config(&GroupConfigOptions {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use roster_raft::stream::StreamPosition;
 use roster_raft::{typ, GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::Binding;
 use roster_topology::NodeId;
@@ -88,6 +89,12 @@ pub enum PoolRequest {
         /// The routing group.
         group: GroupKey,
     },
+    /// Where `group` (a copy) stands in its source's history, answered by its leader after a
+    /// read-index round.
+    Position {
+        /// The group.
+        group: GroupKey,
+    },
     /// Move a replica of `group` (run by its leader): `add` joins as learner, catches up and
     /// becomes a voter, then `remove` (if any) leaves and closes its replica.
     MoveReplica {
@@ -135,6 +142,7 @@ impl PoolRequest {
             PoolRequest::CloseReplica { .. } => "close_replica",
             PoolRequest::Groups => "groups",
             PoolRequest::Members { .. } => "members",
+            PoolRequest::Position { .. } => "position",
             PoolRequest::MoveReplica { .. } => "move_replica",
             PoolRequest::TransferLeader { .. } => "transfer_leader",
             PoolRequest::Batch(_) => "batch",
@@ -191,6 +199,10 @@ pub enum ServeError {
     /// The receiver has no replica of the group.
     #[error("no replica of group {0} here")]
     UnknownGroup(GroupKey),
+    /// The request can never be served (too large for a log entry); sending it again is
+    /// pointless.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// The answer to a [`PoolRequest`].
@@ -212,6 +224,8 @@ pub enum PoolResponse {
     Groups(Vec<GroupKey>),
     /// To `Members`.
     Members(Result<GroupMembers, ServeError>),
+    /// To `Position`.
+    Position(Result<Option<StreamPosition>, ServeError>),
     /// To `MoveReplica`: the voters after the move.
     Moved(Result<Vec<NodeId>, ServeError>),
     /// To `Batch`: the encoded answers, in the order of the requests.

@@ -19,10 +19,12 @@ const CLOSE_ATTEMPTS_MAX: usize = 200;
 /// Pause between attempts to delete a closed group's data.
 const CLOSE_POLL: Duration = Duration::from_millis(25);
 
-/// One replica: a group's Raft and a handle on its applied state.
+/// One replica: a group's Raft, a handle on its applied state, and a reader of its log (the
+/// backup stream reads committed entries from it).
 pub(crate) struct Replica {
     pub(crate) raft: GroupRaft<GroupState>,
     pub(crate) state: GroupStateHandle<GroupState>,
+    pub(crate) log: LogStore,
 }
 
 /// The replicas of one node, by group key.
@@ -85,8 +87,13 @@ impl Replicas {
             .group(group, fresh)
             .map_err(|error| PoolError::Internal(error.to_string()))?;
         let state = state_machine.state_handle();
+        let reader = log.clone();
         let raft = start(log, state_machine).await?;
-        let replica = Arc::new(Replica { raft, state });
+        let replica = Arc::new(Replica {
+            raft,
+            state,
+            log: reader,
+        });
         match self.table.write() {
             Ok(mut table) => {
                 table.insert(group, replica);

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::{NetError, Network};
-use roster_raft::{GroupKey, GroupRequest, GroupResponse};
+use roster_raft::stream::StreamPosition;
+use roster_raft::{GroupKey, GroupRequest, GroupResponse, GroupState};
 use roster_registrar::Binding;
 use roster_topology::NodeId;
 use tracing::debug;
@@ -40,6 +41,7 @@ pub(crate) enum Operation {
         now_ms: u64,
     },
     Members,
+    Position,
     Move {
         add: NodeId,
         remove: Option<NodeId>,
@@ -63,6 +65,7 @@ impl Operation {
                 now_ms: *now_ms,
             },
             Operation::Members => PoolRequest::Members { group },
+            Operation::Position => PoolRequest::Position { group },
             Operation::Move {
                 add,
                 remove,
@@ -83,6 +86,7 @@ pub(crate) enum Answer {
     Written(GroupResponse),
     Bindings(Vec<Binding>),
     Members(GroupMembers),
+    Position(Option<StreamPosition>),
     Moved(Vec<NodeId>),
     Done,
 }
@@ -93,6 +97,7 @@ impl Answer {
             PoolResponse::Write(result) => result.map(Answer::Written),
             PoolResponse::Read(result) => result.map(Answer::Bindings),
             PoolResponse::Members(result) => result.map(Answer::Members),
+            PoolResponse::Position(result) => result.map(Answer::Position),
             PoolResponse::Moved(result) => result.map(Answer::Moved),
             PoolResponse::Done(result) => result.map(|()| Answer::Done),
             other => Err(ServeError::Unavailable(format!(
@@ -256,6 +261,9 @@ impl<N: Network> PoolNode<N> {
             Operation::Members => Box::pin(self.members_local(group))
                 .await
                 .map(Answer::Members),
+            Operation::Position => Box::pin(self.position_local(group))
+                .await
+                .map(Answer::Position),
             Operation::Move {
                 add,
                 remove,
@@ -370,7 +378,19 @@ impl<N: Network> PoolNode<N> {
     ) -> Result<Vec<Binding>, ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
         replica
-            .read_as_leader(aor, now_ms, &self.leadership())
+            .read_as_leader(&self.leadership(), |state| state.lookup(aor, now_ms))
+            .await
+    }
+
+    /// Where this node's replica of `group`, which believes it leads, stands in its source's
+    /// history (a linearizable read).
+    pub(crate) async fn position_local(
+        &self,
+        group: GroupKey,
+    ) -> Result<Option<StreamPosition>, ServeError> {
+        let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
+        replica
+            .read_as_leader(&self.leadership(), GroupState::stream)
             .await
     }
 }

@@ -33,7 +33,7 @@ impl<N: Network> PoolNode<N> {
         serde_json::json!({
             "node": self.options.node_id,
             "pool": self.options.pool,
-            "epoch": self.options.epoch,
+            "epoch": self.epoch_of(self.options.pool),
             "groups": groups,
         })
     }

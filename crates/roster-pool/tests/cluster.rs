@@ -47,7 +47,8 @@ fn options(node_id: NodeId) -> PoolOptions {
         node_id,
         pool: POOL,
         groups: GROUPS,
-        epoch: 1,
+        partner: None,
+        cms: None,
         raft: GroupConfigOptions {
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 400,
@@ -84,7 +85,7 @@ impl Cluster {
         let addresses: BTreeMap<NodeId, String> =
             (1..=count).map(|id| (id, format!("node-{id}"))).collect();
         for node in cluster.nodes.values() {
-            node.bootstrap(&cluster.assignment, &addresses)
+            node.bootstrap(&cluster.assignment, &addresses, None)
                 .await
                 .expect("bootstrap");
         }

@@ -78,6 +78,38 @@ impl GroupKey {
         }
     }
 
+    /// The backup copy of this group in the partner pool (a routing group's `Backup`, the CMS's
+    /// `CmsBackup`); `None` for a copy.
+    pub fn copy(&self) -> Option<GroupKey> {
+        let kind = match self.kind {
+            GroupKind::Routing(group) => GroupKind::Backup(group),
+            GroupKind::Cms => GroupKind::CmsBackup,
+            GroupKind::Backup(_) | GroupKind::CmsBackup => return None,
+        };
+        Some(GroupKey {
+            pool: self.pool,
+            kind,
+        })
+    }
+
+    /// The group this one is the backup copy of; `None` for a group on its home pool.
+    pub fn source(&self) -> Option<GroupKey> {
+        let kind = match self.kind {
+            GroupKind::Backup(group) => GroupKind::Routing(group),
+            GroupKind::CmsBackup => GroupKind::Cms,
+            GroupKind::Routing(_) | GroupKind::Cms => return None,
+        };
+        Some(GroupKey {
+            pool: self.pool,
+            kind,
+        })
+    }
+
+    /// Whether the group holds the CMS (or its copy).
+    pub fn is_cms(&self) -> bool {
+        matches!(self.kind, GroupKind::Cms | GroupKind::CmsBackup)
+    }
+
     /// Whether the group lives on its home pool's nodes (a routing group, the CMS), rather
     /// than on the partner's (a backup copy).
     pub fn is_home(&self) -> bool {
@@ -169,6 +201,17 @@ mod tests {
             "x/cms",
         ] {
             assert!(text.parse::<GroupKey>().is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn copies_and_sources_pair_up() {
+        for key in [GroupKey::routing(3, 9), GroupKey::cms(3)] {
+            let copy = key.copy().expect("a home group has a copy");
+            assert!(!copy.is_home());
+            assert_eq!(copy.source(), Some(key));
+            assert_eq!(copy.copy(), None);
+            assert_eq!(key.source(), None);
         }
     }
 

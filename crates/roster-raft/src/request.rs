@@ -202,9 +202,16 @@ impl GroupRequest {
         }
     }
 
-    /// Checks that a stream request fits a log entry ([`SHIPPED_SIZE_MAX`]).
-    pub fn check_shipped_size(&self) -> Result<(), CodecError> {
-        codec::encode::<_, SHIPPED_SIZE_MAX>("stream request", self).map(|_| ())
+    /// Checks that the request fits a log entry: a stream request (a backup batch or restore
+    /// piece) within [`SHIPPED_SIZE_MAX`], any other within [`REQUEST_SIZE_MAX`]. The proposer
+    /// must call this before `client_write`: every replica refuses to store a larger entry, and
+    /// a refused write stops the replica.
+    pub fn check_fits(&self) -> Result<(), CodecError> {
+        if self.command.is_shipped() {
+            self.check_size()
+        } else {
+            codec::encode::<_, SHIPPED_SIZE_MAX>("stream request", self).map(|_| ())
+        }
     }
 
     /// A request raising the group's epoch to `epoch`.

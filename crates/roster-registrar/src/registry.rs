@@ -120,6 +120,17 @@ impl Registry {
         })
     }
 
+    /// [`Registry::entries`] sorted by AOR: two registries hold the same bindings exactly when
+    /// these are equal (their hash maps' orders differ).
+    pub fn sorted_entries(&self) -> Vec<(String, Vec<Binding>)> {
+        let mut all: Vec<(String, Vec<Binding>)> = self
+            .entries()
+            .map(|(aor, bindings)| (aor.to_string(), bindings))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Adds `bindings` to `aor`'s stored ones, exactly as given (expired ones too). Only for
     /// filling an empty copy from its source's [`Registry::entries`], an AOR's bindings in one
     /// or more pieces: it bypasses the registrar rules and their limits.

@@ -13,14 +13,14 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::{Peer, SimEndpoint, SimNetwork};
 use roster_pool::placement::{self, Assignment};
-use roster_pool::{PoolError, PoolHandler, PoolNode, PoolOptions};
+use roster_pool::{Partner, PoolError, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
 use roster_raft::{group_of, GroupKey, ReplicatedState};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
 use roster_store::NodeStore;
-use roster_topology::NodeId;
+use roster_topology::{Deployment, NodeId, PoolId};
 
 /// The pool id of every test pool.
 pub const POOL: roster_topology::PoolId = 1;
@@ -99,30 +99,87 @@ pub struct Cluster {
     pub raft: GroupConfigOptions,
     /// Running nodes; writers clone handles out (a `std` lock, never held across an await).
     pub nodes: Arc<RwLock<BTreeMap<NodeId, Node>>>,
+    /// This pool's id.
+    pub pool: PoolId,
+    /// The paired pool, if any.
+    pub partner: Option<Partner>,
+    /// Where the CMS lives, if this pool takes part in one.
+    pub cms: Option<PoolId>,
+    /// The deployment published in the CMS at bootstrap.
+    pub deployment: Option<Deployment>,
+    /// Shippers of the backup stream, one per running node (aborted when the node stops).
+    pub shippers: Mutex<BTreeMap<NodeId, tokio::task::JoinHandle<()>>>,
+}
+
+/// What a test pool is: its id, nodes, routing groups, partner and CMS.
+#[derive(Clone, Debug)]
+pub struct PoolShape {
+    /// The pool's id.
+    pub pool: PoolId,
+    /// Its nodes.
+    pub ids: Vec<NodeId>,
+    /// Its routing groups.
+    pub groups: u32,
+    /// The paired pool.
+    pub partner: Option<Partner>,
+    /// Where the CMS lives.
+    pub cms: Option<PoolId>,
+    /// The deployment its CMS publishes (on the CMS's pool).
+    pub deployment: Option<Deployment>,
 }
 
 impl Cluster {
-    /// Starts nodes `1..=count` and initializes the groups.
+    /// Starts nodes `1..=count` of a lone pool and initializes the groups.
     pub async fn start(count: u64, seed: u64, groups: u32, raft: GroupConfigOptions) -> Cluster {
-        let ids: Vec<NodeId> = (1..=count).collect();
-        let cluster = Cluster {
-            network: SimNetwork::new(seed),
-            dir: tempfile::tempdir().expect("temp dir"),
+        let shape = PoolShape {
+            pool: POOL,
+            ids: (1..=count).collect(),
             groups,
-            assignment: placement::initial(&ids, &routing_keys(groups)),
+            partner: None,
+            cms: None,
+            deployment: None,
+        };
+        let cluster = Cluster::create(SimNetwork::new(seed), shape, raft).await;
+        cluster.bootstrap().await;
+        cluster
+    }
+
+    /// Starts the nodes of `shape` on `network` (shared with a partner pool), without
+    /// initializing anything.
+    pub async fn create(
+        network: SimNetwork,
+        shape: PoolShape,
+        raft: GroupConfigOptions,
+    ) -> Cluster {
+        let mut cluster = Cluster {
+            network,
+            dir: tempfile::tempdir().expect("temp dir"),
+            groups: shape.groups,
+            assignment: Assignment::new(),
             raft,
             nodes: Arc::new(RwLock::new(BTreeMap::new())),
+            pool: shape.pool,
+            partner: shape.partner,
+            cms: shape.cms,
+            deployment: shape.deployment,
+            shippers: Mutex::new(BTreeMap::new()),
         };
-        for id in ids {
+        let keys = cluster.options(shape.ids[0]).keys();
+        cluster.assignment = placement::initial(&shape.ids, &keys);
+        for id in shape.ids {
             cluster.start_node(id).await;
         }
-        let addresses = cluster.addresses();
-        for node in cluster.all() {
-            node.bootstrap(&cluster.assignment, &addresses)
+        cluster
+    }
+
+    /// Initializes the pool's groups (and publishes the deployment in its CMS).
+    pub async fn bootstrap(&self) {
+        let addresses = self.addresses();
+        for node in self.all() {
+            node.bootstrap(&self.assignment, &addresses, self.deployment.as_ref())
                 .await
                 .expect("bootstrap");
         }
-        cluster
     }
 
     /// Every node id the pool has had, with a made-up address.
@@ -143,9 +200,10 @@ impl Cluster {
     pub fn options(&self, id: NodeId) -> PoolOptions {
         PoolOptions {
             node_id: id,
-            pool: POOL,
+            pool: self.pool,
             groups: self.groups,
-            epoch: 1,
+            partner: self.partner.clone(),
+            cms: self.cms,
             raft: self.raft.clone(),
             policy: Policy::default(),
             request_timeout: Duration::from_secs(2),
@@ -156,13 +214,17 @@ impl Cluster {
     /// Starts (or restarts from its disk) node `id` with the creation assignment.
     pub async fn start_node(&self, id: NodeId) {
         let handler = Arc::new(PoolHandler::default());
-        let endpoint = self.network.endpoint(
-            Peer {
-                pool: POOL,
-                node: id,
-            },
-            handler.clone(),
-        );
+        let peer = Peer {
+            pool: self.pool,
+            node: id,
+        };
+        let endpoint = match &self.partner {
+            Some(partner) => {
+                self.network
+                    .endpoint_with_partner(peer, Some(partner.pool), handler.clone())
+            }
+            None => self.network.endpoint(peer, handler.clone()),
+        };
         let path = self.dir.path().join(format!("node-{id}"));
         // The previous incarnation's database may still be closing (its flusher joins on
         // drop): retry for a bounded time.
@@ -181,12 +243,23 @@ impl Cluster {
             .await
             .expect("start node");
         handler.attach(&node);
+        if self.partner.is_some() {
+            let shipper = tokio::spawn(node.clone().ship_forever());
+            if let Some(old) = self.shippers.lock().expect("shippers").insert(id, shipper) {
+                old.abort();
+            }
+        }
         self.nodes.write().expect("nodes").insert(id, node);
     }
 
     /// Stops node `id`: off the network, Raft groups shut down, database closed once the last
     /// request in flight lets go of it (bounded wait).
     pub async fn stop_node(&self, id: NodeId) {
+        let shipper = self.shippers.lock().expect("shippers").remove(&id);
+        if let Some(shipper) = shipper {
+            shipper.abort();
+            let _ = shipper.await;
+        }
         let node = self.nodes.write().expect("nodes").remove(&id);
         if let Some(node) = node {
             self.network.remove(id);

@@ -99,15 +99,18 @@ fn propose(copy: &mut GroupState, request: GroupRequest) -> GroupResponse {
 }
 
 /// Every AOR's stored bindings, sorted: equal registries, whatever their hash order.
-fn bindings(state: &GroupState) -> Vec<(String, Vec<roster_registrar::Binding>)> {
-    let mut all: Vec<_> = state
+fn bindings(state: &GroupState) -> Vec<(String, roster_registrar::Binding)> {
+    state
         .registry()
         .expect("a routing group")
-        .entries()
-        .map(|(aor, bindings)| (aor.to_string(), bindings))
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
+        .sorted_entries()
+        .into_iter()
+        .flat_map(|(aor, bindings)| {
+            bindings
+                .into_iter()
+                .map(move |binding| (aor.clone(), binding))
+        })
+        .collect()
 }
 
 fn assert_same(copy: &GroupState, source: &GroupState) {

@@ -94,12 +94,7 @@ pub struct Canonical {
 pub fn canonical(state: &GroupState) -> Canonical {
     let aors = state
         .registry()
-        .map(|registry| {
-            registry
-                .entries()
-                .map(|(aor, bindings)| (aor.to_string(), bindings))
-                .collect()
-        })
+        .map(|registry| registry.sorted_entries().into_iter().collect())
         .unwrap_or_default();
     Canonical {
         aors,

@@ -132,7 +132,8 @@ fn options(config: &Config, pool: &PoolConfig, topology: &Topology) -> PoolOptio
         node_id: pool.node_id,
         pool: topology.pool.id,
         groups: topology.pool.groups,
-        epoch: pool.epoch,
+        partner: None,
+        cms: None,
         raft: GroupConfigOptions {
             cluster_name: topology.pool.name.clone(),
             heartbeat_interval_ms: pool.heartbeat_interval_ms,
@@ -172,7 +173,7 @@ async fn bootstrap_once(
             .iter()
             .map(|n| (n.id, n.cluster.to_string()))
             .collect();
-        node.bootstrap(assignment, &addresses)
+        node.bootstrap(assignment, &addresses, None)
             .await
             .context("cannot initialize the routing groups")?;
         write_marker(&marker)?;

@@ -1,0 +1,106 @@
+//! What paired pools say to each other: the backup stream, the requests of users homed on the
+//! other pool, CMS changes for the CMS's pool, and liveness. [`PairRequest`] and
+//! [`PairResponse`] ride on the same authenticated network as a pool's own messages; a node
+//! serves them only for a node of its partner pool (the network refuses any other pool, and the
+//! handler tells the partner's messages from its own pool's by the sender's certificate).
+//!
+//! Every request names what it is for by group key, and the receiving node routes it to that
+//! group's leader in its own pool: the sender needs to know only some node of the partner.
+
+use roster_cms::{CmsCommand, CmsOutcome};
+use roster_raft::stream::StreamPosition;
+use roster_raft::{GroupKey, GroupRequest, GroupResponse};
+use roster_registrar::{Binding, Command};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{decode, encode, CodecError, ServeError};
+
+/// A request from a node of the partner pool.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PairRequest {
+    /// Apply a backup batch or restore piece (a `GroupRequest::replicate` or `restore`) on
+    /// `copy`, the receiver's backup copy of one of the sender's groups.
+    Stream {
+        /// The copy, a group of the receiving pool.
+        copy: GroupKey,
+        /// The batch or piece.
+        request: GroupRequest,
+    },
+    /// Where `copy` stands in its source's history.
+    Position {
+        /// The copy.
+        copy: GroupKey,
+    },
+    /// A registrar command for a user whose routing group `group` the receiver serves (the
+    /// user is homed there): a SIP request that reached the sender's pool.
+    Write {
+        /// The routing group of the user.
+        group: GroupKey,
+        /// The command, as the sender's front built it.
+        command: Command,
+    },
+    /// A linearizable lookup of `aor` in routing group `group`, which the receiver serves.
+    Read {
+        /// The routing group.
+        group: GroupKey,
+        /// The AOR.
+        aor: String,
+        /// The reader's clock, to hide expired bindings.
+        now_ms: u64,
+    },
+    /// A change to the CMS, which lives on the receiving pool.
+    Cms {
+        /// The change.
+        command: CmsCommand,
+    },
+    /// Is the partner there? Answered at once by any node.
+    Ping,
+}
+
+impl PairRequest {
+    /// The request's kind, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PairRequest::Stream { .. } => "pair_stream",
+            PairRequest::Position { .. } => "pair_position",
+            PairRequest::Write { .. } => "pair_write",
+            PairRequest::Read { .. } => "pair_read",
+            PairRequest::Cms { .. } => "pair_cms",
+            PairRequest::Ping => "pair_ping",
+        }
+    }
+
+    /// Whether sending the request again is harmless when its answer was lost: everything but a
+    /// user's write (which could apply twice, and find its own CSeq applied) and a CMS change.
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(self, PairRequest::Write { .. } | PairRequest::Cms { .. })
+    }
+}
+
+/// The answer to a [`PairRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PairResponse {
+    /// To `Stream` and `Write`: what applying it answered.
+    Applied(Result<GroupResponse, ServeError>),
+    /// To `Position`.
+    Position(Result<Option<StreamPosition>, ServeError>),
+    /// To `Read`.
+    Read(Result<Vec<Binding>, ServeError>),
+    /// To `Cms`.
+    Cms(Result<CmsOutcome, ServeError>),
+    /// To `Ping`.
+    Pong,
+    /// The request was refused (not the receiver's to serve) or could not be decoded.
+    Error(String),
+}
+
+/// Encodes a pair message (the pool's codec: bincode, size-limited).
+pub fn encode_pair<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    encode(message)
+}
+
+/// Decodes a pair message, refusing anything over the pool's message limit or with trailing
+/// bytes.
+pub fn decode_pair<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode(bytes)
+}

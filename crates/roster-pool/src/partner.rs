@@ -1,0 +1,303 @@
+//! The link to the partner pool: calling it (any of its nodes, preferring the last that
+//! answered), and serving its calls. Writes and lookups of users homed on either pool, and CMS
+//! changes, go where their group lives; see `pair` for the messages and `shipper` for the
+//! backup stream that uses this link.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use roster_cms::{CmsCommand, CmsOutcome};
+use roster_net::{NetError, Network, Peer};
+use roster_raft::stream::StreamPosition;
+use roster_raft::{group_of, GroupKey, GroupRequest, GroupResponse};
+use roster_registrar::{Binding, Command};
+use roster_topology::{NodeId, PoolId};
+use tracing::debug;
+
+use crate::node::{PoolError, PoolNode};
+use crate::pair::{decode_pair, encode_pair, PairRequest, PairResponse};
+use crate::protocol::ServeError;
+use crate::route::{Answer, Operation};
+
+/// Longest wait for one partner node's answer: a commit in the partner pool plus a WAN round
+/// trip take tens to hundreds of milliseconds; past 2 s the node is gone, and the next one is
+/// tried.
+const PARTNER_HOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which partner node a node calls first: the last that answered, so that calls stay on one
+/// connection while it works.
+#[derive(Debug, Default)]
+pub(crate) struct PartnerLink {
+    preferred: AtomicUsize,
+}
+
+impl<N: Network> PoolNode<N> {
+    /// Sends `request` to the partner pool and returns its answer, trying its nodes in turn
+    /// within `timeout`. A request that may have reached a node and is not idempotent is never
+    /// sent to a second one: its outcome is unknown, and it is refused as unavailable.
+    pub(crate) async fn call_partner(
+        &self,
+        about: GroupKey,
+        request: &PairRequest,
+        timeout: Duration,
+    ) -> Result<PairResponse, PoolError> {
+        let Some(partner) = &self.options.partner else {
+            return Err(self.unavailable(about, "this pool has no partner".into()));
+        };
+        let nodes = &partner.nodes;
+        if nodes.is_empty() {
+            return Err(self.unavailable(about, "the partner pool has no nodes".into()));
+        }
+        let body = encode_pair(request).map_err(|error| {
+            PoolError::Internal(format!("cannot encode a pair request: {error}"))
+        })?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let first = self.partner_link.preferred.load(Ordering::Relaxed);
+        let mut failures: Vec<String> = Vec::new();
+        for attempt in 0..nodes.len() {
+            let index = (first + attempt) % nodes.len();
+            let node: NodeId = nodes[index];
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let hop = remaining.min(PARTNER_HOP_TIMEOUT);
+            match self.router.network().request(node, body.clone(), hop).await {
+                Ok(reply) => {
+                    self.partner_link.preferred.store(index, Ordering::Relaxed);
+                    return match decode_pair::<PairResponse>(&reply) {
+                        Ok(PairResponse::Error(reason)) => Err(self
+                            .unavailable(about, format!("partner node {node} refused: {reason}"))),
+                        Ok(response) => Ok(response),
+                        Err(error) => Err(self.unavailable(
+                            about,
+                            format!("partner node {node} answered badly: {error}"),
+                        )),
+                    };
+                }
+                Err(error) => {
+                    debug!(node, %error, kind = request.kind(), "partner node did not answer");
+                    let not_sent = matches!(
+                        error,
+                        NetError::UnknownPeer(_) | NetError::Untrusted { .. } | NetError::Closed
+                    );
+                    if !request.is_idempotent() && !not_sent {
+                        return Err(self.unavailable(
+                            about,
+                            format!("the outcome is unknown: partner node {node} did not answer ({error})"),
+                        ));
+                    }
+                    failures.push(format!("node {node}: {error}"));
+                }
+            }
+        }
+        Err(self.unavailable(
+            about,
+            format!(
+                "no node of partner pool {} answered: {}",
+                partner.pool,
+                failures.join("; ")
+            ),
+        ))
+    }
+
+    /// The routing group of `aor` among the users homed on pool `home` (this pool or its
+    /// partner, each with its own G); `None` for another pool.
+    pub fn routing_key_for(&self, home: PoolId, aor: &str) -> Option<GroupKey> {
+        let groups = if home == self.options.pool {
+            self.options.groups
+        } else {
+            self.options
+                .partner
+                .as_ref()
+                .filter(|partner| partner.pool == home)?
+                .groups
+        };
+        Some(GroupKey::routing(home, group_of(aor, groups)))
+    }
+
+    /// Applies `command` in routing group `group`, wherever it is served: here, or in the
+    /// partner pool when the user is homed there.
+    pub async fn write_home(
+        &self,
+        group: GroupKey,
+        command: Command,
+    ) -> Result<GroupResponse, PoolError> {
+        if group.pool == self.options.pool {
+            return self.write(group, command).await;
+        }
+        let request = PairRequest::Write { group, command };
+        match self
+            .call_partner(group, &request, self.options.request_timeout)
+            .await?
+        {
+            PairResponse::Applied(result) => {
+                result.map_err(|error| self.served_elsewhere(group, error))
+            }
+            other => Err(self.unexpected(group, &other)),
+        }
+    }
+
+    /// The live bindings of `aor` in routing group `group`, wherever it is served.
+    pub async fn read_home(
+        &self,
+        group: GroupKey,
+        aor: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Binding>, PoolError> {
+        if group.pool == self.options.pool {
+            return self.read(group, aor, now_ms).await;
+        }
+        let request = PairRequest::Read {
+            group,
+            aor: aor.to_string(),
+            now_ms,
+        };
+        match self
+            .call_partner(group, &request, self.options.request_timeout)
+            .await?
+        {
+            PairResponse::Read(result) => {
+                result.map_err(|error| self.served_elsewhere(group, error))
+            }
+            other => Err(self.unexpected(group, &other)),
+        }
+    }
+
+    /// Applies `command` in the CMS: on its leader in this pool, or through the partner when
+    /// the CMS lives there (this pool holds only its copy).
+    pub async fn cms_write(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
+        let Some(key) = self.options.cms_key() else {
+            return Err(PoolError::Internal(
+                "this pool holds no CMS and no copy of it".into(),
+            ));
+        };
+        if !key.is_home() {
+            let request = PairRequest::Cms { command };
+            return match self
+                .call_partner(key, &request, self.options.request_timeout)
+                .await?
+            {
+                PairResponse::Cms(result) => {
+                    result.map_err(|error| self.served_elsewhere(key, error))
+                }
+                other => Err(self.unexpected(key, &other)),
+            };
+        }
+        let request = GroupRequest::cms(self.epoch_of(key.pool), 0, command);
+        match self.routed(key, Operation::Write(request)).await? {
+            Answer::Written(GroupResponse::Cms(outcome)) => Ok(outcome),
+            Answer::Written(GroupResponse::StaleEpoch { current }) => Err(self.unavailable(
+                key,
+                format!("the CMS is at epoch {current}: this pool no longer owns it"),
+            )),
+            _ => Err(self.unavailable(key, "unexpected answer to a CMS change".into())),
+        }
+    }
+
+    /// Proposes a backup batch or restore piece on `copy` in the partner pool.
+    pub(crate) async fn ship_to_partner(
+        &self,
+        copy: GroupKey,
+        request: GroupRequest,
+        timeout: Duration,
+    ) -> Result<GroupResponse, PoolError> {
+        let request = PairRequest::Stream { copy, request };
+        match self.call_partner(copy, &request, timeout).await? {
+            PairResponse::Applied(result) => {
+                result.map_err(|error| self.served_elsewhere(copy, error))
+            }
+            other => Err(self.unexpected(copy, &other)),
+        }
+    }
+
+    /// Where `copy` in the partner pool stands in its source's history.
+    pub(crate) async fn partner_position(
+        &self,
+        copy: GroupKey,
+        timeout: Duration,
+    ) -> Result<Option<StreamPosition>, PoolError> {
+        let request = PairRequest::Position { copy };
+        match self.call_partner(copy, &request, timeout).await? {
+            PairResponse::Position(result) => {
+                result.map_err(|error| self.served_elsewhere(copy, error))
+            }
+            other => Err(self.unexpected(copy, &other)),
+        }
+    }
+
+    /// Serves a request of a node of the partner pool.
+    pub(crate) async fn serve_pair(&self, from: Peer, request: PairRequest) -> PairResponse {
+        let as_serve = |error: PoolError| ServeError::Unavailable(error.to_string());
+        match request {
+            PairRequest::Stream { copy, request } => {
+                if !self.holds_copy_for(from.pool, copy) {
+                    return refused(from, copy, "is not a copy this pool holds for you");
+                }
+                match self.routed(copy, Operation::Write(request)).await {
+                    Ok(Answer::Written(response)) => PairResponse::Applied(Ok(response)),
+                    Ok(_) => PairResponse::Error("unexpected answer to a stream request".into()),
+                    Err(error) => PairResponse::Applied(Err(as_serve(error))),
+                }
+            }
+            PairRequest::Position { copy } => {
+                if !self.holds_copy_for(from.pool, copy) {
+                    return refused(from, copy, "is not a copy this pool holds for you");
+                }
+                match self.routed(copy, Operation::Position).await {
+                    Ok(Answer::Position(position)) => PairResponse::Position(Ok(position)),
+                    Ok(_) => PairResponse::Error("unexpected answer to a position request".into()),
+                    Err(error) => PairResponse::Position(Err(as_serve(error))),
+                }
+            }
+            PairRequest::Write { group, command } => {
+                if !self.serves_users_of(group) {
+                    return refused(from, group, "is not a routing group of this pool");
+                }
+                PairResponse::Applied(self.write(group, command).await.map_err(as_serve))
+            }
+            PairRequest::Read { group, aor, now_ms } => {
+                if !self.serves_users_of(group) {
+                    return refused(from, group, "is not a routing group of this pool");
+                }
+                PairResponse::Read(self.read(group, &aor, now_ms).await.map_err(as_serve))
+            }
+            PairRequest::Cms { command } => match self.options.cms_key() {
+                Some(key) if key.is_home() => {
+                    PairResponse::Cms(self.cms_write(command).await.map_err(as_serve))
+                }
+                _ => PairResponse::Error("the CMS does not live on this pool".into()),
+            },
+            PairRequest::Ping => PairResponse::Pong,
+        }
+    }
+
+    /// Whether `copy` is a backup copy this pool holds of a group of `pool` (the partner).
+    fn holds_copy_for(&self, pool: PoolId, copy: GroupKey) -> bool {
+        copy.pool == pool && !copy.is_home() && self.options.position(copy).is_some()
+    }
+
+    /// Whether `group` is one of this pool's own routing groups.
+    fn serves_users_of(&self, group: GroupKey) -> bool {
+        group.pool == self.options.pool
+            && group.routing_group().is_some()
+            && group.is_home()
+            && self.options.position(group).is_some()
+    }
+
+    /// A partner's answer that the request could not be served there.
+    fn served_elsewhere(&self, group: GroupKey, error: ServeError) -> PoolError {
+        self.unavailable(group, format!("partner pool: {error}"))
+    }
+
+    fn unexpected(&self, group: GroupKey, response: &PairResponse) -> PoolError {
+        self.unavailable(
+            group,
+            format!("unexpected answer from the partner: {response:?}"),
+        )
+    }
+}
+
+fn refused(from: Peer, group: GroupKey, why: &str) -> PairResponse {
+    PairResponse::Error(format!("{from}: group {group} {why}"))
+}
