@@ -404,6 +404,20 @@ impl Cluster {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The first panic of node `index`'s latest process, from its log: the `panicked at` line
+    /// and the message after it.
+    pub fn last_panic(&self, index: usize) -> Option<String> {
+        let text = std::fs::read_to_string(&self.nodes[index].log).ok()?;
+        // The latest process's lines: after the last "pool node started".
+        let latest = text
+            .rfind("pool node started")
+            .map_or(text.as_str(), |at| &text[at..]);
+        let mut lines = latest.lines();
+        let panicked = lines.find(|line| line.contains("panicked at"))?;
+        let message = lines.next().unwrap_or_default();
+        Some(format!("{} {}", panicked.trim(), message.trim()))
+    }
+
     /// Waits until every routing group has a leader that some node reports.
     pub async fn await_leaders(&self, deadline: Duration) -> anyhow::Result<()> {
         let until = Instant::now() + deadline;

@@ -42,7 +42,8 @@ pub enum PartitionShape {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FaultSpec {
-    /// SIGKILL a node (`node`, 1-based, or a random one), start it again after `down_s`.
+    /// SIGKILL a node (`node`, 1-based, or each in turn from a random one), start it again
+    /// after `down_s`.
     Kill {
         /// The node, or any.
         node: Option<usize>,
@@ -54,7 +55,8 @@ pub enum FaultSpec {
         /// Seconds before the restart.
         down_s: f64,
     },
-    /// SIGSTOP a node for `pause_s` (longer than the election timeout), then SIGCONT.
+    /// SIGSTOP a node (`node`, or each in turn) for `pause_s` (longer than the election
+    /// timeout), then SIGCONT.
     Pause {
         /// The node, or any.
         node: Option<usize>,
@@ -106,11 +108,12 @@ pub enum FaultSpec {
         hold_s: f64,
     },
     /// Fill the disk of `[cluster] disk_node` for `hold_s`; with `restart`, the node is
-    /// killed while the disk is full and started again once it is freed.
+    /// stopped (SIGTERM, as an operator would) while the disk is full and started again once
+    /// it is freed.
     FullDisk {
         /// Seconds full.
         hold_s: f64,
-        /// Kill while full, free, start.
+        /// Stop while full, free, start.
         #[serde(default)]
         restart: bool,
     },
@@ -193,11 +196,24 @@ pub struct World {
     pub cancel: CancellationToken,
     /// The run's start.
     pub start: Instant,
+    /// Kills and pauses without a named node take the nodes in turn from a random first one,
+    /// so that every node is hit: (first, taken so far).
+    pub victims: Option<(usize, usize)>,
 }
 
 impl World {
     fn now_s(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
+    }
+
+    /// The next node for a kill or pause that names none.
+    fn next_victim(&mut self, rng: &mut StdRng) -> usize {
+        let nodes = self.cluster.node_count();
+        let (first, taken) = *self
+            .victims
+            .get_or_insert_with(|| (rng.random_range(0..nodes), 0));
+        self.victims = Some((first, taken + 1));
+        (first + taken) % nodes
     }
 
     /// Sleeps `seconds`, or less when interrupted.
@@ -209,8 +225,14 @@ impl World {
         }
     }
 
-    /// Starts node `index` again; a failure is recorded (the run goes on).
+    /// Starts node `index` again; a failure is recorded (the run goes on). The samplers are
+    /// told the new incarnation before the process can answer them.
     async fn restart(&mut self, index: usize) {
+        if let Ok(mut observed) = self.observed.lock() {
+            if let Some(incarnation) = observed.incarnations.get_mut(index) {
+                *incarnation = self.cluster.incarnation(index) + 1;
+            }
+        }
         if let Err(error) = self.cluster.start(index).await {
             let at = self.now_s();
             self.failures.push(format!(
@@ -255,10 +277,13 @@ impl World {
     pub fn check_crashes(&mut self) {
         for index in self.cluster.reap_exited() {
             let at = self.now_s();
+            let cause = self
+                .cluster
+                .last_panic(index)
+                .unwrap_or_else(|| format!("its log ends:\n{}", self.cluster.log_tail(index, 10)));
             self.failures.push(format!(
-                "node {} exited by itself at {at:.1} s; its log ends:\n{}",
-                index + 1,
-                self.cluster.log_tail(index, 10)
+                "node {} exited by itself at {at:.1} s: {cause}",
+                index + 1
             ));
         }
     }
@@ -270,7 +295,7 @@ impl World {
         let mut targets = Vec::new();
         let description = match *fault {
             FaultSpec::Kill { node, down_s } => {
-                let index = node.map_or_else(|| rng.random_range(0..nodes), |n| n - 1);
+                let index = node.map_or_else(|| self.next_victim(rng), |n| n - 1);
                 targets.push(index);
                 self.cluster.kill(index).await;
                 self.hold(down_s).await;
@@ -297,7 +322,7 @@ impl World {
                 )
             }
             FaultSpec::Pause { node, pause_s } => {
-                let index = node.map_or_else(|| rng.random_range(0..nodes), |n| n - 1);
+                let index = node.map_or_else(|| self.next_victim(rng), |n| n - 1);
                 targets.push(index);
                 self.cluster.pause(index);
                 self.hold(pause_s).await;
@@ -427,7 +452,7 @@ impl World {
         };
         self.hold(hold_s).await;
         if restart {
-            self.cluster.kill(index).await;
+            self.cluster.stop(index).await;
         }
         if let Some(disk) = &self.disk {
             disk.free();
@@ -440,7 +465,7 @@ impl World {
             index + 1,
             filled / (1024 * 1024),
             if restart {
-                ", kill it while full, free, start"
+                ", stop it (SIGTERM) while full, free, start"
             } else {
                 ", then free it"
             }

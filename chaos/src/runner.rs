@@ -164,6 +164,7 @@ async fn run_phases(
         failures: Vec::new(),
         cancel: interrupt.clone(),
         start,
+        victims: None,
     };
     let local = tokio::task::LocalSet::new();
     let (faults, final_targets, running_at_end, settled_at) = local

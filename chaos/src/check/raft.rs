@@ -1,7 +1,11 @@
 //! Raft's own rules, from every node's `/status` sampled during the run ([`StatusSample`]):
 //!
-//! - election safety: at most one node reports itself leader of a group in one term;
-//! - a node's term of a group never goes back (the vote is durable, restarts included);
+//! - election safety: at most one leader per group and leader id. With openraft's standard
+//!   leader ids that is one leader per term; Roster declares `leader_id_adv`
+//!   ([`leader_ids_are_per_node`]), where a term may have several leaders, ordered by node id
+//!   (a vote for (term 4, node 3) refuses (term 4, node 2)), so what holds is the next rule;
+//! - a node's view of a group's leader id, (term, leader), never goes back (the vote is
+//!   durable, restarts included);
 //! - within one process, a replica's applied index never goes back;
 //! - health: a node that reports a group `Shutdown` (its replica stopped for good, e.g. on a
 //!   storage error) must not answer `/health` with 200;
@@ -51,9 +55,18 @@ pub struct StatusSample {
     pub groups: Vec<GroupSample>,
 }
 
+/// Whether the pool's Raft groups use openraft's advanced leader ids, (term, node id), under
+/// which one term may have several leaders: read from `roster_raft`'s type configuration, so
+/// the checker follows a change there.
+pub fn leader_ids_are_per_node() -> bool {
+    std::any::type_name::<roster_raft::typ::LeaderId>().contains("leader_id_adv")
+}
+
 /// The accumulated claims and findings.
 #[derive(Debug, Default)]
 pub struct RaftChecker {
+    /// (node, group) → the highest (term, leader) the node reported.
+    votes: BTreeMap<(usize, u32), (u64, u64)>,
     /// (pool, group, term) → the nodes that claimed to lead it, with the first time.
     leaders: BTreeMap<(String, u32, u64), BTreeMap<usize, Duration>>,
     /// (node, group) → highest term seen.
@@ -109,6 +122,22 @@ impl RaftChecker {
                 ));
             }
             *term = (*term).max(group.term);
+            if let Some(leader) = group.leader {
+                let vote = (group.term, leader);
+                let known = self.votes.entry((sample.node, group.group)).or_insert(vote);
+                if vote < *known {
+                    self.regressions.push(format!(
+                        "node {} group {}: leader id went back from (term {}, node {}) to (term {}, node {leader}) at {:.3} s",
+                        sample.node,
+                        group.group,
+                        known.0,
+                        known.1,
+                        group.term,
+                        sample.at.as_secs_f64()
+                    ));
+                }
+                *known = (*known).max(vote);
+            }
             if let Some(applied) = group.applied {
                 let known = self
                     .applied
@@ -158,8 +187,13 @@ impl RaftChecker {
                 .get(node)
                 .map_or_else(|| node.to_string(), ToString::to_string)
         };
+        let per_node = leader_ids_are_per_node();
+        let mut shared_terms = 0u64;
         for ((pool, group, term), claims) in &self.leaders {
-            if claims.len() > 1 {
+            if claims.len() > 1 && per_node {
+                // Allowed: distinct leader ids (term, node); the vote order is checked per node.
+                shared_terms += 1;
+            } else if claims.len() > 1 {
                 let who: BTreeSet<String> = claims
                     .iter()
                     .map(|(node, at)| format!("{} at {:.3} s", name(*node), at.as_secs_f64()))
@@ -199,6 +233,9 @@ impl RaftChecker {
         result
             .figures
             .insert("terms_with_leader".into(), self.leaders.len() as f64);
+        result
+            .figures
+            .insert("terms_with_several_leaders".into(), shared_terms as f64);
         result.figures.insert(
             "nodes_with_shutdown_groups".into(),
             self.shutdown.len() as f64,
@@ -280,11 +317,16 @@ mod tests {
         );
         assert_eq!(checker.leaders(), [(0, 1)]);
         checker.observe(&sample(2, 200, "Leader", 4, true), &deployment);
+        let expected = if leader_ids_are_per_node() { 0 } else { 1 };
         assert_eq!(
             checker
                 .result(&deployment, Duration::from_secs(3600))
                 .anomalies,
-            1
+            expected
+        );
+        assert!(
+            leader_ids_are_per_node(),
+            "roster-raft declares leader_id_adv"
         );
     }
 
@@ -315,6 +357,23 @@ mod tests {
                 .anomalies,
             4
         );
+    }
+
+    #[test]
+    fn a_leader_id_going_back_on_one_node_is_caught() {
+        let deployment = deployment();
+        let mut checker = RaftChecker::default();
+        let mut seen = |at_ms: u64, term: u64, leader: u64| {
+            let mut s = sample(0, at_ms, "Follower", term, true);
+            s.groups[0].leader = Some(leader);
+            checker.observe(&s, &deployment);
+        };
+        seen(0, 4, 2);
+        seen(100, 4, 3);
+        seen(200, 5, 1);
+        seen(300, 5, 0);
+        let result = checker.result(&deployment, Duration::from_secs(3600));
+        assert_eq!(result.anomalies, 1, "{result:?}");
     }
 
     #[test]
