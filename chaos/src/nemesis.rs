@@ -116,6 +116,11 @@ pub enum FaultSpec {
         /// Stop while full, free, start.
         #[serde(default)]
         restart: bool,
+        /// With `restart`: also try to start the node while the disk is still full (sled
+        /// writes its page-table snapshot when it opens), stop it again if it came up, and
+        /// only then free the space and start it.
+        #[serde(default)]
+        start_while_full: bool,
     },
 }
 
@@ -424,8 +429,13 @@ impl World {
                     describe_cuts(&cuts)
                 )
             }
-            FaultSpec::FullDisk { hold_s, restart } => {
-                self.full_disk(hold_s, restart, &mut targets).await
+            FaultSpec::FullDisk {
+                hold_s,
+                restart,
+                start_while_full,
+            } => {
+                self.full_disk(hold_s, restart, start_while_full, &mut targets)
+                    .await
             }
         };
         self.check_crashes();
@@ -439,7 +449,13 @@ impl World {
         }
     }
 
-    async fn full_disk(&mut self, hold_s: f64, restart: bool, targets: &mut Vec<usize>) -> String {
+    async fn full_disk(
+        &mut self,
+        hold_s: f64,
+        restart: bool,
+        start_while_full: bool,
+        targets: &mut Vec<usize>,
+    ) -> String {
         let Some(index) = self.cluster.spec().disk_node.map(|node| node - 1) else {
             self.failures
                 .push("a full-disk fault needs [cluster] disk_node".to_owned());
@@ -451,8 +467,22 @@ impl World {
             None => 0,
         };
         self.hold(hold_s).await;
+        let mut while_full = String::new();
         if restart {
             self.cluster.stop(index).await;
+            if start_while_full {
+                // Expected to fail for want of space; what matters is the next start.
+                while_full = match self.cluster.start(index).await {
+                    Ok(()) => {
+                        self.cluster.stop(index).await;
+                        ", started while full (it came up) and stopped".to_owned()
+                    }
+                    Err(error) => format!(
+                        ", started while full: {}",
+                        format!("{error:#}").lines().next().unwrap_or_default()
+                    ),
+                };
+            }
         }
         if let Some(disk) = &self.disk {
             disk.free();
@@ -461,7 +491,7 @@ impl World {
             self.restart(index).await;
         }
         format!(
-            "fill node {}'s disk ({} MiB written) for {hold_s} s{}",
+            "fill node {}'s disk ({} MiB written) for {hold_s} s{while_full}{}",
             index + 1,
             filled / (1024 * 1024),
             if restart {
