@@ -506,9 +506,24 @@ impl Cluster {
         })
         .await;
         if ready != Ok(true) {
+            // Closed stdout: the process ended (say how); otherwise the deadline passed.
+            let exited = match &mut self.nodes[index].state {
+                NodeState::Running(child) => {
+                    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                        Ok(Ok(status)) => Some(status.to_string()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
             self.kill(index).await;
+            let why = match (ready, exited) {
+                (Err(_), _) => format!("not ready within {NODE_READY_DEADLINE:?}"),
+                (Ok(_), Some(status)) => format!("it exited before it was ready ({status})"),
+                (Ok(_), None) => "it closed its stdout before it was ready".to_owned(),
+            };
             anyhow::bail!(
-                "node {} did not become ready within {NODE_READY_DEADLINE:?}; its log ends:\n{}",
+                "node {}: {why}; its log ends:\n{}",
                 index + 1,
                 self.log_tail(index, 15)
             );

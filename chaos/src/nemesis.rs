@@ -278,9 +278,18 @@ impl World {
         }
     }
 
-    /// Records and restarts nodes whose process exited without being told to.
-    pub fn check_crashes(&mut self) {
-        for index in self.cluster.reap_exited() {
+    /// Records nodes whose process exited without being told to, and starts them again, as a
+    /// supervisor (systemd) would.
+    pub async fn restart_crashed(&mut self) {
+        for index in self.check_crashes() {
+            self.restart(index).await;
+        }
+    }
+
+    /// Records nodes whose process exited without being told to; returns them (stopped).
+    pub fn check_crashes(&mut self) -> Vec<usize> {
+        let exited = self.cluster.reap_exited();
+        for &index in &exited {
             let at = self.now_s();
             let cause = self
                 .cluster
@@ -291,6 +300,7 @@ impl World {
                 index + 1
             ));
         }
+        exited
     }
 
     /// Injects `fault`, holds it, heals it; returns the record.
@@ -438,7 +448,7 @@ impl World {
                     .await
             }
         };
-        self.check_crashes();
+        self.restart_crashed().await;
         FaultRecord {
             id,
             kind: fault.kind().to_owned(),

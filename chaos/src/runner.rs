@@ -287,6 +287,7 @@ async fn script(
             .interval_s
             .min(end.saturating_duration_since(Instant::now()).as_secs_f64());
         world.hold(quiet).await;
+        world.restart_crashed().await;
     }
     world.heal_all().await;
     world.hold(scenario.settle_s).await;
@@ -297,7 +298,7 @@ async fn script(
     })
     .await;
     // A node that crashed or did not come back is not probed; the liveness checker says so.
-    world.check_crashes();
+    let _crashed = world.check_crashes();
     let running = world.cluster.running();
     let now = Instant::now();
     scheduler

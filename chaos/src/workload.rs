@@ -63,6 +63,10 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 /// Random picks of an idle client per arrival before the arrival is dropped.
 const PICK_TRIES_MAX: usize = 8;
 
+/// Names tried for a routing group's probe AOR (`probe<G>-<k>`): a name lands in a given group
+/// with probability 1/G, so 64 × 64 tries leave no group of at most 64 without one.
+const PROBE_NAME_TRIES_MAX: u64 = 4_096;
+
 /// Relative weights of the load's operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,7 +306,7 @@ impl Scheduler {
         let load_clients = clients.len();
         // One probe AOR per routing group, a contact per node on it.
         for group in 0..groups {
-            let name = (0u64..)
+            let name = (0..PROBE_NAME_TRIES_MAX)
                 .map(|k| format!("probe{group}-{k}"))
                 .find(|name| {
                     roster_raft::group_of(&format!("sip:{name}@{DOMAIN}"), groups.max(1)) == group

@@ -63,9 +63,12 @@ impl Disk {
         }
     }
 
-    /// Unmounts (the node must be stopped).
+    /// Unmounts (the node must be stopped); a mount still busy stays registered, and the
+    /// final cleanup unmounts it lazily.
     pub async fn unmount(self) {
-        let _ = Command::new("umount").arg(&self.mount).status().await;
-        cleanup::forget_mount(&self.mount);
+        let status = Command::new("umount").arg(&self.mount).status().await;
+        if status.is_ok_and(|status| status.success()) {
+            cleanup::forget_mount(&self.mount);
+        }
     }
 }
