@@ -7,12 +7,13 @@
 //! pairs), [`ClusterSpec`] grows pools and this module writes the new format.
 //!
 //! Addresses: node `i` of the run owns the loopback address `127.77.P.i` (`P` picked per run
-//! so that runs and tests do not meet), with the same ports on every node: SIP 5060 (UDP and
-//! TCP), TLS 5061, HTTP 8080, cluster (QUIC) 7000. A node's cluster traffic therefore comes
-//! from and goes to its own address, which is what the firewall matches. With relays, node
-//! `i` reaches peer `j` at `127.77.P.i:7100+j` (a relay that forwards from `127.77.P.i:7200+j`
-//! to `127.77.P.j:7000`): each node gets its own copy of the topology naming the relays, and
-//! the packets still carry the two nodes' addresses.
+//! so that runs and tests do not meet), with the same ports on every node from a base `B`
+//! (5060 unless something listens there on the wildcard address): SIP `B` (UDP and TCP), TLS
+//! `B+1`, HTTP `B+2`, cluster (QUIC) `B+3`. A node's cluster traffic therefore comes from and
+//! goes to its own address, which is what the firewall matches. With relays, node `i` reaches
+//! peer `j` at `127.77.P.i:B+10+j` (a relay that forwards from `127.77.P.i:B+20+j` to `j`'s
+//! cluster port): each node gets its own copy of the topology naming the relays, and the
+//! packets still carry the two nodes' addresses.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,16 +33,23 @@ use crate::monitor::http_get;
 /// The pool's name.
 pub const POOL_NAME: &str = "pool-a";
 
-/// Ports, the same on every node's address.
-pub const SIP_PORT: u16 = 5060;
+/// Port bases tried, in order: a listener on the wildcard address (a SIP server on `*:5060`,
+/// anything on `*:8080`) takes its port on every loopback address too, so the ports move.
+const PORT_BASES: [u16; 8] = [5060, 27060, 29060, 31060, 33060, 35060, 37060, 39060];
+
+/// Offsets from a plan's port base, the same on every node's address.
+const SIP_OFFSET: u16 = 0;
+/// TLS is SIP's port plus one (`roster init`'s rule).
+const TLS_OFFSET: u16 = 1;
 /// HTTP: status, health, metrics.
-pub const HTTP_PORT: u16 = 8080;
+const HTTP_OFFSET: u16 = 2;
 /// The cluster transport (QUIC).
-pub const CLUSTER_PORT: u16 = 7000;
-/// Relay for peer `j` listens on `RELAY_PORT_BASE + j` of the sending node's address.
-pub const RELAY_PORT_BASE: u16 = 7100;
-/// Relay for peer `j` sends from `RELAY_UPSTREAM_PORT_BASE + j` of the sending node's address.
-pub const RELAY_UPSTREAM_PORT_BASE: u16 = 7200;
+const CLUSTER_OFFSET: u16 = 3;
+/// Relay for peer `j` listens on `base + RELAY_OFFSET + j` of the sending node's address.
+const RELAY_OFFSET: u16 = 10;
+/// Relay for peer `j` sends from `base + RELAY_UPSTREAM_OFFSET + j` of the sending node's
+/// address.
+const RELAY_UPSTREAM_OFFSET: u16 = 20;
 
 /// Nodes a pool of the suite may have (a pool has 3 to 16; 5 is what two cores carry).
 pub const NODES_MIN: usize = 3;
@@ -111,27 +119,34 @@ impl ClusterSpec {
     }
 }
 
-/// Where a run's node addresses live: `127.77.P.0/24`.
+/// Where a run's nodes live: addresses `127.77.P.N`, and the same ports on each from `base`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressPlan {
     /// The third octet.
     pub block: u8,
+    /// The first port (SIP); see the offsets.
+    pub base: u16,
 }
 
 impl AddressPlan {
-    /// A block whose node addresses are free for `nodes` nodes, tried from one derived from
-    /// the process id.
+    /// A block and port base whose addresses and ports are free for `nodes` nodes, blocks
+    /// tried from one derived from the process id.
     pub fn pick(nodes: usize) -> anyhow::Result<AddressPlan> {
         let first = (std::process::id() % 200) as u8;
-        for step in 0..200u8 {
-            let plan = AddressPlan {
-                block: 20u8.saturating_add(first.wrapping_add(step) % 200),
-            };
-            if (0..nodes).all(|node| plan.is_free(node)) {
-                return Ok(plan);
+        for base in PORT_BASES {
+            for step in 0..50u8 {
+                let plan = AddressPlan {
+                    block: 20u8.saturating_add(first.wrapping_add(step) % 200),
+                    base,
+                };
+                if (0..nodes).all(|node| plan.is_free(node, nodes)) {
+                    return Ok(plan);
+                }
             }
         }
-        anyhow::bail!("no free 127.77.x.0/24 block for the nodes' addresses")
+        anyhow::bail!(
+            "no free 127.77.x.0/24 block with free ports at any of {PORT_BASES:?} for the nodes"
+        )
     }
 
     /// Node `index`'s address (index 0 is id 1).
@@ -139,14 +154,45 @@ impl AddressPlan {
         Ipv4Addr::new(127, 77, self.block, (index + 1) as u8)
     }
 
-    fn is_free(&self, index: usize) -> bool {
+    /// SIP (UDP and TCP) on every node.
+    pub fn sip_port(&self) -> u16 {
+        self.base + SIP_OFFSET
+    }
+
+    /// HTTP on every node.
+    pub fn http_port(&self) -> u16 {
+        self.base + HTTP_OFFSET
+    }
+
+    /// The cluster transport on every node.
+    pub fn cluster_port(&self) -> u16 {
+        self.base + CLUSTER_OFFSET
+    }
+
+    /// Where node `from`'s relay towards node `to` listens (on `from`'s address).
+    pub fn relay_listen(&self, from: usize, to: usize) -> SocketAddr {
+        SocketAddr::from((self.ip(from), self.base + RELAY_OFFSET + to as u16 + 1))
+    }
+
+    /// Where node `from`'s relay towards node `to` sends from (on `from`'s address).
+    pub fn relay_upstream(&self, from: usize, to: usize) -> SocketAddr {
+        SocketAddr::from((
+            self.ip(from),
+            self.base + RELAY_UPSTREAM_OFFSET + to as u16 + 1,
+        ))
+    }
+
+    fn is_free(&self, index: usize, nodes: usize) -> bool {
         let ip = IpAddr::V4(self.ip(index));
-        [SIP_PORT, CLUSTER_PORT]
-            .iter()
-            .all(|&port| std::net::UdpSocket::bind((ip, port)).is_ok())
-            && [SIP_PORT, SIP_PORT + 1, HTTP_PORT]
+        let relays =
+            (1..=nodes as u16).flat_map(|peer| [RELAY_OFFSET + peer, RELAY_UPSTREAM_OFFSET + peer]);
+        [SIP_OFFSET, CLUSTER_OFFSET]
+            .into_iter()
+            .chain(relays)
+            .all(|offset| std::net::UdpSocket::bind((ip, self.base + offset)).is_ok())
+            && [SIP_OFFSET, TLS_OFFSET, HTTP_OFFSET]
                 .iter()
-                .all(|&port| std::net::TcpListener::bind((ip, port)).is_ok())
+                .all(|&offset| std::net::TcpListener::bind((ip, self.base + offset)).is_ok())
     }
 }
 
@@ -283,12 +329,17 @@ impl Cluster {
 
     /// Node `index`'s SIP address (UDP).
     pub fn sip(&self, index: usize) -> SocketAddr {
-        SocketAddr::from((self.plan.ip(index), SIP_PORT))
+        SocketAddr::from((self.plan.ip(index), self.plan.sip_port()))
+    }
+
+    /// The address plan (relays need it).
+    pub fn plan(&self) -> &AddressPlan {
+        &self.plan
     }
 
     /// Node `index`'s HTTP address.
     pub fn http(&self, index: usize) -> SocketAddr {
-        SocketAddr::from((self.plan.ip(index), HTTP_PORT))
+        SocketAddr::from((self.plan.ip(index), self.plan.http_port()))
     }
 
     /// Node `index`'s data directory.
@@ -544,14 +595,14 @@ fn topology(spec: &ClusterSpec, plan: &AddressPlan, view: Option<usize>) -> Stri
     for index in 0..spec.nodes {
         let ip = plan.ip(index);
         let cluster = match view {
-            Some(own) if own != index => {
-                SocketAddr::from((plan.ip(own), RELAY_PORT_BASE + index as u16 + 1))
-            }
-            _ => SocketAddr::from((ip, CLUSTER_PORT)),
+            Some(own) if own != index => plan.relay_listen(own, index),
+            _ => SocketAddr::from((ip, plan.cluster_port())),
         };
         text.push_str(&format!(
-            "\n[[node]]\nid = {}\ncluster = \"{cluster}\"\nsip = \"{ip}:{SIP_PORT}\"\nhttp = \"{ip}:{HTTP_PORT}\"\n",
-            index + 1
+            "\n[[node]]\nid = {}\ncluster = \"{cluster}\"\nsip = \"{ip}:{}\"\nhttp = \"{ip}:{}\"\n",
+            index + 1,
+            plan.sip_port(),
+            plan.http_port()
         ));
     }
     text
@@ -592,13 +643,17 @@ mod tests {
             relay: true,
             ..ClusterSpec::default()
         };
-        let plan = AddressPlan { block: 42 };
+        let plan = AddressPlan {
+            block: 42,
+            base: 5060,
+        };
         let shared = topology(&spec, &plan, None);
-        assert!(shared.contains("cluster = \"127.77.42.2:7000\""));
+        assert!(shared.contains("cluster = \"127.77.42.2:5063\""));
         let own = topology(&spec, &plan, Some(0));
-        assert!(own.contains("cluster = \"127.77.42.1:7000\""), "{own}");
-        assert!(own.contains("cluster = \"127.77.42.1:7102\""), "{own}");
-        assert!(own.contains("cluster = \"127.77.42.1:7103\""), "{own}");
+        assert!(own.contains("cluster = \"127.77.42.1:5063\""), "{own}");
+        assert!(own.contains("cluster = \"127.77.42.1:5072\""), "{own}");
+        assert!(own.contains("cluster = \"127.77.42.1:5073\""), "{own}");
+        assert_eq!(plan.relay_upstream(0, 2).to_string(), "127.77.42.1:5083");
         assert!(own.contains("sip = \"127.77.42.3:5060\""), "{own}");
     }
 }

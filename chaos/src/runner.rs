@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::check::liveness::FaultWindow;
 use crate::check::{self, durability, liveness};
 use crate::cleanup;
-use crate::cluster::{Cluster, CLUSTER_PORT, RELAY_PORT_BASE, RELAY_UPSTREAM_PORT_BASE};
+use crate::cluster::Cluster;
 use crate::faults::disk::Disk;
 use crate::faults::firewall::Firewall;
 use crate::faults::relay::{RelayPath, Relays};
@@ -334,14 +334,13 @@ fn relay_paths(cluster: &Cluster) -> Vec<RelayPath> {
             if from == to {
                 continue;
             }
-            let own = cluster.ip(from);
-            let peer = (to + 1) as u16;
+            let plan = cluster.plan();
             paths.push(RelayPath {
                 from,
                 to,
-                listen: (own, RELAY_PORT_BASE + peer).into(),
-                upstream_bind: (own, RELAY_UPSTREAM_PORT_BASE + peer).into(),
-                target: (cluster.ip(to), CLUSTER_PORT).into(),
+                listen: plan.relay_listen(from, to),
+                upstream_bind: plan.relay_upstream(from, to),
+                target: (cluster.ip(to), plan.cluster_port()).into(),
             });
         }
     }
