@@ -156,6 +156,7 @@ impl NodeStore {
 
     /// Opens (or creates) the database described by `options`.
     pub fn open_with(options: &StoreOptions) -> Result<NodeStore, StoreError> {
+        remove_unfinished_snapshots(&options.path)?;
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
@@ -305,6 +306,47 @@ pub(crate) fn sled_io(error: sled::Error) -> io::Error {
     io::Error::other(error.to_string())
 }
 
+/// Removes the half-written page-table snapshots sled left in `path` (`snap.<lsn>.generating`).
+///
+/// sled writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to `snap.<lsn>`,
+/// and only then deletes the older snapshots; at startup it reads the name that sorts last,
+/// `.generating` included, and refuses to open ("Read corrupted data") when that file is cut
+/// short, as it is when the disk filled up or the process died while writing it. Such a file was
+/// never used: until the rename the older snapshot and the log are the database, exactly as if
+/// sled had not started writing, so removing it gives sled the state it recovers from a crash at
+/// that earlier moment. The removal is made durable before sled opens.
+fn remove_unfinished_snapshots(path: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        // A new database: nothing to clean.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let length = entry.metadata().map(|metadata| metadata.len()).ok();
+            tracing::warn!(
+                file = %entry.path().display(),
+                bytes = ?length,
+                "removing a half-written sled snapshot (the disk was full or the node stopped \
+                 while writing it); the database opens from the snapshot before it and its log"
+            );
+            std::fs::remove_file(entry.path())?;
+            removed = true;
+        }
+    }
+    if removed {
+        std::fs::File::open(path)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn sync_directory(path: &Path) -> io::Result<()> {
     std::fs::File::open(path)?.sync_all()?;
     if let Some(parent) = path
@@ -318,6 +360,10 @@ fn sync_directory(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+    use roster_raft::typ;
+    use roster_registrar::Policy;
+
     use super::*;
 
     #[test]
@@ -336,6 +382,49 @@ mod tests {
             matches!(&refused, Err(StoreError::OlderLayout { tree }) if tree == "group/0000000003/meta"),
             "{:?}",
             refused.err()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_written_sled_snapshot_does_not_stop_the_database_from_opening() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("node");
+        let vote = typ::Vote::new_committed(3, 2);
+        {
+            let node = NodeStore::open(&path).unwrap();
+            let (mut log, _state_machine) = node
+                .group(
+                    roster_raft::GroupKey::routing(1, 5),
+                    roster_raft::GroupState::new(Policy::default()),
+                )
+                .unwrap();
+            log.save_vote(&vote).await.unwrap();
+        }
+        // What a full disk leaves: the newest snapshot name, cut short at 0 bytes (sled reads
+        // the name that sorts last, and refuses a file of 12 bytes or less).
+        let half_written = path.join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&half_written, b"").unwrap();
+        let node = NodeStore::open(&path).unwrap();
+        assert!(!half_written.exists(), "the unfinished snapshot is removed");
+        let (mut log, _state_machine) = node
+            .group(
+                roster_raft::GroupKey::routing(1, 5),
+                roster_raft::GroupState::new(Policy::default()),
+            )
+            .unwrap();
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(vote),
+            "nothing stored is lost"
+        );
+        // A complete snapshot of sled's is not touched.
+        let names: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect();
+        assert!(
+            names.iter().all(|name| !name.ends_with(".generating")),
+            "{names:?}"
         );
     }
 }
