@@ -84,6 +84,7 @@ impl<N: Network> PoolNode<N> {
                 ),
                 None => PoolResponse::Error(format!("no replica of group {group}")),
             },
+            PoolRequest::Streams => PoolResponse::Streams(self.node_streams()),
             PoolRequest::Position { group } => {
                 PoolResponse::Position(Box::pin(self.position_local(group)).await)
             }

@@ -74,6 +74,11 @@ impl Hints {
         self.lock().peers.extend(peers);
     }
 
+    /// Every node this node knows of, ascending.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.lock().peers.iter().copied().collect()
+    }
+
     /// How many nodes this node knows of.
     pub(crate) fn peer_count(&self) -> usize {
         self.lock().peers.len()

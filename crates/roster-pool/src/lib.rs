@@ -27,6 +27,7 @@ mod partner;
 pub mod placement;
 pub mod protocol;
 mod replicas;
+pub mod report;
 mod route;
 pub mod router;
 pub mod shipper;

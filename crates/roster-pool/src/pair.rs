@@ -14,6 +14,7 @@ use roster_registrar::{Binding, Command};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{decode, encode, CodecError, ServeError};
+use crate::report::NodeStreams;
 
 /// A request from a node of the partner pool.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,6 +56,8 @@ pub enum PairRequest {
     },
     /// Is the partner there? Answered at once by any node.
     Ping,
+    /// The backup streams the receiver ships and the copies it leads (for status).
+    Streams,
 }
 
 impl PairRequest {
@@ -67,6 +70,7 @@ impl PairRequest {
             PairRequest::Read { .. } => "pair_read",
             PairRequest::Cms { .. } => "pair_cms",
             PairRequest::Ping => "pair_ping",
+            PairRequest::Streams => "pair_streams",
         }
     }
 
@@ -90,6 +94,8 @@ pub enum PairResponse {
     Cms(Result<CmsOutcome, ServeError>),
     /// To `Ping`.
     Pong,
+    /// To `Streams`.
+    Streams(NodeStreams),
     /// The request was refused (not the receiver's to serve) or could not be decoded.
     Error(String),
 }

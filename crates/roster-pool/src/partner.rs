@@ -24,6 +24,9 @@ use crate::route::{Answer, Operation};
 /// tried.
 const PARTNER_HOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Longest wait for a partner node's status: a status page must not hang on a dead site.
+const PARTNER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which partner node a node calls first: the last that answered, so that calls stay on one
 /// connection while it works.
 #[derive(Debug, Default)]
@@ -99,6 +102,22 @@ impl<N: Network> PoolNode<N> {
                 failures.join("; ")
             ),
         ))
+    }
+
+    /// Sends `request` to partner node `node` alone (status: every node is asked).
+    pub(crate) async fn ask_partner_node(
+        &self,
+        node: NodeId,
+        request: &PairRequest,
+    ) -> Result<PairResponse, String> {
+        let body = encode_pair(request).map_err(|error| error.to_string())?;
+        let reply = self
+            .router
+            .network()
+            .request(node, body, PARTNER_STATUS_TIMEOUT)
+            .await
+            .map_err(|error| error.to_string())?;
+        decode_pair::<PairResponse>(&reply).map_err(|error| error.to_string())
     }
 
     /// The routing group of `aor` among the users homed on pool `home` (this pool or its
@@ -269,6 +288,7 @@ impl<N: Network> PoolNode<N> {
                 _ => PairResponse::Error("the CMS does not live on this pool".into()),
             },
             PairRequest::Ping => PairResponse::Pong,
+            PairRequest::Streams => PairResponse::Streams(self.node_streams()),
         }
     }
 

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use roster_raft::stream::StreamPosition;
+
+use crate::report::NodeStreams;
 use roster_raft::{typ, GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::Binding;
 use roster_topology::NodeId;
@@ -89,6 +91,8 @@ pub enum PoolRequest {
         /// The routing group.
         group: GroupKey,
     },
+    /// The backup streams the receiver ships and the copies it leads (for status).
+    Streams,
     /// Where `group` (a copy) stands in its source's history, answered by its leader after a
     /// read-index round.
     Position {
@@ -143,6 +147,7 @@ impl PoolRequest {
             PoolRequest::Groups => "groups",
             PoolRequest::Members { .. } => "members",
             PoolRequest::Position { .. } => "position",
+            PoolRequest::Streams => "streams",
             PoolRequest::MoveReplica { .. } => "move_replica",
             PoolRequest::TransferLeader { .. } => "transfer_leader",
             PoolRequest::Batch(_) => "batch",
@@ -226,6 +231,8 @@ pub enum PoolResponse {
     Members(Result<GroupMembers, ServeError>),
     /// To `Position`.
     Position(Result<Option<StreamPosition>, ServeError>),
+    /// To `Streams`.
+    Streams(NodeStreams),
     /// To `MoveReplica`: the voters after the move.
     Moved(Result<Vec<NodeId>, ServeError>),
     /// To `Batch`: the encoded answers, in the order of the requests.

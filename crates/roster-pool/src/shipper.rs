@@ -23,7 +23,7 @@ use openraft::storage::{RaftLogReader, RaftLogStorage};
 use roster_net::Network;
 use roster_raft::stream::{batch_of, restore_chunks, ReplicaRefusal};
 use roster_raft::{GroupKey, GroupRequest, GroupResponse, ReplicatedState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -78,7 +78,7 @@ pub const BACKUP_LAG_SECONDS: &str = "roster_backup_lag_seconds";
 pub const BACKUP_RESTORES: &str = "roster_backup_restores_total";
 
 /// One stream's state as its source's leader sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamStatus {
     /// The source group (here).
     pub source: String,
@@ -105,7 +105,7 @@ pub struct StreamStatus {
 }
 
 /// A stream's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamState {
     /// The copy is within [`STEADY_LAG`] of the source.
