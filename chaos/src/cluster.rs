@@ -589,7 +589,8 @@ impl Cluster {
 /// relay for every peer.
 fn topology(spec: &ClusterSpec, plan: &AddressPlan, view: Option<usize>) -> String {
     let mut text = format!(
-        "# Written by roster-chaos.\n[pool]\nname = \"{POOL_NAME}\"\ngroups = {}\n",
+        "# Written by roster-chaos.\n[deployment]\nname = \"{POOL_NAME}\"\n[[site]]\nname = \"s1\"\n\
+         [[pool]]\nid = 1\nname = \"{POOL_NAME}\"\nsite = \"s1\"\ngroups = {}\n",
         spec.groups
     );
     for index in 0..spec.nodes {
@@ -599,7 +600,7 @@ fn topology(spec: &ClusterSpec, plan: &AddressPlan, view: Option<usize>) -> Stri
             _ => SocketAddr::from((ip, plan.cluster_port())),
         };
         text.push_str(&format!(
-            "\n[[node]]\nid = {}\ncluster = \"{cluster}\"\nsip = \"{ip}:{}\"\nhttp = \"{ip}:{}\"\n",
+            "\n[[node]]\nid = {}\npool = \"{POOL_NAME}\"\ncluster = \"{cluster}\"\nsip = \"{ip}:{}\"\nhttp = \"{ip}:{}\"\n",
             index + 1,
             plan.sip_port(),
             plan.http_port()

@@ -471,9 +471,12 @@ impl Pool {
 
     /// Writes the topology of nodes 1..=`count` and runs `roster init` on it.
     fn init(&mut self, count: u64) {
-        let mut topology = String::from("[pool]\nname = \"test\"\ngroups = 8\n");
+        let mut topology = String::from(
+            "[deployment]\nname = \"test\"\n[[site]]\nname = \"s1\"\n\
+             [[pool]]\nid = 1\nname = \"test\"\nsite = \"s1\"\ngroups = 8\n",
+        );
         for id in 1..=count {
-            topology.push_str(&self.entries[&id]);
+            topology.push_str(&in_pool(&self.entries[&id], "test"));
         }
         let topology_path = self.dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).expect("write topology");
@@ -828,4 +831,17 @@ pub fn process_runs(pid: u32, marker: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
         .unwrap_or(false)
+}
+
+/// A `[[node]]` entry of a topology, placed in pool `pool` (its `id` line followed by the pool's).
+pub fn in_pool(entry: &str, pool: &str) -> String {
+    let mut placed = String::new();
+    for line in entry.lines() {
+        placed.push_str(line);
+        placed.push('\n');
+        if line.starts_with("id = ") {
+            placed.push_str(&format!("pool = \"{pool}\"\n"));
+        }
+    }
+    placed
 }

@@ -1,9 +1,11 @@
-//! A node of a Roster pool: the Raft replicas of the routing groups placed on it.
+//! A node of a Roster pool: the Raft replicas of the groups placed on it (its routing groups,
+//! its partner pool's backup copies, the CMS or its copy).
 //!
 //! Main types: [`PoolNode`] (its groups, the write and read paths, the handler its peers
-//! call), [`placement`] (where replicas go, and the moves that rebalance them), [`Topology`]
-//! (the pool as the operator writes it), [`protocol`] (what nodes say to each other) and
-//! [`router`] (Raft traffic of every group over one `roster-net` network). Membership changes
+//! call), [`PoolOptions`] (which groups a pool hosts), [`placement`] (where replicas go, and the
+//! moves that rebalance them), [`protocol`] (what a pool's nodes say to each other), [`pair`]
+//! (what paired pools say to each other), [`shipper`] (the backup stream), [`report`] (its
+//! status) and [`router`] (Raft traffic of every group over one `roster-net` network). Membership changes
 //! (moves, rebalancing after a node joins or drains, leader balancing) are methods of
 //! [`PoolNode`]: [`PoolNode::move_replica`], [`PoolNode::rebalance`],
 //! [`PoolNode::balance_leaders`].
@@ -32,7 +34,6 @@ mod route;
 pub mod router;
 pub mod shipper;
 mod status;
-pub mod topology;
 
 /// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
 pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";
@@ -41,4 +42,3 @@ pub use batch::BATCH_SIZE;
 pub use handler::PoolHandler;
 pub use node::{PoolError, PoolNode};
 pub use options::{Partner, PoolOptions};
-pub use topology::{NodeSpec, PoolSpec, Topology, TopologyError};

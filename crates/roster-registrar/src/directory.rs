@@ -65,6 +65,11 @@ impl Directory {
             .map(|&index| &self.users[index])
     }
 
+    /// Every user, in the order given.
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
     /// Number of users.
     pub fn len(&self) -> usize {
         self.users.len()

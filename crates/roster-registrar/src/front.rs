@@ -150,6 +150,16 @@ impl Front {
         }
     }
 
+    /// Serves `directory` from now on (the node's copy of the CMS changed).
+    pub fn set_directory(&mut self, directory: Directory) {
+        self.directory = directory;
+    }
+
+    /// How many users the directory holds.
+    pub fn directory_len(&self) -> usize {
+        self.directory.len()
+    }
+
     /// The settings in force.
     pub fn config(&self) -> &FrontConfig {
         &self.config

@@ -59,7 +59,8 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
-    /// The pool's topology file (written by `roster init`), relative to this file.
+    /// The deployment's topology file (sites, pools, pairs, nodes; copied by `roster init`),
+    /// relative to this file.
     pub topology: PathBuf,
     /// This node's id in the topology.
     pub node_id: u64,
@@ -76,8 +77,6 @@ pub struct RawPool {
     pub node_certificate: PathBuf,
     /// This node's cluster private key (PEM).
     pub node_private_key: PathBuf,
-    /// The ownership epoch this pool writes with. Default 1.
-    pub epoch: Option<u64>,
     /// Raft heartbeat. Default 150 ms, bound 50..=1000.
     pub heartbeat_interval_ms: Option<u64>,
     /// Raft election timeout, lower end. Default 450 ms, at least three heartbeats.
@@ -277,8 +276,6 @@ pub struct PoolConfig {
     pub node_certificate: PathBuf,
     /// This node's key.
     pub node_private_key: PathBuf,
-    /// Ownership epoch.
-    pub epoch: u64,
     /// Joins a running pool instead of creating it.
     pub join: bool,
     /// Raft heartbeat, ms.
@@ -454,7 +451,6 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
         ca_certificate: base.join(raw.ca_certificate),
         node_certificate: base.join(raw.node_certificate),
         node_private_key: base.join(raw.node_private_key),
-        epoch: raw.epoch.unwrap_or(1),
         join: raw.join,
         heartbeat_interval_ms,
         election_timeout_ms: (min, max),

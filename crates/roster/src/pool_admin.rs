@@ -53,15 +53,16 @@ impl PoolAdmin {
     fn members(&self) -> Result<(Vec<NodeId>, BTreeMap<NodeId, String>), AdminError> {
         let topology = read_topology(&self.topology)
             .map_err(|error| AdminError::new(500, format!("{error:#}")))?;
+        let pool = self.node.pool();
         let addresses: BTreeMap<NodeId, String> = topology
-            .node
+            .nodes_of(pool)
             .iter()
             .map(|n| (n.id, n.cluster.to_string()))
             .collect();
         for (&id, address) in &addresses {
             self.network.learn_address(id, address);
         }
-        Ok((topology.node_ids(), addresses))
+        Ok((topology.node_ids_of(pool), addresses))
     }
 
     async fn spread_over(

@@ -11,8 +11,10 @@
 use std::path::Path;
 
 use roster_auth::Credentials;
+use roster_cms::UserRecord;
 use roster_registrar::{Directory, User};
 use roster_sip::Uri;
+use roster_topology::{Deployment, PoolId};
 use serde::{Deserialize, Serialize};
 
 /// A users file that cannot be used.
@@ -57,6 +59,10 @@ pub struct UserEntry {
     pub ha1_md5: Option<String>,
     /// HA1 for SHA-256, lowercase hex (64 digits).
     pub ha1_sha256: Option<String>,
+    /// The name of the pool the user is homed on, for a pool's CMS (`roster init` seeds the
+    /// directory from this file). Default: the CMS's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 impl UserEntry {
@@ -68,6 +74,7 @@ impl UserEntry {
             username: username.to_string(),
             ha1_md5: credentials.ha1_md5,
             ha1_sha256: credentials.ha1_sha256,
+            pool: None,
         }
     }
 }
@@ -87,6 +94,51 @@ pub fn load(path: &Path) -> Result<Directory, UsersError> {
         path: shown,
         message,
     })
+}
+
+/// The CMS records of the users file at `path`, homed on their `pool` (by name in
+/// `deployment`), or on `default_home` without one.
+pub fn records(
+    path: &Path,
+    deployment: &Deployment,
+    default_home: PoolId,
+) -> Result<Vec<UserRecord>, UsersError> {
+    let shown = path.display().to_string();
+    let invalid = |message: String| UsersError::Invalid {
+        path: shown.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|reason| UsersError::Read {
+        path: shown.clone(),
+        reason,
+    })?;
+    let file: UsersFile = toml::from_str(&text).map_err(|error| invalid(error.to_string()))?;
+    let homes: Vec<Option<String>> = file.user.iter().map(|entry| entry.pool.clone()).collect();
+    // The same checks as a single node's directory.
+    let checked = directory(file).map_err(&invalid)?;
+    let mut records = Vec::with_capacity(checked.len());
+    for (user, home) in checked.users().iter().zip(homes) {
+        let home = match home {
+            None => default_home,
+            Some(name) => deployment
+                .pool_by_name(&name)
+                .map(|pool| pool.id)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "user {}: pool {name:?} is not in the deployment",
+                        user.aor
+                    ))
+                })?,
+        };
+        records.push(UserRecord {
+            aor: user.aor.clone(),
+            home,
+            credentials: user.credentials.clone(),
+            bindings_max: None,
+            enabled: true,
+        });
+    }
+    Ok(records)
 }
 
 /// Checks the entries and builds the directory.
@@ -151,6 +203,7 @@ mod tests {
                 username: "a".into(),
                 ha1_md5: Some("xyz".into()),
                 ha1_sha256: None,
+                pool: None,
             }],
         };
         assert!(directory(bad_hash).unwrap_err().contains("ha1_md5"));

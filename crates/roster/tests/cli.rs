@@ -310,10 +310,13 @@ fn topology_of(ids: &[u64]) -> String {
 }
 
 fn topology_with_groups(ids: &[u64], groups: u32) -> String {
-    let mut text = format!("[pool]\nname = \"ids\"\ngroups = {groups}\n");
+    let mut text = format!(
+        "[deployment]\nname = \"ids\"\n[[site]]\nname = \"s1\"\n\
+         [[pool]]\nid = 1\nname = \"ids\"\nsite = \"s1\"\ngroups = {groups}\n"
+    );
     for id in ids {
         text.push_str(&format!(
-            "\n[[node]]\nid = {id}\ncluster = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n",
+            "\n[[node]]\nid = {id}\npool = \"ids\"\ncluster = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n",
             7000 + id,
             5000 + 2 * id
         ));
@@ -375,7 +378,8 @@ fn init_keeps_the_routing_groups_a_pool_was_created_with() {
     let output = init_with(&dir, &topology_with_groups(&[1, 2, 3, 4], 8));
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("the topology says groups = 8, but pool ids was created with 4"),
+        stderr(&output)
+            .contains("the topology says groups = 8 for pool ids, but it was created with 4"),
         "{}",
         stderr(&output)
     );
@@ -429,7 +433,7 @@ fn cert_node_names_the_pool_it_is_given() {
 #[test]
 fn init_issues_certificates_for_the_topology_pool() {
     let dir = temp_dir("init-pool");
-    let topology = topology_of(&[1, 2, 3]).replace("[pool]\n", "[pool]\nid = 7\n");
+    let topology = topology_of(&[1, 2, 3]).replace("[[pool]]\nid = 1\n", "[[pool]]\nid = 7\n");
     let output = init_with(&dir, &topology);
     assert!(output.status.success(), "{}", stderr(&output));
     for node in [1, 2, 3] {

@@ -38,8 +38,8 @@ pub enum Command {
         http: SocketAddr,
         /// Routing groups of the demo pool (1 to 1024; fewer groups cost less CPU per request
         /// on a small machine, more spread a larger pool).
-        #[arg(long, value_name = "N", default_value_t = roster_pool::topology::GROUPS_DEFAULT,
-              value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_pool::topology::GROUPS_MAX)))]
+        #[arg(long, value_name = "N", default_value_t = roster_topology::GROUPS_DEFAULT,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_topology::GROUPS_MAX)))]
         groups: u32,
     },
     /// Manage the users file.
@@ -50,13 +50,15 @@ pub enum Command {
     /// Create a pool from a topology file: the cluster CA, node certificates, a shared nonce
     /// key and each node's configuration (start each with `roster start --config`).
     Init {
-        /// The pool's topology (TOML: [pool] name, groups; [[node]] id, cluster, sip, http).
+        /// The deployment's topology (TOML: [deployment], [[site]], [[pool]], [[pair]], [[node]];
+        /// see README).
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
         /// Where to write the pool's files.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// The users file (see `roster user add`); required unless --no-auth.
+        /// The users file that seeds the directory (see `roster user add`); required unless
+        /// --no-auth. An entry's `pool` names its home pool (default: the CMS's pool).
         #[arg(long, value_name = "FILE")]
         users: Option<PathBuf>,
         /// SIP domain served (repeat for several).
@@ -128,12 +130,15 @@ pub enum PoolCommand {
     /// Spread replicas and leaders over every node of the topology (after adding a node to
     /// it and starting the node).
     Rebalance {
-        /// The pool's topology (nodes need their `http` address).
+        /// The deployment's topology (nodes need their `http` address).
         #[arg(long, value_name = "FILE")]
         topology: PathBuf,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
+        /// The pool to rebalance, by name (needed when the deployment has several).
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
     },
 }
 

@@ -90,8 +90,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 PoolCommand::Rebalance {
                     topology,
                     token_file,
+                    pool,
                 },
-        } => pool_admin::rebalance(&topology, &token_file),
+        } => pool_admin::rebalance(&topology, &token_file, pool.as_deref()),
         Command::Node {
             command:
                 NodeCommand::Drain {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use roster::admin_api::{self, AdminToken};
 use roster::topology::read_topology;
-use roster_pool::Topology;
+use roster_topology::{Deployment, PoolId};
 
 use super::http_client;
 use super::runtime;
@@ -19,52 +19,96 @@ const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Largest answer read.
 const ANSWER_SIZE_MAX: u64 = 1024 * 1024;
 
-/// `roster node drain`: drains `node` through another node of `topology`.
+/// `roster node drain`: drains `node` through another node of its pool.
 pub fn drain(topology: &Path, token_file: &Path, node: u64) -> anyhow::Result<()> {
+    let deployment = read_topology(topology)?;
+    let pool = deployment
+        .pool_of(node)
+        .ok_or_else(|| anyhow::anyhow!("node {node} is not in the topology"))?;
     call_and_print(
-        topology,
+        &deployment,
+        pool,
         token_file,
         Some(node),
         &admin_api::drain_path(node),
     )
 }
 
-/// `roster pool rebalance`: rebalances through any node of `topology`.
-pub fn rebalance(topology: &Path, token_file: &Path) -> anyhow::Result<()> {
-    call_and_print(topology, token_file, None, admin_api::REBALANCE_PATH)
+/// `roster pool rebalance`: rebalances pool `pool` (by name; may be left out when the
+/// deployment has one pool) through any of its nodes.
+pub fn rebalance(topology: &Path, token_file: &Path, pool: Option<&str>) -> anyhow::Result<()> {
+    let deployment = read_topology(topology)?;
+    let pool = pick_pool(&deployment, pool)?;
+    call_and_print(
+        &deployment,
+        pool,
+        token_file,
+        None,
+        admin_api::REBALANCE_PATH,
+    )
 }
 
-/// Runs `POST path` on a node of `topology` (not `avoid`, which must be in it) and prints
-/// its answer.
+/// The pool named `name`, or the only pool when no name is given.
+pub fn pick_pool(deployment: &Deployment, name: Option<&str>) -> anyhow::Result<PoolId> {
+    match name {
+        Some(name) => deployment
+            .pool_by_name(name)
+            .map(|pool| pool.id)
+            .ok_or_else(|| {
+                let names: Vec<&str> = deployment
+                    .pool
+                    .iter()
+                    .map(|pool| pool.name.as_str())
+                    .collect();
+                anyhow::anyhow!(
+                    "no pool {name:?} in the topology (pools: {})",
+                    names.join(", ")
+                )
+            }),
+        None if deployment.pool.len() == 1 => Ok(deployment.pool[0].id),
+        None => {
+            let names: Vec<&str> = deployment
+                .pool
+                .iter()
+                .map(|pool| pool.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "the deployment has several pools: name one with --pool ({})",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// Runs `POST path` on a node of pool `pool` (not `avoid`) and prints its answer.
 fn call_and_print(
-    topology: &Path,
+    deployment: &Deployment,
+    pool: PoolId,
     token_file: &Path,
     avoid: Option<u64>,
     path: &str,
 ) -> anyhow::Result<()> {
-    let topology = read_topology(topology)?;
     let token = AdminToken::read(token_file)?;
-    if let Some(node) = avoid {
-        anyhow::ensure!(
-            topology.node.iter().any(|n| n.id == node),
-            "node {node} is not in the topology"
-        );
-    }
-    let answer = runtime::block_on(call(&topology, avoid, path, &token))??;
+    let answer = runtime::block_on(call(deployment, pool, avoid, path, &token))??;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
 
-/// Runs `POST path` on the first node of `topology` (other than `avoid`) that answers, and
+/// Runs `POST path` on the first node of pool `pool` (other than `avoid`) that answers, and
 /// returns its JSON answer.
 async fn call(
-    topology: &Topology,
+    deployment: &Deployment,
+    pool: PoolId,
     avoid: Option<u64>,
     path: &str,
     token: &AdminToken,
 ) -> anyhow::Result<serde_json::Value> {
     let mut failures = Vec::new();
-    for node in topology.node.iter().filter(|n| Some(n.id) != avoid) {
+    for node in deployment
+        .nodes_of(pool)
+        .into_iter()
+        .filter(|n| Some(n.id) != avoid)
+    {
         let Some(http) = node.http else {
             failures.push(format!("node {}: no http address in the topology", node.id));
             continue;

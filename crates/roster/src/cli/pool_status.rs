@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roster::topology::read_topology;
-use roster_pool::Topology;
+use roster_topology::Deployment;
 
 use super::{http_client, runtime};
 
@@ -16,62 +16,74 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest status document read from a node.
 const STATUS_SIZE_MAX: usize = 4 * 1024 * 1024;
 
-/// Prints the state of the pool `topology` describes.
+/// Prints the state of every pool `topology` describes.
 pub fn print(topology: &Path) -> anyhow::Result<()> {
     let topology = read_topology(topology)?;
     print!("{}", runtime::block_on(pool_status(&topology))?);
     Ok(())
 }
 
-/// The pool's state as text: nodes up or down, then one line per routing group and replica.
-async fn pool_status(topology: &Topology) -> String {
+/// Every pool's state as text: nodes up or down, then one line per group and replica.
+async fn pool_status(deployment: &Deployment) -> String {
     let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "pool {} ({} routing groups)",
-        topology.pool.name, topology.pool.groups
-    );
-    let mut rows = Vec::new();
-    for node in &topology.node {
-        let Some(http) = node.http else {
-            let _ = writeln!(text, "node {}: no http address in the topology", node.id);
-            continue;
-        };
-        match fetch(http).await {
-            Ok(status) => {
-                let _ = writeln!(text, "node {}: up ({http})", node.id);
-                for group in status["store"]["groups"].as_array().into_iter().flatten() {
-                    rows.push((node.id, group.clone()));
-                }
-            }
-            Err(error) => {
-                let _ = writeln!(text, "node {}: DOWN ({http}: {error})", node.id);
-            }
-        }
-    }
-    rows.sort_by_key(|(node, group)| (group["group"].as_u64(), *node));
-    let _ = writeln!(
-        text,
-        "{:>5} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9} replicas",
-        "group", "node", "state", "leader", "term", "committed", "applied"
-    );
-    for (node, group) in rows {
-        let show = |key: &str| match &group[key] {
-            serde_json::Value::Null => "-".to_string(),
-            value => value.to_string().trim_matches('"').to_string(),
-        };
+    for pool in &deployment.pool {
+        let partner = deployment
+            .partner(pool.id)
+            .and_then(|partner| deployment.pool(partner))
+            .map_or_else(|| "none".to_string(), |partner| partner.name.clone());
         let _ = writeln!(
             text,
-            "{:>5} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9} {}",
-            show("group"),
-            node,
-            show("state"),
-            show("leader"),
-            show("term"),
-            show("committed"),
-            show("applied"),
-            show("voters")
+            "pool {} (id {}, site {}, {} routing groups, partner {partner})",
+            pool.name, pool.id, pool.site, pool.groups
         );
+        let mut rows = Vec::new();
+        for node in deployment.nodes_of(pool.id) {
+            let Some(http) = node.http else {
+                let _ = writeln!(text, "node {}: no http address in the topology", node.id);
+                continue;
+            };
+            match fetch(http).await {
+                Ok(status) => {
+                    let _ = writeln!(text, "node {}: up ({http})", node.id);
+                    for group in status["store"]["groups"].as_array().into_iter().flatten() {
+                        rows.push((node.id, group.clone()));
+                    }
+                }
+                Err(error) => {
+                    let _ = writeln!(text, "node {}: DOWN ({http}: {error})", node.id);
+                }
+            }
+        }
+        rows.sort_by_key(|(node, group)| {
+            let key = group["key"]
+                .as_str()
+                .and_then(|key| key.parse::<roster_raft::GroupKey>().ok());
+            (key, *node)
+        });
+        let _ = writeln!(
+            text,
+            "{:<14} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9} replicas",
+            "group", "node", "state", "leader", "term", "committed", "applied"
+        );
+        for (node, group) in rows {
+            let show = |key: &str| match &group[key] {
+                serde_json::Value::Null => "-".to_string(),
+                value => value.to_string().trim_matches('"').to_string(),
+            };
+            let _ = writeln!(
+                text,
+                "{:<14} {:>4} {:<9} {:>6} {:>5} {:>9} {:>9} {}",
+                show("key"),
+                node,
+                show("state"),
+                show("leader"),
+                show("term"),
+                show("committed"),
+                show("applied"),
+                show("voters")
+            );
+        }
+        let _ = writeln!(text);
     }
     text
 }

@@ -1,6 +1,8 @@
-//! Running a node as a member of a pool: open its database, join the cluster network (QUIC
-//! with mutual TLS), start the replicas placement gives it, bootstrap the pool's groups once,
-//! and serve SIP from them with the pool's admin operations.
+//! Running a node as a member of a pool: read the deployment, open its database, join the
+//! cluster network (QUIC with mutual TLS: its own pool, and its partner pool's nodes at their
+//! WAN addresses), start the replicas placement gives it (its routing groups, the partner's
+//! backup copies, the CMS or its copy), bootstrap them once, ship the backup stream, and serve
+//! SIP from them with the pool's admin operations.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,14 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use roster_cms::{CmsCommand, CmsOutcome, USERS_PER_COMMAND_MAX};
 use roster_net::pki::NodeCertificate;
 use roster_net::{AddressBook, Peer, QuicConfig, QuicNetwork};
 use roster_pool::placement::{self, Assignment};
-use roster_pool::{PoolHandler, PoolNode, PoolOptions, Topology};
+use roster_pool::{Partner, PoolHandler, PoolNode, PoolOptions};
 use roster_raft::config::GroupConfigOptions;
 use roster_store::{NodeStore, StoreOptions};
+use roster_topology::{Deployment, PoolId};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{listeners, service, tasks, Listening};
 use crate::admin_api::AdminToken;
@@ -36,6 +40,10 @@ const LEADER_WAIT: Duration = Duration::from_millis(2_000);
 /// The file in a node's data directory that says it has bootstrapped its groups once.
 const BOOTSTRAPPED_MARKER: &str = "bootstrapped";
 
+/// How long the node that creates the CMS keeps trying to seed its directory from the users
+/// file (the CMS elects and commits within a few seconds of the pool's start).
+const SEED_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Runs this node of the pool until `shutdown`.
 pub(super) async fn run(
     config: Config,
@@ -44,17 +52,18 @@ pub(super) async fn run(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Listening),
 ) -> anyhow::Result<()> {
-    let topology = read_topology(&pool.topology)?;
-    let own_cluster = topology
-        .node
-        .iter()
-        .find(|node| node.id == pool.node_id)
-        .with_context(|| format!("node id {} is not in the topology", pool.node_id))?
-        .cluster;
+    let deployment = read_topology(&pool.topology)?;
+    let own = deployment
+        .node(pool.node_id)
+        .with_context(|| format!("node id {} is not in the topology", pool.node_id))?;
+    let own_cluster = own.cluster;
+    let pool_id = deployment
+        .pool_of(pool.node_id)
+        .context("the node's pool is not in the topology")?;
     let ca = roster_net::pki::read_pem_file(&pool.ca_certificate)?;
     let certificate = NodeCertificate::read_files(&pool.node_certificate, &pool.node_private_key)?;
     let identity = Peer {
-        pool: topology.pool.id,
+        pool: pool_id,
         node: pool.node_id,
     };
     anyhow::ensure!(
@@ -63,43 +72,33 @@ pub(super) async fn run(
         pool.node_certificate.display(),
         certificate.peer,
     );
-    let peers = AddressBook::new();
-    for node in &topology.node {
-        let peer = Peer {
-            pool: topology.pool.id,
-            node: node.id,
-        };
-        peers.insert(peer, node.cluster);
-    }
+    let partner = deployment.partner(pool_id);
     let store = NodeStore::open_with(&StoreOptions {
         path: pool.data_dir.clone(),
         cache_capacity_bytes: pool.cache_bytes,
     })
     .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
     let handler = Arc::new(PoolHandler::default());
-    let mut quic = QuicConfig::new(own_cluster, ca, &certificate, peers);
-    // Pools are not paired yet: a node talks to its own pool only.
-    quic.partner = None;
+    let mut quic = QuicConfig::new(own_cluster, ca, &certificate, peers(&deployment, pool_id));
+    quic.partner = partner;
     let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
         .with_context(|| format!("cannot bind the cluster transport on {own_cluster}"))?;
-    let options = options(&config, &pool, &topology);
-    let assignment = placement::initial(&topology.node_ids(), &options.keys());
+    let options = options(&config, &pool, &deployment, pool_id);
+    let assignment = placement::initial(&deployment.node_ids_of(pool_id), &options.keys());
     let node = PoolNode::start(options, store, server.network(), &assignment, now_ms)
         .await
         .context("cannot start the routing groups")?;
     handler.attach(&node);
-    bootstrap_once(&node, &pool, &topology, &assignment).await?;
+    let created = bootstrap_once(&node, &pool, &deployment, &assignment).await?;
     info!(
         node = pool.node_id,
-        pool = %topology.pool.name,
+        pool = pool_id,
+        partner = ?partner,
         groups = node.groups().len(),
         cluster = %own_cluster,
         "pool node started"
     );
-    let service = Arc::new(service::build(
-        &config,
-        PoolStore::new(node.clone(), topology.pool.groups),
-    )?);
+    let service = Arc::new(service::build(&config, PoolStore::new(node.clone()))?);
     let admin = admin_token.map(|token| AdminAccess {
         admin: Arc::new(PoolAdmin::new(
             node.clone(),
@@ -116,8 +115,25 @@ pub(super) async fn run(
             shutdown.clone(),
         ))
     });
+    let shipper = tokio::spawn(node.clone().ship_forever());
+    let directory = tokio::spawn(tasks::sync_directory(
+        node.clone(),
+        service.clone(),
+        shutdown.clone(),
+    ));
+    if created && config.users_file.is_some() {
+        let node = node.clone();
+        let users_file = config.users_file.clone();
+        tokio::spawn(async move {
+            if let Some(path) = users_file {
+                seed_directory(&node, &path, &deployment).await;
+            }
+        });
+    }
     let result = listeners::serve(&config, service, admin, shutdown, on_ready).await;
-    gauges.abort();
+    for task in [gauges, shipper, directory] {
+        task.abort();
+    }
     if let Some(balancer) = balancer {
         balancer.abort();
     }
@@ -126,16 +142,54 @@ pub(super) async fn run(
     result
 }
 
-/// The pool node's options from its configuration and the pool's topology.
-fn options(config: &Config, pool: &PoolConfig, topology: &Topology) -> PoolOptions {
+/// Every node this one talks to: its own pool's at their cluster addresses, the partner's at
+/// the addresses the other site dials (`wan`).
+fn peers(deployment: &Deployment, pool: PoolId) -> AddressBook {
+    let book = AddressBook::new();
+    for node in deployment.nodes_of(pool) {
+        book.insert(
+            Peer {
+                pool,
+                node: node.id,
+            },
+            node.cluster,
+        );
+    }
+    if let Some(partner) = deployment.partner(pool) {
+        for node in deployment.nodes_of(partner) {
+            book.insert(
+                Peer {
+                    pool: partner,
+                    node: node.id,
+                },
+                node.wan_address(),
+            );
+        }
+    }
+    book
+}
+
+/// The pool node's options from its configuration and the deployment.
+fn options(config: &Config, pool: &PoolConfig, deployment: &Deployment, id: PoolId) -> PoolOptions {
+    let spec = deployment.pool(id);
+    let partner = deployment.partner(id).and_then(|partner| {
+        Some(Partner {
+            pool: partner,
+            groups: deployment.pool(partner)?.groups,
+            nodes: deployment.node_ids_of(partner),
+        })
+    });
+    // This pool takes part in the CMS when the CMS lives here or on its partner.
+    let cms = deployment.cms_pool();
+    let takes_part = cms == id || partner.as_ref().is_some_and(|partner| partner.pool == cms);
     PoolOptions {
         node_id: pool.node_id,
-        pool: topology.pool.id,
-        groups: topology.pool.groups,
-        partner: None,
-        cms: None,
+        pool: id,
+        groups: spec.map_or(roster_topology::GROUPS_DEFAULT, |spec| spec.groups),
+        partner,
+        cms: takes_part.then_some(cms),
         raft: GroupConfigOptions {
-            cluster_name: topology.pool.name.clone(),
+            cluster_name: spec.map_or_else(String::new, |spec| spec.name.clone()),
             heartbeat_interval_ms: pool.heartbeat_interval_ms,
             election_timeout_min_ms: pool.election_timeout_ms.0,
             election_timeout_max_ms: pool.election_timeout_ms.1,
@@ -147,7 +201,8 @@ fn options(config: &Config, pool: &PoolConfig, topology: &Topology) -> PoolOptio
     }
 }
 
-/// Initializes the groups of `assignment` when the pool is created, and never again.
+/// Initializes the groups of `assignment` when the pool is created, and never again; returns
+/// whether this node created the CMS just now (it seeds the directory then).
 ///
 /// A node that has ever bootstrapped keeps a marker, and never initializes groups again
 /// (after moves, `placement::initial` is not the live layout, and initializing a group there
@@ -156,9 +211,9 @@ fn options(config: &Config, pool: &PoolConfig, topology: &Topology) -> PoolOptio
 async fn bootstrap_once(
     node: &PoolNode<QuicNetwork>,
     pool: &PoolConfig,
-    topology: &Topology,
+    deployment: &Deployment,
     assignment: &Assignment,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let marker = pool.data_dir.join(BOOTSTRAPPED_MARKER);
     if pool.join && !marker.exists() {
         info!(
@@ -167,18 +222,66 @@ async fn bootstrap_once(
         );
         write_marker(&marker)?;
     }
-    if !marker.exists() {
-        let addresses: BTreeMap<u64, String> = topology
-            .node
-            .iter()
-            .map(|n| (n.id, n.cluster.to_string()))
-            .collect();
-        node.bootstrap(assignment, &addresses, None)
-            .await
-            .context("cannot initialize the routing groups")?;
-        write_marker(&marker)?;
+    if marker.exists() {
+        return Ok(false);
     }
-    Ok(())
+    let own_pool = node.pool();
+    let addresses: BTreeMap<u64, String> = deployment
+        .nodes_of(own_pool)
+        .iter()
+        .map(|n| (n.id, n.cluster.to_string()))
+        .collect();
+    node.bootstrap(assignment, &addresses, Some(deployment))
+        .await
+        .context("cannot initialize the routing groups")?;
+    write_marker(&marker)?;
+    let creates_cms = node
+        .options()
+        .cms_key()
+        .filter(|key| key.is_home())
+        .and_then(|key| assignment.get(&key))
+        .and_then(|voters| voters.first())
+        == Some(&node.node_id());
+    Ok(creates_cms)
+}
+
+/// Puts the users of `path` (the users file `roster init` copied) into the CMS, in commands of
+/// at most [`USERS_PER_COMMAND_MAX`]: the directory's first users. Retries while the new CMS
+/// elects; gives up (logged) after [`SEED_DEADLINE`]: `roster user import` does the same later.
+async fn seed_directory(node: &PoolNode<QuicNetwork>, path: &Path, deployment: &Deployment) {
+    let records = match crate::users::records(path, deployment, deployment.cms_pool()) {
+        Ok(records) => records,
+        Err(error) => {
+            warn!(%error, "the users file cannot seed the directory");
+            return;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + SEED_DEADLINE;
+    let total = records.len();
+    for chunk in records.chunks(USERS_PER_COMMAND_MAX) {
+        let command = CmsCommand::PutUsers {
+            users: chunk.to_vec(),
+            replace: true,
+        };
+        loop {
+            match node.cms_write(command.clone()).await {
+                Ok(CmsOutcome::Refused(refusal)) => {
+                    warn!(%refusal, "the CMS refused users of the users file");
+                    break;
+                }
+                Ok(_) => break,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%error, "CMS not ready for the seed yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    warn!(%error, "gave up seeding the directory; run roster user import");
+                    return;
+                }
+            }
+        }
+    }
+    info!(users = total, "directory seeded from the users file");
 }
 
 /// Writes the marker durably (file and directory synced).

@@ -10,11 +10,13 @@ use crate::sip::service::Service;
 use crate::store::Store;
 use crate::users;
 
-/// Builds the request path of a node from its configuration, over `store`.
+/// Builds the request path of a node from its configuration, over `store`. A single node's
+/// directory is its users file; a pool node's starts empty and follows its copy of the CMS
+/// (`tasks::sync_directory`).
 pub(super) fn build<S: Store>(config: &Config, store: S) -> anyhow::Result<Service<S>> {
     let directory = match &config.users_file {
-        Some(path) => users::load(path)?,
-        None => Directory::default(),
+        Some(path) if config.pool.is_none() => users::load(path)?,
+        _ => Directory::default(),
     };
     let authenticator = match &config.auth {
         None => None,

@@ -81,3 +81,73 @@ where
         work().await;
     }
 }
+
+/// Pause after the CMS changes before the directory is rebuilt, so that a burst of changes (an
+/// import of thousands of users, hundreds of commands) costs one rebuild, not hundreds.
+const DIRECTORY_SETTLE: Duration = Duration::from_millis(250);
+
+/// Longest wait for a CMS change before looking again (and noticing a shutdown).
+const DIRECTORY_POLL: Duration = Duration::from_secs(1);
+
+/// Keeps the request path's directory (who may register, with which credentials) equal to this
+/// node's copy of the CMS: rebuilt whenever the copy applies new entries, until `shutdown`.
+pub(super) async fn sync_directory<S: Store>(
+    node: Arc<PoolNode<roster_net::QuicNetwork>>,
+    service: Arc<Service<S>>,
+    shutdown: CancellationToken,
+) {
+    let Some(cms) = node.options().cms_key() else {
+        return;
+    };
+    let mut seen: Option<u64> = None;
+    loop {
+        let Some(raft) = node.raft(cms) else {
+            return;
+        };
+        let next = seen.map_or(Some(0), |index| Some(index + 1));
+        let waiter = raft.wait(Some(DIRECTORY_POLL));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = waiter.applied_index_at_least(next, "a CMS change") => {
+                if changed.is_err() {
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(DIRECTORY_SETTLE) => {}
+        }
+        let Some(state) = node.cms_state() else {
+            return;
+        };
+        let built = state.read(|state| {
+            let applied = roster_raft::ReplicatedState::last_applied(state).map(|id| id.index);
+            let users: Vec<roster_registrar::User> = state
+                .cms_state()
+                .map(|cms| {
+                    cms.users()
+                        .filter(|user| user.enabled)
+                        .map(|user| roster_registrar::User {
+                            aor: user.aor.clone(),
+                            credentials: user.credentials.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (applied, users)
+        });
+        let Ok((applied, users)) = built else {
+            return;
+        };
+        seen = applied;
+        let count = users.len();
+        match roster_registrar::Directory::new(users) {
+            Ok(directory) => {
+                service.set_directory(directory);
+                debug!(users = count, "directory rebuilt from the CMS");
+            }
+            Err(error) => warn!(%error, "the CMS's directory does not build; keeping the last one"),
+        }
+    }
+}

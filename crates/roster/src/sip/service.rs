@@ -41,11 +41,18 @@ impl<S: Store> Service<S> {
         &self.store
     }
 
+    /// Serves `directory` from now on: the users the node authenticates and knows changed.
+    pub fn set_directory(&self, directory: roster_registrar::Directory) {
+        self.with_front(|front| front.set_directory(directory));
+    }
+
     /// The node's status document: its name, version and its store's status.
     pub fn status(&self) -> serde_json::Value {
+        let directory_users = self.with_front(|front| front.directory_len());
         serde_json::json!({
             "node": self.node,
             "version": env!("CARGO_PKG_VERSION"),
+            "directory_users": directory_users,
             "store": self.store.status(),
         })
     }

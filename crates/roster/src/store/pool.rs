@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use roster_net::QuicNetwork;
 use roster_pool::{PoolError, PoolNode};
-use roster_raft::GroupResponse;
+use roster_raft::{GroupKey, GroupResponse};
 use roster_registrar::{Binding, Command, CommandOutcome};
 
 use super::{Applied, Store, StoreError};
@@ -13,13 +13,30 @@ use super::{Applied, Store, StoreError};
 /// A pool node seen as the registrar's store.
 pub struct PoolStore {
     node: Arc<PoolNode<QuicNetwork>>,
-    groups: u32,
 }
 
 impl PoolStore {
-    /// The store of `node`, a member of a pool with `groups` routing groups.
-    pub fn new(node: Arc<PoolNode<QuicNetwork>>, groups: u32) -> PoolStore {
-        PoolStore { node, groups }
+    /// The store of `node`, a member of a pool.
+    pub fn new(node: Arc<PoolNode<QuicNetwork>>) -> PoolStore {
+        PoolStore { node }
+    }
+
+    /// The routing group holding `aor`: in its home pool (this pool or the partner, from this
+    /// node's copy of the CMS directory); a user the directory does not know (a pool without
+    /// authentication) is homed here.
+    fn group_of(&self, aor: &str) -> GroupKey {
+        let home = self
+            .node
+            .cms_state()
+            .and_then(|cms| {
+                cms.read(|state| state.cms_state()?.user(aor).map(|user| user.home))
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or_else(|| self.node.pool());
+        self.node
+            .routing_key_for(home, aor)
+            .unwrap_or_else(|| self.node.routing_key(aor))
     }
 
     /// The pool node.
@@ -48,7 +65,7 @@ fn unavailable(error: PoolError) -> StoreError {
 impl Store for PoolStore {
     async fn apply(&self, command: Command, now_ms: u64) -> Result<Applied, StoreError> {
         let group = match &command {
-            Command::Register(register) => self.node.routing_key(&register.aor),
+            Command::Register(register) => self.group_of(&register.aor),
             Command::PurgeExpired => {
                 // Boxed: rare, and its future would enlarge every REGISTER's.
                 Box::pin(self.node.purge_expired(now_ms))
@@ -62,7 +79,11 @@ impl Store for PoolStore {
                 });
             }
         };
-        let response = self.node.write(group, command).await.map_err(unavailable)?;
+        let response = self
+            .node
+            .write_home(group, command)
+            .await
+            .map_err(unavailable)?;
         let at_ms = match &response {
             GroupResponse::Registered { at_ms, .. } => *at_ms,
             _ => now_ms,
@@ -85,10 +106,10 @@ impl Store for PoolStore {
     }
 
     async fn lookup(&self, aor: &str, now_ms: u64) -> Result<Vec<Binding>, StoreError> {
-        let group = self.node.routing_key(aor);
+        let group = self.group_of(aor);
         // The registry answers highest q first already.
         self.node
-            .read(group, aor, now_ms)
+            .read_home(group, aor, now_ms)
             .await
             .map_err(unavailable)
     }
@@ -100,7 +121,7 @@ impl Store for PoolStore {
     fn status(&self) -> serde_json::Value {
         let mut status = self.node.status();
         status["kind"] = serde_json::json!("pool");
-        status["groups_total"] = serde_json::json!(self.groups);
+        status["groups_total"] = serde_json::json!(self.node.options().groups);
         status
     }
 

@@ -63,7 +63,11 @@ pub fn write_all(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
 pub fn topology(options: &DemoOptions) -> String {
     let ip = options.sip.ip();
     let base = options.sip.port();
-    let mut text = format!("[pool]\nname = \"demo\"\ngroups = {}\n", options.groups);
+    let mut text = format!(
+        "[deployment]\nname = \"demo\"\n\n[[site]]\nname = \"site1\"\n\n\
+         [[pool]]\nid = 1\nname = \"demo\"\nsite = \"site1\"\ngroups = {}\n",
+        options.groups
+    );
     for id in 1..=DEMO_NODES {
         let sip = SocketAddr::new(ip, base + 2 * (id as u16 - 1));
         let cluster = SocketAddr::new(ip, base + 1000 + id as u16);
@@ -74,7 +78,7 @@ pub fn topology(options: &DemoOptions) -> String {
         };
         let _ = writeln!(
             text,
-            "\n[[node]]\nid = {id}\ncluster = \"{cluster}\"\nsip = \"{sip}\"\nhttp = \"{http}\""
+            "\n[[node]]\nid = {id}\npool = \"demo\"\ncluster = \"{cluster}\"\nsip = \"{sip}\"\nhttp = \"{http}\""
         );
     }
     text

@@ -99,9 +99,15 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
             }
         }
     }
+    let users = if options.no_auth { 0 } else { DEMO_USERS };
     let ready = tokio::select! {
         _ = shutdown.cancelled() => Ok(Ok(())),
-        ready = tokio::time::timeout(NODES_READY_DEADLINE, nodes::wait_ready(&mut nodes)) => ready,
+        ready = tokio::time::timeout(NODES_READY_DEADLINE, async {
+            nodes::wait_ready(&mut nodes).await?;
+            // The users reach the nodes through the CMS: the demo is ready once every node
+            // knows them (a registration before would get 404).
+            nodes::wait_directory(&nodes, users).await
+        }) => ready,
     };
     let outcome = match ready {
         Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
@@ -127,7 +133,8 @@ fn check_earlier_pool(options: &DemoOptions) -> anyhow::Result<()> {
     if !earlier.exists() {
         return Ok(());
     }
-    let groups = read_topology(&earlier)?.pool.groups;
+    let deployment = read_topology(&earlier)?;
+    let groups = deployment.pool.first().map_or(0, |pool| pool.groups);
     anyhow::ensure!(
         groups == options.groups,
         "{} holds the pool of an earlier demo with {groups} routing groups, and a pool keeps \

@@ -157,6 +157,41 @@ pub async fn wait_ready(nodes: &mut [DemoNode]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pause between looks at the nodes' directories while the CMS seeds them.
+const DIRECTORY_POLL: Duration = Duration::from_millis(200);
+
+/// Waits until every node's directory (its copy of the CMS's users, in `/status`) holds at
+/// least `users` users.
+pub async fn wait_directory(nodes: &[DemoNode], users: usize) -> anyhow::Result<()> {
+    if users == 0 {
+        return Ok(());
+    }
+    for node in nodes {
+        let Some(http) = node.http.as_deref().and_then(|http| http.parse().ok()) else {
+            continue;
+        };
+        loop {
+            let request = format!("GET /status HTTP/1.0\r\nHost: {http}\r\n\r\n");
+            let known = crate::cli::http_client::exchange(
+                http,
+                &request,
+                4 * 1024 * 1024,
+                Duration::from_secs(2),
+            )
+            .await
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|status| status["directory_users"].as_u64())
+            .unwrap_or(0);
+            if known >= users as u64 {
+                break;
+            }
+            tokio::time::sleep(DIRECTORY_POLL).await;
+        }
+    }
+    Ok(())
+}
+
 /// Waits until one running node ends; returns its index. Pending forever when none runs.
 pub async fn first_exit(nodes: &mut [DemoNode]) -> usize {
     let waits: Vec<_> = nodes

@@ -1,13 +1,13 @@
-//! `roster init`: turns a pool's topology into what each node needs to start: the cluster CA
-//! and node certificates, a shared digest nonce key, a database directory and a `roster.toml`
-//! per node.
+//! `roster init`: turns a deployment's topology (sites, pools, pairs, nodes) into what each node
+//! needs to start: one CA for the deployment and a certificate per node naming its pool and id,
+//! a shared digest nonce key, a database directory and a `roster.toml` per node.
 //!
 //! ```text
-//! DIR/topology.toml        the pool (copied)
-//! DIR/tls/ca.pem, ca.key   the cluster CA (kept if present: re-running init adds, never replaces)
+//! DIR/topology.toml        the deployment (copied)
+//! DIR/tls/ca.pem, ca.key   the deployment's CA (kept if present: re-running init adds, never replaces)
 //! DIR/nonce.key            the digest nonce key shared by the nodes
-//! DIR/node-ids.toml        every node id the pool has had; removed ones are never reused
-//! DIR/users.toml           the users (copied from --users), unless --no-auth
+//! DIR/node-ids.toml        every node id the deployment has had; removed ones are never reused
+//! DIR/users.toml           the users that seed the CMS's directory (copied from --users)
 //! DIR/node-N/roster.toml   node N's configuration: `roster start --config DIR/node-N/roster.toml`
 //! DIR/node-N/node.pem/.key node N's certificate (cluster transport and SIP over TLS)
 //! DIR/node-N/data/         node N's database
@@ -22,7 +22,7 @@ use rand::distr::{Alphanumeric, SampleString as _};
 use roster::topology::read_topology;
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_net::Peer;
-use roster_pool::Topology;
+use roster_topology::Deployment;
 
 use node_ids::NodeIds;
 
@@ -51,13 +51,13 @@ pub struct InitOptions {
 pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     let text = std::fs::read_to_string(&options.topology)
         .with_context(|| format!("cannot read topology file {}", options.topology.display()))?;
-    let topology = Topology::parse(&text)
+    let deployment = Deployment::parse(&text)
         .with_context(|| format!("in topology file {}", options.topology.display()))?;
     anyhow::ensure!(
         options.no_auth || options.users.is_some(),
         "--users FILE is needed unless --no-auth"
     );
-    for node in &topology.node {
+    for node in &deployment.node {
         anyhow::ensure!(
             node.sip.is_some(),
             "node {} has no sip address in the topology (sip = \"ADDR:PORT\")",
@@ -65,25 +65,25 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         );
     }
     let dir = &options.dir;
-    // Before anything is written: a topology that changes the pool's routing groups or reuses
-    // a removed node's id changes nothing.
-    check_groups_unchanged(dir, &topology)?;
+    // Before anything is written: a topology that changes a pool's routing groups or reuses a
+    // removed node's id changes nothing.
+    let previous = previous_deployment(dir)?;
+    if let Some(previous) = &previous {
+        check_groups_unchanged(dir, previous, &deployment)?;
+    }
     let node_ids = NodeIds::read(dir)?
-        .update(&topology.node.iter().map(|node| node.id).collect())
+        .update(&deployment.node.iter().map(|node| node.id).collect())
         .with_context(|| format!("in topology file {}", options.topology.display()))?;
     std::fs::create_dir_all(dir.join("tls"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     node_ids.write(dir)?;
     write(&dir.join("topology.toml"), &text)?;
-    // Nodes added to an existing pool (which has a CA, and no certificate for them yet) join
-    // it; the nodes of a new pool create it.
-    let existing_pool = dir.join("tls/ca.pem").exists();
-    let ca = load_or_create_ca(dir, &topology.pool.name)?;
+    let ca = load_or_create_ca(dir, &deployment.deployment.name)?;
     let nonce_path = dir.join("nonce.key");
     if !nonce_path.exists() {
         let mut key = [0u8; 32];
         rand::Fill::fill(&mut key, &mut rand::rng());
-        write(&nonce_path, &format!("{}\n", hex::encode(key)))?;
+        write_secret(&nonce_path, &format!("{}\n", hex::encode(key)))?;
     }
     let token_path = dir.join(ADMIN_TOKEN_FILE);
     if !token_path.exists() {
@@ -91,23 +91,37 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         write_secret(&token_path, &format!("{token}\n"))?;
     }
     if let Some(users) = &options.users {
-        std::fs::copy(users, dir.join("users.toml"))
+        let copy = dir.join("users.toml");
+        std::fs::copy(users, &copy)
             .with_context(|| format!("cannot copy users file {}", users.display()))?;
+        restrict(&copy)?;
     }
     let mut configs = Vec::new();
-    for node in &topology.node {
+    for node in &deployment.node {
+        let pool = deployment
+            .pool_by_name(&node.pool)
+            .context("the node's pool was checked with the topology")?;
         let node_dir = dir.join(format!("node-{}", node.id));
         std::fs::create_dir_all(node_dir.join("data"))
             .with_context(|| format!("cannot create {}", node_dir.display()))?;
         let sip = node.sip.context("sip address checked above")?;
         let cert_path = node_dir.join("node.pem");
         let key_path = node_dir.join("node.key");
+        // Nodes added to a pool that existed before this run join it; the nodes of a new pool
+        // create it.
+        let existing_pool = previous
+            .as_ref()
+            .is_some_and(|previous| previous.pool(pool.id).is_some());
         let joins =
             existing_pool && (!cert_path.exists() || config_joins(&node_dir.join("roster.toml")));
         if !cert_path.exists() {
-            let addresses = [node.cluster.ip().to_string(), sip.ip().to_string()];
+            let mut addresses = vec![node.cluster.ip().to_string(), sip.ip().to_string()];
+            if let Some(wan) = node.wan {
+                addresses.push(wan.ip().to_string());
+            }
+            addresses.dedup();
             let peer = Peer {
-                pool: topology.pool.id,
+                pool: pool.id,
                 node: node.id,
             };
             let certificate: NodeCertificate = ca.issue_node(peer, addresses)?;
@@ -123,24 +137,37 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     Ok(configs)
 }
 
-/// `hash(AOR) mod G` places every AOR: a pool keeps the `groups` it was created with, or
-/// its bindings would be looked for in the wrong groups.
-fn check_groups_unchanged(dir: &Path, topology: &Topology) -> anyhow::Result<()> {
+/// The deployment an earlier run of `roster init` copied into `dir`, if any.
+fn previous_deployment(dir: &Path) -> anyhow::Result<Option<Deployment>> {
     let path = dir.join("topology.toml");
     if !path.exists() {
-        return Ok(());
+        return Ok(None);
     }
-    let previous = read_topology(&path)?;
-    anyhow::ensure!(
-        previous.pool.groups == topology.pool.groups,
-        "the topology says groups = {}, but pool {} was created with {} routing groups in {}: \
-         the number of groups is fixed for a pool's life (every AOR's group is hash(AOR) mod \
-         groups)",
-        topology.pool.groups,
-        previous.pool.name,
-        previous.pool.groups,
-        dir.display(),
-    );
+    read_topology(&path).map(Some)
+}
+
+/// `hash(AOR) mod G` places every AOR: a pool keeps the `groups` it was created with, or
+/// its bindings would be looked for in the wrong groups.
+fn check_groups_unchanged(
+    dir: &Path,
+    previous: &Deployment,
+    deployment: &Deployment,
+) -> anyhow::Result<()> {
+    for before in &previous.pool {
+        let Some(now) = deployment.pool(before.id) else {
+            continue;
+        };
+        anyhow::ensure!(
+            before.groups == now.groups,
+            "the topology says groups = {} for pool {}, but it was created with {} routing \
+             groups in {}: the number of groups is fixed for a pool's life (every AOR's group \
+             is hash(AOR) mod groups)",
+            now.groups,
+            before.name,
+            before.groups,
+            dir.display(),
+        );
+    }
     Ok(())
 }
 
@@ -221,6 +248,13 @@ fn config_joins(path: &Path) -> bool {
 /// The pool admin token, in the directory `roster init` writes: `roster node drain` and
 /// `roster pool rebalance` present it.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Makes a file readable by its owner only.
+fn restrict(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))
+}
 
 /// Writes a file only its owner may read.
 fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
