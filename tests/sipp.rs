@@ -16,16 +16,11 @@ fn users() -> Users {
     }
 }
 
-/// SIPp 3.6 answers MD5 challenges only, so these nodes offer MD5; SHA-256 is covered by the
-/// registrar's unit tests.
+/// A node with the default `[auth]`: SIPp 3.6 answers MD5 challenges only, and the default
+/// challenge offers MD5 to a client that asks for nothing else (SHA-256 is covered by the
+/// registrar's unit tests and by `roster load --algorithm sha-256`).
 fn md5_node() -> Node {
-    Node::start(
-        &users(),
-        NodeOptions {
-            algorithms: Some(vec!["MD5"]),
-            ..NodeOptions::default()
-        },
-    )
+    Node::start(&users(), NodeOptions::default())
 }
 
 fn flow_args(node: &Node, transport: &str, calls: &str) -> Vec<String> {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use roster::users::{UserEntry, UsersFile};
 
+pub mod clients;
+pub mod sip_client;
+
 /// How long a node may take to print `roster: ready`.
 pub const NODE_START_DEADLINE: Duration = Duration::from_secs(20);
 

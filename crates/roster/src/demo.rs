@@ -67,9 +67,9 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         domains: vec![DEMO_DOMAIN.to_string()],
         users: (!options.no_auth).then(|| options.dir.join("users.toml")),
         no_auth: options.no_auth,
-        // MD5 first: SIPp 3.6 and many phones answer only the first challenge, and only MD5.
-        // A production pool should list SHA-256 first (RFC 8760 section 2.4).
-        algorithms: vec!["MD5".into(), "SHA-256".into()],
+        // SHA-256 preferred; a challenge offers MD5 alone unless the client asks for SHA-256
+        // ([auth] challenge = "single", the default), so SIPp 3.6 and baresip 1.0 register.
+        algorithms: vec!["SHA-256".into(), "MD5".into()],
         worker_threads: Some(demo_worker_threads()),
     })?;
     let mut nodes = Vec::new();
@@ -224,13 +224,15 @@ fn write_files(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    write(&dir.join("users.toml"), &toml::to_string(&users)?)?;
-    write(
+    let secret = crate::secret::write_secret;
+    secret(&dir.join("users.toml"), toml::to_string(&users)?.as_bytes())?;
+    secret(
         &dir.join("credentials"),
-        &format!(
+        format!(
             "domain: {DEMO_DOMAIN}\nusers: u0 … u{}\npassword: {password}\n",
             DEMO_USERS - 1
-        ),
+        )
+        .as_bytes(),
     )?;
     // SIPp reads users from a CSV injection file: user;domain;[authentication ...]. SIPp 3.6
     // expands a whole keyword held in a field, but not [field] inside [authentication].
@@ -241,7 +243,7 @@ fn write_files(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
             "u{i};{DEMO_DOMAIN};[authentication username=u{i} password={password}]"
         );
     }
-    write(&dir.join("users.csv"), &csv)?;
+    secret(&dir.join("users.csv"), csv.as_bytes())?;
     Ok(())
 }
 

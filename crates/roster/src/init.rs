@@ -79,16 +79,18 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     if !nonce_path.exists() {
         let mut key = [0u8; 32];
         rand::Fill::fill(&mut key, &mut rand::rng());
-        write(&nonce_path, &format!("{}\n", hex::encode(key)))?;
+        crate::secret::write_secret(&nonce_path, format!("{}\n", hex::encode(key)).as_bytes())?;
     }
     let token_path = dir.join(ADMIN_TOKEN_FILE);
     if !token_path.exists() {
         let token = Alphanumeric.sample_string(&mut rand::rng(), 48);
-        write_secret(&token_path, &format!("{token}\n"))?;
+        crate::secret::write_secret(&token_path, format!("{token}\n").as_bytes())?;
     }
     if let Some(users) = &options.users {
-        std::fs::copy(users, dir.join("users.toml"))
-            .with_context(|| format!("cannot copy users file {}", users.display()))?;
+        // Not fs::copy, which would copy the source's mode: the file holds HA1 hashes.
+        let text = std::fs::read(users)
+            .with_context(|| format!("cannot read users file {}", users.display()))?;
+        crate::secret::write_secret(&dir.join("users.toml"), &text)?;
     }
     let mut configs = Vec::new();
     for node in &topology.node {
@@ -213,20 +215,6 @@ fn config_joins(path: &Path) -> bool {
 /// The pool admin token, in the directory `roster init` writes: `roster node drain` and
 /// `roster pool rebalance` present it.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-
-/// Writes a file only its owner may read.
-fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))

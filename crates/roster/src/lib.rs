@@ -19,6 +19,7 @@ pub mod node;
 pub mod node_ids;
 pub mod pool;
 pub mod pool_store;
+pub mod secret;
 pub mod service;
 pub mod status;
 pub mod store;

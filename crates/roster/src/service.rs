@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use roster_registrar::{Action, CommandOutcome, Front, RequestContext, Transport};
+use roster_registrar::{Action, CommandOutcome, Front, FrontEvent, RequestContext, Transport};
 use roster_sip::{parse_message, Message, Request, Response};
 use tracing::{debug, debug_span, warn, Instrument};
 
@@ -110,7 +110,13 @@ impl<S: Store> Service<S> {
             transport,
             source,
         };
-        let action = self.with_front(|front| front.handle_request(request, &context))?;
+        let action = self.with_front(|front| {
+            let action = front.handle_request(request, &context);
+            while let Some(event) = front.poll_event() {
+                report(event);
+            }
+            action
+        })?;
         match action {
             Action::Respond(response) => Some(response),
             Action::Drop { reason } => {
@@ -160,6 +166,32 @@ impl<S: Store> Service<S> {
                 warn!("registrar front lock poisoned; dropping request");
                 None
             }
+        }
+    }
+}
+
+/// Logs and counts what the front saw: each guess bound once per window, with who and from
+/// where.
+fn report(event: FrontEvent) {
+    match event {
+        FrontEvent::WrongAnswer => metrics::counter!(telemetry::AUTH_WRONG_ANSWERS).increment(1),
+        FrontEvent::GuessLimitReached {
+            scope,
+            username,
+            source,
+            retry_after_s,
+        } => {
+            metrics::counter!(telemetry::AUTH_GUESS_LIMITS, "scope" => scope.as_str()).increment(1);
+            warn!(
+                scope = scope.as_str(),
+                %username,
+                %source,
+                retry_after_s,
+                "password guesses bounded: further answers refused until the window ends"
+            );
+        }
+        FrontEvent::GuessRefused { scope } => {
+            metrics::counter!(telemetry::AUTH_GUESS_REFUSED, "scope" => scope.as_str()).increment(1)
         }
     }
 }
