@@ -125,6 +125,8 @@ fn udp_register_load_without_failures() {
         },
         NodeOptions {
             auth: false,
+            // SIPp drives 500 requests/s from one address: a trusted load driver.
+            sip: "trusted_networks = [\"127.0.0.1\"]".into(),
             ..NodeOptions::default()
         },
     );

@@ -64,17 +64,19 @@ impl SipClient {
         }
     }
 
-    /// `method` to `uri`, answering one `401` with `credentials`.
+    /// `method` to `uri` with `extra` header lines, answering one `401` with `credentials`;
+    /// the response and the `Authorization` value sent, if one was.
     pub fn send_authenticated(
         &mut self,
         method: &str,
         uri: &str,
         to: &str,
         credentials: &Credentials<'_>,
-    ) -> Option<Response> {
-        let first = self.send(method, uri, to, "")?;
+        extra: &str,
+    ) -> Option<(Response, Option<String>)> {
+        let first = self.send(method, uri, to, extra)?;
         if first.status != 401 {
-            return Some(first);
+            return Some((first, None));
         }
         let challenge = first
             .headers
@@ -90,15 +92,21 @@ impl SipClient {
                 nc: 1,
             })
             .to_string();
-        self.send(method, uri, to, &format!("Authorization: {answer}\r\n"))
+        let response = self.send(
+            method,
+            uri,
+            to,
+            &format!("Authorization: {answer}\r\n{extra}"),
+        )?;
+        Some((response, Some(answer)))
     }
 
     /// The contacts bound to `credentials.user`'s AOR, from an authenticated REGISTER query:
     /// (status, Contact values).
     pub fn bindings(&mut self, credentials: &Credentials<'_>) -> (u16, Vec<String>) {
         let aor = format!("sip:{}@example.com", credentials.user);
-        match self.send_authenticated("REGISTER", "sip:example.com", &aor, credentials) {
-            Some(response) => {
+        match self.send_authenticated("REGISTER", "sip:example.com", &aor, credentials, "") {
+            Some((response, _)) => {
                 let contacts = response
                     .headers
                     .get_all(&HeaderName::Contact)

@@ -199,7 +199,7 @@ impl<S: BuildHasher> GuessLimiter<S> {
 
 /// A source as counted: an IPv4 address, or the /64 of an IPv6 address (one host's share;
 /// hosts get a /64 and choose addresses in it freely). IPv4-mapped IPv6 counts as IPv4.
-fn source_prefix(source: IpAddr) -> u128 {
+pub fn source_prefix(source: IpAddr) -> u128 {
     match source {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -33,7 +33,7 @@ pub use challenge::{ChallengeAnswer, DigestChallenge};
 pub use credentials::Credentials;
 pub use error::{AuthError, ConfigError};
 pub use guesses::{
-    Admission, GuessLimiter, GuessLimits, GuessScope, GUESSES_PER_SOURCE_DEFAULT,
+    source_prefix, Admission, GuessLimiter, GuessLimits, GuessScope, GUESSES_PER_SOURCE_DEFAULT,
     GUESSES_PER_USER_DEFAULT, GUESS_KEYS_TRACKED_MAX, GUESS_WINDOW_MS_DEFAULT, GUESS_WINDOW_MS_MAX,
 };
 pub use parse::{requested_algorithm, DigestResponse, AUTHORIZATION_LENGTH_MAX, PARAMETERS_MAX};

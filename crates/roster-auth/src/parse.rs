@@ -303,14 +303,18 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads `"..."` with `\` escaping the next character; control characters other than tab
-    /// are refused.
+    /// are refused, escaped or not (found by fuzzing: an escaped one did not print back).
     fn quoted_string(&mut self) -> Result<String, AuthError> {
         let start = self.position + 1;
         let rest = self.text.get(start..).unwrap_or_default();
         let mut value = String::new();
         let mut escaped = false;
         for (offset, character) in rest.char_indices() {
-            if escaped {
+            if escaped && character.is_ascii_control() && character != '\t' {
+                // quoted-pair is "\" (HTAB / SP / VCHAR / obs-text) (RFC 7230 §3.2.6).
+                self.position = start + offset;
+                return Err(self.syntax_error("quoted text without control characters"));
+            } else if escaped {
                 value.push(character);
                 escaped = false;
             } else if character == '\\' {
@@ -491,6 +495,16 @@ mod tests {
             DigestResponse::parse(broken),
             Err(AuthError::MissingParameter("response"))
         );
+    }
+
+    #[test]
+    fn escaped_control_characters_are_refused() {
+        let value =
+            "Digest username=\"a\\\u{1d}b\", realm=r, nonce=\"n\", uri=\"u\", response=\"x\"";
+        assert!(matches!(
+            DigestResponse::parse(value),
+            Err(AuthError::Syntax { .. })
+        ));
     }
 
     #[test]

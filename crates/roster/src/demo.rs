@@ -31,6 +31,9 @@ pub struct DemoOptions {
     pub http: SocketAddr,
     /// Routing groups of the pool.
     pub groups: u32,
+    /// Sources the nodes trust (`[sip] trusted_networks`): no per-source limits, lookups
+    /// without credentials. For benchmark drivers; default none.
+    pub trusted_networks: Vec<String>,
 }
 
 /// Nodes of the demo pool.
@@ -71,6 +74,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> anyhow::R
         // ([auth] challenge = "single", the default), so SIPp 3.6 and baresip 1.0 register.
         algorithms: vec!["SHA-256".into(), "MD5".into()],
         worker_threads: Some(demo_worker_threads()),
+        trusted_networks: options.trusted_networks.clone(),
     })?;
     let mut nodes = Vec::new();
     for (id, config) in configs {

@@ -41,6 +41,9 @@ pub struct InitOptions {
     pub algorithms: Vec<String>,
     /// `[node] worker_threads` of every node; `None` leaves the default (one per CPU).
     pub worker_threads: Option<usize>,
+    /// `[sip] trusted_networks` of every node: sources exempt from per-source limits that may
+    /// look users up without authenticating (load drivers, an SBC). Default none.
+    pub trusted_networks: Vec<String>,
 }
 
 /// Writes every node's files; returns the path of each node's configuration, by node id.
@@ -173,9 +176,18 @@ fn node_config(
     let _ = writeln!(
         text,
         "[sip]\ndomains = [{}]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\ntls = [\"{tls}\"]\n\
-         tls_certificate = \"node.pem\"\ntls_private_key = \"node.key\"\n",
+         tls_certificate = \"node.pem\"\ntls_private_key = \"node.key\"",
         domains.join(", ")
     );
+    if !options.trusted_networks.is_empty() {
+        let trusted: Vec<String> = options
+            .trusted_networks
+            .iter()
+            .map(|network| format!("{network:?}"))
+            .collect();
+        let _ = writeln!(text, "trusted_networks = [{}]", trusted.join(", "));
+    }
+    let _ = writeln!(text);
     let _ = writeln!(
         text,
         "[auth]\nenabled = {}\nopen_directory = {}\nnonce_key_file = \"../nonce.key\"\nalgorithms = [{}]",

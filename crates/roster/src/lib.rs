@@ -21,6 +21,7 @@ pub mod pool;
 pub mod pool_store;
 pub mod secret;
 pub mod service;
+pub mod source_limit;
 pub mod status;
 pub mod store;
 pub mod stream;

@@ -53,6 +53,11 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = roster_pool::topology::GROUPS_DEFAULT,
               value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_pool::topology::GROUPS_MAX)))]
         groups: u32,
+        /// A source the nodes trust (repeatable; `127.0.0.1`, `10.0.0.0/8`): exempt from the
+        /// per-source limits and allowed to look users up without credentials. For
+        /// benchmark drivers sending thousands of requests a second from one address.
+        #[arg(long = "trusted", value_name = "NETWORK")]
+        trusted_networks: Vec<String>,
     },
     /// Manage the users file.
     User {
@@ -77,6 +82,10 @@ enum Command {
         /// Accept any user of the domains without authentication (benchmarks only).
         #[arg(long)]
         no_auth: bool,
+        /// A source the nodes trust (repeatable; `10.0.0.0/8`): exempt from the per-source
+        /// limits and allowed to look users up without credentials (an SBC, a load driver).
+        #[arg(long = "trusted", value_name = "NETWORK")]
+        trusted_networks: Vec<String>,
     },
     /// Cluster certificates: a CA, and node certificates issued by it.
     Cert {
@@ -220,7 +229,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_auth,
             http,
             groups,
+            trusted_networks,
         } => {
+            roster_registrar::Networks::parse(&trusted_networks)
+                .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("roster-demo"));
             let options = DemoOptions {
                 sip,
@@ -228,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_auth,
                 http,
                 groups,
+                trusted_networks,
             };
             serve(Runtime::MultiThread(None), |shutdown| {
                 roster::demo::run(options, shutdown)
@@ -239,7 +252,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             users,
             domains,
             no_auth,
+            trusted_networks,
         } => {
+            roster_registrar::Networks::parse(&trusted_networks)
+                .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
             let configs = roster::init::init(&roster::init::InitOptions {
                 topology,
                 dir,
@@ -248,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_auth,
                 algorithms: vec!["SHA-256".into(), "MD5".into()],
                 worker_threads: None,
+                trusted_networks,
             })?;
             for (id, config) in configs {
                 println!("node {id}: roster start --config {}", config.display());

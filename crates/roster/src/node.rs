@@ -140,14 +140,23 @@ pub async fn serve<S: Store>(
             .await
             .with_context(|| format!("cannot bind SIP UDP on {address}"))?;
         listening.sip.push((Transport::Udp, socket.local_addr()?));
+        let settings = udp::UdpSettings {
+            source_requests_per_s_max: config.source_requests_per_s_max,
+            trusted: config.trusted_networks.clone(),
+        };
         tracker.spawn(udp::serve(
             socket,
             service.clone(),
+            settings,
             shutdown.clone(),
             tracker.clone(),
         ));
     }
     let connections = Arc::new(Semaphore::new(config.connections_max));
+    let per_source = Arc::new(crate::source_limit::SourceConnections::new(
+        config.connections_per_source_max,
+        config.trusted_networks.clone(),
+    ));
     let idle_timeout = Duration::from_secs(config.connection_idle_timeout_s);
     let tls_acceptor = match &config.tls_files {
         Some((certificate, key)) if !config.tls.is_empty() => {
@@ -174,6 +183,8 @@ pub async fn serve<S: Store>(
             tls,
             connections: connections.clone(),
             idle_timeout,
+            message_timeout: Duration::from_secs(config.message_timeout_s),
+            per_source: per_source.clone(),
         };
         tracker.spawn(stream::serve(
             listener,
