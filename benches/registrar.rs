@@ -19,6 +19,8 @@ fn front() -> Front {
             policy: Policy::default(),
             open_directory: true,
             server: "bench".into(),
+            own_hosts: Vec::new(),
+            trusted: Default::default(),
         },
         Directory::default(),
         None,

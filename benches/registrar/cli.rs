@@ -75,6 +75,10 @@ pub struct Args {
     /// For development: rates 250,2000,8000, 3 s steps, 5,000 bindings at most.
     #[arg(long)]
     pub quick: bool,
+    /// After each series, one step at twice its highest clean rate: the goodput (registrations
+    /// acknowledged per second) under overload, against the clean rate.
+    #[arg(long)]
+    pub overload: bool,
 }
 
 /// What a run does, checked.
@@ -108,6 +112,8 @@ pub struct Config {
     pub kamailio_children: u32,
     /// Routing groups of Roster's pool.
     pub roster_groups: u32,
+    /// Whether each series ends with a step at twice its highest clean rate.
+    pub overload: bool,
 }
 
 /// Most bindings `roster load` simulates (its users × endpoints limit).
@@ -164,6 +170,7 @@ impl Args {
             rates_enabled: !self.skip_rates,
             kamailio_children: self.kamailio_children,
             roster_groups: self.roster_groups,
+            overload: self.overload,
         })
     }
 }

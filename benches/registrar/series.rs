@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use crate::cli::Config;
 use crate::driver::{self, DriverKind, Step};
 use crate::procfs;
@@ -117,8 +119,54 @@ pub fn run(
             break;
         }
     }
+    if config.overload {
+        overload(config, &records, &step)?;
+    }
     running.stop()?;
     Ok(records)
+}
+
+/// One step at twice the series' highest clean rate: goodput (registrations acknowledged per
+/// second) against that clean rate. Printed, and written to `overload.json` in the series'
+/// directory.
+fn overload<'a>(
+    config: &Config,
+    records: &[StepRecord],
+    step: &dyn Fn(u32, Duration, &str) -> Step<'a>,
+) -> anyhow::Result<()> {
+    let Some(clean) = records
+        .iter()
+        .filter(|r| r.clean)
+        .map(|r| r.rate_offered)
+        .max()
+    else {
+        return Ok(());
+    };
+    let offered = clean * 2;
+    std::thread::sleep(STEP_PAUSE * 5);
+    let step = step(offered, config.step, "overload");
+    let measured = driver::run(&step)?;
+    let goodput = measured.registered as f64 / config.step.as_secs_f64();
+    let fraction = goodput / f64::from(clean);
+    println!(
+        "  overload: {offered}/s offered (2x the clean {clean}/s): goodput {goodput:.0}/s \
+         ({:.0} % of the clean rate), {} failed, p99 {:.2} ms",
+        fraction * 100.0,
+        measured.failed,
+        measured.p99_ms
+    );
+    let json = serde_json::json!({
+        "clean_per_s": clean,
+        "offered_per_s": offered,
+        "goodput_per_s": goodput,
+        "goodput_fraction_of_clean": fraction,
+        "failed": measured.failed,
+        "p99_ms": measured.p99_ms,
+    });
+    let path = step.dir.join("overload.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// Which series a step belongs to.

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use roster::users::{UserEntry, UsersFile};
 
+pub mod clients;
+pub mod sip_client;
+
 /// How long a node may take to print `roster: ready`.
 pub const NODE_START_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -164,6 +167,8 @@ pub struct NodeOptions {
     pub registrar: String,
     /// Challenge algorithms, e.g. `["MD5"]`; default both.
     pub algorithms: Option<Vec<&'static str>>,
+    /// Extra TOML appended to `[sip]`.
+    pub sip: String,
 }
 
 impl Default for NodeOptions {
@@ -172,6 +177,7 @@ impl Default for NodeOptions {
             auth: true,
             registrar: String::new(),
             algorithms: None,
+            sip: String::new(),
         }
     }
 }
@@ -197,10 +203,11 @@ impl Node {
         let config = format!(
             "[node]\nname = \"test\"\n[sip]\ndomains = [\"example.com\"]\n\
              udp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\ntls = [\"127.0.0.1:{}\"]\n\
-             tls_certificate = \"cert.pem\"\ntls_private_key = \"key.pem\"\n\
+             tls_certificate = \"cert.pem\"\ntls_private_key = \"key.pem\"\n{}\n\
              [registrar]\n{}\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [auth]\nenabled = {}\nusers_file = \"users.toml\"\n{algorithms}",
             port + 1,
+            options.sip,
             options.registrar,
             options.auth,
         );
@@ -408,6 +415,8 @@ pub struct Pool {
     entries: BTreeMap<u64, String>,
     /// Lines added to every node's `[pool]` table.
     pool_lines: Vec<String>,
+    /// Digest authentication on, with the users file.
+    auth: bool,
 }
 
 impl Pool {
@@ -431,6 +440,15 @@ impl Pool {
     /// [`Pool::start_growable`] with `pool_lines` added to every node's `[pool]` table (for
     /// example `leader_balance_interval_s = 5`).
     pub fn start_configured(users: &Users, count: u64, running: u64, pool_lines: &[&str]) -> Pool {
+        Pool::create(users, count, running, pool_lines, false)
+    }
+
+    /// A pool of three nodes that authenticate `users` with the default `[auth]`.
+    pub fn start_authenticated(users: &Users) -> Pool {
+        Pool::create(users, 3, 3, &[], true)
+    }
+
+    fn create(users: &Users, count: u64, running: u64, pool_lines: &[&str], auth: bool) -> Pool {
         let dir = TempDir::new("pool");
         users.write(dir.path());
         let count16 = u16::try_from(count).expect("a small pool");
@@ -459,6 +477,7 @@ impl Pool {
             configs: BTreeMap::new(),
             entries,
             pool_lines: pool_lines.iter().map(|line| (*line).to_owned()).collect(),
+            auth,
         };
         pool.init(running);
         let ids: Vec<u64> = (1..=running).collect();
@@ -466,7 +485,33 @@ impl Pool {
         for (id, ready) in ids.into_iter().zip(waits) {
             pool.await_ready(id, ready);
         }
+        if auth {
+            pool.await_directory(users.count);
+        }
         pool
+    }
+
+    /// Waits (at most 60 s) until every running node's directory, its copy of the CMS's users,
+    /// holds `count` users: the users file seeds the CMS after the pool starts.
+    pub fn await_directory(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (&id, &http) in &self.http {
+            loop {
+                let (_, body) = http_get(http, "/status");
+                let known = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|status| status["directory_users"].as_u64())
+                    .unwrap_or(0);
+                if known >= count as u64 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} knows {known} of {count} users after 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// Writes the topology of nodes 1..=`count` and runs `roster init` on it.
@@ -480,15 +525,21 @@ impl Pool {
         }
         let topology_path = self.dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).expect("write topology");
-        let output = Command::new(roster_bin())
-            .arg("init")
+        let mut init = Command::new(roster_bin());
+        init.arg("init")
             .arg("--topology")
             .arg(&topology_path)
             .arg("--dir")
-            .arg(self.dir.path().join("pool"))
-            .arg("--no-auth")
-            .output()
-            .expect("run roster init");
+            .arg(self.dir.path().join("pool"));
+        if self.auth {
+            init.arg("--users").arg(self.dir.path().join("users.toml"));
+        } else {
+            init.arg("--no-auth");
+        }
+        // The tests' load drivers (SIPp, roster load) send from 127.0.0.1; attackers in the
+        // tests use other loopback addresses.
+        init.arg("--trusted").arg("127.0.0.1");
+        let output = init.output().expect("run roster init");
         assert!(
             output.status.success(),
             "roster init failed: {}",

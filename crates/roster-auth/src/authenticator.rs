@@ -30,6 +30,25 @@ pub const NONCES_TRACKED_MAX: usize = 10_000_000;
 /// Bound on the realm's length in bytes; realms are host names or short labels.
 pub const REALM_LENGTH_MAX: usize = 256;
 
+/// How a `401` offers the configured algorithms.
+///
+/// Clients disagree on several `WWW-Authenticate` fields: RFC 8760 §2.4 says a client answers
+/// the topmost one it supports, but older clients fail on any algorithm they do not know
+/// (baresip 1.0: `Function not implemented`), take the last field, or take only the first. No
+/// order of several fields suits them all, so by default a challenge carries one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChallengeMode {
+    /// One field: the most preferred configured algorithm the request asks for (an
+    /// `Authorization` naming it: IMS-style initial credentials with an empty nonce, or the
+    /// client's answer to an earlier challenge), else the compatibility algorithm: MD5 when it
+    /// is configured, since every client answers it, else the most preferred one.
+    #[default]
+    Single,
+    /// One field per configured algorithm, preferred first (RFC 8760 §2.4), for fleets whose
+    /// every client copes with several.
+    Every,
+}
+
 /// Digest settings. Build with [`DigestConfig::new`] and check with [`DigestConfig::validate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DigestConfig {
@@ -39,6 +58,8 @@ pub struct DigestConfig {
     /// Algorithms challenged, in order, preferred first (RFC 8760 §2.4), and the only ones
     /// accepted. Default `[Sha256, Md5]`; non-empty, no duplicates.
     pub algorithms: Vec<Algorithm>,
+    /// How a challenge offers `algorithms`. Default [`ChallengeMode::Single`].
+    pub challenge: ChallengeMode,
     /// How long a nonce stays valid; older ones get [`Verdict::Stale`].
     /// Default [`NONCE_LIFETIME_MS_DEFAULT`]; 1..=[`NONCE_LIFETIME_MS_MAX`].
     pub nonce_lifetime_ms: u64,
@@ -53,6 +74,7 @@ impl DigestConfig {
         DigestConfig {
             realm: realm.into(),
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            challenge: ChallengeMode::default(),
             nonce_lifetime_ms: NONCE_LIFETIME_MS_DEFAULT,
             nonces_tracked_max: NONCES_TRACKED_DEFAULT,
         }
@@ -98,8 +120,15 @@ pub enum Verdict {
     /// Good response but the nonce is expired (or was forgotten by a full nonce-count table):
     /// challenge again with `stale=true` (RFC 2617 §3.2.1).
     Stale,
-    /// Wrong password, unknown user, wrong realm, forged nonce, replayed nc, unsupported
-    /// algorithm or qop: challenge again (401). `reason` is for logs and never contains secrets.
+    /// A well-formed response over a nonce issued with our key that does not match: a wrong
+    /// password, or a user name without credentials (the two look alike, and take about as
+    /// long). Each is a password guess: challenge again (401), and count it.
+    Wrong {
+        /// The digest `username`, as sent.
+        username: String,
+    },
+    /// Wrong realm, forged nonce, replayed nc, unsupported algorithm or qop: challenge again
+    /// (401). `reason` is for logs and never contains secrets.
     Rejected {
         /// Why, for logs.
         reason: String,
@@ -113,9 +142,14 @@ pub enum Verdict {
 
 /// Issues challenges and verifies `Authorization` header values.
 ///
-/// Nonces are self-validating:
-/// hex(issued_ms (8 bytes BE) || counter (8 bytes BE) || HMAC-SHA256(key, issued_ms || counter)[..16]),
-/// so any node sharing the key can verify them and a forged or altered nonce is refused.
+/// Nonces are self-validating: hex(issued_ms || boot || counter (8 bytes BE each) ||
+/// HMAC-SHA256(key, issued_ms || boot || counter)[..16]), so a forged or altered nonce is
+/// refused without state. A nonce is good for counting only on the process that issued it
+/// (the `boot`, random per process start, see [`DigestAuthenticator::with_boot`]): a right
+/// response over another node's nonce, or over one issued before a restart, gets
+/// [`Verdict::Stale`] and a fresh challenge, so a captured `Authorization` cannot be replayed
+/// on another node of a pool or after a restart, while the nonce-count table stays per node
+/// and in memory.
 /// `opaque` is hex(HMAC-SHA256(key, "opaque")[..8]), the same on every node sharing the key.
 ///
 /// Replay protection: per nonce, the highest `nc` accepted; a request with `nc` not above it is
@@ -129,6 +163,7 @@ pub struct DigestAuthenticator {
     nonce_mac: NonceMac,
     opaque: String,
     challenge_counter: u64,
+    boot: u64,
     nonce_counts: NonceCounts,
 }
 
@@ -155,8 +190,27 @@ impl DigestAuthenticator {
             nonce_mac,
             opaque,
             challenge_counter: 0,
+            boot: 0,
             nonce_counts,
         }
+    }
+
+    /// The same authenticator issuing nonces for `boot`, a number drawn at random when the
+    /// process starts: only nonces of this boot are accepted, others are [`Verdict::Stale`].
+    #[must_use]
+    pub fn with_boot(mut self, boot: u64) -> DigestAuthenticator {
+        self.boot = boot;
+        self
+    }
+
+    /// The algorithm a [`ChallengeMode::Single`] challenge offers when the request asks for
+    /// `requested`: it if configured, else MD5 if configured, else the most preferred.
+    pub fn single_algorithm(&self, requested: Option<Algorithm>) -> Algorithm {
+        let algorithms = &self.config.algorithms;
+        requested
+            .filter(|algorithm| algorithms.contains(algorithm))
+            .or_else(|| algorithms.iter().copied().find(|a| *a == Algorithm::Md5))
+            .unwrap_or(algorithms[0])
     }
 
     /// The realm challenged and required.
@@ -169,20 +223,38 @@ impl DigestAuthenticator {
         self.nonce_counts.len()
     }
 
-    /// One `WWW-Authenticate` header value per configured algorithm, in order, e.g.
-    /// `Digest realm="example.com", nonce="...", opaque="...", algorithm=SHA-256, qop="auth"`
-    /// (+ `, stale=true` when `stale`). All values of one call share one nonce.
+    /// [`DigestAuthenticator::challenge_for`] a request that asks for no algorithm.
     #[must_use]
     pub fn challenge(&mut self, now_ms: u64, stale: bool) -> Vec<String> {
+        self.challenge_for(now_ms, stale, None)
+    }
+
+    /// The `WWW-Authenticate` header values of a `401`, e.g.
+    /// `Digest realm="example.com", nonce="...", opaque="...", algorithm=SHA-256, qop="auth"`
+    /// (+ `, stale=true` when `stale`): one per configured algorithm in order
+    /// ([`ChallengeMode::Every`]), or one for [`DigestAuthenticator::single_algorithm`] of
+    /// `requested` ([`ChallengeMode::Single`]). All values of one call share one nonce.
+    #[must_use]
+    pub fn challenge_for(
+        &mut self,
+        now_ms: u64,
+        stale: bool,
+        requested: Option<Algorithm>,
+    ) -> Vec<String> {
         let id = NonceId {
             issued_ms: now_ms,
+            boot: self.boot,
             counter: self.challenge_counter,
         };
         self.challenge_counter = self.challenge_counter.wrapping_add(1);
         let nonce = id.encode(&self.nonce_mac);
         let stale = if stale { ", stale=true" } else { "" };
-        self.config
-            .algorithms
+        let single = [self.single_algorithm(requested)];
+        let algorithms = match self.config.challenge {
+            ChallengeMode::Single => &single[..],
+            ChallengeMode::Every => &self.config.algorithms[..],
+        };
+        algorithms
             .iter()
             .map(|algorithm| {
                 format!(
@@ -205,29 +277,46 @@ impl DigestAuthenticator {
         authorization: &str,
         lookup: impl FnOnce(&str) -> Option<&'c Credentials>,
     ) -> Verdict {
-        match self.check(now_ms, method, authorization, lookup) {
-            Ok(username) => Verdict::Authenticated { username },
+        match DigestResponse::parse(authorization) {
+            Ok(response) => self.verify_response(now_ms, method, &response, lookup),
+            Err(error) => verdict_for_parse_error(error),
+        }
+    }
+
+    /// [`DigestAuthenticator::verify`] for a value the caller has parsed already.
+    #[must_use]
+    pub fn verify_response<'c>(
+        &mut self,
+        now_ms: u64,
+        method: &str,
+        response: &DigestResponse,
+        lookup: impl FnOnce(&str) -> Option<&'c Credentials>,
+    ) -> Verdict {
+        match self.check(now_ms, method, response, lookup) {
+            Ok(()) => Verdict::Authenticated {
+                username: response.username.clone(),
+            },
             Err(verdict) => verdict,
         }
     }
 
-    /// [`DigestAuthenticator::verify`] with every refusal as `Err`.
+    /// [`DigestAuthenticator::verify_response`] with every refusal as `Err`.
     fn check<'c>(
         &mut self,
         now_ms: u64,
         method: &str,
-        authorization: &str,
+        response: &DigestResponse,
         lookup: impl FnOnce(&str) -> Option<&'c Credentials>,
-    ) -> Result<String, Verdict> {
-        let response = DigestResponse::parse(authorization).map_err(verdict_for_parse_error)?;
-        let algorithm = self.accepted_algorithm(&response)?;
-        let protection = self.check_parameters(&response)?;
+    ) -> Result<(), Verdict> {
+        let algorithm = self.accepted_algorithm(response)?;
+        let protection = self.check_parameters(response)?;
         let id = NonceId::decode(&response.nonce, &self.nonce_mac)
             .ok_or_else(|| rejected("nonce not issued with our key"))?;
-        let credentials = lookup(&response.username).ok_or_else(|| rejected("unknown user"))?;
-        let ha1 = credentials
-            .ha1(algorithm)
-            .ok_or_else(|| rejected("no stored secret for this algorithm"))?;
+        // A user without a secret for the algorithm costs the same digest as a wrong password,
+        // so that neither the verdict nor its timing tells real user names from others.
+        let ha1 = lookup(&response.username)
+            .and_then(|credentials| credentials.ha1(algorithm))
+            .unwrap_or(UNKNOWN_USER_HA1);
         let expected = ResponseParts {
             ha1,
             nonce: &response.nonce,
@@ -239,11 +328,13 @@ impl DigestAuthenticator {
         }
         .digest(algorithm);
         let received = response.response.to_ascii_lowercase();
-        if !constant_time_eq(expected.as_bytes(), received.as_bytes()) {
-            return Err(rejected("wrong response"));
+        let known = ha1 != UNKNOWN_USER_HA1;
+        if !constant_time_eq(expected.as_bytes(), received.as_bytes()) || !known {
+            return Err(Verdict::Wrong {
+                username: response.username.clone(),
+            });
         }
-        self.accept_nonce_count(now_ms, id, protection.nc)?;
-        Ok(response.username)
+        self.accept_nonce_count(now_ms, id, protection.nc)
     }
 
     /// The response's algorithm (absent means MD5) if we challenge with it.
@@ -282,7 +373,7 @@ impl DigestAuthenticator {
     /// Expiry, then the nonce-count table, for a response already known to be right.
     fn accept_nonce_count(&mut self, now_ms: u64, id: NonceId, nc: u32) -> Result<(), Verdict> {
         let lifetime_ms = self.config.nonce_lifetime_ms;
-        if id.is_expired(now_ms, lifetime_ms) {
+        if id.is_expired(now_ms, lifetime_ms) || id.boot != self.boot {
             return Err(Verdict::Stale);
         }
         self.nonce_counts.drop_expired(now_ms, lifetime_ms);
@@ -300,10 +391,15 @@ impl fmt::Debug for DigestAuthenticator {
             .field("config", &self.config)
             .field("key", &"<redacted>")
             .field("challenge_counter", &self.challenge_counter)
+            .field("boot", &self.boot)
             .field("nonces_tracked", &self.nonce_counts.len())
             .finish()
     }
 }
+
+/// The HA1 a response is checked against when its user has no secret: no stored HA1 is 64
+/// `x`s (not hex), so it never matches a real user's.
+const UNKNOWN_USER_HA1: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 
 /// The `qop=auth` parameters of a response.
 struct QopAuth<'r> {
@@ -387,6 +483,95 @@ mod tests {
         assert!(printed.contains("<redacted>"));
         assert!(!printed.contains("abab"));
         assert!(!printed.contains("171"));
+    }
+
+    fn algorithms_of(values: &[String]) -> Vec<Algorithm> {
+        values
+            .iter()
+            .map(|value| match crate::DigestChallenge::parse(value) {
+                Ok(challenge) => challenge.algorithm,
+                Err(error) => panic!("{value}: {error}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_single_challenge_offers_what_is_asked_for_else_md5() {
+        let mut sha_first = DigestAuthenticator::new(DigestConfig::new("example.com"), [1; 32]);
+        let offered = |a: &mut DigestAuthenticator, requested| {
+            algorithms_of(&a.challenge_for(0, false, requested))
+        };
+        assert_eq!(offered(&mut sha_first, None), [Algorithm::Md5]);
+        let sha = Some(Algorithm::Sha256);
+        assert_eq!(offered(&mut sha_first, sha), [Algorithm::Sha256]);
+        let sha_only = DigestConfig {
+            algorithms: vec![Algorithm::Sha256],
+            ..DigestConfig::new("example.com")
+        };
+        let mut sha_only = DigestAuthenticator::new(sha_only, [1; 32]);
+        let md5 = Some(Algorithm::Md5);
+        assert_eq!(offered(&mut sha_only, md5), [Algorithm::Sha256]);
+        let every = DigestConfig {
+            challenge: ChallengeMode::Every,
+            ..DigestConfig::new("example.com")
+        };
+        let mut every = DigestAuthenticator::new(every, [1; 32]);
+        assert_eq!(
+            offered(&mut every, md5),
+            [Algorithm::Sha256, Algorithm::Md5]
+        );
+    }
+
+    /// A right answer over another boot's nonce (another node of the pool sharing the key, or
+    /// this node before a restart) is stale, never accepted; a wrong one is a guess.
+    #[test]
+    fn nonces_of_another_boot_are_stale() {
+        let credentials = Credentials::from_password("alice", "example.com", "pw");
+        let config = DigestConfig::new("example.com");
+        let mut issuer = DigestAuthenticator::new(config.clone(), [1; 32]).with_boot(1);
+        let mut other = DigestAuthenticator::new(config, [1; 32]).with_boot(2);
+        let challenge = issuer.challenge(1_000, false).swap_remove(0);
+        let Ok(challenge) = crate::DigestChallenge::parse(&challenge) else {
+            panic!("challenge must parse");
+        };
+        let answer = |password: &str, nc: u32| {
+            challenge
+                .answer(&crate::ChallengeAnswer {
+                    username: "alice",
+                    password,
+                    method: "REGISTER",
+                    uri: "sip:example.com",
+                    cnonce: "c",
+                    nc,
+                })
+                .to_string()
+        };
+        let verify = |a: &mut DigestAuthenticator, header: &str| {
+            a.verify(2_000, "REGISTER", header, |_| Some(&credentials))
+        };
+        assert_eq!(verify(&mut other, &answer("pw", 1)), Verdict::Stale);
+        assert_eq!(
+            verify(&mut other, &answer("guess", 1)),
+            Verdict::Wrong {
+                username: "alice".into()
+            }
+        );
+        assert!(matches!(
+            verify(&mut issuer, &answer("pw", 1)),
+            Verdict::Authenticated { .. }
+        ));
+        assert!(matches!(
+            verify(&mut issuer, &answer("pw", 1)),
+            Verdict::Rejected { .. }
+        ));
+        // An unknown user looks like a wrong password.
+        let unknown = issuer.verify(2_000, "REGISTER", &answer("pw", 2), |_| None);
+        assert_eq!(
+            unknown,
+            Verdict::Wrong {
+                username: "alice".into()
+            }
+        );
     }
 
     #[test]

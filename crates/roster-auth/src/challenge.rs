@@ -149,11 +149,20 @@ impl DigestChallenge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Credentials, DigestAuthenticator, DigestConfig, Verdict};
+    use crate::{ChallengeMode, Credentials, DigestAuthenticator, DigestConfig, Verdict};
+
+    /// An authenticator offering SHA-256 then MD5, one field each.
+    fn offering_both() -> DigestAuthenticator {
+        let config = DigestConfig {
+            challenge: ChallengeMode::Every,
+            ..DigestConfig::new("example.com")
+        };
+        DigestAuthenticator::new(config, [7; 32])
+    }
 
     #[test]
     fn parses_what_the_authenticator_issues() {
-        let mut authenticator = DigestAuthenticator::new(DigestConfig::new("example.com"), [7; 32]);
+        let mut authenticator = offering_both();
         let values = authenticator.challenge(1_000, true);
         let parsed: Vec<_> = values.iter().map(|v| DigestChallenge::parse(v)).collect();
         let Ok(sha) = parsed[0].clone() else {
@@ -167,7 +176,7 @@ mod tests {
 
     #[test]
     fn answers_are_accepted_by_the_authenticator_for_both_algorithms() {
-        let mut authenticator = DigestAuthenticator::new(DigestConfig::new("example.com"), [7; 32]);
+        let mut authenticator = offering_both();
         let credentials = Credentials::from_password("alice", "example.com", "pw");
         // One fresh nonce per algorithm: both values of one call share a nonce and its counts.
         for index in 0..2 {

@@ -5,6 +5,7 @@
 //! HA1 hashes (never the password).
 //! [`DigestResponse`] parses one `Digest` credentials header value; on the client side,
 //! [`DigestChallenge`] parses a challenge and answers it.
+//! [`GuessLimiter`] bounds password guesses per user and per source.
 //!
 //! **Architecture Invariant:** this crate does no I/O, reads no clock and draws no randomness.
 //! Time (`now_ms`, milliseconds since the Unix epoch) and the nonce key are arguments.
@@ -18,16 +19,21 @@ mod authenticator;
 mod challenge;
 mod credentials;
 mod error;
+mod guesses;
 mod nonce;
 mod nonce_counts;
 mod parse;
 
 pub use algorithm::{ha1, Algorithm, ResponseParts};
 pub use authenticator::{
-    DigestAuthenticator, DigestConfig, Verdict, NONCES_TRACKED_DEFAULT, NONCES_TRACKED_MAX,
-    NONCE_LIFETIME_MS_DEFAULT, NONCE_LIFETIME_MS_MAX, REALM_LENGTH_MAX,
+    ChallengeMode, DigestAuthenticator, DigestConfig, Verdict, NONCES_TRACKED_DEFAULT,
+    NONCES_TRACKED_MAX, NONCE_LIFETIME_MS_DEFAULT, NONCE_LIFETIME_MS_MAX, REALM_LENGTH_MAX,
 };
 pub use challenge::{ChallengeAnswer, DigestChallenge};
 pub use credentials::Credentials;
 pub use error::{AuthError, ConfigError};
-pub use parse::{DigestResponse, AUTHORIZATION_LENGTH_MAX, PARAMETERS_MAX};
+pub use guesses::{
+    source_prefix, Admission, GuessLimiter, GuessLimits, GuessScope, GUESSES_PER_SOURCE_DEFAULT,
+    GUESSES_PER_USER_DEFAULT, GUESS_KEYS_TRACKED_MAX, GUESS_WINDOW_MS_DEFAULT, GUESS_WINDOW_MS_MAX,
+};
+pub use parse::{requested_algorithm, DigestResponse, AUTHORIZATION_LENGTH_MAX, PARAMETERS_MAX};

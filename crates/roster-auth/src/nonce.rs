@@ -1,5 +1,6 @@
-//! Self-validating nonces: hex(issued_ms (8 bytes BE) || counter (8 bytes BE) ||
-//! HMAC-SHA256(key, issued_ms || counter)[..16]), so any node holding the key can check them.
+//! Self-validating nonces: hex(issued_ms (8 bytes BE) || boot (8 bytes BE) || counter (8 bytes
+//! BE) || HMAC-SHA256(key, issued_ms || boot || counter)[..16]), so a node can check them without
+//! state, and a nonce names the process (the boot) that issued it and alone tracks its counts.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -7,8 +8,8 @@ use sha2::Sha256;
 /// HMAC-SHA256, keyed once per authenticator and cloned per use.
 pub(crate) type NonceMac = Hmac<Sha256>;
 
-/// Bytes of issued_ms || counter, the authenticated part of a nonce.
-const NONCE_BODY_LENGTH: usize = 16;
+/// Bytes of issued_ms || boot || counter, the authenticated part of a nonce.
+const NONCE_BODY_LENGTH: usize = 24;
 
 /// Bytes of the truncated HMAC tag; 128 bits keep forgery out of reach.
 const NONCE_TAG_LENGTH: usize = 16;
@@ -22,6 +23,9 @@ const NONCE_HEX_LENGTH: usize = 2 * (NONCE_BODY_LENGTH + NONCE_TAG_LENGTH);
 pub(crate) struct NonceId {
     /// When the nonce was issued, milliseconds since the Unix epoch.
     pub(crate) issued_ms: u64,
+    /// The boot of the process that issued it: random per process start, so a nonce from
+    /// another node or from before a restart is recognised as not ours to count.
+    pub(crate) boot: u64,
     /// The issuing node's challenge counter, which separates nonces of one millisecond.
     pub(crate) counter: u64,
 }
@@ -56,13 +60,15 @@ impl NonceId {
             .chain_update(body)
             .verify_truncated_left(tag)
             .ok()?;
-        let mut issued_ms = [0u8; 8];
-        let mut counter = [0u8; 8];
-        issued_ms.copy_from_slice(&body[..8]);
-        counter.copy_from_slice(&body[8..]);
+        let word = |index: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&body[8 * index..8 * (index + 1)]);
+            u64::from_be_bytes(bytes)
+        };
         Some(NonceId {
-            issued_ms: u64::from_be_bytes(issued_ms),
-            counter: u64::from_be_bytes(counter),
+            issued_ms: word(0),
+            boot: word(1),
+            counter: word(2),
         })
     }
 
@@ -75,7 +81,8 @@ impl NonceId {
     fn body(self) -> [u8; NONCE_BODY_LENGTH] {
         let mut body = [0u8; NONCE_BODY_LENGTH];
         body[..8].copy_from_slice(&self.issued_ms.to_be_bytes());
-        body[8..].copy_from_slice(&self.counter.to_be_bytes());
+        body[8..16].copy_from_slice(&self.boot.to_be_bytes());
+        body[16..].copy_from_slice(&self.counter.to_be_bytes());
         body
     }
 }
@@ -95,6 +102,7 @@ mod tests {
     fn round_trips_with_the_same_key() {
         let id = NonceId {
             issued_ms: 1_700_000_000_000,
+            boot: 0x0123_4567_89ab_cdef,
             counter: 7,
         };
         let nonce = id.encode(&mac(1));
@@ -107,6 +115,7 @@ mod tests {
     fn refuses_altered_and_non_canonical_nonces() {
         let id = NonceId {
             issued_ms: 5,
+            boot: 3,
             counter: 0,
         };
         let nonce = id.encode(&mac(1));
@@ -124,6 +133,7 @@ mod tests {
     fn expiry_is_inclusive_and_tolerates_future_nonces() {
         let id = NonceId {
             issued_ms: 1_000,
+            boot: 0,
             counter: 0,
         };
         assert!(!id.is_expired(1_999, 1_000));

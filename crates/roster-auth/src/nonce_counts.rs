@@ -99,6 +99,7 @@ mod tests {
     fn id(issued_ms: u64) -> NonceId {
         NonceId {
             issued_ms,
+            boot: 0,
             counter: 0,
         }
     }

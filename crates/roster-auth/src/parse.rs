@@ -117,6 +117,25 @@ impl fmt::Display for DigestResponse {
     }
 }
 
+/// The algorithm a `Digest` credentials value names, if any, read leniently: the value need
+/// not be complete (IMS-style initial credentials carry an empty nonce and response) and
+/// parameters after a syntax error are ignored. A registrar uses it to challenge a client with
+/// the algorithm the client asks for.
+pub fn requested_algorithm(value: &str) -> Option<Algorithm> {
+    if value.len() > AUTHORIZATION_LENGTH_MAX {
+        return None;
+    }
+    let mut cursor = Cursor::new(value);
+    cursor.expect_digest_scheme().ok()?;
+    for _ in 0..PARAMETERS_MAX {
+        let (name, parameter_value) = cursor.next_parameter().ok()??;
+        if name.eq_ignore_ascii_case("algorithm") {
+            return parameter_value.parse().ok();
+        }
+    }
+    None
+}
+
 /// The known parameters' raw values, indexed like [`KNOWN_PARAMETERS`].
 #[derive(Default)]
 struct RawFields([Option<String>; KNOWN_PARAMETERS.len()]);
@@ -284,14 +303,18 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads `"..."` with `\` escaping the next character; control characters other than tab
-    /// are refused.
+    /// are refused, escaped or not (found by fuzzing: an escaped one did not print back).
     fn quoted_string(&mut self) -> Result<String, AuthError> {
         let start = self.position + 1;
         let rest = self.text.get(start..).unwrap_or_default();
         let mut value = String::new();
         let mut escaped = false;
         for (offset, character) in rest.char_indices() {
-            if escaped {
+            if escaped && character.is_ascii_control() && character != '\t' {
+                // quoted-pair is "\" (HTAB / SP / VCHAR / obs-text) (RFC 7230 §3.2.6).
+                self.position = start + offset;
+                return Err(self.syntax_error("quoted text without control characters"));
+            } else if escaped {
                 value.push(character);
                 escaped = false;
             } else if character == '\\' {
@@ -471,6 +494,33 @@ mod tests {
         assert_eq!(
             DigestResponse::parse(broken),
             Err(AuthError::MissingParameter("response"))
+        );
+    }
+
+    #[test]
+    fn escaped_control_characters_are_refused() {
+        let value =
+            "Digest username=\"a\\\u{1d}b\", realm=r, nonce=\"n\", uri=\"u\", response=\"x\"";
+        assert!(matches!(
+            DigestResponse::parse(value),
+            Err(AuthError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn requested_algorithm_reads_incomplete_credentials() {
+        let ims = r#"Digest username="u1", realm="example.com", nonce="", uri="sip:example.com", response="", algorithm=SHA-256"#;
+        assert_eq!(requested_algorithm(ims), Some(Algorithm::Sha256));
+        assert_eq!(
+            requested_algorithm(r#"digest username="u1", ALGORITHM=md5"#),
+            Some(Algorithm::Md5)
+        );
+        assert_eq!(requested_algorithm(r#"Digest username="u1""#), None);
+        assert_eq!(requested_algorithm(r#"Digest algorithm=SHA-512-256"#), None);
+        assert_eq!(requested_algorithm(r#"Basic algorithm=MD5"#), None);
+        assert_eq!(
+            requested_algorithm(r#"Digest username="u1" broken, algorithm=MD5"#),
+            None
         );
     }
 

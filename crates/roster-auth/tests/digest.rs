@@ -1,8 +1,8 @@
 //! End-to-end tests through the public API: challenge, client response, verdict.
 
 use roster_auth::{
-    Algorithm, Credentials, DigestAuthenticator, DigestConfig, DigestResponse, ResponseParts,
-    Verdict,
+    Algorithm, ChallengeMode, Credentials, DigestAuthenticator, DigestConfig, DigestResponse,
+    ResponseParts, Verdict,
 };
 
 const REALM: &str = "example.com";
@@ -40,8 +40,13 @@ fn parse_challenge(challenge: &str) -> Challenge {
     }
 }
 
+/// Offers every algorithm, one field each: these tests are about the algorithms.
 fn authenticator() -> DigestAuthenticator {
-    DigestAuthenticator::new(DigestConfig::new(REALM), KEY)
+    let config = DigestConfig {
+        challenge: ChallengeMode::Every,
+        ..DigestConfig::new(REALM)
+    };
+    DigestAuthenticator::new(config, KEY)
 }
 
 fn alice() -> Credentials {
@@ -94,6 +99,11 @@ fn is_rejected(verdict: &Verdict) -> bool {
     matches!(verdict, Verdict::Rejected { .. })
 }
 
+/// A password guess: wrong password, or a user without credentials.
+fn is_wrong(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Wrong { .. })
+}
+
 fn is_malformed(verdict: &Verdict) -> bool {
     matches!(verdict, Verdict::Malformed { .. })
 }
@@ -105,7 +115,7 @@ fn challenge_for(
     algorithm: Algorithm,
 ) -> Challenge {
     authenticator
-        .challenge(now_ms, false)
+        .challenge_for(now_ms, false, Some(algorithm))
         .iter()
         .map(|value| parse_challenge(value))
         .find(|challenge| challenge.algorithm == algorithm)
@@ -145,15 +155,24 @@ fn round_trip_succeeds_for_both_algorithms() {
     }
 }
 
+/// Another node of the pool (same key, another boot), or this node after a restart, answers
+/// a right response over the nonce with a fresh challenge (`Stale`), never with success: a
+/// captured `Authorization` replays nowhere but on its issuer, which counts its nc.
 #[test]
-fn another_node_with_the_same_key_accepts_the_nonce() {
-    let mut issuer = authenticator();
-    let mut other_node = authenticator();
+fn another_boot_with_the_same_key_finds_the_nonce_stale() {
+    let mut issuer = authenticator().with_boot(1);
+    let mut other_node = authenticator().with_boot(2);
     let challenge = challenge_for(&mut issuer, START_MS, Algorithm::Sha256);
     let header = answer(&challenge, "alice", "wonderland", 1).to_string();
     assert_eq!(
         verify(&mut other_node, START_MS + 10, &header),
-        authenticated()
+        Verdict::Stale
+    );
+    assert_eq!(verify(&mut issuer, START_MS + 10, &header), authenticated());
+    let mut restarted = authenticator().with_boot(3);
+    assert_eq!(
+        verify(&mut restarted, START_MS + 20, &header),
+        Verdict::Stale
     );
     let mut stranger = DigestAuthenticator::new(DigestConfig::new(REALM), [8; 32]);
     assert!(is_rejected(&verify(&mut stranger, START_MS + 10, &header)));
@@ -191,18 +210,19 @@ fn wrong_password_is_rejected() {
     let mut authenticator = authenticator();
     let challenge = challenge_for(&mut authenticator, START_MS, Algorithm::Sha256);
     let header = answer(&challenge, "alice", "looking-glass", 1).to_string();
-    assert!(is_rejected(&verify(&mut authenticator, START_MS, &header)));
+    assert!(is_wrong(&verify(&mut authenticator, START_MS, &header)));
 }
 
+/// An unknown user gets the verdict of a wrong password: nothing tells them apart.
 #[test]
-fn unknown_user_is_rejected() {
+fn unknown_user_looks_like_a_wrong_password() {
     let mut authenticator = authenticator();
     let challenge = challenge_for(&mut authenticator, START_MS, Algorithm::Sha256);
     let header = answer(&challenge, "mallory", "wonderland", 1).to_string();
     assert_eq!(
         verify(&mut authenticator, START_MS, &header),
-        Verdict::Rejected {
-            reason: "unknown user".to_owned()
+        Verdict::Wrong {
+            username: "mallory".to_owned()
         }
     );
 }
@@ -217,7 +237,7 @@ fn user_without_a_hash_for_the_algorithm_is_rejected() {
         ..alice()
     };
     let verdict = authenticator.verify(START_MS, "REGISTER", &header, |_| Some(&sha256_only));
-    assert!(is_rejected(&verdict));
+    assert!(is_wrong(&verdict));
 }
 
 #[test]
@@ -292,9 +312,9 @@ fn expired_nonce_is_stale() {
         verify(&mut authenticator, START_MS + lifetime_ms, &header),
         Verdict::Stale
     );
-    // A wrong password on an expired nonce is still a plain rejection.
+    // A wrong password on an expired nonce is still a wrong answer.
     let wrong = answer(&challenge, "alice", "looking-glass", 1).to_string();
-    assert!(is_rejected(&verify(
+    assert!(is_wrong(&verify(
         &mut authenticator,
         START_MS + lifetime_ms,
         &wrong
@@ -443,10 +463,9 @@ fn reasons_never_contain_secrets() {
     let mut authenticator = authenticator();
     let challenge = challenge_for(&mut authenticator, START_MS, Algorithm::Sha256);
     let wrong = answer(&challenge, "alice", "looking-glass", 1);
-    let Verdict::Rejected { reason } = verify(&mut authenticator, START_MS, &wrong.to_string())
-    else {
-        panic!("wrong password must be rejected");
-    };
+    let verdict = verify(&mut authenticator, START_MS, &wrong.to_string());
+    assert!(is_wrong(&verdict));
+    let reason = format!("{verdict:?}");
     let stored = alice();
     for secret in [stored.ha1_md5, stored.ha1_sha256].into_iter().flatten() {
         assert!(!reason.contains(&secret));

@@ -360,10 +360,14 @@ impl Client {
         session.busy = true;
         session.cseq = session.cseq.wrapping_add(1);
         let (method, uri) = method_and_uri(&op.kind, &self.config.domain_uri, &session.aor);
+        let algorithm = self.config.algorithm;
+        let realm = &self.config.domain_uri.host;
         let authorization = session.credentials.as_ref().and_then(|credentials| {
+            let uri = uri.to_string();
             session
                 .digest
-                .authorization(credentials, method.as_str(), &uri.to_string())
+                .authorization(credentials, method.as_str(), &uri)
+                .or_else(|| algorithm.map(|a| DigestState::hint(credentials, realm, &uri, a)))
         });
         let branch = format!("{BRANCH_COOKIE}{}.{id:x}", self.config.run_tag);
         let link = session.link;

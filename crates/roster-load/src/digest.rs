@@ -119,6 +119,21 @@ impl DigestState {
         ChallengeVerdict::Retry
     }
 
+    /// Credentials announcing `algorithm` before any challenge (IMS-style: empty nonce and
+    /// response), so that a registrar offering one challenge offers this algorithm.
+    pub fn hint(
+        credentials: &UserCredentials,
+        realm: &str,
+        uri: &str,
+        algorithm: Algorithm,
+    ) -> (HeaderName, String) {
+        let value = format!(
+            "Digest username=\"{}\", realm=\"{realm}\", nonce=\"\", uri=\"{uri}\", response=\"\", algorithm={algorithm}",
+            credentials.username
+        );
+        (HeaderName::Authorization, value)
+    }
+
     /// Whether a challenge is cached, so requests carry credentials before being asked.
     pub fn has_challenge(&self) -> bool {
         self.current.is_some()
@@ -185,6 +200,7 @@ mod tests {
     fn answers_and_reuses_the_nonce_until_stale() {
         let mut config = DigestConfig::new("example.com");
         config.nonce_lifetime_ms = 10_000;
+        config.challenge = roster_auth::ChallengeMode::Every;
         let mut server = DigestAuthenticator::new(config, [1; 32]);
         let stored = Credentials::from_password("alice", "example.com", "pw");
         let mut state = DigestState::default();

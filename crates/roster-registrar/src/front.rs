@@ -1,15 +1,20 @@
 //! The stateless half of the registrar: RFC 3261 §10.3 steps 1–6 on a parsed request, and the
 //! answers built from what the registry returns.
 
-use std::net::SocketAddr;
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 
-use roster_auth::{DigestAuthenticator, Verdict};
+use roster_auth::{
+    Admission, AuthError, DigestAuthenticator, DigestResponse, GuessLimiter, GuessScope, Verdict,
+};
 use roster_sip::{Contacts, HeaderError, HeaderName, Method, NameAddr, Request, Response};
 
 use crate::apply::Refusal;
 use crate::binding::{Binding, BindingKey};
 use crate::command::{Command, ContactChange, ContactUpdate, RegisterCommand};
 use crate::directory::Directory;
+use crate::networks::Networks;
 use crate::policy::Policy;
 use crate::response::{binding_contact, reply, ALLOWED_METHODS, SUPPORTED_OPTION_TAGS};
 
@@ -58,6 +63,42 @@ pub struct FrontConfig {
     pub open_directory: bool,
     /// The `Server` header value.
     pub server: String,
+    /// Hosts that name this registrar in a REGISTER's Request-URI besides `domains`: the
+    /// node's own addresses, as phones set up with a server IP send (`sip:192.0.2.10:5060`;
+    /// the port is not compared). The AOR's domain is still checked. Lowercase, IPv6 without
+    /// brackets. Default: none.
+    pub own_hosts: Vec<String>,
+    /// Sources that may look users up (a request other than REGISTER for a user) without
+    /// authenticating; others are challenged, so that nobody else learns which users exist
+    /// or where they are. Default: none.
+    pub trusted: Networks,
+}
+
+/// Most events [`Front::poll_event`] keeps; the caller drains them after each request, so
+/// one request's few events always fit.
+pub const FRONT_EVENTS_MAX: usize = 64;
+
+/// What the front saw that the caller logs or counts (it does neither itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrontEvent {
+    /// A wrong answer to a challenge: a password guess.
+    WrongAnswer,
+    /// A bound of the guess limiter was reached; reported once per window.
+    GuessLimitReached {
+        /// Which bound.
+        scope: GuessScope,
+        /// The user name guessed at.
+        username: String,
+        /// The guessing source.
+        source: IpAddr,
+        /// Seconds until the window ends.
+        retry_after_s: u32,
+    },
+    /// A request refused unchecked (`503`) because a bound is reached.
+    GuessRefused {
+        /// Which bound.
+        scope: GuessScope,
+    },
 }
 
 /// What to do with a request after the stateless steps.
@@ -101,11 +142,14 @@ pub struct RegisterReply {
 ///
 /// Method families: [`Front::handle_request`] turns a request into an [`Action`];
 /// [`Front::answer_register`], [`Front::answer_lookup`] and [`Front::answer_unavailable`] turn
-/// the store's result into the response. Time is always an argument.
+/// the store's result into the response; [`Front::poll_event`] yields what to log and count.
+/// Time is always an argument.
 pub struct Front {
     config: FrontConfig,
     directory: Directory,
     authenticator: Option<DigestAuthenticator>,
+    guesses: Option<GuessLimiter<RandomState>>,
+    events: VecDeque<FrontEvent>,
 }
 
 /// A problem that ends a request with one response.
@@ -147,6 +191,8 @@ impl Front {
             config,
             directory,
             authenticator,
+            guesses: None,
+            events: VecDeque::new(),
         }
     }
 
@@ -158,6 +204,18 @@ impl Front {
     /// How many users the directory holds.
     pub fn directory_len(&self) -> usize {
         self.directory.len()
+    }
+
+    /// The same front bounding password guesses with `limiter`.
+    #[must_use]
+    pub fn with_guess_limiter(mut self, limiter: GuessLimiter<RandomState>) -> Front {
+        self.guesses = Some(limiter);
+        self
+    }
+
+    /// The next event to log or count, oldest first.
+    pub fn poll_event(&mut self) -> Option<FrontEvent> {
+        self.events.pop_front()
     }
 
     /// The settings in force.
@@ -182,7 +240,7 @@ impl Front {
             Ok(common) if request.method == Method::Register => {
                 self.register(request, common, context)
             }
-            Ok(_) => self.route(request),
+            Ok(_) => self.route(request, context),
         };
         match result {
             Ok(action) => action,
@@ -268,6 +326,18 @@ impl Front {
         self.config.domains.contains(&host)
     }
 
+    /// Whether a REGISTER's Request-URI host names this registrar: a served domain, or one of
+    /// its own addresses.
+    fn is_registrar(&self, host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        self.serves(host)
+            || self
+                .config
+                .own_hosts
+                .iter()
+                .any(|own| own.eq_ignore_ascii_case(bare))
+    }
+
     fn is_known(&self, aor: &str) -> bool {
         self.directory.by_aor(aor).is_some() || self.config.open_directory
     }
@@ -279,14 +349,15 @@ impl Front {
         common: Common,
         context: &RequestContext,
     ) -> Result<Action, Reject> {
-        // Step 1: the Request-URI names a domain we hold bindings for.
-        if !self.serves(&request.uri.host) {
+        // Step 1: the Request-URI names a domain we hold bindings for (or this registrar by
+        // its address; the AOR's domain is checked below).
+        if !self.is_registrar(&request.uri.host) {
             return Err(Reject::new(404, "Domain Not Served"));
         }
         // Step 2: every Require'd extension is supported.
         check_require(request)?;
         // Step 3: authentication.
-        let authenticated = self.authenticate(request, context.now_ms)?;
+        let authenticated = self.authenticate(request, context)?;
         // Step 5 before 4: authorization needs the AOR, and an unknown AOR is a 404.
         let to = common.to;
         let aor = to.uri.aor();
@@ -343,34 +414,100 @@ impl Front {
         })
     }
 
-    /// Digest authentication; `Ok(None)` when it is off.
-    fn authenticate(&mut self, request: &Request, now_ms: u64) -> Result<Option<String>, Reject> {
-        let Some(authenticator) = self.authenticator.as_mut() else {
+    /// Digest authentication; `Ok(None)` when it is off. Answers are admitted by the guess
+    /// limiter first, and wrong ones counted.
+    fn authenticate(
+        &mut self,
+        request: &Request,
+        context: &RequestContext,
+    ) -> Result<Option<String>, Reject> {
+        let Front {
+            authenticator,
+            directory,
+            guesses,
+            events,
+            ..
+        } = self;
+        let Some(authenticator) = authenticator.as_mut() else {
             return Ok(None);
         };
-        let realm = authenticator.realm().to_string();
-        let authorization = request
+        let (now_ms, source) = (context.now_ms, context.source.ip());
+        let requested = request
             .headers
             .get_all(&HeaderName::Authorization)
-            .find(|value| digest_realm(value).is_some_and(|r| r == realm));
-        let verdict = match authorization {
-            None => None,
-            Some(value) => {
-                let directory = &self.directory;
-                Some(
-                    authenticator.verify(now_ms, request.method.as_str(), value, |username| {
-                        directory.by_username(username).map(|u| &u.credentials)
-                    }),
-                )
+            .find_map(roster_auth::requested_algorithm);
+        let realm = authenticator.realm();
+        let parsed = request
+            .headers
+            .get_all(&HeaderName::Authorization)
+            .find(|value| digest_realm(value).is_some_and(|r| r == realm))
+            .map(DigestResponse::parse);
+        if let Some(limiter) = guesses.as_ref() {
+            let username = match &parsed {
+                Some(Ok(response)) => Some(response.username.as_str()),
+                _ => None,
+            };
+            if let Admission::Limited {
+                scope,
+                retry_after_s,
+            } = limiter.admit(username, source, now_ms)
+            {
+                push_event(events, FrontEvent::GuessRefused { scope });
+                return Err(Reject::new(503, "Too Many Failed Attempts")
+                    .with_header(HeaderName::RetryAfter, retry_after_s.to_string()));
             }
+        }
+        let verdict = match parsed {
+            None | Some(Err(AuthError::UnsupportedAlgorithm(_))) => None,
+            Some(Err(error)) => {
+                return Err(Reject::new(
+                    400,
+                    format!("Bad Authorization header: {error}"),
+                ))
+            }
+            Some(Ok(response)) => Some(authenticator.verify_response(
+                now_ms,
+                request.method.as_str(),
+                &response,
+                |username| directory.by_username(username).map(|u| &u.credentials),
+            )),
         };
         let stale = match verdict {
-            Some(Verdict::Authenticated { username }) => return Ok(Some(username)),
+            Some(Verdict::Authenticated { username }) => {
+                if let Some(limiter) = guesses.as_mut() {
+                    limiter.record_success(&username, source);
+                }
+                return Ok(Some(username));
+            }
             Some(Verdict::Malformed { reason }) => {
                 return Err(Reject::new(
                     400,
                     format!("Bad Authorization header: {reason}"),
                 ))
+            }
+            Some(Verdict::Wrong { username }) => {
+                push_event(events, FrontEvent::WrongAnswer);
+                if let Some(limiter) = guesses.as_mut() {
+                    for reached in limiter.record_wrong(&username, source, now_ms) {
+                        if let Admission::Limited {
+                            scope,
+                            retry_after_s,
+                        } = reached
+                        {
+                            let username = username.clone();
+                            push_event(
+                                events,
+                                FrontEvent::GuessLimitReached {
+                                    scope,
+                                    username,
+                                    source,
+                                    retry_after_s,
+                                },
+                            );
+                        }
+                    }
+                }
+                false
             }
             Some(Verdict::Stale) => true,
             Some(Verdict::Rejected { .. }) | None => false,
@@ -380,14 +517,16 @@ impl Front {
             reason: None,
             headers: Vec::new(),
         };
-        for challenge in authenticator.challenge(now_ms, stale) {
+        for challenge in authenticator.challenge_for(now_ms, stale, requested) {
             reject = reject.with_header(HeaderName::WwwAuthenticate, challenge);
         }
         Err(reject)
     }
 
-    /// A request other than REGISTER: OPTIONS to the server, or a redirect for an AOR.
-    fn route(&self, request: &Request) -> Result<Action, Reject> {
+    /// A request other than REGISTER: OPTIONS to the server, or a redirect for an AOR. A
+    /// lookup from an untrusted source must authenticate first: before that, every user, real
+    /// or not, gets the same challenge.
+    fn route(&mut self, request: &Request, context: &RequestContext) -> Result<Action, Reject> {
         let uri = &request.uri;
         if uri.user.is_none() {
             return match request.method {
@@ -398,6 +537,9 @@ impl Front {
         if request.method == Method::Cancel {
             // Every INVITE is answered at once, so no transaction is left to cancel.
             return Err(Reject::new(481, "Call/Transaction Does Not Exist"));
+        }
+        if !self.config.trusted.contains(context.source.ip()) {
+            self.authenticate(request, context)?;
         }
         let aor = uri.aor();
         if !self.serves(&uri.host) || !self.is_known(&aor) {
@@ -414,6 +556,12 @@ impl Front {
             .push(HeaderName::Supported, SUPPORTED_OPTION_TAGS.join(", "));
         response.headers.push(HeaderName::Accept, "application/sdp");
         response
+    }
+}
+
+fn push_event(events: &mut VecDeque<FrontEvent>, event: FrontEvent) {
+    if events.len() < FRONT_EVENTS_MAX {
+        events.push_back(event);
     }
 }
 

@@ -22,6 +22,7 @@ mod command;
 mod date;
 mod directory;
 mod front;
+mod networks;
 mod policy;
 mod registry;
 mod response;
@@ -32,7 +33,10 @@ pub use binding::{Binding, BindingKey};
 pub use command::{Command, ContactChange, ContactUpdate, RegisterCommand};
 pub use date::http_date;
 pub use directory::{Directory, DirectoryError, User};
-pub use front::{Action, Front, FrontConfig, RequestContext, Transport};
+pub use front::{
+    Action, Front, FrontConfig, FrontEvent, RequestContext, Transport, FRONT_EVENTS_MAX,
+};
+pub use networks::{Network, NetworkError, Networks, NETWORKS_MAX};
 pub use policy::{Overflow, Policy, PolicyError};
 pub use registry::{CommandOutcome, Registry};
 pub use response::SUPPORTED_OPTION_TAGS;

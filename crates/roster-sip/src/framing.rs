@@ -101,7 +101,9 @@ impl StreamFramer {
         self.buffer.len() - self.start
     }
 
-    fn pending(&self) -> &[u8] {
+    /// The bytes received and not yet returned in a frame: after an error, the start of the
+    /// message at fault, from which [`crate::error_response_with`] may build an answer.
+    pub fn pending(&self) -> &[u8] {
         &self.buffer[self.start..]
     }
 

@@ -23,6 +23,7 @@ pub mod header;
 pub mod message;
 pub mod name_addr;
 pub mod parse;
+pub mod salvage;
 mod scan;
 pub mod uri;
 pub mod via;
@@ -33,6 +34,7 @@ pub use header::{split_comma_list, CSeq, Header, HeaderName, Headers};
 pub use message::{reason_phrase, Message, Method, Request, Response};
 pub use name_addr::{Contacts, NameAddr};
 pub use parse::parse_message;
+pub use salvage::{error_response, error_response_with, SALVAGE_LINES_MAX};
 pub use uri::{Param, Scheme, Uri};
 pub use via::Via;
 

@@ -9,7 +9,7 @@
 //! Each property stops after [`CASES_DEFAULT`] cases or [`SECONDS_DEFAULT`] seconds, whichever
 //! comes first, so the whole file stays well under 20 s in debug builds. Set
 //! `ROSTER_FUZZ_SECS=<seconds>` to run each property for that long instead (no case limit).
-//! For open-ended runs use the cargo-fuzz target in `crates/roster-sip/fuzz/`.
+//! For open-ended runs use the cargo-fuzz targets in `fuzz/` (`scripts/fuzz`).
 
 mod common;
 

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use roster_auth::Algorithm;
-use roster_registrar::{Overflow, Policy};
+use roster_auth::{Algorithm, ChallengeMode, GuessLimits};
+use roster_registrar::{Networks, Overflow, Policy};
 use serde::Deserialize;
 
 /// A configuration that cannot be used; the message names the key and the problem.
@@ -140,6 +140,26 @@ pub struct RawSip {
     /// A TCP or TLS connection idle this long is closed. Default 7,500 s (longer than the
     /// default maximum registration interval, so a client refreshing on time keeps its flow).
     pub connection_idle_timeout_s: Option<u64>,
+    /// Open TCP and TLS connections per source address (an IPv6 /64 counts as one), except
+    /// from `trusted_networks`. Default 64, bound 1..=connections_max.
+    pub connections_per_source_max: Option<usize>,
+    /// A message begun on a TCP or TLS connection (and a new connection's first message) must
+    /// be complete within this many seconds, or the connection is closed. Default 10, bound
+    /// 1..=300.
+    pub message_timeout_s: Option<u64>,
+    /// UDP requests per second one source address (an IPv6 /64 counts as one) may send,
+    /// except from `trusted_networks`; the excess is dropped before parsing. Bursts of twice
+    /// the rate pass. Default 200, bound 1..=1,000,000.
+    pub source_requests_per_s_max: Option<u32>,
+    /// Sources (`"10.0.0.0/8"`, `"2001:db8::/32"`, `"192.0.2.7"`) that may look users up
+    /// without authenticating and are exempt from the per-source limits: edge proxies, SBCs,
+    /// trusted test drivers. Default none, at most 64.
+    #[serde(default)]
+    pub trusted_networks: Vec<String>,
+    /// Hosts that name this registrar in a REGISTER's Request-URI besides `domains` (phones
+    /// set up with a server IP send `sip:192.0.2.10:5060`). Default: the IP addresses of the
+    /// listen addresses (not `0.0.0.0` or `::`); `[]` accepts domains only.
+    pub own_hosts: Option<Vec<String>>,
 }
 
 /// `[registrar]`.
@@ -182,6 +202,18 @@ pub struct RawAuth {
     pub open_directory: bool,
     /// The nonce key file shared by a pool's nodes (64 hex digits). Default: a random key.
     pub nonce_key_file: Option<PathBuf>,
+    /// How a `401` offers `algorithms`: `"single"` (default): one `WWW-Authenticate`, for the
+    /// algorithm the request names in an `Authorization`, else MD5 (when listed), which every
+    /// client answers; `"every"`: one per algorithm, preferred first (RFC 8760 section 2.4).
+    pub challenge: Option<String>,
+    /// Wrong answers per user name per `guess_window_s` before the user's answers from
+    /// sources it never authenticated from are refused (`503`). Default 10, bound 1..=10,000.
+    pub guesses_per_user_max: Option<u32>,
+    /// Wrong answers per source per `guess_window_s` before its requests are refused (`503`).
+    /// Default 20, bound 1..=10,000.
+    pub guesses_per_source_max: Option<u32>,
+    /// The guess window, seconds. Default 60, bound 1..=86,400.
+    pub guess_window_s: Option<u64>,
 }
 
 impl Default for RawNode {
@@ -203,9 +235,17 @@ impl Default for RawAuth {
             users_file: None,
             open_directory: false,
             nonce_key_file: None,
+            challenge: None,
+            guesses_per_user_max: None,
+            guesses_per_source_max: None,
+            guess_window_s: None,
         }
     }
 }
+
+/// Most wrong answers per window a bound may allow: past ten thousand a minute the bound no
+/// longer slows a guesser.
+const GUESSES_MAX: u32 = 10_000;
 
 /// Most async worker threads a node may ask for.
 pub const WORKER_THREADS_MAX: usize = 256;
@@ -242,6 +282,16 @@ pub struct Config {
     pub connections_max: usize,
     /// Idle stream connections are closed after this.
     pub connection_idle_timeout_s: u64,
+    /// Stream connections per untrusted source at most.
+    pub connections_per_source_max: usize,
+    /// A begun stream message must complete within this.
+    pub message_timeout_s: u64,
+    /// UDP requests per second per untrusted source.
+    pub source_requests_per_s_max: u32,
+    /// Sources exempt from per-source limits that may look users up without authenticating.
+    pub trusted_networks: Networks,
+    /// Hosts naming this registrar in a REGISTER's Request-URI besides the domains.
+    pub own_hosts: Vec<String>,
     /// Registrar limits.
     pub policy: Policy,
     /// Purge period.
@@ -297,6 +347,10 @@ pub struct AuthConfig {
     pub algorithms: Vec<Algorithm>,
     /// Nonce lifetime in seconds.
     pub nonce_lifetime_s: u64,
+    /// How a challenge offers the algorithms.
+    pub challenge: ChallengeMode,
+    /// Password-guess bounds.
+    pub guesses: GuessLimits,
 }
 
 impl Config {
@@ -361,6 +415,31 @@ impl Config {
             1,
             86_400 * 7,
         )?;
+        let connections_per_source_max = bounded(
+            "sip.connections_per_source_max",
+            sip.connections_per_source_max,
+            64.min(connections_max),
+            1,
+            connections_max,
+        )?;
+        let message_timeout_s =
+            bounded("sip.message_timeout_s", sip.message_timeout_s, 10, 1, 300)?;
+        let source_requests_per_s_max = bounded(
+            "sip.source_requests_per_s_max",
+            sip.source_requests_per_s_max,
+            200,
+            1,
+            1_000_000,
+        )?;
+        let trusted_networks = Networks::parse(&sip.trusted_networks)
+            .map_err(|error| invalid(format!("sip.trusted_networks: {error}")))?;
+        let own_hosts = match &sip.own_hosts {
+            Some(hosts) => hosts
+                .iter()
+                .map(|host| host.trim().trim_matches(['[', ']']).to_ascii_lowercase())
+                .collect(),
+            None => listen_hosts(sip),
+        };
         let policy = policy(&raw.registrar)?;
         let purge_interval_s = bounded(
             "registrar.purge_interval_s",
@@ -396,6 +475,11 @@ impl Config {
             tls_files,
             connections_max,
             connection_idle_timeout_s,
+            connections_per_source_max,
+            message_timeout_s,
+            source_requests_per_s_max,
+            trusted_networks,
+            own_hosts,
             policy,
             purge_interval_s,
             auth,
@@ -406,6 +490,18 @@ impl Config {
             nonce_key_file: raw.auth.nonce_key_file.map(|file| base.join(file)),
         })
     }
+}
+
+/// The specific IP addresses among the SIP listen addresses, once each.
+fn listen_hosts(sip: &RawSip) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for address in sip.udp.iter().chain(&sip.tcp).chain(&sip.tls) {
+        let host = address.ip().to_string();
+        if !address.ip().is_unspecified() && !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
 }
 
 fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
@@ -544,10 +640,45 @@ fn auth(raw: &RawAuth, domains: &[String]) -> Result<Option<AuthConfig>, ConfigE
         10,
         86_400,
     )?;
+    let challenge = match raw.challenge.as_deref() {
+        None | Some("single") => ChallengeMode::Single,
+        Some("every") => ChallengeMode::Every,
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "auth.challenge: unknown mode {other:?} (use \"single\" or \"every\")"
+            )))
+        }
+    };
+    let defaults = GuessLimits::default();
+    let guesses = GuessLimits {
+        per_user_max: bounded(
+            "auth.guesses_per_user_max",
+            raw.guesses_per_user_max,
+            defaults.per_user_max,
+            1,
+            GUESSES_MAX,
+        )?,
+        per_source_max: bounded(
+            "auth.guesses_per_source_max",
+            raw.guesses_per_source_max,
+            defaults.per_source_max,
+            1,
+            GUESSES_MAX,
+        )?,
+        window_ms: bounded(
+            "auth.guess_window_s",
+            raw.guess_window_s,
+            defaults.window_ms / 1000,
+            1,
+            86_400,
+        )? * 1000,
+    };
     Ok(Some(AuthConfig {
         realm: raw.realm.clone().unwrap_or_else(|| domains[0].clone()),
         algorithms,
         nonce_lifetime_s,
+        challenge,
+        guesses,
     }))
 }
 
@@ -574,6 +705,13 @@ mod tests {
         let auth = config.auth.expect("auth on by default");
         assert_eq!(auth.realm, "example.com");
         assert_eq!(auth.algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+        assert_eq!(auth.challenge, ChallengeMode::Single);
+        assert_eq!(auth.guesses, GuessLimits::default());
+        assert_eq!(config.own_hosts, ["127.0.0.1"]);
+        assert!(config.trusted_networks.is_empty());
+        assert_eq!(config.connections_per_source_max, 64);
+        assert_eq!(config.message_timeout_s, 10);
+        assert_eq!(config.source_requests_per_s_max, 200);
     }
 
     #[test]
@@ -618,6 +756,18 @@ mod tests {
             (
                 "[node]\nworker_threads = 0\n[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]",
                 "node.worker_threads = 0",
+            ),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\ntrusted_networks = [\"10.0.0.0/33\"]",
+                "sip.trusted_networks",
+            ),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[auth]\nchallenge = \"both\"",
+                "auth.challenge",
+            ),
+            (
+                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[auth]\nguesses_per_user_max = 0",
+                "auth.guesses_per_user_max = 0",
             ),
         ];
         for (text, expected) in cases {

@@ -20,6 +20,7 @@
 //! config        the node's TOML → a checked Config (reads no other file)
 //! topology      a pool's topology file
 //! users         the users file (HA1 hashes)
+//! secret        writing files only their owner may read (keys, tokens, hashes)
 //! admin_api     the admin routes and bearer token, shared with the commands
 //! clock         the one wall-clock read, and a monotonic clock
 //! ```
@@ -39,6 +40,7 @@ pub mod config;
 pub mod http;
 pub mod node;
 pub mod pool_admin;
+pub mod secret;
 pub mod sip;
 pub mod store;
 pub mod telemetry;

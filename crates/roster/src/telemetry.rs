@@ -19,6 +19,21 @@ pub const SIP_STRAY_RESPONSES: &str = "roster_sip_stray_responses_total";
 pub const SIP_REQUEST_DURATION: &str = "roster_sip_request_duration_seconds";
 /// Requests the store could not take (answered `503`).
 pub const STORE_UNAVAILABLE: &str = "roster_store_unavailable_total";
+/// Counter: wrong answers to digest challenges (password guesses).
+pub const AUTH_WRONG_ANSWERS: &str = "roster_auth_wrong_answers_total";
+/// Counter: guess bounds reached, by `scope` (user, source); one per window.
+pub const AUTH_GUESS_LIMITS: &str = "roster_auth_guess_limits_total";
+/// Counter: requests refused unchecked (`503`) while a guess bound holds, by `scope`.
+pub const AUTH_GUESS_REFUSED: &str = "roster_auth_guess_refused_total";
+/// Counter: messages dropped by the per-source limits, by `transport` (udp: rate; tcp, tls:
+/// connections).
+pub const SIP_SOURCE_LIMITED: &str = "roster_sip_source_limited_total";
+/// Counter: stream connections closed because a message did not complete in time.
+pub const SIP_MESSAGE_TIMEOUTS: &str = "roster_sip_message_timeouts_total";
+/// Counter: requests shed with `503` because the node is overloaded.
+pub const SIP_SHED: &str = "roster_sip_shed_total";
+/// Counter: unparsable requests answered with an error status (`400`, `416`, `505`, `513`).
+pub const SIP_ANSWERED_UNPARSED: &str = "roster_sip_answered_unparsed_total";
 
 /// Latency buckets: registrations are answered in well under a millisecond in memory and a few
 /// milliseconds through Raft; the top buckets catch stalls.
@@ -59,6 +74,25 @@ fn describe() {
         "time from a SIP request's arrival to its answer"
     );
     metrics::describe_counter!(STORE_UNAVAILABLE, "requests answered 503 by the store");
+    metrics::describe_counter!(AUTH_WRONG_ANSWERS, "wrong answers to digest challenges");
+    metrics::describe_counter!(AUTH_GUESS_LIMITS, "password-guess bounds reached, by scope");
+    metrics::describe_counter!(
+        AUTH_GUESS_REFUSED,
+        "requests refused unchecked while a guess bound holds, by scope"
+    );
+    metrics::describe_counter!(
+        SIP_SOURCE_LIMITED,
+        "SIP messages or connections refused by per-source limits, by transport"
+    );
+    metrics::describe_counter!(
+        SIP_MESSAGE_TIMEOUTS,
+        "stream connections closed because a message did not complete in time"
+    );
+    metrics::describe_counter!(SIP_SHED, "requests shed with 503 under overload");
+    metrics::describe_counter!(
+        SIP_ANSWERED_UNPARSED,
+        "unparsable requests answered with an error status"
+    );
     metrics::describe_gauge!(
         gauges::GROUP_BINDINGS,
         "bindings in this node's replica, by group"

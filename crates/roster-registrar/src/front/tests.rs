@@ -19,7 +19,11 @@ struct Harness {
     registry: Registry,
     now_ms: u64,
     vias: u32,
+    source: std::net::SocketAddr,
 }
+
+/// A source outside the harness's trusted network.
+const UNTRUSTED: &str = "198.51.100.7:5060";
 
 fn user(name: &str, password: &str) -> User {
     User {
@@ -34,6 +38,8 @@ fn config(policy: Policy) -> FrontConfig {
         policy,
         open_directory: false,
         server: "Roster-test".into(),
+        own_hosts: vec!["192.0.2.10".into()],
+        trusted: crate::Networks::parse(&["192.0.2.1"]).expect("valid network"),
     }
 }
 
@@ -50,6 +56,7 @@ impl Harness {
                 DigestConfig {
                     realm: REALM.into(),
                     algorithms: vec![roster_auth::Algorithm::Sha256, roster_auth::Algorithm::Md5],
+                    challenge: roster_auth::ChallengeMode::Every,
                     nonce_lifetime_ms: 300_000,
                     nonces_tracked_max: 1000,
                 },
@@ -61,6 +68,7 @@ impl Harness {
             registry: Registry::new(policy),
             now_ms: T0,
             vias: 1,
+            source: "192.0.2.1:5060".parse().expect("address"),
         }
     }
 
@@ -72,7 +80,7 @@ impl Harness {
         let context = RequestContext {
             now_ms: self.now_ms,
             transport: Transport::Udp,
-            source: "192.0.2.1:5060".parse().expect("address"),
+            source: self.source,
         };
         match self.front.handle_request(&request, &context) {
             Action::Respond(response) => response,
@@ -529,8 +537,25 @@ fn request_without_via_is_dropped() {
 
 // ---- digest authentication
 
-/// Answers a challenge like a client: `qop=auth`, nc, cnonce.
+/// Answers a challenge like a client: `qop=auth`, nc, cnonce, for a REGISTER.
 fn authorization(challenge: &str, user: &str, password: &str, nc: u32) -> String {
+    authorization_for(
+        challenge,
+        user,
+        password,
+        nc,
+        ("REGISTER", "sip:example.com"),
+    )
+}
+
+/// Answers a challenge for `request`: (method, digest uri).
+fn authorization_for(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    nc: u32,
+    (method, uri): (&str, &str),
+) -> String {
     let param = |name: &str| {
         let start = challenge.find(&format!("{name}=")).expect("param") + name.len() + 1;
         let rest = &challenge[start..];
@@ -547,9 +572,8 @@ fn authorization(challenge: &str, user: &str, password: &str, nc: u32) -> String
             hex::encode(Md5::digest(text.as_bytes()))
         }
     };
-    let uri = "sip:example.com";
     let ha1 = hash(format!("{user}:{REALM}:{password}"));
-    let ha2 = hash(format!("REGISTER:{uri}"));
+    let ha2 = hash(format!("{method}:{uri}"));
     let nc = format!("{nc:08x}");
     let response = hash(format!("{ha1}:{nonce}:{nc}:0a4f113b:auth:{ha2}"));
     format!(
@@ -671,4 +695,147 @@ fn purge_command_is_applied_by_registry() {
             bindings_removed: 1
         }
     );
+}
+
+/// By default a challenge is one field: MD5, which every client answers; a client naming
+/// SHA-256 in an `Authorization` (IMS-style initial credentials, or its earlier answer) gets
+/// SHA-256, and registers with it.
+#[test]
+fn a_single_challenge_is_md5_unless_sha256_is_asked_for() {
+    let mut h = Harness::with(Policy::default(), true);
+    h.front = Front::new(
+        config(Policy::default()),
+        Directory::new(vec![user("alice", "wonder")]).expect("users"),
+        Some(DigestAuthenticator::new(DigestConfig::new(REALM), [7; 32])),
+    );
+    let r = h.register("alice", "c1", 1, "Contact: <sip:a@h>\n");
+    let offered = challenges(&r);
+    assert_eq!(offered.len(), 1);
+    assert!(offered[0].contains("algorithm=MD5"), "{offered:?}");
+    let hint = "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"\", \
+                uri=\"sip:example.com\", response=\"\", algorithm=SHA-256\n";
+    let r = h.register("alice", "c1", 2, &format!("{hint}Contact: <sip:a@h>\n"));
+    assert_eq!(r.status, 401);
+    let offered = challenges(&r);
+    assert_eq!(offered.len(), 1);
+    assert!(offered[0].contains("algorithm=SHA-256"), "{offered:?}");
+    let answer = authorization(&offered[0], "alice", "wonder", 1);
+    let r = h.register(
+        "alice",
+        "c1",
+        3,
+        &format!("Authorization: {answer}\nContact: <sip:a@h>\n"),
+    );
+    assert_eq!(r.status, 200);
+}
+
+/// Phones set up with the server's IP put it in the Request-URI; the AOR's domain still counts.
+#[test]
+fn request_uri_naming_the_registrar_by_address_is_accepted() {
+    let mut h = Harness::new();
+    let register = |h: &mut Harness, request_uri: &str, aor: &str, cseq: u32| {
+        h.send(&format!(
+            "REGISTER {request_uri} SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKo{cseq}\n\
+             Max-Forwards: 70\nFrom: <{aor}>;tag=f\nTo: <{aor}>\nCall-ID: own\n\
+             CSeq: {cseq} REGISTER\nContact: <sip:alice@192.0.2.1>\nContent-Length: 0\n\n"
+        ))
+        .status
+    };
+    assert_eq!(
+        register(&mut h, "sip:192.0.2.10:5060", "sip:alice@example.com", 1),
+        200
+    );
+    assert_eq!(
+        register(&mut h, "sip:192.0.2.10", "sip:alice@example.com", 2),
+        200
+    );
+    assert_eq!(
+        register(&mut h, "sip:192.0.2.10", "sip:alice@example.org", 3),
+        404
+    );
+    assert_eq!(
+        register(&mut h, "sip:192.0.2.11", "sip:alice@example.com", 4),
+        404
+    );
+}
+
+/// From an untrusted source, a lookup of a real user and of an unknown one get the same
+/// challenge; once authenticated, the answers differ as before.
+#[test]
+fn untrusted_lookups_must_authenticate_and_users_look_alike() {
+    let mut h = Harness::with(Policy::default(), true);
+    h.register("alice", "c1", 1, "Contact: <sip:a@h>\n");
+    h.source = UNTRUSTED.parse().expect("address");
+    let mut statuses = Vec::new();
+    for target in ["sip:alice@example.com", "sip:nobody@example.com"] {
+        for method in ["OPTIONS", "INVITE"] {
+            let r = h.request(method, target);
+            assert_eq!(challenges(&r).len(), 2, "{method} {target}");
+            statuses.push(r.status);
+        }
+    }
+    assert_eq!(statuses, [401, 401, 401, 401]);
+    let lookup = |h: &mut Harness, target: &str| {
+        let r = h.request("OPTIONS", target);
+        let answer =
+            authorization_for(&challenges(&r)[0], "bob", "builder", 1, ("OPTIONS", target));
+        h.send(&format!(
+            "OPTIONS {target} SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKauth\n\
+             Max-Forwards: 70\nFrom: <sip:bob@example.com>;tag=c1\nTo: <{target}>\n\
+             Call-ID: route-auth\nCSeq: 2 OPTIONS\nAuthorization: {answer}\nContent-Length: 0\n\n"
+        ))
+        .status
+    };
+    assert_eq!(lookup(&mut h, "sip:alice@example.com"), 480);
+    assert_eq!(lookup(&mut h, "sip:nobody@example.com"), 404);
+}
+
+/// Wrong answers from one source stop being checked once its bound is reached (`503` with
+/// `Retry-After`, reported once), while the real user registers from its own address.
+#[test]
+fn password_guesses_are_bounded_while_the_real_user_registers() {
+    let mut h = Harness::with(Policy::default(), true);
+    let limits = roster_auth::GuessLimits {
+        per_user_max: 3,
+        per_source_max: 5,
+        window_ms: 60_000,
+    };
+    let front = std::mem::replace(
+        &mut h.front,
+        Front::new(config(Policy::default()), Directory::default(), None),
+    );
+    h.front = front.with_guess_limiter(roster_auth::GuessLimiter::new(limits, RandomState::new()));
+    let register_with = |h: &mut Harness, password: &str, cseq: u32| {
+        let r = h.register("alice", "c1", cseq, "Contact: <sip:a@h>\n");
+        let answer = authorization(&challenges(&r)[0], "alice", password, 1);
+        h.register(
+            "alice",
+            "c1",
+            cseq + 1,
+            &format!("Authorization: {answer}\nContact: <sip:a@h>\n"),
+        )
+    };
+    assert_eq!(register_with(&mut h, "wonder", 1).status, 200);
+    h.source = UNTRUSTED.parse().expect("address");
+    let statuses: Vec<u16> = (0..5)
+        .map(|guess| register_with(&mut h, "guess", 10 + 2 * guess).status)
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 503, 503]);
+    let r = h.register("alice", "c1", 30, "Contact: <sip:a@h>\n");
+    assert_eq!(r.status, 401, "the source's bound is not reached yet");
+    let mut events = Vec::new();
+    while let Some(event) = h.front.poll_event() {
+        events.push(event);
+    }
+    let reached: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, FrontEvent::GuessLimitReached { .. }))
+        .collect();
+    assert_eq!(reached.len(), 1, "{events:?}");
+    h.source = "192.0.2.1:5060".parse().expect("address");
+    assert_eq!(register_with(&mut h, "wonder", 40).status, 200);
+    h.source = "203.0.113.5:5060".parse().expect("address");
+    let r = register_with(&mut h, "wonder", 50);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers.get(&HeaderName::RetryAfter), Some("60"));
 }

@@ -41,6 +41,11 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = roster_topology::GROUPS_DEFAULT,
               value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_topology::GROUPS_MAX)))]
         groups: u32,
+        /// A source the nodes trust (repeatable; `127.0.0.1`, `10.0.0.0/8`): exempt from the
+        /// per-source limits and allowed to look users up without credentials. For
+        /// benchmark drivers sending thousands of requests a second from one address.
+        #[arg(long = "trusted", value_name = "NETWORK")]
+        trusted_networks: Vec<String>,
     },
     /// Manage the users file.
     User {
@@ -67,6 +72,10 @@ pub enum Command {
         /// Accept any user of the domains without authentication (benchmarks only).
         #[arg(long)]
         no_auth: bool,
+        /// A source the nodes trust (repeatable; `10.0.0.0/8`): exempt from the per-source
+        /// limits and allowed to look users up without credentials (an SBC, a load driver).
+        #[arg(long = "trusted", value_name = "NETWORK")]
+        trusted_networks: Vec<String>,
     },
     /// Cluster certificates: a CA, and node certificates issued by it.
     Cert {

@@ -41,13 +41,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_auth,
             http,
             groups,
+            trusted_networks,
         } => {
+            roster_registrar::Networks::parse(&trusted_networks)
+                .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
             let options = DemoOptions {
                 sip,
                 dir,
                 no_auth,
                 http,
                 groups,
+                trusted_networks,
             };
             runtime::serve(Runtime::MultiThread(None), |shutdown| {
                 demo::run(options, shutdown)
@@ -59,13 +63,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             users,
             domains,
             no_auth,
+            trusted_networks,
         } => {
+            roster_registrar::Networks::parse(&trusted_networks)
+                .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
             let configs = init::init(&init::InitOptions {
                 topology,
                 dir,
                 domains,
                 users,
                 no_auth,
+                trusted_networks,
                 algorithms: vec!["SHA-256".into(), "MD5".into()],
                 worker_threads: None,
             })?;

@@ -50,7 +50,7 @@ pub fn add_user(
     // Check the whole file (duplicates included) before writing it.
     roster::users::directory(toml::from_str(&toml::to_string(&file)?)?)
         .map_err(|message| anyhow::anyhow!("{message}"))?;
-    std::fs::write(&users_file, toml::to_string(&file)?)
+    roster::secret::write_secret(&users_file, toml::to_string(&file)?.as_bytes())
         .with_context(|| format!("cannot write {}", users_file.display()))?;
     println!(
         "added {} (digest user {username}, realm {realm})",

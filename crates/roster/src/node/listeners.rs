@@ -85,14 +85,23 @@ async fn serve_sip<S: Store>(
             .await
             .with_context(|| format!("cannot bind SIP UDP on {address}"))?;
         bound.push((Transport::Udp, socket.local_addr()?));
+        let settings = udp::UdpSettings {
+            source_requests_per_s_max: config.source_requests_per_s_max,
+            trusted: config.trusted_networks.clone(),
+        };
         work.tracker.spawn(udp::serve(
             socket,
             work.service.clone(),
+            settings,
             work.shutdown.clone(),
             work.tracker.clone(),
         ));
     }
     let connections = Arc::new(Semaphore::new(config.connections_max));
+    let per_source = Arc::new(crate::sip::source_limit::SourceConnections::new(
+        config.connections_per_source_max,
+        config.trusted_networks.clone(),
+    ));
     let idle_timeout = Duration::from_secs(config.connection_idle_timeout_s);
     let tls_acceptor = match &config.tls_files {
         Some((certificate, key)) if !config.tls.is_empty() => {
@@ -119,6 +128,8 @@ async fn serve_sip<S: Store>(
             tls,
             connections: connections.clone(),
             idle_timeout,
+            message_timeout: Duration::from_secs(config.message_timeout_s),
+            per_source: per_source.clone(),
         };
         work.tracker.spawn(stream::serve(
             listener,

@@ -24,6 +24,7 @@ pub(super) fn build<S: Store>(config: &Config, store: S) -> anyhow::Result<Servi
             let digest = DigestConfig {
                 realm: auth.realm.clone(),
                 algorithms: auth.algorithms.clone(),
+                challenge: auth.challenge,
                 nonce_lifetime_ms: auth.nonce_lifetime_s * 1000,
                 ..DigestConfig::new(auth.realm.clone())
             };
@@ -31,7 +32,9 @@ pub(super) fn build<S: Store>(config: &Config, store: S) -> anyhow::Result<Servi
                 .validate()
                 .map_err(|error| anyhow::anyhow!("invalid [auth] settings: {error}"))?;
             let key = nonce_key(config)?;
-            Some(DigestAuthenticator::new(digest, key))
+            // Nonces are bound to this process: no other node and no later boot counts them.
+            let boot = rand::random::<u64>();
+            Some(DigestAuthenticator::new(digest, key).with_boot(boot))
         }
     };
     let front = Front::new(
@@ -44,10 +47,19 @@ pub(super) fn build<S: Store>(config: &Config, store: S) -> anyhow::Result<Servi
                 env!("CARGO_PKG_VERSION"),
                 config.node_name
             ),
+            own_hosts: config.own_hosts.clone(),
+            trusted: config.trusted_networks.clone(),
         },
         directory,
         authenticator,
     );
+    let front = match &config.auth {
+        Some(auth) => front.with_guess_limiter(roster_auth::GuessLimiter::new(
+            auth.guesses,
+            std::collections::hash_map::RandomState::new(),
+        )),
+        None => front,
+    };
     Ok(Service::new(config.node_name.clone(), front, store))
 }
 

@@ -5,6 +5,7 @@
 //! take a [`Service`](service::Service) over any [`Store`](crate::store::Store).
 
 pub mod service;
+pub mod source_limit;
 pub mod stream;
 pub mod tls;
 pub mod transaction;

@@ -4,13 +4,18 @@
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use roster_registrar::{Action, CommandOutcome, Front, RequestContext, Transport};
+use roster_registrar::{Action, CommandOutcome, Front, FrontEvent, RequestContext, Transport};
 use roster_sip::{parse_message, Message, Request, Response};
 use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::clock::now_ms;
 use crate::store::{Applied, Store, StoreError};
 use crate::telemetry;
+
+/// `Retry-After` of a request shed under overload: one second, long enough for the queue
+/// that caused it to drain at the rates measured (README), short enough that a phone told so
+/// is back before its registration runs out.
+pub const OVERLOAD_RETRY_AFTER_S: u32 = 1;
 
 /// A node's request path over a [`Store`].
 pub struct Service<S> {
@@ -78,6 +83,39 @@ impl<S: Store> Service<S> {
         }
     }
 
+    /// The answer to bytes that do not parse as a request but still name where an answer
+    /// goes (`416` for an unsupported URI scheme, `505` for an unsupported SIP version, `400`
+    /// for too many header fields or another problem); counted.
+    pub fn answer_unparsable(&self, bytes: &[u8]) -> Option<Response> {
+        let response = roster_sip::error_response(bytes)?;
+        metrics::counter!(telemetry::SIP_ANSWERED_UNPARSED).increment(1);
+        Some(self.stamp_server(response))
+    }
+
+    /// `status` with `reason` for a message whose start is `head` (e.g. `513` for a stream
+    /// message over the size limit), if it names where an answer goes; counted.
+    pub fn answer_head(&self, head: &[u8], status: u16, reason: &str) -> Option<Response> {
+        let response = roster_sip::error_response_with(head, status, reason)?;
+        metrics::counter!(telemetry::SIP_ANSWERED_UNPARSED).increment(1);
+        Some(self.stamp_server(response))
+    }
+
+    /// `503` with `Retry-After` for a request shed before any work: the node is overloaded.
+    pub fn answer_overloaded(&self, request: &Request) -> Option<Response> {
+        metrics::counter!(telemetry::SIP_SHED).increment(1);
+        self.with_front(|front| front.answer_unavailable(request, OVERLOAD_RETRY_AFTER_S))
+    }
+
+    fn stamp_server(&self, mut response: Response) -> Response {
+        let server = self.with_front(|front| front.config().server.clone());
+        if let Some(server) = server {
+            response
+                .headers
+                .push(roster_sip::HeaderName::Server, server);
+        }
+        response
+    }
+
     /// Handles one request that arrived on `transport` from `source`; `None` means send
     /// nothing.
     pub async fn handle_request(
@@ -131,7 +169,13 @@ impl<S: Store> Service<S> {
             transport,
             source,
         };
-        let action = self.with_front(|front| front.handle_request(request, &context))?;
+        let action = self.with_front(|front| {
+            let action = front.handle_request(request, &context);
+            while let Some(event) = front.poll_event() {
+                report(event);
+            }
+            action
+        })?;
         match action {
             Action::Respond(response) => Some(response),
             Action::Drop { reason } => {
@@ -185,6 +229,32 @@ impl<S: Store> Service<S> {
     }
 }
 
+/// Logs and counts what the front saw: each guess bound once per window, with who and from
+/// where.
+fn report(event: FrontEvent) {
+    match event {
+        FrontEvent::WrongAnswer => metrics::counter!(telemetry::AUTH_WRONG_ANSWERS).increment(1),
+        FrontEvent::GuessLimitReached {
+            scope,
+            username,
+            source,
+            retry_after_s,
+        } => {
+            metrics::counter!(telemetry::AUTH_GUESS_LIMITS, "scope" => scope.as_str()).increment(1);
+            warn!(
+                scope = scope.as_str(),
+                %username,
+                %source,
+                retry_after_s,
+                "password guesses bounded: further answers refused until the window ends"
+            );
+        }
+        FrontEvent::GuessRefused { scope } => {
+            metrics::counter!(telemetry::AUTH_GUESS_REFUSED, "scope" => scope.as_str()).increment(1)
+        }
+    }
+}
+
 /// RFC 3261 §18.2.1 and RFC 3581 §4: records where the request really came from in its top
 /// Via (`received`, and the `rport` value when the client asked for it).
 pub fn stamp_top_via(request: &mut Request, source: SocketAddr) {
@@ -205,7 +275,13 @@ pub fn stamp_top_via(request: &mut Request, source: SocketAddr) {
 /// Where a UDP response goes (RFC 3261 §18.2.2, RFC 3581 §4): the source address when the
 /// client asked for `rport`, else the source IP and the Via's port (5060 by default).
 pub fn udp_response_destination(request: &Request, source: SocketAddr) -> SocketAddr {
-    match request.headers.top_via() {
+    via_destination(&request.headers, source)
+}
+
+/// [`udp_response_destination`] from the Via of `headers` (a request's, or an answer's that
+/// copied them).
+pub fn via_destination(headers: &roster_sip::Headers, source: SocketAddr) -> SocketAddr {
+    match headers.top_via() {
         Ok(via) if via.rport().is_none() => SocketAddr::new(source.ip(), via.port.unwrap_or(5060)),
         _ => source,
     }

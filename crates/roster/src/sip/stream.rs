@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::service::{stamp_top_via, Service};
+use super::source_limit::SourceConnections;
 use super::SIP_MESSAGE_SIZE_MAX;
 use crate::store::Store;
 use crate::telemetry;
@@ -46,6 +47,10 @@ pub struct StreamSettings {
     pub connections: Arc<Semaphore>,
     /// Idle connections are closed after this.
     pub idle_timeout: Duration,
+    /// A begun message, and a new connection's first message, must be complete within this.
+    pub message_timeout: Duration,
+    /// Open connections per untrusted source, across all stream listeners.
+    pub per_source: Arc<SourceConnections>,
 }
 
 /// Accepts connections on `listener` until `shutdown`.
@@ -69,6 +74,12 @@ pub async fn serve<S: Store>(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(slot) = settings.per_source.open(peer.ip()) else {
+            metrics::counter!(telemetry::SIP_SOURCE_LIMITED, "transport" => settings.transport.as_str())
+                .increment(1);
+            debug!(%peer, "per-source connection limit reached; closing new connection");
+            continue;
         };
         let Ok(permit) = settings.connections.clone().try_acquire_owned() else {
             warn!(%peer, "connection limit reached; closing new connection");
@@ -113,6 +124,7 @@ pub async fn serve<S: Store>(
                 }
             }
             drop(permit);
+            drop(slot);
         });
     }
 }
@@ -139,12 +151,28 @@ async fn run_connection<S, T>(
     let in_flight = Arc::new(Semaphore::new(STREAM_REQUESTS_IN_FLIGHT_MAX));
     let mut framer = StreamFramer::new(SIP_MESSAGE_SIZE_MAX);
     let mut chunk = vec![0u8; READ_CHUNK_SIZE];
+    // When the message being received began (the connection's start for its first one):
+    // it must be complete within the message timeout, or a peer holding half a message
+    // would keep a connection for the whole idle timeout.
+    let mut message_started = Some(tokio::time::Instant::now());
     'connection: loop {
+        let wait = match message_started {
+            Some(started) => settings
+                .message_timeout
+                .saturating_sub(started.elapsed())
+                .min(settings.idle_timeout),
+            None => settings.idle_timeout,
+        };
         let read = tokio::select! {
             _ = shutdown.cancelled() => break,
-            read = tokio::time::timeout(settings.idle_timeout, reader.read(&mut chunk)) => read,
+            read = tokio::time::timeout(wait, reader.read(&mut chunk)) => read,
         };
         let length = match read {
+            Err(_) if message_started.is_some() => {
+                metrics::counter!(telemetry::SIP_MESSAGE_TIMEOUTS).increment(1);
+                debug!(%peer, "message not complete in time; connection closed");
+                break;
+            }
             Err(_) => {
                 debug!(%peer, "idle connection closed");
                 break;
@@ -156,8 +184,12 @@ async fn run_connection<S, T>(
             Ok(Ok(0)) => break,
             Ok(Ok(length)) => length,
         };
+        if message_started.is_none() {
+            message_started = Some(tokio::time::Instant::now());
+        }
         if let Err(error) = framer.push(&chunk[..length]) {
             count_malformed();
+            answer_framing_error(&service, &queue, framer.pending(), &error).await;
             debug!(%peer, %error, "closing connection: framing error");
             break;
         }
@@ -168,10 +200,16 @@ async fn run_connection<S, T>(
                 Err(error) => {
                     // The stream has lost its message boundaries; nothing after can be trusted.
                     count_malformed();
+                    answer_framing_error(&service, &queue, framer.pending(), &error).await;
                     debug!(%peer, %error, "closing connection: framing error");
                     break 'connection;
                 }
             };
+            if framer.buffered() == 0 {
+                message_started = None;
+            } else {
+                message_started = Some(tokio::time::Instant::now());
+            }
             let bytes = match frame {
                 Frame::KeepAlivePing => {
                     // RFC 5626 §3.5.1: a CRLF pong answers a double-CRLF ping.
@@ -183,6 +221,13 @@ async fn run_connection<S, T>(
                 Frame::Message(bytes) => bytes,
             };
             let Some(mut request) = service.parse_request(&bytes, peer) else {
+                if let Some(response) = service.answer_unparsable(&bytes) {
+                    let mut encoded = Vec::with_capacity(512);
+                    response.encode(&mut encoded);
+                    if queue.send(encoded).await.is_err() {
+                        break 'connection;
+                    }
+                }
                 continue;
             };
             stamp_top_via(&mut request, peer);
@@ -201,6 +246,10 @@ async fn run_connection<S, T>(
                     let _ = queue.send(bytes).await;
                 }
             });
+        }
+        if framer.pending().iter().all(|b| matches!(b, b'\r' | b'\n')) {
+            // Only line breaks wait (a single-CRLF keep-alive): no message has begun.
+            message_started = None;
         }
     }
     drop(queue);
@@ -227,6 +276,25 @@ where
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// Answers the message a framing error stopped at, when it names where an answer goes: `513`
+/// for one over the size limit, `400` otherwise. The connection closes after it.
+async fn answer_framing_error<S: Store>(
+    service: &Service<S>,
+    queue: &mpsc::Sender<Vec<u8>>,
+    pending: &[u8],
+    error: &roster_sip::FrameError,
+) {
+    let status = match error {
+        roster_sip::FrameError::TooLarge { .. } => 513,
+        _ => 400,
+    };
+    if let Some(response) = service.answer_head(pending, status, &error.to_string()) {
+        let mut encoded = Vec::with_capacity(512);
+        response.encode(&mut encoded);
+        let _ = queue.send(encoded).await;
+    }
 }
 
 fn count_malformed() {

@@ -303,6 +303,13 @@ impl ServerTransactions {
         transmit
     }
 
+    /// Forgets the transaction `key` at once: its answer was stateless (a challenge, an error
+    /// or a shed request that changed nothing), so a retransmission may be handled again, and
+    /// a flood of such requests keeps no memory for timer J.
+    pub fn forget(&mut self, key: &TransactionKey) {
+        self.entries.remove(key);
+    }
+
     /// When [`ServerTransactions::handle_timeout`] has work next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {

@@ -5,25 +5,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_registrar::Transport;
-use roster_sip::Method;
+use roster_registrar::{Networks, Transport};
+use roster_sip::{Method, Request, Response};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::service::{stamp_top_via, udp_response_destination, Service};
-use super::transaction::{Received, TransactionTable, Transmit};
+use super::service::{stamp_top_via, udp_response_destination, via_destination, Service};
+use super::source_limit::SourceRates;
+use super::transaction::{Received, TransactionKey, TransactionTable, Transmit};
 use super::SIP_MESSAGE_SIZE_MAX;
 use crate::clock::monotonic_ms;
 use crate::store::Store;
 use crate::telemetry;
 
-/// Requests of one UDP socket being handled at once. Past it the receive loop waits, the
-/// kernel's socket buffer fills and drops: UDP clients retransmit, so that is backpressure.
-/// 4,096 covers 10,000 requests/s at 400 ms each.
+/// Requests of one UDP socket being handled at once. Past it a new request is shed at once
+/// with `503` and `Retry-After` (after parsing, before any other work) instead of waiting
+/// while the kernel's buffer overflows. 4,096 is about 170 ms of requests at the pool's
+/// clean rate of 24,000/s: the requests taken are answered before their clients' first
+/// retransmission (T1, 500 ms), so no retransmission storm builds on a queue that only
+/// grows, while a pause of a few tens of milliseconds (a busy machine) sheds nothing.
 pub const UDP_REQUESTS_IN_FLIGHT_MAX: usize = 4_096;
+
+/// Per-source settings of a UDP listener.
+#[derive(Clone, Debug)]
+pub struct UdpSettings {
+    /// Requests per second one untrusted source may send (bursts of twice that).
+    pub source_requests_per_s_max: u32,
+    /// Sources exempt from the rate.
+    pub trusted: Networks,
+}
 
 /// How often the transaction timers are checked. Timer G's first interval is T1 = 500 ms;
 /// 50 ms keeps retransmissions within 10% of their schedule.
@@ -33,9 +46,11 @@ const TRANSACTION_TICK: Duration = Duration::from_millis(50);
 pub async fn serve<S: Store>(
     socket: UdpSocket,
     service: Arc<Service<S>>,
+    settings: UdpSettings,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let mut rates = SourceRates::new(settings.source_requests_per_s_max, settings.trusted);
     let socket = Arc::new(socket);
     // A `std` mutex: every section is a map operation without `.await`.
     let transactions = Arc::new(TransactionTable::default());
@@ -59,6 +74,11 @@ pub async fn serve<S: Store>(
                 continue;
             }
         };
+        if !rates.admit(source.ip(), monotonic_ms()) {
+            // Before parsing: a flooding source costs one lookup per datagram.
+            metrics::counter!(telemetry::SIP_SOURCE_LIMITED, "transport" => "udp").increment(1);
+            continue;
+        }
         if length > SIP_MESSAGE_SIZE_MAX {
             metrics::counter!(telemetry::SIP_MALFORMED).increment(1);
             continue;
@@ -72,6 +92,14 @@ pub async fn serve<S: Store>(
             continue;
         }
         let Some(mut request) = service.parse_request(datagram, source) else {
+            if let Some(response) = service.answer_unparsable(datagram) {
+                send_response(
+                    &socket,
+                    &response,
+                    via_destination(&response.headers, source),
+                )
+                .await;
+            }
             continue;
         };
         stamp_top_via(&mut request, source);
@@ -98,8 +126,9 @@ pub async fn serve<S: Store>(
                 continue;
             }
         }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            shed(&socket, &service, &transactions, &key, &request, source).await;
+            continue;
         };
         let socket = socket.clone();
         let service = service.clone();
@@ -115,6 +144,18 @@ pub async fn serve<S: Store>(
             let mut encoded = Vec::with_capacity(512);
             response.encode(&mut encoded);
             let destination = udp_response_destination(&request, source);
+            if is_stateless(&request, &response) {
+                forget(&transactions, &key);
+                send(
+                    &socket,
+                    &Transmit {
+                        destination,
+                        bytes: encoded.into(),
+                    },
+                )
+                .await;
+                return;
+            }
             // Recorded before it is sent, so an ACK racing the answer finds it.
             // Timer G: final non-2xx answers to INVITE are resent until the ACK comes.
             let retransmit = request.method == Method::Invite && response.status >= 300;
@@ -130,6 +171,51 @@ pub async fn serve<S: Store>(
             send(&socket, &transmit).await;
         });
     }
+}
+
+/// Whether `response` may be forgotten at once instead of kept for timer J: a final
+/// non-2xx answer to a request other than INVITE changed nothing (a challenge, an error, a
+/// `503`), so a retransmission handled again gets an equivalent answer. An unauthenticated
+/// flood then holds no memory for 32 s per request.
+fn is_stateless(request: &Request, response: &Response) -> bool {
+    request.method != Method::Invite && response.status >= 300
+}
+
+fn forget(transactions: &TransactionTable, key: &TransactionKey) {
+    if let Ok(mut shard) = transactions.shard(key).lock() {
+        shard.forget(key);
+    }
+}
+
+/// Answers `request` `503` with `Retry-After` without handling it, and keeps nothing.
+async fn shed<S: Store>(
+    socket: &UdpSocket,
+    service: &Service<S>,
+    transactions: &TransactionTable,
+    key: &TransactionKey,
+    request: &Request,
+    source: SocketAddr,
+) {
+    forget(transactions, key);
+    if request.method == Method::Ack {
+        return;
+    }
+    if let Some(response) = service.answer_overloaded(request) {
+        send_response(socket, &response, udp_response_destination(request, source)).await;
+    }
+}
+
+async fn send_response(socket: &UdpSocket, response: &Response, destination: SocketAddr) {
+    let mut encoded = Vec::with_capacity(512);
+    response.encode(&mut encoded);
+    send(
+        socket,
+        &Transmit {
+            destination,
+            bytes: encoded.into(),
+        },
+    )
+    .await;
 }
 
 async fn retransmit_loop(

@@ -36,13 +36,15 @@ pub fn write_all(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    write(&dir.join(USERS_FILE), &toml::to_string(&users)?)?;
-    write(
+    let secret = roster::secret::write_secret;
+    secret(&dir.join(USERS_FILE), toml::to_string(&users)?.as_bytes())?;
+    secret(
         &dir.join(CREDENTIALS_FILE),
-        &format!(
+        format!(
             "domain: {DEMO_DOMAIN}\nusers: u0 … u{}\npassword: {password}\n",
             DEMO_USERS - 1
-        ),
+        )
+        .as_bytes(),
     )?;
     // SIPp reads users from a CSV injection file: user;domain;[authentication ...]. SIPp 3.6
     // expands a whole keyword held in a field, but not [field] inside [authentication].
@@ -53,7 +55,7 @@ pub fn write_all(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
             "u{i};{DEMO_DOMAIN};[authentication username=u{i} password={password}]"
         );
     }
-    write(&dir.join(USERS_CSV_FILE), &csv)?;
+    secret(&dir.join(USERS_CSV_FILE), csv.as_bytes())?;
     write(&dir.join(TOPOLOGY_FILE), &topology(options))
 }
 

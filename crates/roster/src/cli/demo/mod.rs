@@ -52,6 +52,9 @@ pub struct DemoOptions {
     pub http: SocketAddr,
     /// Routing groups of the pool.
     pub groups: u32,
+    /// Sources the nodes trust (`[sip] trusted_networks`): no per-source limits, lookups
+    /// without credentials. For benchmark drivers; default none.
+    pub trusted_networks: Vec<String>,
 }
 
 /// Nodes of the demo pool.
@@ -83,10 +86,11 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
         domains: vec![DEMO_DOMAIN.to_string()],
         users: (!options.no_auth).then(|| options.dir.join(files::USERS_FILE)),
         no_auth: options.no_auth,
-        // MD5 first: SIPp 3.6 and many phones answer only the first challenge, and only MD5.
-        // A production pool should list SHA-256 first (RFC 8760 section 2.4).
-        algorithms: vec!["MD5".into(), "SHA-256".into()],
+        // SHA-256 preferred; a challenge offers MD5 alone unless the client asks for SHA-256
+        // ([auth] challenge = "single", the default), so SIPp 3.6 and baresip 1.0 register.
+        algorithms: vec!["SHA-256".into(), "MD5".into()],
         worker_threads: Some(demo_worker_threads()),
+        trusted_networks: options.trusted_networks.clone(),
     })?;
     let mut nodes = Vec::new();
     for (id, config) in configs {
@@ -167,6 +171,7 @@ mod tests {
             no_auth: false,
             http: "127.0.0.1:8080".parse().expect("address"),
             groups,
+            trusted_networks: Vec::new(),
         }
     }
 

@@ -45,6 +45,9 @@ pub struct InitOptions {
     pub algorithms: Vec<String>,
     /// `[node] worker_threads` of every node; `None` leaves the default (one per CPU).
     pub worker_threads: Option<usize>,
+    /// `[sip] trusted_networks` of every node: sources exempt from per-source limits that may
+    /// look users up without authenticating (load drivers, an SBC). Default none.
+    pub trusted_networks: Vec<String>,
 }
 
 /// Writes every node's files; returns the path of each node's configuration, by node id.
@@ -83,18 +86,18 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     if !nonce_path.exists() {
         let mut key = [0u8; 32];
         rand::Fill::fill(&mut key, &mut rand::rng());
-        write_secret(&nonce_path, &format!("{}\n", hex::encode(key)))?;
+        roster::secret::write_secret(&nonce_path, format!("{}\n", hex::encode(key)).as_bytes())?;
     }
     let token_path = dir.join(ADMIN_TOKEN_FILE);
     if !token_path.exists() {
         let token = Alphanumeric.sample_string(&mut rand::rng(), 48);
-        write_secret(&token_path, &format!("{token}\n"))?;
+        roster::secret::write_secret(&token_path, format!("{token}\n").as_bytes())?;
     }
     if let Some(users) = &options.users {
-        let copy = dir.join("users.toml");
-        std::fs::copy(users, &copy)
-            .with_context(|| format!("cannot copy users file {}", users.display()))?;
-        restrict(&copy)?;
+        // Not fs::copy, which would copy the source's mode: the file holds HA1 hashes.
+        let text = std::fs::read(users)
+            .with_context(|| format!("cannot read users file {}", users.display()))?;
+        roster::secret::write_secret(&dir.join("users.toml"), &text)?;
     }
     let mut configs = Vec::new();
     for node in &deployment.node {
@@ -206,9 +209,18 @@ fn node_config(
     let _ = writeln!(
         text,
         "[sip]\ndomains = [{}]\nudp = [\"{sip}\"]\ntcp = [\"{sip}\"]\ntls = [\"{tls}\"]\n\
-         tls_certificate = \"node.pem\"\ntls_private_key = \"node.key\"\n",
+         tls_certificate = \"node.pem\"\ntls_private_key = \"node.key\"",
         domains.join(", ")
     );
+    if !options.trusted_networks.is_empty() {
+        let trusted: Vec<String> = options
+            .trusted_networks
+            .iter()
+            .map(|network| format!("{network:?}"))
+            .collect();
+        let _ = writeln!(text, "trusted_networks = [{}]", trusted.join(", "));
+    }
+    let _ = writeln!(text);
     let _ = writeln!(
         text,
         "[auth]\nenabled = {}\nopen_directory = {}\nnonce_key_file = \"../nonce.key\"\nalgorithms = [{}]",
@@ -248,27 +260,6 @@ fn config_joins(path: &Path) -> bool {
 /// The pool admin token, in the directory `roster init` writes: `roster node drain` and
 /// `roster pool rebalance` present it.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-
-/// Makes a file readable by its owner only.
-fn restrict(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", path.display()))
-}
-
-/// Writes a file only its owner may read.
-fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
