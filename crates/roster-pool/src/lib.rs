@@ -24,6 +24,7 @@ mod leader;
 mod membership;
 pub mod node;
 mod options;
+pub mod ownership;
 pub mod pair;
 mod partner;
 pub mod placement;

@@ -25,6 +25,7 @@ use tracing::warn;
 use crate::hints::Hints;
 use crate::leader::Leadership;
 use crate::options::PoolOptions;
+use crate::ownership::PartnerWatch;
 use crate::partner::PartnerLink;
 use crate::placement::Assignment;
 use crate::replicas::{staggered_snapshot_interval, Replica, Replicas};
@@ -58,6 +59,7 @@ pub struct PoolNode<N: Network> {
     pub(crate) hints: Hints,
     pub(crate) partner_link: PartnerLink,
     pub(crate) shipping: Shipping,
+    pub(crate) partner_watch: PartnerWatch,
     pub(crate) clock: fn() -> u64,
 }
 
@@ -83,6 +85,7 @@ impl<N: Network> PoolNode<N> {
             hints: Hints::new(assignment),
             partner_link: PartnerLink::default(),
             shipping: Shipping::default(),
+            partner_watch: PartnerWatch::default(),
             clock,
             options,
         });
@@ -120,22 +123,10 @@ impl<N: Network> PoolNode<N> {
         GroupKey::routing(self.options.pool, group_of(aor, self.options.groups))
     }
 
-    /// The epoch writes for the users of home pool `home` carry: the CMS's ownership epoch as
-    /// this node's replica of the CMS (or of its copy) has it, else 1, a pool's first epoch
-    /// (a pool without a CMS, in tests).
+    /// The epoch writes for the users of home pool `home` carry: their owner's, as this node
+    /// knows it (see `ownership`); 1, a pool's first epoch, where nothing says otherwise.
     pub fn epoch_of(&self, home: PoolId) -> u64 {
-        self.cms_state()
-            .and_then(|cms| {
-                cms.read(|state| {
-                    state
-                        .cms_state()
-                        .and_then(|cms| cms.ownership(home))
-                        .map(|ownership| ownership.epoch)
-                })
-                .ok()
-                .flatten()
-            })
-            .unwrap_or(1)
+        self.owner_of(home).epoch
     }
 
     /// This node's replica of the CMS (or of its copy), if it holds one: its local copy of the
@@ -171,7 +162,7 @@ impl<N: Network> PoolNode<N> {
         group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
-        let request = GroupRequest::registrar(self.epoch_of(group.pool), 0, command);
+        let request = GroupRequest::registrar(self.key_epoch(group), 0, command);
         match self.routed(group, Operation::Write(request)).await? {
             Answer::Written(response) => Ok(response),
             _ => Err(self.unavailable(group, "unexpected answer to a write".into())),

@@ -13,6 +13,7 @@ use roster_raft::{GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command};
 use serde::{Deserialize, Serialize};
 
+use crate::ownership::OwnershipView;
 use crate::protocol::{decode, encode, CodecError, ServeError};
 use crate::report::NodeStreams;
 
@@ -92,8 +93,8 @@ pub enum PairResponse {
     Read(Result<Vec<Binding>, ServeError>),
     /// To `Cms`.
     Cms(Result<CmsOutcome, ServeError>),
-    /// To `Ping`.
-    Pong,
+    /// To `Ping`: the ownership the answering node knows.
+    Pong(OwnershipView),
     /// To `Streams`.
     Streams(NodeStreams),
     /// The request was refused (not the receiver's to serve) or could not be decoded.

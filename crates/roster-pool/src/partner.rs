@@ -110,11 +110,22 @@ impl<N: Network> PoolNode<N> {
         node: NodeId,
         request: &PairRequest,
     ) -> Result<PairResponse, String> {
+        self.ask_partner_node_within(node, request, PARTNER_STATUS_TIMEOUT)
+            .await
+    }
+
+    /// Sends `request` to partner node `node` alone, within `timeout`.
+    pub(crate) async fn ask_partner_node_within(
+        &self,
+        node: NodeId,
+        request: &PairRequest,
+        timeout: Duration,
+    ) -> Result<PairResponse, String> {
         let body = encode_pair(request).map_err(|error| error.to_string())?;
         let reply = self
             .router
             .network()
-            .request(node, body, PARTNER_STATUS_TIMEOUT)
+            .request(node, body, timeout)
             .await
             .map_err(|error| error.to_string())?;
         decode_pair::<PairResponse>(&reply).map_err(|error| error.to_string())
@@ -135,15 +146,27 @@ impl<N: Network> PoolNode<N> {
         Some(GroupKey::routing(home, group_of(aor, groups)))
     }
 
-    /// Applies `command` in routing group `group`, wherever it is served: here, or in the
-    /// partner pool when the user is homed there.
+    /// This pool's group holding the users of `group` (a routing group in its home pool's
+    /// terms): the routing group itself on its home pool, its backup copy on the partner.
+    pub fn local_key(&self, group: GroupKey) -> GroupKey {
+        if group.pool == self.options.pool {
+            group
+        } else {
+            group.copy().unwrap_or(group)
+        }
+    }
+
+    /// Applies `command` in routing group `group` (in its home pool's terms), wherever its
+    /// users are served now: here when this pool owns them (its own users, or its partner's
+    /// after a failover), else in the partner pool.
     pub async fn write_home(
         &self,
         group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
-        if group.pool == self.options.pool {
-            return self.write(group, command).await;
+        let owner = self.owner_of(group.pool).owner;
+        if owner == self.options.pool {
+            return self.write(self.local_key(group), command).await;
         }
         let request = PairRequest::Write { group, command };
         match self
@@ -157,15 +180,17 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    /// The live bindings of `aor` in routing group `group`, wherever it is served.
+    /// The live bindings of `aor` in routing group `group` (in its home pool's terms), read
+    /// where its users are served now.
     pub async fn read_home(
         &self,
         group: GroupKey,
         aor: &str,
         now_ms: u64,
     ) -> Result<Vec<Binding>, PoolError> {
-        if group.pool == self.options.pool {
-            return self.read(group, aor, now_ms).await;
+        let owner = self.owner_of(group.pool).owner;
+        if owner == self.options.pool {
+            return self.read(self.local_key(group), aor, now_ms).await;
         }
         let request = PairRequest::Read {
             group,
@@ -183,15 +208,16 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    /// Applies `command` in the CMS: on its leader in this pool, or through the partner when
-    /// the CMS lives there (this pool holds only its copy).
+    /// Applies `command` in the CMS: on its group in this pool when this pool holds the
+    /// authoritative CMS (its home, or the copy promoted by a CMS failover), else through the
+    /// partner.
     pub async fn cms_write(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
-        let Some(key) = self.options.cms_key() else {
+        let (Some(key), Some(owner)) = (self.options.cms_key(), self.cms_owner()) else {
             return Err(PoolError::Internal(
                 "this pool holds no CMS and no copy of it".into(),
             ));
         };
-        if !key.is_home() {
+        if owner.owner != self.options.pool {
             let request = PairRequest::Cms { command };
             return match self
                 .call_partner(key, &request, self.options.request_timeout)
@@ -203,12 +229,12 @@ impl<N: Network> PoolNode<N> {
                 other => Err(self.unexpected(key, &other)),
             };
         }
-        let request = GroupRequest::cms(self.epoch_of(key.pool), 0, command);
+        let request = GroupRequest::cms(owner.epoch, 0, command);
         match self.routed(key, Operation::Write(request)).await? {
             Answer::Written(GroupResponse::Cms(outcome)) => Ok(outcome),
             Answer::Written(GroupResponse::StaleEpoch { current }) => Err(self.unavailable(
                 key,
-                format!("the CMS is at epoch {current}: this pool no longer owns it"),
+                format!("the CMS is at epoch {current}: this pool no longer holds it"),
             )),
             _ => Err(self.unavailable(key, "unexpected answer to a CMS change".into())),
         }
@@ -270,39 +296,45 @@ impl<N: Network> PoolNode<N> {
                 }
             }
             PairRequest::Write { group, command } => {
-                if !self.serves_users_of(group) {
-                    return refused(from, group, "is not a routing group of this pool");
-                }
-                PairResponse::Applied(self.write(group, command).await.map_err(as_serve))
+                let Some(local) = self.serves_users_of(group) else {
+                    return refused(from, group, "is not served by this pool now");
+                };
+                PairResponse::Applied(self.write(local, command).await.map_err(as_serve))
             }
             PairRequest::Read { group, aor, now_ms } => {
-                if !self.serves_users_of(group) {
-                    return refused(from, group, "is not a routing group of this pool");
-                }
-                PairResponse::Read(self.read(group, &aor, now_ms).await.map_err(as_serve))
+                let Some(local) = self.serves_users_of(group) else {
+                    return refused(from, group, "is not served by this pool now");
+                };
+                PairResponse::Read(self.read(local, &aor, now_ms).await.map_err(as_serve))
             }
-            PairRequest::Cms { command } => match self.options.cms_key() {
-                Some(key) if key.is_home() => {
-                    PairResponse::Cms(self.cms_write(command).await.map_err(as_serve))
+            PairRequest::Cms { command } => {
+                if self.cms_owner().map(|owner| owner.owner) != Some(self.options.pool) {
+                    return PairResponse::Error("the CMS is not held by this pool".into());
                 }
-                _ => PairResponse::Error("the CMS does not live on this pool".into()),
-            },
-            PairRequest::Ping => PairResponse::Pong,
+                PairResponse::Cms(self.cms_write(command).await.map_err(as_serve))
+            }
+            PairRequest::Ping => PairResponse::Pong(self.ownership_view()),
             PairRequest::Streams => PairResponse::Streams(self.node_streams()),
         }
     }
 
-    /// Whether `copy` is a backup copy this pool holds of a group of `pool` (the partner).
+    /// Whether `copy` is a group this pool holds as the copy of a group owned by `pool` (the
+    /// partner): it follows the partner's stream only then.
     fn holds_copy_for(&self, pool: PoolId, copy: GroupKey) -> bool {
-        copy.pool == pool && !copy.is_home() && self.options.position(copy).is_some()
+        self.options.position(copy).is_some() && self.key_owner(copy) == Some(pool)
     }
 
-    /// Whether `group` is one of this pool's own routing groups.
-    fn serves_users_of(&self, group: GroupKey) -> bool {
-        group.pool == self.options.pool
-            && group.routing_group().is_some()
-            && group.is_home()
-            && self.options.position(group).is_some()
+    /// This pool's group serving the users of routing group `group` (home pool terms), when
+    /// this pool owns them now.
+    fn serves_users_of(&self, group: GroupKey) -> Option<GroupKey> {
+        if group.routing_group().is_none() || !group.is_home() {
+            return None;
+        }
+        if self.owner_of(group.pool).owner != self.options.pool {
+            return None;
+        }
+        let local = self.local_key(group);
+        self.options.position(local).map(|_| local)
     }
 
     /// A partner's answer that the request could not be served there.

@@ -34,6 +34,8 @@ impl<N: Network> PoolNode<N> {
             "node": self.options.node_id,
             "pool": self.options.pool,
             "epoch": self.epoch_of(self.options.pool),
+            "ownership": self.ownership_view(),
+            "partner_silent_ms": self.partner_silent_for().map(|silent| u64::try_from(silent.as_millis()).unwrap_or(u64::MAX)),
             "groups": groups,
         })
     }

@@ -367,7 +367,7 @@ async fn only_the_partner_speaks_the_pair_protocol() {
         .expect("the partner is answered");
     assert!(matches!(
         decode_pair::<PairResponse>(&reply),
-        Ok(PairResponse::Pong)
+        Ok(PairResponse::Pong(_))
     ));
     // A node of a third pool is refused by the network before any handler runs.
     let stranger = ask_as(&pair.network, Peer { pool: 3, node: 8 }, 1, ping).await;

@@ -244,7 +244,10 @@ impl Cluster {
             .expect("start node");
         handler.attach(&node);
         if self.partner.is_some() {
-            let shipper = tokio::spawn(node.clone().ship_forever());
+            let (ship, watch) = (node.clone(), node.clone());
+            let shipper = tokio::spawn(async move {
+                tokio::join!(ship.ship_forever(), watch.watch_partner_forever());
+            });
             if let Some(old) = self.shippers.lock().expect("shippers").insert(id, shipper) {
                 old.abort();
             }
