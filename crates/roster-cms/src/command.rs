@@ -104,6 +104,21 @@ pub enum CmsOutcome {
 /// Why a command was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CmsRefusal {
+    /// An operation was asked from an ownership the CMS no longer records.
+    #[error(
+        "pool {pool}'s users are owned by {} now, not by pool {} at epoch {} as the asker saw",
+        current.map_or_else(|| "no pool".to_string(), |c| format!("pool {} at epoch {}", c.owner, c.epoch)),
+        seen.owner,
+        seen.epoch
+    )]
+    OwnershipChanged {
+        /// The home pool.
+        pool: PoolId,
+        /// What the asker saw.
+        seen: Ownership,
+        /// What the CMS records.
+        current: Option<Ownership>,
+    },
     /// No deployment has been published yet.
     #[error("no deployment is published yet (run roster init)")]
     NoDeployment,

@@ -25,6 +25,9 @@ pub struct Operation {
     pub kind: OperationKind,
     /// The pool taking the users over (failover) or giving them back (failback).
     pub by: PoolId,
+    /// The ownership it starts from, as its pool saw it: the CMS refuses the operation when it
+    /// records another (the asker's view was stale, or another operation won).
+    pub from: Ownership,
     /// When it began (the operator's node's clock, for status only).
     pub started_ms: u64,
 }

@@ -306,6 +306,14 @@ impl CmsState {
         if deployment.pool(pool).is_none() {
             return Err(CmsRefusal::UnknownPool(pool));
         }
+        let current = self.ownership.get(&pool).copied();
+        if current != Some(operation.from) {
+            return Err(CmsRefusal::OwnershipChanged {
+                pool,
+                seen: operation.from,
+                current,
+            });
+        }
         if let Some(running) = self.operations.get(&pool) {
             return Err(CmsRefusal::OperationInFlight {
                 pool,

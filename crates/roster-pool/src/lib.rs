@@ -17,6 +17,7 @@
 
 mod batch;
 mod bootstrap;
+pub mod failover;
 pub mod gauges;
 mod handler;
 mod hints;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use roster_cms::{CmsCommand, CmsOutcome};
 use roster_net::{NetError, Network, Peer};
-use roster_raft::stream::StreamPosition;
 use roster_raft::{group_of, GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command};
 use roster_topology::{NodeId, PoolId};
@@ -16,7 +15,7 @@ use tracing::debug;
 
 use crate::node::{PoolError, PoolNode};
 use crate::pair::{decode_pair, encode_pair, PairRequest, PairResponse};
-use crate::protocol::ServeError;
+use crate::protocol::{Peek, ServeError};
 use crate::route::{Answer, Operation};
 
 /// Longest wait for one partner node's answer: a commit in the partner pool plus a WAN round
@@ -131,18 +130,22 @@ impl<N: Network> PoolNode<N> {
         decode_pair::<PairResponse>(&reply).map_err(|error| error.to_string())
     }
 
+    /// How many routing groups pool `home` has (this pool or its partner); `None` for another.
+    pub(crate) fn groups_of(&self, home: PoolId) -> Option<u32> {
+        if home == self.options.pool {
+            return Some(self.options.groups);
+        }
+        self.options
+            .partner
+            .as_ref()
+            .filter(|partner| partner.pool == home)
+            .map(|partner| partner.groups)
+    }
+
     /// The routing group of `aor` among the users homed on pool `home` (this pool or its
     /// partner, each with its own G); `None` for another pool.
     pub fn routing_key_for(&self, home: PoolId, aor: &str) -> Option<GroupKey> {
-        let groups = if home == self.options.pool {
-            self.options.groups
-        } else {
-            self.options
-                .partner
-                .as_ref()
-                .filter(|partner| partner.pool == home)?
-                .groups
-        };
+        let groups = self.groups_of(home)?;
         Some(GroupKey::routing(home, group_of(aor, groups)))
     }
 
@@ -256,12 +259,12 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    /// Where `copy` in the partner pool stands in its source's history.
+    /// The epoch of `copy` in the partner pool and where it stands in its source's history.
     pub(crate) async fn partner_position(
         &self,
         copy: GroupKey,
         timeout: Duration,
-    ) -> Result<Option<StreamPosition>, PoolError> {
+    ) -> Result<Peek, PoolError> {
         let request = PairRequest::Position { copy };
         match self.call_partner(copy, &request, timeout).await? {
             PairResponse::Position(result) => {
@@ -286,8 +289,8 @@ impl<N: Network> PoolNode<N> {
                 }
             }
             PairRequest::Position { copy } => {
-                if !self.holds_copy_for(from.pool, copy) {
-                    return refused(from, copy, "is not a copy this pool holds for you");
+                if self.options.position(copy).is_none() {
+                    return refused(from, copy, "is not a group of this pool");
                 }
                 match self.routed(copy, Operation::Position).await {
                     Ok(Answer::Position(position)) => PairResponse::Position(Ok(position)),
@@ -312,6 +315,17 @@ impl<N: Network> PoolNode<N> {
                     return PairResponse::Error("the CMS is not held by this pool".into());
                 }
                 PairResponse::Cms(self.cms_write(command).await.map_err(as_serve))
+            }
+            PairRequest::Fence { group, epoch } => {
+                if self.options.position(group).is_none() {
+                    return refused(from, group, "is not a group of this pool");
+                }
+                let request = GroupRequest::set_epoch(epoch, 0);
+                match self.routed(group, Operation::Write(request)).await {
+                    Ok(Answer::Written(response)) => PairResponse::Applied(Ok(response)),
+                    Ok(_) => PairResponse::Error("unexpected answer to a fence".into()),
+                    Err(error) => PairResponse::Applied(Err(as_serve(error))),
+                }
             }
             PairRequest::Ping => PairResponse::Pong(self.ownership_view()),
             PairRequest::Streams => PairResponse::Streams(self.node_streams()),

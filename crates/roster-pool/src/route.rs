@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::{NetError, Network};
-use roster_raft::stream::StreamPosition;
 use roster_raft::{GroupKey, GroupRequest, GroupResponse, GroupState};
 use roster_registrar::Binding;
 use roster_topology::NodeId;
 use tracing::debug;
 
 use crate::node::{PoolError, PoolNode};
-use crate::protocol::{GroupMembers, PoolRequest, PoolResponse, ServeError};
+use crate::protocol::{GroupMembers, Peek, PoolRequest, PoolResponse, ServeError};
 use crate::router::CallFailure;
 
 /// Forwarding hops a write or read may take before it gives up: the leader can change under
@@ -86,7 +85,7 @@ pub(crate) enum Answer {
     Written(GroupResponse),
     Bindings(Vec<Binding>),
     Members(GroupMembers),
-    Position(Option<StreamPosition>),
+    Position(Peek),
     Moved(Vec<NodeId>),
     Done,
 }
@@ -382,16 +381,25 @@ impl<N: Network> PoolNode<N> {
             .await
     }
 
-    /// Where this node's replica of `group`, which believes it leads, stands in its source's
-    /// history (a linearizable read).
-    pub(crate) async fn position_local(
-        &self,
-        group: GroupKey,
-    ) -> Result<Option<StreamPosition>, ServeError> {
+    /// The epoch of this node's replica of `group`, which believes it leads, and where it
+    /// stands in its source's history (a linearizable read).
+    pub(crate) async fn position_local(&self, group: GroupKey) -> Result<Peek, ServeError> {
         let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
         replica
-            .read_as_leader(&self.leadership(), GroupState::stream)
+            .read_as_leader(&self.leadership(), |state: &GroupState| Peek {
+                epoch: state.epoch(),
+                stream: state.stream(),
+                applied: roster_raft::ReplicatedState::last_applied(state).map_or(0, |id| id.index),
+            })
             .await
+    }
+
+    /// `group`'s [`Peek`], from its leader in this pool.
+    pub async fn peek(&self, group: GroupKey) -> Result<Peek, PoolError> {
+        match self.routed(group, Operation::Position).await? {
+            Answer::Position(peek) => Ok(peek),
+            _ => Err(self.unavailable(group, "unexpected answer to a peek".into())),
+        }
     }
 }
 

@@ -241,7 +241,11 @@ impl<N: Network> PoolNode<N> {
     ) -> Result<Step, PoolError> {
         let position = match stream.partner {
             Some(position) => position,
-            None => match self.partner_position(stream.copy, SHIP_TIMEOUT).await? {
+            None => match self
+                .partner_position(stream.copy, SHIP_TIMEOUT)
+                .await?
+                .stream
+            {
                 Some(at) if at.source == stream.source => stream.learn(at.index),
                 Some(at) => {
                     stream.stop(format!("the copy follows {}", at.source));

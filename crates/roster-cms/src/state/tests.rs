@@ -236,6 +236,7 @@ fn one_operation_at_a_time_per_pool() {
     let operation = Operation {
         kind: OperationKind::Failover,
         by: 2,
+        from: Ownership { owner: 1, epoch: 1 },
         started_ms: 5,
     };
     let begin = CmsCommand::BeginOperation {
@@ -248,7 +249,13 @@ fn one_operation_at_a_time_per_pool() {
         CmsOutcome::Refused(CmsRefusal::OperationInFlight { pool: 1, .. })
     ));
     // The other pool's users are another matter.
-    let other = CmsCommand::BeginOperation { pool: 2, operation };
+    let other = CmsCommand::BeginOperation {
+        pool: 2,
+        operation: Operation {
+            from: Ownership { owner: 2, epoch: 1 },
+            ..operation.clone()
+        },
+    };
     assert_eq!(state.apply(&other), CmsOutcome::OperationBegun);
     // The ownership change ends pool 1's operation.
     state.apply(&CmsCommand::SetOwnership {
@@ -256,6 +263,15 @@ fn one_operation_at_a_time_per_pool() {
         ownership: Ownership { owner: 2, epoch: 2 },
     });
     assert!(state.operation(1).is_none());
+    // An operation asked from the old ownership (a stale view) is refused.
+    assert!(matches!(
+        state.apply(&begin),
+        CmsOutcome::Refused(CmsRefusal::OwnershipChanged {
+            pool: 1,
+            current: Some(Ownership { owner: 2, epoch: 2 }),
+            ..
+        })
+    ));
     assert_eq!(
         state.apply(&CmsCommand::EndOperation { pool: 2 }),
         CmsOutcome::OperationEnded

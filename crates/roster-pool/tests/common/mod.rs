@@ -5,6 +5,8 @@
 //! write's node, latency and outcome.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -90,10 +90,12 @@ impl Store for PoolStore {
         };
         match response {
             GroupResponse::StaleEpoch { current } => Err(StoreError::Unavailable {
+                // A failover or failback moves these users (the pause of a failback's final
+                // catch-up): they are served again within a second or so.
                 reason: format!(
-                    "routing group {group} is at epoch {current}: this pool no longer owns its users"
+                    "routing group {group} is at epoch {current}: its users are changing owner"
                 ),
-                retry_after_s: 5,
+                retry_after_s: 1,
             }),
             other => match other.into_outcome() {
                 Some(outcome) => Ok(Applied { outcome, at_ms }),
