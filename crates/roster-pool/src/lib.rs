@@ -31,6 +31,7 @@ mod route;
 pub mod router;
 pub mod shipper;
 mod status;
+mod supervisor;
 pub mod topology;
 
 /// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
