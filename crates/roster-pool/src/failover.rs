@@ -225,7 +225,7 @@ impl<N: Network> PoolNode<N> {
         let behind = self.streams_behind(home, FAILBACK_LAG_ENTRIES_MAX).await;
         if !behind.is_empty() {
             let _ = self
-                .cms_write(CmsCommand::EndOperation { pool: home })
+                .cms_command(CmsCommand::EndOperation { pool: home })
                 .await;
             return Err(OperationError::Refused(format!(
                 "pool {home} is behind after {FAILBACK_CATCH_UP_DEADLINE:?}: {}; nothing was \
@@ -382,7 +382,7 @@ impl<N: Network> PoolNode<N> {
             started_ms: (self.clock)(),
         };
         match self
-            .cms_write(CmsCommand::BeginOperation {
+            .cms_command(CmsCommand::BeginOperation {
                 pool: home,
                 operation,
             })
@@ -399,13 +399,28 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
+    /// Writes `command` to the CMS, retried while its group elects or has just lost a quorum
+    /// ack (a busy moment): an operation should not be refused for a hiccup.
+    async fn cms_command(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.cms_write(command.clone()).await {
+                Err(PoolError::Unavailable { .. }) if attempt < STEP_ATTEMPTS_MAX => {
+                    tokio::time::sleep(POLL * 5).await
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn set_ownership(
         &self,
         home: PoolId,
         ownership: Ownership,
     ) -> Result<(), OperationError> {
         match self
-            .cms_write(CmsCommand::SetOwnership {
+            .cms_command(CmsCommand::SetOwnership {
                 pool: home,
                 ownership,
             })
@@ -445,7 +460,7 @@ impl<N: Network> PoolNode<N> {
                 warn!(%error, pool = home, "operation stopped; ending it in the CMS");
                 let done: Vec<String> = steps.done.iter().map(|step| step.what.clone()).collect();
                 let _ = self
-                    .cms_write(CmsCommand::EndOperation { pool: home })
+                    .cms_command(CmsCommand::EndOperation { pool: home })
                     .await;
                 Err(OperationError::Failed(format!(
                     "{error}; done before it stopped: [{}]; run the command again",

@@ -1,4 +1,4 @@
-//! A node's status document: per group, this replica's view of its Raft.
+//! A node's status document (per group, this replica's view of its Raft) and its health.
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::Network;
@@ -8,6 +8,20 @@ use crate::leader::millis_since_quorum_ack;
 use crate::node::PoolNode;
 
 impl<N: Network> PoolNode<N> {
+    /// Whether this node serves every replica it holds. It does not while its store is
+    /// poisoned (a flush failed: a full disk) or being opened again, while a replica's Raft
+    /// has stopped, or while a replica failed to open again; requests for those groups still
+    /// work through it (forwarded to their leaders), and the node recovers by itself once the
+    /// disk takes writes (`supervisor`). What `/health` answers.
+    pub fn healthy(&self) -> bool {
+        self.unhealthy_reason().is_none()
+    }
+
+    /// Why this node is not [`PoolNode::healthy`], if it is not.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.replicas.trouble().map(|trouble| trouble.to_string())
+    }
+
     /// A status document: per group, this replica's view.
     pub fn status(&self) -> serde_json::Value {
         let mut replicas = self.replica_list();
@@ -28,6 +42,7 @@ impl<N: Network> PoolNode<N> {
                 "applied": metrics.last_applied.map(|id| id.index),
                 "voters": voters,
                 "millis_since_quorum_ack": millis_since_quorum_ack(&metrics),
+                "generation": replica.generation,
             }));
         }
         serde_json::json!({
@@ -36,6 +51,7 @@ impl<N: Network> PoolNode<N> {
             "epoch": self.epoch_of(self.options.pool),
             "ownership": self.ownership_view(),
             "partner_silent_ms": self.partner_silent_for().map(|silent| u64::try_from(silent.as_millis()).unwrap_or(u64::MAX)),
+            "unhealthy": self.unhealthy_reason(),
             "groups": groups,
         })
     }

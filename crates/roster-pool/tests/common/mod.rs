@@ -21,7 +21,7 @@ use roster_raft::{group_of, GroupKey, ReplicatedState};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
-use roster_store::NodeStore;
+use roster_store::{DiskFault, NodeStore, StoreOptions};
 use roster_topology::{Deployment, NodeId, PoolId};
 
 /// The pool id of every test pool.
@@ -111,6 +111,8 @@ pub struct Cluster {
     pub deployment: Option<Deployment>,
     /// Shippers of the backup stream, one per running node (aborted when the node stops).
     pub shippers: Mutex<BTreeMap<NodeId, tokio::task::JoinHandle<()>>>,
+    /// Each node's disk, which a test can make look full ([`Cluster::disk`]).
+    pub disks: Mutex<BTreeMap<NodeId, DiskFault>>,
 }
 
 /// What a test pool is: its id, nodes, routing groups, partner and CMS.
@@ -165,6 +167,7 @@ impl Cluster {
             cms: shape.cms,
             deployment: shape.deployment,
             shippers: Mutex::new(BTreeMap::new()),
+            disks: Mutex::new(BTreeMap::new()),
         };
         let keys = cluster.options(shape.ids[0]).keys();
         cluster.assignment = placement::initial(&shape.ids, &keys);
@@ -227,12 +230,16 @@ impl Cluster {
             }
             None => self.network.endpoint(peer, handler.clone()),
         };
-        let path = self.dir.path().join(format!("node-{id}"));
+        let options = StoreOptions {
+            path: self.dir.path().join(format!("node-{id}")),
+            ..StoreOptions::default()
+        };
+        let disk = self.disk(id);
         // The previous incarnation's database may still be closing (its flusher joins on
         // drop): retry for a bounded time.
         let mut store = None;
         for _ in 0..100 {
-            match NodeStore::open(&path) {
+            match NodeStore::open_with_fault(&options, disk.clone()) {
                 Ok(opened) => {
                     store = Some(opened);
                     break;
@@ -276,6 +283,16 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
+    }
+
+    /// Node `id`'s disk: set it full and its flushes fail (its store is poisoned).
+    pub fn disk(&self, id: NodeId) -> DiskFault {
+        self.disks
+            .lock()
+            .expect("disks")
+            .entry(id)
+            .or_default()
+            .clone()
     }
 
     /// Node `id`.

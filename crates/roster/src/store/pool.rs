@@ -127,7 +127,9 @@ impl Store for PoolStore {
         status
     }
 
+    /// Unhealthy while the node's store is poisoned (a full disk) or being reopened, or one of
+    /// its replicas is stopped or not open again yet: it still forwards what it cannot serve.
     fn healthy(&self) -> bool {
-        true
+        self.node.healthy()
     }
 }
