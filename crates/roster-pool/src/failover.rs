@@ -49,8 +49,9 @@ const FAILBACK_LAG_ENTRIES_MAX: u64 = 64;
 /// Pause between looks while waiting for a catch-up.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Attempts of one step against groups that elect meanwhile.
-const STEP_ATTEMPTS_MAX: u32 = 20;
+/// How long one step keeps trying against groups that elect or miss a quorum ack meanwhile
+/// (a busy or recovering pool): an operation should not stop halfway for a hiccup.
+const STEP_RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// One step of an operation and how long it took.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,13 +403,11 @@ impl<N: Network> PoolNode<N> {
     /// Writes `command` to the CMS, retried while its group elects or has just lost a quorum
     /// ack (a busy moment): an operation should not be refused for a hiccup.
     async fn cms_command(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
-        let mut attempt = 0;
+        let deadline = tokio::time::Instant::now() + STEP_RETRY_DEADLINE;
         loop {
-            attempt += 1;
+            let last = tokio::time::Instant::now() >= deadline;
             match self.cms_write(command.clone()).await {
-                Err(PoolError::Unavailable { .. }) if attempt < STEP_ATTEMPTS_MAX => {
-                    tokio::time::sleep(POLL * 5).await
-                }
+                Err(PoolError::Unavailable { .. }) if !last => tokio::time::sleep(POLL * 5).await,
                 other => return other,
             }
         }
@@ -494,21 +493,21 @@ impl<N: Network> PoolNode<N> {
         epoch: u64,
     ) -> Result<(), OperationError> {
         let request = PairRequest::Fence { group, epoch };
-        let mut attempt = 0;
+        let deadline = tokio::time::Instant::now() + STEP_RETRY_DEADLINE;
         loop {
-            attempt += 1;
+            let last = tokio::time::Instant::now() >= deadline;
             match self
                 .call_partner(group, &request, self.options.request_timeout)
                 .await
             {
                 Ok(PairResponse::Applied(Ok(GroupResponse::EpochSet { .. })))
                 | Ok(PairResponse::Applied(Ok(GroupResponse::StaleEpoch { .. }))) => return Ok(()),
-                Ok(other) if attempt >= STEP_ATTEMPTS_MAX => {
+                Ok(other) if last => {
                     return Err(OperationError::Failed(format!(
                         "pool {home} did not fence {group}: {other:?}"
                     )))
                 }
-                Err(error) if attempt >= STEP_ATTEMPTS_MAX => return Err(error.into()),
+                Err(error) if last => return Err(error.into()),
                 _ => tokio::time::sleep(POLL * 5).await,
             }
         }
@@ -531,9 +530,9 @@ impl<N: Network> PoolNode<N> {
         key: GroupKey,
         request: GroupRequest,
     ) -> Result<GroupResponse, OperationError> {
-        let mut attempt = 0;
+        let deadline = tokio::time::Instant::now() + STEP_RETRY_DEADLINE;
         loop {
-            attempt += 1;
+            let last = tokio::time::Instant::now() >= deadline;
             match self
                 .routed(key, RouteOperation::Write(request.clone()))
                 .await
@@ -544,7 +543,7 @@ impl<N: Network> PoolNode<N> {
                         "unexpected answer from {key}"
                     )))
                 }
-                Err(error) if attempt >= STEP_ATTEMPTS_MAX => return Err(error.into()),
+                Err(error) if last => return Err(error.into()),
                 Err(_) => tokio::time::sleep(POLL * 5).await,
             }
         }

@@ -31,6 +31,11 @@ use crate::pair::{PairRequest, PairResponse};
 /// these.
 pub const PARTNER_PING_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a node that has just started waits to hear its partner before it serves its own
+/// users' writes on its own copy of the CMS: a pool coming back after a failover learns the new
+/// owner from the first ping (within a second), before it acknowledges anything.
+pub const OWNERSHIP_LEARN_WAIT: Duration = Duration::from_secs(3);
+
 /// How long a node waits for its partner's answer to one ping.
 const PARTNER_PING_TIMEOUT: Duration = Duration::from_millis(900);
 
@@ -137,6 +142,20 @@ impl<N: Network> PoolNode<N> {
         let since = watched.last_heard.or(watched.started)?;
         let silent = since.elapsed();
         (silent > PARTNER_PING_INTERVAL * 2).then_some(silent)
+    }
+
+    /// Whether this node may act on its view of ownership: it has no partner, or has heard it
+    /// since it started, or waited [`OWNERSHIP_LEARN_WAIT`] in vain (the partner is down too,
+    /// or cut off: the view is the node's own CMS copy).
+    pub fn ownership_settled(&self) -> bool {
+        if self.options.partner.is_none() {
+            return true;
+        }
+        let watched = self.partner_watch.lock();
+        watched.last_heard.is_some()
+            || watched
+                .started
+                .is_some_and(|started| started.elapsed() >= OWNERSHIP_LEARN_WAIT)
     }
 
     /// Whether the partner has answered a ping since this node started.

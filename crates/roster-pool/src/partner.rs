@@ -169,6 +169,15 @@ impl<N: Network> PoolNode<N> {
     ) -> Result<GroupResponse, PoolError> {
         let owner = self.owner_of(group.pool).owner;
         if owner == self.options.pool {
+            if !self.ownership_settled() {
+                return Err(PoolError::Unavailable {
+                    reason: "this node has just started and is learning from its partner pool \
+                             who owns these users"
+                        .into(),
+                    retry_after_s: 1,
+                    group,
+                });
+            }
             return self.write(self.local_key(group), command).await;
         }
         let request = PairRequest::Write { group, command };
