@@ -23,6 +23,7 @@
 //! secret        writing files only their owner may read (keys, tokens, hashes)
 //! admin_api     the admin routes and bearer token, shared with the commands
 //! clock         the one wall-clock read, and a monotonic clock
+//! diagnose      who holds a data directory's lock or an address (from /proc), for errors
 //! ```
 //!
 //! The commands (`roster start`, `demo`, `init`, `user`, `cert`, `pool`, `node`, `load`) live
@@ -37,6 +38,7 @@
 pub mod admin_api;
 pub mod clock;
 pub mod config;
+pub mod diagnose;
 pub mod http;
 pub mod node;
 pub mod pool_admin;

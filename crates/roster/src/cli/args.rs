@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How the log on standard error is written: `text` (colours only on a terminal) or `json`
+    /// (one object per line). Default: `[node] log_format` for `roster start`, else text.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<roster::config::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -20,6 +24,10 @@ pub enum Command {
         /// The node's configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Check the configuration and every file it names (certificates, keys, topology,
+        /// users, tokens, data directory) without starting; exit 0 when the node could start.
+        #[arg(long)]
+        check_config: bool,
     },
     /// Start a ready local deployment in the foreground, with demo users u0 … u9999.
     Demo {
@@ -52,8 +60,10 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Create a pool from a topology file: the cluster CA, node certificates, a shared nonce
-    /// key and each node's configuration (start each with `roster start --config`).
+    /// Create a deployment from a topology file: the CA, node certificates, a shared nonce
+    /// key and each node's configuration (start each with `roster start --config`). Run again
+    /// after changing the topology: new nodes get their files, existing nodes' configurations
+    /// follow the topology and keep every other setting an operator made.
     Init {
         /// The deployment's topology (TOML: [deployment], [[site]], [[pool]], [[pair]], [[node]];
         /// see README).
@@ -66,8 +76,9 @@ pub enum Command {
         /// --no-auth. An entry's `pool` names its home pool (default: the CMS's pool).
         #[arg(long, value_name = "FILE")]
         users: Option<PathBuf>,
-        /// SIP domain served (repeat for several).
-        #[arg(long = "domain", value_name = "DOMAIN", default_value = "example.com")]
+        /// SIP domain served (repeat for several). Default: example.com for new nodes; run
+        /// again without it, existing nodes keep theirs.
+        #[arg(long = "domain", value_name = "DOMAIN")]
         domains: Vec<String>,
         /// Accept any user of the domains without authentication (benchmarks only).
         #[arg(long)]

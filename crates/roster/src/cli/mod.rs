@@ -8,6 +8,7 @@
 //! start         roster start: a node in the foreground
 //! demo          roster demo: a pool of three `roster start` processes, watched
 //! init          roster init: CA, certificates, nonce key, admin token, each node's config
+//! logging       the log on standard error: text without colours off a terminal, or JSON
 //! user          roster user add
 //! cert          roster cert ca | node
 //! pool_status   roster pool status, from every node's HTTP status
@@ -25,6 +26,7 @@ mod cert;
 mod demo;
 mod http_client;
 mod init;
+mod logging;
 mod pool_admin;
 mod pool_status;
 mod runtime;
@@ -33,8 +35,19 @@ mod user;
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Start { config } => start::start(&config),
+    let Cli {
+        command,
+        log_format,
+    } = cli;
+    // `roster start` knows its format once it has read its configuration.
+    if !matches!(command, Command::Start { .. }) {
+        logging::init(log_format.unwrap_or_default());
+    }
+    match command {
+        Command::Start {
+            config,
+            check_config,
+        } => start::start(&config, log_format, check_config),
         Command::Demo {
             sip,
             dir,
@@ -67,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             roster_registrar::Networks::parse(&trusted_networks)
                 .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
+            let (domains_given, trusted_given) = (domains.clone(), trusted_networks.clone());
             let configs = init::init(&init::InitOptions {
                 topology,
                 dir,
@@ -76,6 +90,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 trusted_networks,
                 algorithms: vec!["SHA-256".into(), "MD5".into()],
                 worker_threads: None,
+                given: Some(init::Given {
+                    domains: !domains_given.is_empty(),
+                    trusted_networks: !trusted_given.is_empty(),
+                    no_auth,
+                }),
             })?;
             for (id, config) in configs {
                 println!("node {id}: roster start --config {}", config.display());

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use roster_registrar::Transport;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +14,7 @@ use tracing::{info, warn};
 
 use super::{tasks, Listening};
 use crate::config::Config;
+use crate::diagnose::{bind_advice, Protocol};
 use crate::http::admin::AdminAccess;
 use crate::sip::service::Service;
 use crate::sip::stream::{self, StreamSettings};
@@ -81,9 +81,9 @@ async fn serve_sip<S: Store>(
 ) -> anyhow::Result<Vec<(Transport, SocketAddr)>> {
     let mut bound = Vec::new();
     for &address in &config.udp {
-        let socket = udp::bind(address)
-            .await
-            .with_context(|| format!("cannot bind SIP UDP on {address}"))?;
+        let socket = udp::bind(address).await.map_err(|error| {
+            anyhow::anyhow!(bind_advice(address, Protocol::Udp, "SIP UDP", &error))
+        })?;
         bound.push((Transport::Udp, socket.local_addr()?));
         let settings = udp::UdpSettings {
             source_requests_per_s_max: config.source_requests_per_s_max,
@@ -116,11 +116,9 @@ async fn serve_sip<S: Store>(
             .map(|a| (Transport::Tls, *a, tls_acceptor.clone())),
     );
     for (transport, address, tls) in streams {
-        let listener = stream::bind(address).await.with_context(|| {
-            format!(
-                "cannot bind SIP {} on {address}",
-                transport.as_str().to_uppercase()
-            )
+        let listener = stream::bind(address).await.map_err(|error| {
+            let what = format!("SIP {}", transport.as_str().to_uppercase());
+            anyhow::anyhow!(bind_advice(address, Protocol::Tcp, &what, &error))
         })?;
         bound.push((transport, listener.local_addr()?));
         let settings = StreamSettings {
@@ -150,7 +148,7 @@ async fn serve_http<S: Store>(
 ) -> anyhow::Result<SocketAddr> {
     let listener = http::bind(address)
         .await
-        .with_context(|| format!("cannot bind HTTP on {address}"))?;
+        .map_err(|error| anyhow::anyhow!(bind_advice(address, Protocol::Tcp, "HTTP", &error)))?;
     let bound = listener.local_addr()?;
     let prometheus = telemetry::install();
     let status: Arc<dyn http::StatusSource> = work.service.clone();

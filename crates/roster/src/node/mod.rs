@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::sip::service::Service;
 use crate::store::{MemoryStore, Store};
 
+pub mod check;
 mod listeners;
 mod pool;
 mod service;

@@ -118,6 +118,15 @@ impl Store for PoolStore {
         self.node.purge_expired(now_ms).await.map_err(unavailable)
     }
 
+    fn placement(&self, aor: &str) -> super::Placement {
+        let group = self.group_of(aor);
+        super::Placement {
+            group: group.to_string(),
+            pool: Some(u64::from(group.pool)),
+            epoch: Some(self.node.epoch_of(group.pool)),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let mut status = self.node.status();
         status["kind"] = serde_json::json!("pool");
