@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use super::access::{Access, Format};
+
 /// Roster: a geo-redundant SIP registrar cluster.
 #[derive(Parser)]
 #[command(name = "roster", version, about)]
@@ -140,42 +142,60 @@ pub enum CertCommand {
 
 #[derive(Subcommand)]
 pub enum PoolCommand {
-    /// Each node up or down, and each routing group's leader, term, commit and applied index
-    /// and replicas, from the nodes' HTTP status.
+    /// Each pool's nodes up or down, groups without a leader or quorum, registrations, owner
+    /// and epoch, and each group's leader, term, commit index and replicas.
     Status {
-        /// The pool's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
+        /// Only this pool (by name).
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
+        /// `table` (default) or `json`.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Spread replicas and leaders over every node of the topology (after adding a node to
     /// it and starting the node).
     Rebalance {
-        /// The deployment's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
-        /// The pool to rebalance, by name (needed when the deployment has several).
+        /// The pool to rebalance, by name (default: the --url node's pool, or the only one).
         #[arg(long, value_name = "NAME")]
         pool: Option<String>,
+        /// `table` (default: a sentence) or `json`.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
+    /// Every node of the deployment: up or down, version, replicas held, groups led, bindings,
+    /// apply lag; the problems seen and replication per direction.
+    Status {
+        #[command(flatten)]
+        access: Access,
+        /// `table` (default) or `json` (the node's /api/v1/deployment).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Move every replica off a node and its leaders to the others; then the node can be
     /// stopped and removed from the topology. Never give a removed node's id to a new node.
     Drain {
-        /// The pool's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
         /// The node to drain.
         #[arg(long, value_name = "ID")]
         node: u64,
+        /// `table` (default: a sentence) or `json`.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 

@@ -11,9 +11,9 @@
 //! logging       the log on standard error: text without colours off a terminal, or JSON
 //! user          roster user add
 //! cert          roster cert ca | node
-//! pool_status   roster pool status, from every node's HTTP status
+//! access        --url or --topology: how a command reaches the deployment's overview
+//! status        roster node status, roster pool status: tables or JSON from the overview
 //! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
-//! http_client   the minimal HTTP/1.0 client of pool_status and pool_admin
 //! ```
 
 use args::{Cli, Command, NodeCommand, PoolCommand, UserCommand};
@@ -22,15 +22,15 @@ use runtime::Runtime;
 
 pub mod args;
 
+mod access;
 mod cert;
 mod demo;
-mod http_client;
 mod init;
 mod logging;
 mod pool_admin;
-mod pool_status;
 mod runtime;
 mod start;
+mod status;
 mod user;
 
 /// Runs the command `cli` names.
@@ -110,24 +110,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Pool {
-            command: PoolCommand::Status { topology },
-        } => pool_status::print(&topology),
+            command:
+                PoolCommand::Status {
+                    access,
+                    pool,
+                    format,
+                },
+        } => status::pool_status(&access, pool.as_deref(), format),
         Command::Pool {
             command:
                 PoolCommand::Rebalance {
-                    topology,
+                    access,
                     token_file,
                     pool,
+                    format,
                 },
-        } => pool_admin::rebalance(&topology, &token_file, pool.as_deref()),
+        } => pool_admin::rebalance(&access, &token_file, pool.as_deref(), format),
+        Command::Node {
+            command: NodeCommand::Status { access, format },
+        } => status::node_status(&access, format),
         Command::Node {
             command:
                 NodeCommand::Drain {
-                    topology,
+                    access,
                     token_file,
                     node,
+                    format,
                 },
-        } => pool_admin::drain(&topology, &token_file, node),
+        } => pool_admin::drain(&access, &token_file, node, format),
         Command::User {
             command:
                 UserCommand::Add {

@@ -45,7 +45,7 @@ pub async fn run(
         None => {
             let store = MemoryStore::new(config.policy.clone());
             let service = Arc::new(service::build(&config, store)?);
-            listeners::serve(&config, service, None, shutdown, on_ready).await
+            listeners::serve(&config, service, Default::default(), shutdown, on_ready).await
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::admin_api::AdminToken;
 use crate::clock::now_ms;
 use crate::config::{Config, PoolConfig};
 use crate::http::admin::{Admin, AdminAccess};
+use crate::http::{OverviewSource, PoolEndpoints};
 use crate::pool_admin::PoolAdmin;
 use crate::store::PoolStore;
 use crate::topology::read_topology;
@@ -101,7 +102,13 @@ pub(super) async fn run(
         )) as Arc<dyn Admin>,
         token,
     });
-    let gauges = tokio::spawn(tasks::record_gauges(node.clone(), shutdown.clone()));
+    // A leader cut off from its quorum for two election timeouts refuses requests.
+    let quorum_ack_limit_ms = 2 * pool.election_timeout_ms.1;
+    let gauges = tokio::spawn(tasks::record_gauges(
+        node.clone(),
+        quorum_ack_limit_ms,
+        shutdown.clone(),
+    ));
     let balancer = pool.leader_balance_interval.map(|period| {
         tokio::spawn(tasks::balance_leaders(
             node.clone(),
@@ -124,7 +131,18 @@ pub(super) async fn run(
             }
         });
     }
-    let result = listeners::serve(&config, service, admin, shutdown, on_ready).await;
+    let own_service = service.clone();
+    let gatherer = crate::overview::Gatherer::new(
+        node.clone(),
+        pool.topology.clone(),
+        Arc::new(move || own_service.status()),
+        quorum_ack_limit_ms,
+    );
+    let endpoints = PoolEndpoints {
+        admin,
+        overview: Some(Arc::new(Overview(gatherer))),
+    };
+    let result = listeners::serve(&config, service, endpoints, shutdown, on_ready).await;
     for task in [gauges, shipper, directory] {
         task.abort();
     }
@@ -134,6 +152,17 @@ pub(super) async fn run(
     node.shutdown().await;
     server.shutdown().await;
     result
+}
+
+/// The overview the status page and `/api/v1/deployment` show.
+struct Overview(crate::overview::Gatherer);
+
+impl OverviewSource for Overview {
+    fn overview(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>> {
+        Box::pin(self.0.overview())
+    }
 }
 
 /// Who this node is in the deployment, and the files that prove it.

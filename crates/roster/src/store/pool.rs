@@ -129,6 +129,26 @@ impl Store for PoolStore {
 
     fn status(&self) -> serde_json::Value {
         let mut status = self.node.status();
+        // What each replica holds: registrations per pool on the operator's page.
+        for group in status["groups"].as_array_mut().into_iter().flatten() {
+            let key = group["key"]
+                .as_str()
+                .and_then(|key| key.parse::<GroupKey>().ok());
+            let counts = key.and_then(|key| self.node.state(key)).and_then(|state| {
+                state
+                    .read(|state| {
+                        state
+                            .registry()
+                            .map(|registry| (registry.aor_count(), registry.binding_count()))
+                    })
+                    .ok()
+                    .flatten()
+            });
+            if let Some((aors, bindings)) = counts {
+                group["aors"] = serde_json::json!(aors);
+                group["bindings"] = serde_json::json!(bindings);
+            }
+        }
         status["kind"] = serde_json::json!("pool");
         status["groups_total"] = serde_json::json!(self.node.options().groups);
         status

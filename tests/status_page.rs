@@ -1,0 +1,173 @@
+//! The operator's status page and its JSON on a deployment of two paired pools: the overview
+//! lists every node of both pools, a killed node is down within seconds while the page still
+//! answers, and in a real browser (Debian's chromium driven by playwright-core,
+//! `tests/browser/status_page.mjs`) the page loads, lists every node and shows the killed one
+//! DOWN. `scripts/test` installs chromium, Node.js and playwright-core.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use roster_tests::deployment::Deployment;
+use roster_tests::{http_get, run_with_deadline, Users};
+
+/// How long the deployment may take to show every node up with replication going (six debug
+/// nodes electing and seeding the CMS on two shared CPUs).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// How long the browser check may take, the browser's start included.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
+
+fn overview(deployment: &Deployment, node: u64) -> serde_json::Value {
+    let started = Instant::now();
+    let (status, body) = http_get(deployment.http[&node], "/api/v1/deployment");
+    // A dead node costs the gathering its status timeout, never more than a few seconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the overview took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("overview JSON")
+}
+
+fn nodes_up(overview: &serde_json::Value) -> Vec<(u64, bool)> {
+    overview["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|pool| pool["nodes"].as_array().cloned().unwrap_or_default())
+        .map(|node| (node["id"].as_u64().unwrap_or(0), node["up"] == true))
+        .collect()
+}
+
+/// `roster ARGS`' standard output; panics when it fails.
+fn roster(args: &[&str]) -> String {
+    let output = run_with_deadline(
+        Command::new(roster_tests::roster_bin()).args(args),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "roster {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Runs the browser check against `url`; panics with its output when it fails.
+fn browser_check(url: &str, down: &[u64], screenshot: &Path) {
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test does)"
+    );
+    let mut command = Command::new("node");
+    command
+        .current_dir(&dir)
+        .arg("status_page.mjs")
+        .args([
+            "--url",
+            url,
+            "--nodes",
+            "1,2,3,4,5,6",
+            "--timeout-ms",
+            "60000",
+        ])
+        .arg("--screenshot")
+        .arg(screenshot);
+    if !down.is_empty() {
+        let list: Vec<String> = down.iter().map(u64::to_string).collect();
+        command.args(["--down", &list.join(",")]);
+    }
+    let output = run_with_deadline(&mut command, BROWSER_DEADLINE);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "browser check failed: {text}");
+    println!("{}; screenshot {}", text.trim(), screenshot.display());
+}
+
+#[test]
+fn the_status_page_lists_every_node_and_shows_a_killed_one_down() {
+    let users = Users {
+        count: 20,
+        password: "secret".into(),
+    };
+    let mut deployment = Deployment::start(&users, 4);
+    let deadline = Instant::now() + SETTLE_DEADLINE;
+    let settled = loop {
+        let seen = overview(&deployment, 1);
+        let up = nodes_up(&seen);
+        let all_up = up.len() == 6 && up.iter().all(|(_, up)| *up);
+        let led = seen["pools"].as_array().is_some_and(|pools| {
+            pools
+                .iter()
+                .all(|p| p["groups_without_leader"] == serde_json::json!([]))
+        });
+        if all_up && led && seen["cms"]["users"] == 20 {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "not settled: {seen:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(settled["sites"][1]["pools"][0], "b");
+    assert_eq!(settled["pools"][0]["partner"], "b");
+    assert_eq!(settled["pools"][0]["epoch"], 1);
+    assert_eq!(settled["replication"].as_array().map(Vec::len), Some(2));
+
+    let screenshots = std::env::temp_dir();
+    let url = format!("http://{}/", deployment.http[&1]);
+    browser_check(
+        &url,
+        &[],
+        &screenshots.join("roster-status-page-all-up.png"),
+    );
+
+    deployment.kill(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = overview(&deployment, 1);
+        if nodes_up(&seen).contains(&(5, false)) {
+            let problems = seen["problems"].to_string();
+            assert!(problems.contains("node 5 of pool b is down"), "{problems}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 5 not shown down: {seen:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Node 4 of the other pool sees the same.
+    assert!(nodes_up(&overview(&deployment, 4)).contains(&(5, false)));
+    // So does `roster node status` from a laptop without the topology: one node's URL.
+    let url4 = format!("http://{}", deployment.http[&4]);
+    let table = roster(&["node", "status", "--url", &url4]);
+    let down_row = table
+        .lines()
+        .find(|line| line.trim_start().starts_with("5 "))
+        .unwrap_or_else(|| panic!("no row for node 5: {table}"));
+    assert!(down_row.contains("DOWN"), "{table}");
+    let up_rows = table.lines().filter(|line| line.contains(" up ")).count();
+    assert_eq!(up_rows, 5, "{table}");
+    assert!(table.contains("! node 5 of pool b is down"), "{table}");
+    let pools = roster(&[
+        "pool", "status", "--url", &url4, "--pool", "b", "--format", "json",
+    ]);
+    let pools: serde_json::Value = serde_json::from_str(&pools).expect("pool status JSON");
+    assert_eq!(pools[0]["name"], "b");
+    assert_eq!(
+        pools[0]["group_table"].as_array().map(Vec::len),
+        Some(4 + 4 + 1)
+    );
+    browser_check(
+        &url,
+        &[5],
+        &screenshots.join("roster-status-page-node-5-down.png"),
+    );
+}
