@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roster_tests::deployment::Deployment;
+use roster_tests::deployment::{dashboard_queries, exposed_names, metric_names, Deployment};
+use roster_tests::sip_client::{Credentials, SipClient};
 use roster_tests::{http_get, run_with_deadline, Users};
 
 /// How long the deployment may take to show every node up with replication going (six debug
@@ -54,6 +55,77 @@ fn roster(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Registers one user through node 1 from an untrusted address, after a wrong password once
+/// (so that the request and authentication counters exist), then waits until every Roster
+/// metric the Grafana dashboard and the alert rules read is exported by some node.
+fn check_dashboard_metrics(deployment: &Deployment) {
+    let mut client = SipClient::new([127, 0, 0, 2].into(), deployment.sip[&1]);
+    let aor = "sip:t0@example.com";
+    let contact = "Contact: <sip:t0@192.0.2.7:5060>;expires=600\r\n";
+    let wrong = Credentials {
+        user: "t0",
+        password: "not-the-password",
+    };
+    let right = Credentials {
+        user: "t0",
+        password: "secret",
+    };
+    // The node's directory follows the CMS a moment after the CMS has the users.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered =
+            client.send_authenticated("REGISTER", "sip:example.com", aor, &right, contact);
+        let status = answered.map(|(r, _)| r.status);
+        if status == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "t0 not registered: {status:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let answered = client.send_authenticated("REGISTER", "sip:example.com", aor, &wrong, contact);
+    assert_eq!(answered.map(|(r, _)| r.status), Some(401));
+
+    let queries = dashboard_queries();
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/roster.rules.yml"),
+    )
+    .expect("deploy/prometheus/roster.rules.yml");
+    let mut wanted: Vec<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+    // Counted only when it happens (no overload here): the rules may read it unexported.
+    const EVENT_COUNTERS: [&str; 2] = ["roster_sip_shed_total", "roster_auth_guess_limits_total"];
+    wanted.extend(
+        metric_names(&rules)
+            .into_iter()
+            .filter(|name| !EVENT_COUNTERS.contains(&name.as_str())),
+    );
+    wanted.sort();
+    wanted.dedup();
+    assert!(wanted.len() >= 12, "{wanted:?}");
+    // The gauges are refreshed every 5 s; a stream's lag once the shipper has run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut exposed = std::collections::BTreeSet::new();
+        for http in deployment.http.values() {
+            let (status, text) = http_get(*http, "/metrics");
+            assert_eq!(status, 200);
+            exposed.extend(exposed_names(&text));
+        }
+        let missing: Vec<&String> = wanted.iter().filter(|n| !exposed.contains(*n)).collect();
+        if missing.is_empty() {
+            println!(
+                "dashboard and rules: {} metric names, all exported",
+                wanted.len()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard or the rules read metrics no node exports: {missing:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn browser_dir() -> PathBuf {
@@ -122,6 +194,8 @@ fn the_status_page_lists_every_node_and_shows_a_killed_one_down() {
     assert_eq!(settled["pools"][0]["partner"], "b");
     assert_eq!(settled["pools"][0]["epoch"], 1);
     assert_eq!(settled["replication"].as_array().map(Vec::len), Some(2));
+
+    check_dashboard_metrics(&deployment);
 
     let screenshots = std::env::temp_dir();
     let url = format!("http://{}/", deployment.http[&1]);
