@@ -2,7 +2,8 @@
 //! check rules` and their unit tests by `promtool test rules`; the Grafana dashboard's every
 //! query parsed by promtool (as recording rules) and its metric names are real ones (the
 //! running deployment's `/metrics` is checked in `status_page.rs`); the systemd unit by
-//! `systemd-analyze verify`; the Ansible playbooks by `ansible-playbook --syntax-check`.
+//! `systemd-analyze verify`; the Ansible playbooks by `ansible-playbook --syntax-check`, and
+//! `init.yml` (the control machine's part) run for real on the example inventory.
 //! `scripts/test` installs promtool (Debian's `prometheus`) and ansible-core (in
 //! `deploy/ansible/.venv`, see `deploy/ansible/README.md`).
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use roster_tests::{roster_bin, run_with_deadline, TempDir};
+use roster_tests::{roster_bin, run_with_deadline, TempDir, Users};
 
 /// How long one tool run may take.
 const TOOL_DEADLINE: Duration = Duration::from_secs(120);
@@ -118,30 +119,86 @@ fn the_systemd_unit_verifies() {
     }
 }
 
-#[test]
-fn the_playbooks_pass_ansible_syntax_check() {
-    let ansible = deploy_dir().join("ansible");
-    let venv = ansible.join(".venv/bin/ansible-playbook");
-    let program = if venv.exists() {
-        venv
-    } else if Command::new("ansible-playbook")
+/// The `ansible-playbook` of `deploy/ansible/.venv` (or on the path).
+fn ansible_playbook() -> PathBuf {
+    let venv = deploy_dir().join("ansible/.venv/bin/ansible-playbook");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = Command::new("ansible-playbook")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        PathBuf::from("ansible-playbook")
-    } else {
-        panic!(
-            "ansible-playbook is not installed: python3 -m venv deploy/ansible/.venv && \
-             deploy/ansible/.venv/bin/pip install ansible-core (scripts/test does)"
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        on_path,
+        "ansible-playbook is not installed: python3 -m venv deploy/ansible/.venv && \
+         deploy/ansible/.venv/bin/pip install ansible-core (scripts/test does)"
+    );
+    PathBuf::from("ansible-playbook")
+}
+
+#[test]
+fn the_playbooks_pass_ansible_syntax_check() {
+    let program = ansible_playbook();
+    for playbook in ["init.yml", "site.yml", "upgrade.yml"] {
+        run_ok(
+            Command::new(&program)
+                .current_dir(deploy_dir().join("ansible"))
+                .args(["--syntax-check", "-i", "inventory.example.yml", playbook]),
         );
-    };
-    for playbook in ["site.yml", "upgrade.yml"] {
-        run_ok(Command::new(&program).current_dir(&ansible).args([
-            "--syntax-check",
-            "-i",
-            "inventory.example.yml",
-            playbook,
-        ]));
     }
+}
+
+/// The control machine's part of the playbooks, run for real on the example inventory: the
+/// topology it renders has both sites, pools and all six nodes, `roster start --check-config`
+/// accepts every node's configuration, and a second run changes nothing.
+#[test]
+fn the_init_playbook_renders_the_inventory_into_configs_that_check() {
+    let program = ansible_playbook();
+    let dir = TempDir::new("ansible-init");
+    Users {
+        count: 3,
+        password: "secret".into(),
+    }
+    .write(dir.path());
+    let build = dir.path().join("build");
+    let run = || {
+        run_ok(
+            Command::new(&program)
+                .current_dir(deploy_dir().join("ansible"))
+                .args(["-i", "inventory.example.yml", "init.yml", "-e"])
+                .arg(format!("roster_build_dir={}", build.display()))
+                .arg("-e")
+                .arg(format!("roster_binary={}", roster_bin().display()))
+                .arg("-e")
+                .arg(format!(
+                    "roster_users_file={}",
+                    dir.path().join("users.toml").display()
+                )),
+        )
+    };
+    let first = run();
+    assert!(first.contains("failed=0"), "{first}");
+    let topology = std::fs::read_to_string(build.join("topology.toml")).expect("topology");
+    let topology: toml::Value = toml::from_str(&topology).expect("topology TOML");
+    let count = |key: &str| topology[key].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        (count("site"), count("pool"), count("pair"), count("node")),
+        (2, 2, 1, 6),
+        "{topology:#?}"
+    );
+    for id in 1..=6 {
+        let config = build.join(format!("pool/node-{id}/roster.toml"));
+        let checked = run_ok(
+            Command::new(roster_bin())
+                .args(["start", "--check-config", "--config"])
+                .arg(&config),
+        );
+        assert!(checked.contains("the node can start"), "{checked}");
+    }
+    let again = run();
+    assert!(
+        again.contains("changed=0"),
+        "a second run changed something: {again}"
+    );
 }

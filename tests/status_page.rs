@@ -42,12 +42,17 @@ fn nodes_up(overview: &serde_json::Value) -> Vec<(u64, bool)> {
         .collect()
 }
 
-/// `roster ARGS`' standard output; panics when it fails.
-fn roster(args: &[&str]) -> String {
-    let output = run_with_deadline(
+/// Runs `roster ARGS`.
+fn roster_run(args: &[&str]) -> std::process::Output {
+    run_with_deadline(
         Command::new(roster_tests::roster_bin()).args(args),
         Duration::from_secs(60),
-    );
+    )
+}
+
+/// `roster ARGS`' standard output; panics when it fails.
+fn roster(args: &[&str]) -> String {
+    let output = roster_run(args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -128,6 +133,49 @@ fn check_dashboard_metrics(deployment: &Deployment) {
     }
 }
 
+/// `roster node handover` (a rolling upgrade's first step) leaves node 2 leading nothing while
+/// every group keeps a leader.
+fn check_handover(deployment: &Deployment) {
+    let url = format!("http://{}", deployment.http[&1]);
+    let token = deployment.dir.path().join("pool/admin.token");
+    let token = token.to_string_lossy();
+    let handover = |node: &str| {
+        let args = [
+            "node",
+            "handover",
+            "--url",
+            &url,
+            "--token-file",
+            &token,
+            "--node",
+            node,
+        ];
+        roster_run(&args)
+    };
+    let said = handover("2");
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(said.contains("node 2 leads no group now"), "{said}");
+    let seen = overview(deployment, 1);
+    let node2 = seen["pools"][0]["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == 2))
+        .cloned()
+        .unwrap_or_default();
+    let leads: u64 = ["routing", "backup", "cms"]
+        .iter()
+        .map(|kind| node2["leads"][kind].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(leads, 0, "node 2 still leads: {node2:#}");
+    assert_eq!(
+        seen["pools"][0]["groups_without_leader"],
+        serde_json::json!([])
+    );
+    let refused = handover("9");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("node 9 is not in the topology"), "{stderr}");
+}
+
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
@@ -196,6 +244,7 @@ fn the_status_page_lists_every_node_and_shows_a_killed_one_down() {
     assert_eq!(settled["replication"].as_array().map(Vec::len), Some(2));
 
     check_dashboard_metrics(&deployment);
+    check_handover(&deployment);
 
     let screenshots = std::env::temp_dir();
     let url = format!("http://{}/", deployment.http[&1]);

@@ -182,21 +182,34 @@ pub enum NodeCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Hand every leadership of a node to the other nodes of its pool (before stopping it for
+    /// an upgrade); waits until it leads no group.
+    Handover {
+        #[command(flatten)]
+        on: NodeAdmin,
+    },
     /// Move every replica off a node and its leaders to the others; then the node can be
     /// stopped and removed from the topology. Never give a removed node's id to a new node.
     Drain {
         #[command(flatten)]
-        access: Access,
-        /// The admin token file `roster init` wrote (admin.token).
-        #[arg(long, value_name = "FILE")]
-        token_file: PathBuf,
-        /// The node to drain.
-        #[arg(long, value_name = "ID")]
-        node: u64,
-        /// `table` (default: a sentence) or `json`.
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        on: NodeAdmin,
     },
+}
+
+/// What an admin command on one node needs: where the deployment is, the token, the node.
+#[derive(clap::Args)]
+pub struct NodeAdmin {
+    #[command(flatten)]
+    pub access: Access,
+    /// The admin token file `roster init` wrote (admin.token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// The node.
+    #[arg(long, value_name = "ID")]
+    pub node: u64,
+    /// `table` (default: a sentence) or `json`.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Subcommand)]

@@ -13,7 +13,8 @@
 //! cert          roster cert ca | node
 //! access        --url or --topology: how a command reaches the deployment's overview
 //! status        roster node status, roster pool status: tables or JSON from the overview
-//! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
+//! pool_admin    roster node drain | handover, roster pool rebalance: calls to a node's admin
+//!               routes
 //! ```
 
 use args::{Cli, Command, NodeCommand, PoolCommand, UserCommand};
@@ -130,14 +131,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: NodeCommand::Status { access, format },
         } => status::node_status(&access, format),
         Command::Node {
-            command:
-                NodeCommand::Drain {
-                    access,
-                    token_file,
-                    node,
-                    format,
-                },
-        } => pool_admin::drain(&access, &token_file, node, format),
+            command: NodeCommand::Handover { on },
+        } => pool_admin::handover(&on),
+        Command::Node {
+            command: NodeCommand::Drain { on },
+        } => pool_admin::drain(&on),
         Command::User {
             command:
                 UserCommand::Add {

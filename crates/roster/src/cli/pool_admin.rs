@@ -1,7 +1,8 @@
-//! `roster node drain` and `roster pool rebalance`: find the pool's nodes in the deployment's
-//! overview (from `--url` or `--topology`), ask one of them (never the node being drained) to
-//! run the operation (`POST /admin/drain/{node}`, `POST /admin/rebalance` with the bearer
-//! token), and print what it did: a sentence, or its JSON with `--format json`.
+//! `roster node drain`, `roster node handover` and `roster pool rebalance`: find the pool's
+//! nodes in the deployment's overview (from `--url` or `--topology`), ask one of them (never
+//! the node being drained) to run the operation (`POST /admin/drain/{node}`, `POST
+//! /admin/handover/{node}`, `POST /admin/rebalance` with the bearer token), and print what it
+//! did: a sentence, or its JSON with `--format json`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +13,7 @@ use roster::http_client;
 use serde_json::Value;
 
 use super::access::{self, Access, Format};
+use super::args::NodeAdmin;
 use super::runtime;
 
 /// How long the command waits for a drain or rebalance: every group may move one replica,
@@ -21,23 +23,11 @@ const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Largest answer read.
 const ANSWER_SIZE_MAX: u64 = 1024 * 1024;
 
-/// `roster node drain`: drains `node` through another node of its pool.
-pub fn drain(access: &Access, token_file: &Path, node: u64, format: Format) -> anyhow::Result<()> {
-    let token = AdminToken::read(token_file)?;
-    let answer = runtime::block_on(async {
-        let overview = access.overview().await?;
-        let nodes = access::nodes(&overview);
-        let Some((_, pool, _, _)) = nodes.iter().find(|(id, ..)| *id == node) else {
-            let ids: Vec<String> = nodes.iter().map(|(id, ..)| id.to_string()).collect();
-            anyhow::bail!(
-                "node {node} is not in the topology (the deployment's nodes: {})",
-                ids.join(", ")
-            );
-        };
-        let asked = candidates(&nodes, pool, Some(node));
-        call(&asked, &admin_api::drain_path(node), &token).await
-    })??;
-    match format {
+/// `roster node drain`: drains the node through another node of its pool.
+pub fn drain(on: &NodeAdmin) -> anyhow::Result<()> {
+    let node = on.node;
+    let answer = on_node(on, &admin_api::drain_path(node), false)?;
+    match on.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
         Format::Table => println!(
             "node {node} drained: {} replica moves, {} leader transfers; it holds no replica \
@@ -47,6 +37,45 @@ pub fn drain(access: &Access, token_file: &Path, node: u64, format: Format) -> a
         ),
     }
     Ok(())
+}
+
+/// `roster node handover`: hands the node's leaderships to the other nodes of its pool,
+/// through any node of the pool (the node itself first: it is up when it is about to be
+/// upgraded).
+pub fn handover(on: &NodeAdmin) -> anyhow::Result<()> {
+    let node = on.node;
+    let answer = on_node(on, &admin_api::handover_path(node), true)?;
+    match on.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Format::Table => println!(
+            "node {node} leads no group now ({} leader transfers): it can be stopped",
+            answer["leader_transfers"]
+        ),
+    }
+    Ok(())
+}
+
+/// Runs `POST path` about `on.node` on a node of its pool (`on.node` itself first when
+/// `ask_itself`, else never), and returns the answer.
+fn on_node(on: &NodeAdmin, path: &str, ask_itself: bool) -> anyhow::Result<Value> {
+    let token = AdminToken::read(&on.token_file)?;
+    let node = on.node;
+    runtime::block_on(async {
+        let overview = on.access.overview().await?;
+        let nodes = access::nodes(&overview);
+        let Some((_, pool, _, http)) = nodes.iter().find(|(id, ..)| *id == node) else {
+            let ids: Vec<String> = nodes.iter().map(|(id, ..)| id.to_string()).collect();
+            anyhow::bail!(
+                "node {node} is not in the topology (the deployment's nodes: {})",
+                ids.join(", ")
+            );
+        };
+        let mut asked = candidates(&nodes, pool, Some(node));
+        if ask_itself {
+            asked.insert(0, (node, *http));
+        }
+        call(&asked, path, &token).await
+    })?
 }
 
 /// `roster pool rebalance`: rebalances pool `pool` (by name; default: the pool of the node

@@ -41,6 +41,8 @@ pub trait Admin: Send + Sync + 'static {
     fn drain(&self, node: NodeId) -> AdminFuture;
     /// Spreads replicas and leaders over every node of the topology.
     fn rebalance(&self) -> AdminFuture;
+    /// Hands every leadership `node` holds to the other nodes of its pool.
+    fn hand_over(&self, node: NodeId) -> AdminFuture;
 }
 
 /// The admin operations and the token a request must carry (`Authorization: Bearer …`).

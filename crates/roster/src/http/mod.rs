@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin_api::{DRAIN_ROUTE, REBALANCE_PATH};
+use crate::admin_api::{DRAIN_ROUTE, HANDOVER_ROUTE, REBALANCE_PATH};
 
 pub mod admin;
 
@@ -80,6 +80,7 @@ pub async fn serve(
         .route(OVERVIEW_PATH, get(overview_json))
         .route("/metrics", get(metrics_text))
         .route(DRAIN_ROUTE, post(admin_drain))
+        .route(HANDOVER_ROUTE, post(admin_handover))
         .route(REBALANCE_PATH, post(admin_rebalance))
         .with_state(state);
     axum::serve(listener, app)
@@ -130,6 +131,17 @@ async fn admin_drain(
 ) -> Response {
     admin::run(state.pool.admin.as_ref(), &headers, |admin| {
         admin.drain(node)
+    })
+    .await
+}
+
+async fn admin_handover(
+    State(state): State<Arc<HttpState>>,
+    Path(node): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
+        admin.hand_over(node)
     })
     .await
 }
