@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use roster_tests::deployment::{dashboard_queries, exposed_names, metric_names, Deployment};
+use roster_tests::prometheus::Prometheus;
 use roster_tests::sip_client::{Credentials, SipClient};
 use roster_tests::{http_get, run_with_deadline, Users};
 
@@ -93,10 +94,9 @@ fn check_dashboard_metrics(deployment: &Deployment) {
     assert_eq!(answered.map(|(r, _)| r.status), Some(401));
 
     let queries = dashboard_queries();
-    let rules = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/roster.rules.yml"),
-    )
-    .expect("deploy/prometheus/roster.rules.yml");
+    let rules_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/roster.rules.yml");
+    let rules = std::fs::read_to_string(&rules_path).expect("deploy/prometheus/roster.rules.yml");
     let mut wanted: Vec<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
     // Counted only when it happens (no overload here): the rules may read it unexported.
     const EVENT_COUNTERS: [&str; 2] = ["roster_sip_shed_total", "roster_auth_guess_limits_total"];
@@ -123,7 +123,7 @@ fn check_dashboard_metrics(deployment: &Deployment) {
                 "dashboard and rules: {} metric names, all exported",
                 wanted.len()
             );
-            return;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -131,6 +131,49 @@ fn check_dashboard_metrics(deployment: &Deployment) {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Every query of the dashboard, run by a real Prometheus scraping the six nodes, answers
+    // with at least one series.
+    let targets: Vec<std::net::SocketAddr> = deployment.http.values().copied().collect();
+    let prometheus = Prometheus::start(&targets, &rules_path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending = queries.clone();
+    while !pending.is_empty() {
+        let mut failures = Vec::new();
+        pending.retain(|query| match prometheus.query(query) {
+            Ok(result) if result.as_array().is_some_and(|r| !r.is_empty()) => false,
+            Ok(result) => {
+                failures.push(format!("{query}: no series ({result})"));
+                true
+            }
+            Err(error) => {
+                failures.push(format!("{query}: {error}"));
+                true
+            }
+        });
+        assert!(
+            pending.is_empty() || Instant::now() < deadline,
+            "dashboard queries without an answer: {failures:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The alert rules evaluate without error on the real series.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rules = loop {
+        let rules = prometheus.rule_health();
+        if rules.len() == 8 && rules.iter().all(|(_, health, _)| health == "ok") {
+            break rules;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alert rules not healthy: {rules:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!(
+        "dashboard: {} queries answered by Prometheus scraping 6 nodes; {} alert rules evaluate",
+        queries.len(),
+        rules.len()
+    );
 }
 
 /// `roster node handover` (a rolling upgrade's first step) leaves node 2 leading nothing while

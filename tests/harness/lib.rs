@@ -15,6 +15,7 @@ use roster::users::{UserEntry, UsersFile};
 
 pub mod clients;
 pub mod deployment;
+pub mod prometheus;
 pub mod sip_client;
 
 /// How long a node may take to print `roster: ready`.
