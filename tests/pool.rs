@@ -291,7 +291,8 @@ fn admin(pool: &Pool, args: &[&str], token_file: &std::path::Path) -> std::proce
             .arg("--topology")
             .arg(&topology)
             .arg("--token-file")
-            .arg(token_file),
+            .arg(token_file)
+            .args(["--format", "json"]),
         Duration::from_secs(180),
     )
 }

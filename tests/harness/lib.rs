@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use roster::users::{UserEntry, UsersFile};
 
 pub mod clients;
+pub mod deployment;
+pub mod prometheus;
 pub mod sip_client;
 
 /// How long a node may take to print `roster: ready`.
@@ -127,6 +129,26 @@ impl Users {
 /// expand `[field]` inside `[authentication]`, but expands a whole keyword held in a field.
 pub fn sipp_csv_line(user: &str, password: &str) -> String {
     format!("{user};example.com;[authentication username={user} password={password}]\n")
+}
+
+/// Starts `roster start --config CONFIG` with its log in `log`; the receiver gets its HTTP
+/// address (if any) once it is ready.
+pub(crate) fn spawn_node(
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> (std::process::Child, mpsc::Receiver<Option<SocketAddr>>) {
+    let log = std::fs::File::create(log).expect("node log");
+    let mut child = Command::new(roster_bin())
+        .arg("start")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info,openraft=warn")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn roster start");
+    let stdout = child.stdout.take().expect("stdout piped");
+    (child, watch_ready(stdout))
 }
 
 /// Reads a `roster start` process's announcements; the receiver gets its HTTP address (if it
@@ -570,19 +592,8 @@ impl Pool {
     }
 
     fn spawn(&mut self, id: u64) -> mpsc::Receiver<Option<SocketAddr>> {
-        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log")))
-            .expect("node log");
-        let mut child = Command::new(roster_bin())
-            .arg("start")
-            .arg("--config")
-            .arg(&self.configs[&id])
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn roster start");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let ready_rx = watch_ready(stdout);
+        let log = self.dir.path().join(format!("node-{id}.log"));
+        let (child, ready_rx) = spawn_node(&self.configs[&id], &log);
         self.children.insert(id, child);
         ready_rx
     }

@@ -147,6 +147,27 @@ impl<N: Network> PoolNode<N> {
         Ok(self.transfer_leaders(&wanted, &current).await)
     }
 
+    /// Hands every leadership `node` holds to another voter of the group (placement's
+    /// `leaders` over the replicas without `node`), before `node` is stopped for an upgrade.
+    /// Returns how many groups `node` led when asked and how many transfers were asked for;
+    /// they complete asynchronously (a voter that has not caught up is refused: ask again
+    /// until `node` leads none).
+    pub async fn hand_over_leaderships(&self, node: NodeId) -> Result<(usize, usize), PoolError> {
+        let members = self.all_members().await?;
+        let current: BTreeMap<GroupKey, NodeId> =
+            members.iter().map(|(g, m)| (*g, m.leader)).collect();
+        let mut assignment = assignment_of(&members);
+        for replicas in assignment.values_mut() {
+            replicas.retain(|&replica| replica != node);
+        }
+        let wanted: BTreeMap<GroupKey, NodeId> = placement::leaders(&assignment, &current)
+            .into_iter()
+            .filter(|(group, _)| current.get(group) == Some(&node))
+            .collect();
+        let led = current.values().filter(|&&leader| leader == node).count();
+        Ok((led, self.transfer_leaders(&wanted, &current).await))
+    }
+
     /// The pool's own leader balancing, run periodically on every node: it acts only on the
     /// node that leads routing group [`BALANCER_GROUP`] (one node at a time, whichever it is),
     /// and only when no group is changing membership (a move or drain owns the pool then).

@@ -50,6 +50,15 @@ pub fn drain_path(node: u64) -> String {
     DRAIN_ROUTE.replace("{node}", &node.to_string())
 }
 
+/// `POST`: hand every leadership of node `{node}` to the other nodes of its pool (before the
+/// node is stopped for an upgrade; [`handover_path`] fills it in).
+pub const HANDOVER_ROUTE: &str = "/admin/handover/{node}";
+
+/// The handover route for `node`.
+pub fn handover_path(node: u64) -> String {
+    HANDOVER_ROUTE.replace("{node}", &node.to_string())
+}
+
 /// An admin token file that cannot be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminTokenError {

@@ -114,6 +114,34 @@ pub struct RawNode {
     /// Threads running the node's async work. Default: one per CPU. Lower it when several
     /// nodes share a machine (the demo runs three).
     pub worker_threads: Option<usize>,
+    /// How the node writes its log to standard error: `"text"` (default; colours only on a
+    /// terminal) or `"json"` (one object per line, for a log shipper). `roster --log-format`
+    /// overrides it.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, message, fields and the spans.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?} (use text or json)")),
+        }
+    }
 }
 
 /// `[sip]`.
@@ -221,6 +249,7 @@ impl Default for RawNode {
         RawNode {
             name: default_node_name(),
             worker_threads: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -265,6 +294,8 @@ pub struct Config {
     pub node_name: String,
     /// Async worker threads; `None`: one per CPU.
     pub worker_threads: Option<usize>,
+    /// How the node's log is written.
+    pub log_format: LogFormat,
     /// The file holding the bearer token of the admin routes (read when the node starts, as
     /// the nonce key and users files are); `None`: admin routes off.
     pub admin_token_file: Option<PathBuf>,
@@ -467,6 +498,7 @@ impl Config {
         Ok(Config {
             admin_token_file: raw.http.admin_token_file.map(|file| base.join(file)),
             worker_threads: raw.node.worker_threads,
+            log_format: raw.node.log_format,
             node_name: raw.node.name,
             domains,
             udp: raw.sip.udp,
@@ -768,6 +800,10 @@ mod tests {
             (
                 "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[auth]\nguesses_per_user_max = 0",
                 "auth.guesses_per_user_max = 0",
+            ),
+            (
+                "[node]\nlog_format = \"xml\"\n[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]",
+                "log_format",
             ),
         ];
         for (text, expected) in cases {

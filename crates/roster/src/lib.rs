@@ -11,6 +11,8 @@
 //! node          a node's startup and shutdown: reads its files, builds the request path
 //!               over its store, serves SIP and HTTP; a pool member's database, cluster
 //!               network, replicas and bootstrap; periodic purge, gauges, leader balancing
+//! overview      the deployment as this node sees it (every node of both pools, replication,
+//!               the CMS), gathered with short timeouts for the status page and the CLI
 //! pool_admin    the admin server's operations (drain, rebalance) over a pool node
 //! http          the HTTP endpoint: metrics, health, status, admin routes behind a token;
 //!               it knows the traits it calls (StatusSource, Admin), never the node
@@ -22,12 +24,15 @@
 //! users         the users file (HA1 hashes)
 //! secret        writing files only their owner may read (keys, tokens, hashes)
 //! admin_api     the admin routes and bearer token, shared with the commands
+//! http_client   a minimal HTTP/1.0 client (the commands, and overview's gathering)
 //! clock         the one wall-clock read, and a monotonic clock
+//! diagnose      who holds a data directory's lock or an address (from /proc), for errors
 //! ```
 //!
 //! The commands (`roster start`, `demo`, `init`, `user`, `cert`, `pool`, `node`, `load`) live
 //! in the binary, under `src/cli/`: they call [`node::run`] to start a node and otherwise share
-//! only [`config`], [`topology`], [`users`] and [`admin_api`] with the daemon, so the daemon
+//! only [`config`], [`topology`], [`users`], [`admin_api`], [`http_client`] and
+//! [`overview`]'s types with the daemon, so the daemon
 //! never depends on a command, nor on the commands' HTTP client.
 //!
 //! **Architecture Invariant**: this crate reads the clock ([`clock`]) and the network; the
@@ -37,8 +42,11 @@
 pub mod admin_api;
 pub mod clock;
 pub mod config;
+pub mod diagnose;
 pub mod http;
+pub mod http_client;
 pub mod node;
+pub mod overview;
 pub mod pool_admin;
 pub mod secret;
 pub mod sip;

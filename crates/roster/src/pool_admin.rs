@@ -3,7 +3,9 @@
 //!
 //! A drain moves every replica off a node (learner → catch up → joint change → the node
 //! closes its copy), then rebalances leaders over the nodes left; afterwards the node can be
-//! stopped and removed from the topology: Lync's `Invoke-CsComputerFailOver`.
+//! stopped and removed from the topology: Lync's `Invoke-CsComputerFailOver`. A handover
+//! moves only a node's leaderships to the other nodes of its pool, before it is stopped for
+//! an upgrade.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -155,6 +157,43 @@ impl Admin for PoolAdmin {
                 "replica_moves": moves,
                 "leader_transfers": transfers,
             }))
+        })
+    }
+
+    fn hand_over(&self, from: NodeId) -> AdminFuture {
+        let node = self.node.clone();
+        let members = self.members();
+        Box::pin(async move {
+            let (nodes, _) = members?;
+            if !nodes.contains(&from) {
+                return Err(AdminError::new(
+                    404,
+                    format!("node {from} is not in this pool's topology"),
+                ));
+            }
+            // Transfers complete asynchronously: ask again until the node leads nothing.
+            let mut transfers = 0;
+            let mut last = String::new();
+            for _ in 1..=ADMIN_ATTEMPTS {
+                match node.hand_over_leaderships(from).await {
+                    Ok((0, _)) => {
+                        return Ok(serde_json::json!({
+                            "node": from,
+                            "leader_transfers": transfers,
+                        }));
+                    }
+                    Ok((led, asked)) => {
+                        transfers += asked;
+                        last = format!("node {from} still leads {led} groups");
+                    }
+                    Err(error) => last = error.to_string(),
+                }
+                tokio::time::sleep(ADMIN_RETRY_PAUSE).await;
+            }
+            Err(AdminError::new(
+                503,
+                format!("gave up after {ADMIN_ATTEMPTS} attempts: {last}"),
+            ))
         })
     }
 

@@ -35,6 +35,19 @@ pub const SIP_SHED: &str = "roster_sip_shed_total";
 /// Counter: unparsable requests answered with an error status (`400`, `416`, `505`, `513`).
 pub const SIP_ANSWERED_UNPARSED: &str = "roster_sip_answered_unparsed_total";
 
+/// Gauge: replicas this node holds (per node: per-group labels would be thousands of series).
+pub const NODE_REPLICAS: &str = "roster_node_replicas";
+/// Gauge: groups this node leads, by `kind` (routing, backup, cms).
+pub const NODE_GROUPS_LED: &str = "roster_node_groups_led";
+/// Gauge: groups of which this node holds a replica and knows no leader (their users get
+/// `503` until one is elected).
+pub const NODE_GROUPS_WITHOUT_LEADER: &str = "roster_node_groups_without_leader";
+/// Gauge: groups this node leads that have not heard from a quorum lately (cut off: they
+/// refuse requests).
+pub const NODE_GROUPS_WITHOUT_QUORUM: &str = "roster_node_groups_without_quorum";
+/// Gauge: 1, labelled with the running `version`.
+pub const BUILD_INFO: &str = "roster_build_info";
+
 /// Latency buckets: registrations are answered in well under a millisecond in memory and a few
 /// milliseconds through Raft; the top buckets catch stalls.
 const DURATION_BUCKETS_S: [f64; 12] = [
@@ -109,10 +122,80 @@ fn describe() {
         gauges::NODE_BINDINGS,
         "bindings in all of this node's replicas"
     );
+    metrics::describe_gauge!(NODE_REPLICAS, "replicas this node holds");
+    metrics::describe_gauge!(NODE_GROUPS_LED, "groups this node leads, by kind");
+    metrics::describe_gauge!(
+        NODE_GROUPS_WITHOUT_LEADER,
+        "groups with a replica on this node and no known leader"
+    );
+    metrics::describe_gauge!(
+        NODE_GROUPS_WITHOUT_QUORUM,
+        "groups this node leads that have not heard from a quorum lately"
+    );
+    metrics::describe_gauge!(BUILD_INFO, "1, labelled with the running version");
     metrics::describe_histogram!(
         roster_pool::BATCH_SIZE,
         "requests per message sent to a peer"
     );
+}
+
+/// A pool node's per-node gauges, counted from its status document (`PoolNode::status`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NodeGauges {
+    /// Replicas held.
+    pub replicas: u64,
+    /// Groups led, by kind: routing, backup, cms.
+    pub led: [u64; 3],
+    /// Replicas whose group has no known leader.
+    pub without_leader: u64,
+    /// Groups led that have not heard from a quorum for longer than the limit.
+    pub without_quorum: u64,
+}
+
+/// The group kinds of [`NodeGauges::led`], in order.
+pub const GROUP_KINDS: [&str; 3] = ["routing", "backup", "cms"];
+
+impl NodeGauges {
+    /// Counts `status`'s groups; a leader that has not heard from a quorum for more than
+    /// `quorum_ack_limit_ms` has lost it.
+    pub fn count(status: &serde_json::Value, quorum_ack_limit_ms: u64) -> NodeGauges {
+        let mut gauges = NodeGauges::default();
+        for group in status["groups"].as_array().into_iter().flatten() {
+            gauges.replicas += 1;
+            if group["leader"].is_null() {
+                gauges.without_leader += 1;
+            }
+            if group["state"] != "Leader" {
+                continue;
+            }
+            let kind = crate::overview::model::kind_of(group["key"].as_str().unwrap_or(""));
+            if let Some(slot) = GROUP_KINDS.iter().position(|k| *k == kind) {
+                gauges.led[slot] += 1;
+            }
+            if group["millis_since_quorum_ack"]
+                .as_u64()
+                .is_some_and(|millis| millis > quorum_ack_limit_ms)
+            {
+                gauges.without_quorum += 1;
+            }
+        }
+        gauges
+    }
+
+    /// Sets the gauges.
+    pub fn record(&self) {
+        metrics::gauge!(NODE_REPLICAS).set(self.replicas as f64);
+        for (kind, led) in GROUP_KINDS.iter().zip(self.led) {
+            metrics::gauge!(NODE_GROUPS_LED, "kind" => *kind).set(led as f64);
+        }
+        metrics::gauge!(NODE_GROUPS_WITHOUT_LEADER).set(self.without_leader as f64);
+        metrics::gauge!(NODE_GROUPS_WITHOUT_QUORUM).set(self.without_quorum as f64);
+    }
+}
+
+/// Sets [`BUILD_INFO`] for this build.
+pub fn record_build_info() {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 /// The `class` label of a status code.
@@ -124,5 +207,32 @@ pub fn status_class(status: u16) -> &'static str {
         4 => "4xx",
         5 => "5xx",
         _ => "6xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn node_gauges_count_replicas_leaders_and_lost_quorums() {
+        let status = json!({"groups": [
+            {"key": "1/routing-0", "state": "Leader", "leader": 1, "millis_since_quorum_ack": 20},
+            {"key": "1/routing-1", "state": "Leader", "leader": 1, "millis_since_quorum_ack": 9000},
+            {"key": "2/backup-0", "state": "Follower", "leader": 4},
+            {"key": "1/cms", "state": "Leader", "leader": 1, "millis_since_quorum_ack": null},
+            {"key": "1/routing-2", "state": "Candidate", "leader": null},
+        ]});
+        let gauges = NodeGauges::count(&status, 1_400);
+        assert_eq!(
+            gauges,
+            NodeGauges {
+                replicas: 5,
+                led: [2, 0, 1],
+                without_leader: 1,
+                without_quorum: 1,
+            }
+        );
     }
 }

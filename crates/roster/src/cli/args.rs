@@ -5,12 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use super::access::{Access, Format};
+
 /// Roster: a geo-redundant SIP registrar cluster.
 #[derive(Parser)]
 #[command(name = "roster", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How the log on standard error is written: `text` (colours only on a terminal) or `json`
+    /// (one object per line). Default: `[node] log_format` for `roster start`, else text.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<roster::config::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -20,6 +26,10 @@ pub enum Command {
         /// The node's configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Check the configuration and every file it names (certificates, keys, topology,
+        /// users, tokens, data directory) without starting; exit 0 when the node could start.
+        #[arg(long)]
+        check_config: bool,
     },
     /// Start a ready local deployment in the foreground, with demo users u0 … u9999.
     Demo {
@@ -52,8 +62,10 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Create a pool from a topology file: the cluster CA, node certificates, a shared nonce
-    /// key and each node's configuration (start each with `roster start --config`).
+    /// Create a deployment from a topology file: the CA, node certificates, a shared nonce
+    /// key and each node's configuration (start each with `roster start --config`). Run again
+    /// after changing the topology: new nodes get their files, existing nodes' configurations
+    /// follow the topology and keep every other setting an operator made.
     Init {
         /// The deployment's topology (TOML: [deployment], [[site]], [[pool]], [[pair]], [[node]];
         /// see README).
@@ -66,8 +78,9 @@ pub enum Command {
         /// --no-auth. An entry's `pool` names its home pool (default: the CMS's pool).
         #[arg(long, value_name = "FILE")]
         users: Option<PathBuf>,
-        /// SIP domain served (repeat for several).
-        #[arg(long = "domain", value_name = "DOMAIN", default_value = "example.com")]
+        /// SIP domain served (repeat for several). Default: example.com for new nodes; run
+        /// again without it, existing nodes keep theirs.
+        #[arg(long = "domain", value_name = "DOMAIN")]
         domains: Vec<String>,
         /// Accept any user of the domains without authentication (benchmarks only).
         #[arg(long)]
@@ -134,25 +147,32 @@ pub enum CertCommand {
 
 #[derive(Subcommand)]
 pub enum PoolCommand {
-    /// Each node up or down, and each routing group's leader, term, commit and applied index
-    /// and replicas, from the nodes' HTTP status.
+    /// Each pool's nodes up or down, groups without a leader or quorum, registrations, owner
+    /// and epoch, and each group's leader, term, commit index and replicas.
     Status {
-        /// The pool's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
+        /// Only this pool (by name).
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
+        /// `table` (default) or `json`.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Spread replicas and leaders over every node of the topology (after adding a node to
     /// it and starting the node).
     Rebalance {
-        /// The deployment's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
-        /// The pool to rebalance, by name (needed when the deployment has several).
+        /// The pool to rebalance, by name (default: the --url node's pool, or the only one).
         #[arg(long, value_name = "NAME")]
         pool: Option<String>,
+        /// `table` (default: a sentence) or `json`.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Move pool POOL's users to its partner pool, which serves them from its backup copies.
     /// Planned (POOL answers): POOL stops taking writes, the partner catches up, nothing is
@@ -164,9 +184,8 @@ pub enum PoolCommand {
         /// POOL is lost: fail over from what the copies hold (refused while POOL answers).
         #[arg(long)]
         disaster: bool,
-        /// The deployment's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
@@ -177,9 +196,8 @@ pub enum PoolCommand {
         /// The pool that takes its users back, by name.
         #[arg(value_name = "POOL")]
         pool: String,
-        /// The deployment's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
@@ -191,9 +209,8 @@ pub enum CmsOperation {
     /// Promote the CMS's backup copy in the partner pool when the CMS's pool is lost (a
     /// disaster failover of that pool needs it first).
     Failover {
-        /// The deployment's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
+        #[command(flatten)]
+        access: Access,
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
@@ -202,19 +219,43 @@ pub enum CmsOperation {
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
+    /// Every node of the deployment: up or down, version, replicas held, groups led, bindings,
+    /// apply lag; the problems seen and replication per direction.
+    Status {
+        #[command(flatten)]
+        access: Access,
+        /// `table` (default) or `json` (the node's /api/v1/deployment).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Hand every leadership of a node to the other nodes of its pool (before stopping it for
+    /// an upgrade); waits until it leads no group.
+    Handover {
+        #[command(flatten)]
+        on: NodeAdmin,
+    },
     /// Move every replica off a node and its leaders to the others; then the node can be
     /// stopped and removed from the topology. Never give a removed node's id to a new node.
     Drain {
-        /// The pool's topology (nodes need their `http` address).
-        #[arg(long, value_name = "FILE")]
-        topology: PathBuf,
-        /// The admin token file `roster init` wrote (admin.token).
-        #[arg(long, value_name = "FILE")]
-        token_file: PathBuf,
-        /// The node to drain.
-        #[arg(long, value_name = "ID")]
-        node: u64,
+        #[command(flatten)]
+        on: NodeAdmin,
     },
+}
+
+/// What an admin command on one node needs: where the deployment is, the token, the node.
+#[derive(clap::Args)]
+pub struct NodeAdmin {
+    #[command(flatten)]
+    pub access: Access,
+    /// The admin token file `roster init` wrote (admin.token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// The node.
+    #[arg(long, value_name = "ID")]
+    pub node: u64,
+    /// `table` (default: a sentence) or `json`.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Subcommand)]

@@ -6,88 +6,118 @@
 use std::path::Path;
 
 use roster::admin_api::{self, AdminToken};
-use roster::topology::read_topology;
 use roster_pool::failover::OperationReport;
-use roster_topology::{Deployment, PoolId};
+use roster_topology::PoolId;
+use serde_json::Value;
 
-use super::pool_admin::{call, pick_pool};
+use super::access::{self, Access};
+use super::pool_admin::{call, candidates};
 use super::runtime;
+
+/// What the operation is, before the deployment says which pools it concerns.
+enum Asked<'a> {
+    /// `roster pool failover POOL [--disaster]`.
+    Failover { pool: &'a str, disaster: bool },
+    /// `roster pool failback POOL`.
+    Failback { pool: &'a str },
+    /// `roster cms failover`.
+    CmsFailover,
+}
 
 /// `roster pool failover`: `name`'s users move to its partner.
 pub fn fail_over(
-    topology: &Path,
+    access: &Access,
     token_file: &Path,
     name: &str,
     disaster: bool,
 ) -> anyhow::Result<()> {
-    let deployment = read_topology(topology)?;
-    let home = pick_pool(&deployment, Some(name))?;
-    let partner = partner_of(&deployment, home)?;
     run(
-        &deployment,
-        partner,
+        access,
         token_file,
-        &admin_api::failover_path(home, disaster),
+        Asked::Failover {
+            pool: name,
+            disaster,
+        },
     )
 }
 
 /// `roster pool failback`: `name`'s users go back to it from its partner.
-pub fn fail_back(topology: &Path, token_file: &Path, name: &str) -> anyhow::Result<()> {
-    let deployment = read_topology(topology)?;
-    let home = pick_pool(&deployment, Some(name))?;
-    let partner = partner_of(&deployment, home)?;
-    run(
-        &deployment,
-        partner,
-        token_file,
-        &admin_api::failback_path(home),
-    )
+pub fn fail_back(access: &Access, token_file: &Path, name: &str) -> anyhow::Result<()> {
+    run(access, token_file, Asked::Failback { pool: name })
 }
 
 /// `roster cms failover`: the CMS's copy in the partner of the CMS's pool becomes the CMS.
-pub fn fail_over_cms(topology: &Path, token_file: &Path) -> anyhow::Result<()> {
-    let deployment = read_topology(topology)?;
-    let partner = partner_of(&deployment, deployment.cms_pool())?;
-    run(
-        &deployment,
-        partner,
-        token_file,
-        admin_api::CMS_FAILOVER_PATH,
-    )
+pub fn fail_over_cms(access: &Access, token_file: &Path) -> anyhow::Result<()> {
+    run(access, token_file, Asked::CmsFailover)
 }
 
-/// The pool paired with `home`, or an error naming `home`.
-fn partner_of(deployment: &Deployment, home: PoolId) -> anyhow::Result<PoolId> {
-    deployment.partner(home).ok_or_else(|| {
+/// The pool named `name` in the overview: its id and its partner's name.
+fn pool_and_partner(overview: &Value, name: &str) -> anyhow::Result<(PoolId, String)> {
+    let pools = overview["pools"].as_array().cloned().unwrap_or_default();
+    let Some(pool) = pools.iter().find(|pool| pool["name"] == name) else {
+        let names: Vec<&str> = pools.iter().filter_map(|p| p["name"].as_str()).collect();
+        anyhow::bail!(
+            "no pool {name:?} in the deployment (pools: {})",
+            names.join(", ")
+        );
+    };
+    let id = pool["id"]
+        .as_u64()
+        .and_then(|id| PoolId::try_from(id).ok())
+        .ok_or_else(|| anyhow::anyhow!("the overview gives pool {name:?} no id"))?;
+    let partner = pool["partner"].as_str().ok_or_else(|| {
         anyhow::anyhow!(
-            "pool {} has no partner in the deployment: there is no pool to fail over to",
-            pool_name(deployment, home)
+            "pool {name} has no partner in the deployment: there is no pool to fail over to"
         )
-    })
+    })?;
+    Ok((id, partner.to_string()))
 }
 
-fn pool_name(deployment: &Deployment, id: PoolId) -> String {
-    deployment
-        .pool(id)
-        .map_or_else(|| format!("#{id}"), |pool| pool.name.clone())
-}
-
-/// Runs the operation at `path` on a node of `acting` and prints its report.
-fn run(
-    deployment: &Deployment,
-    acting: PoolId,
-    token_file: &Path,
-    path: &str,
-) -> anyhow::Result<()> {
+/// Runs the operation on a node of the pool that acts and prints its report.
+fn run(access: &Access, token_file: &Path, asked: Asked<'_>) -> anyhow::Result<()> {
     let token = AdminToken::read(token_file)?;
-    println!(
-        "asking a node of pool {} to run it ...",
-        pool_name(deployment, acting)
-    );
-    let answer = runtime::block_on(call(deployment, acting, None, path, &token))??;
-    let report: OperationReport = serde_json::from_value(answer)
-        .map_err(|error| anyhow::anyhow!("the node's report is not understood: {error}"))?;
-    print!("{}", render(&|id| pool_name(deployment, id), &report));
+    let (report, names) = runtime::block_on(async {
+        let overview = access.overview().await?;
+        let (acting, path) = match asked {
+            Asked::Failover { pool, disaster } => {
+                let (id, partner) = pool_and_partner(&overview, pool)?;
+                (partner, admin_api::failover_path(id, disaster))
+            }
+            Asked::Failback { pool } => {
+                let (id, partner) = pool_and_partner(&overview, pool)?;
+                (partner, admin_api::failback_path(id))
+            }
+            Asked::CmsFailover => {
+                let Some(cms) = overview["cms"]["pool"].as_str() else {
+                    anyhow::bail!("the deployment has no CMS (no pool holds it)");
+                };
+                let (_, partner) = pool_and_partner(&overview, cms)?;
+                (partner, admin_api::CMS_FAILOVER_PATH.to_string())
+            }
+        };
+        println!("asking a node of pool {acting} to run it ...");
+        let nodes = access::nodes(&overview);
+        let answer = call(&candidates(&nodes, &acting, None), &path, &token).await?;
+        let report: OperationReport = serde_json::from_value(answer)
+            .map_err(|error| anyhow::anyhow!("the node's report is not understood: {error}"))?;
+        let names: Vec<(PoolId, String)> = overview["pools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pool| {
+                let id = PoolId::try_from(pool["id"].as_u64()?).ok()?;
+                Some((id, pool["name"].as_str()?.to_string()))
+            })
+            .collect();
+        Ok::<_, anyhow::Error>((report, names))
+    })??;
+    let name = |id: PoolId| {
+        names
+            .iter()
+            .find(|(pool, _)| *pool == id)
+            .map_or_else(|| format!("#{id}"), |(_, name)| name.clone())
+    };
+    print!("{}", render(&name, &report));
     Ok(())
 }
 

@@ -8,12 +8,14 @@
 //! start         roster start: a node in the foreground
 //! demo          roster demo: a pool of three `roster start` processes, watched
 //! init          roster init: CA, certificates, nonce key, admin token, each node's config
+//! logging       the log on standard error: text without colours off a terminal, or JSON
 //! user          roster user add
 //! cert          roster cert ca | node
-//! pool_status   roster pool status, from every node's HTTP status
-//! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
-//! failover      roster pool failover | failback, roster cms failover: the same, step by step
-//! http_client   the minimal HTTP/1.0 client of pool_status and pool_admin
+//! access        --url or --topology: how a command reaches the deployment's overview
+//! status        roster node status, roster pool status: tables or JSON from the overview
+//! pool_admin    roster node drain | handover, roster pool rebalance: calls to a node's admin
+//!               routes
+//! failover      roster pool failover | failback, roster cms failover: step by step
 //! ```
 
 use args::{Cli, CmsOperation, Command, NodeCommand, PoolCommand, UserCommand};
@@ -22,21 +24,33 @@ use runtime::Runtime;
 
 pub mod args;
 
+mod access;
 mod cert;
 mod demo;
 mod failover;
-mod http_client;
 mod init;
+mod logging;
 mod pool_admin;
-mod pool_status;
 mod runtime;
 mod start;
+mod status;
 mod user;
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Start { config } => start::start(&config),
+    let Cli {
+        command,
+        log_format,
+    } = cli;
+    // `roster start` knows its format once it has read its configuration.
+    if !matches!(command, Command::Start { .. }) {
+        logging::init(log_format.unwrap_or_default());
+    }
+    match command {
+        Command::Start {
+            config,
+            check_config,
+        } => start::start(&config, log_format, check_config),
         Command::Demo {
             sip,
             dir,
@@ -69,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             roster_registrar::Networks::parse(&trusted_networks)
                 .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
+            let (domains_given, trusted_given) = (domains.clone(), trusted_networks.clone());
             let configs = init::init(&init::InitOptions {
                 topology,
                 dir,
@@ -78,6 +93,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 trusted_networks,
                 algorithms: vec!["SHA-256".into(), "MD5".into()],
                 worker_threads: None,
+                given: Some(init::Given {
+                    domains: !domains_given.is_empty(),
+                    trusted_networks: !trusted_given.is_empty(),
+                    no_auth,
+                }),
             })?;
             for (id, config) in configs {
                 println!("node {id}: roster start --config {}", config.display());
@@ -93,48 +113,51 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Pool {
-            command: PoolCommand::Status { topology },
-        } => pool_status::print(&topology),
+            command:
+                PoolCommand::Status {
+                    access,
+                    pool,
+                    format,
+                },
+        } => status::pool_status(&access, pool.as_deref(), format),
         Command::Pool {
             command:
                 PoolCommand::Rebalance {
-                    topology,
+                    access,
                     token_file,
                     pool,
+                    format,
                 },
-        } => pool_admin::rebalance(&topology, &token_file, pool.as_deref()),
+        } => pool_admin::rebalance(&access, &token_file, pool.as_deref(), format),
         Command::Pool {
             command:
                 PoolCommand::Failover {
                     pool,
                     disaster,
-                    topology,
+                    access,
                     token_file,
                 },
-        } => failover::fail_over(&topology, &token_file, &pool, disaster),
+        } => failover::fail_over(&access, &token_file, &pool, disaster),
         Command::Pool {
             command:
                 PoolCommand::Failback {
                     pool,
-                    topology,
+                    access,
                     token_file,
                 },
-        } => failover::fail_back(&topology, &token_file, &pool),
+        } => failover::fail_back(&access, &token_file, &pool),
         Command::Cms {
-            command:
-                CmsOperation::Failover {
-                    topology,
-                    token_file,
-                },
-        } => failover::fail_over_cms(&topology, &token_file),
+            command: CmsOperation::Failover { access, token_file },
+        } => failover::fail_over_cms(&access, &token_file),
         Command::Node {
-            command:
-                NodeCommand::Drain {
-                    topology,
-                    token_file,
-                    node,
-                },
-        } => pool_admin::drain(&topology, &token_file, node),
+            command: NodeCommand::Status { access, format },
+        } => status::node_status(&access, format),
+        Command::Node {
+            command: NodeCommand::Handover { on },
+        } => pool_admin::handover(&on),
+        Command::Node {
+            command: NodeCommand::Drain { on },
+        } => pool_admin::drain(&on),
         Command::User {
             command:
                 UserCommand::Add {

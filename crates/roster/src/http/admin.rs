@@ -48,6 +48,8 @@ pub trait Admin: Send + Sync + 'static {
     fn fail_back(&self, pool: PoolId) -> AdminFuture;
     /// Promotes this pool's copy of the CMS.
     fn fail_over_cms(&self) -> AdminFuture;
+    /// Hands every leadership `node` holds to the other nodes of its pool.
+    fn hand_over(&self, node: NodeId) -> AdminFuture;
 }
 
 /// The admin operations and the token a request must carry (`Authorization: Bearer …`).

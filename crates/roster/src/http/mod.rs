@@ -1,10 +1,14 @@
-//! The node's HTTP endpoint: Prometheus metrics, health, a JSON status document, a small status
-//! page that renders it, and the pool's admin routes ([`admin`]).
+//! The node's HTTP endpoint: Prometheus metrics, health, a JSON status document, the operator's
+//! status page with the deployment's overview as JSON (`/api/v1/deployment`), and the pool's
+//! admin routes ([`admin`]).
 //!
-//! The server knows only the traits it calls: [`StatusSource`] for the status endpoints and
-//! [`admin::Admin`] for the admin routes; the node's startup supplies both.
+//! The server knows only the traits it calls: [`StatusSource`] for the status endpoints,
+//! [`OverviewSource`] for the overview and [`admin::Admin`] for the admin routes; the node's
+//! startup supplies them.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -16,7 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_api::{
-    CMS_FAILOVER_PATH, DRAIN_ROUTE, FAILBACK_ROUTE, FAILOVER_ROUTE, REBALANCE_PATH,
+    CMS_FAILOVER_PATH, DRAIN_ROUTE, FAILBACK_ROUTE, FAILOVER_ROUTE, HANDOVER_ROUTE, REBALANCE_PATH,
 };
 
 pub mod admin;
@@ -31,32 +35,54 @@ pub trait StatusSource: Send + Sync + 'static {
     fn healthy(&self) -> bool;
 }
 
+/// The deployment's overview (a pool node's): every node, group, stream; gathered with short
+/// timeouts, so it answers within a few seconds whatever is down.
+pub trait OverviewSource: Send + Sync + 'static {
+    /// The overview as JSON.
+    fn overview(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
+}
+
+/// The path of the overview's JSON.
+pub const OVERVIEW_PATH: &str = "/api/v1/deployment";
+
+/// What a pool node adds to the endpoint: the admin routes and the overview.
+#[derive(Default)]
+pub struct PoolEndpoints {
+    /// The admin operations and their token; `None`: the admin routes answer 404.
+    pub admin: Option<admin::AdminAccess>,
+    /// The overview; `None` (a single node): the page shows this node's status alone.
+    pub overview: Option<Arc<dyn OverviewSource>>,
+}
+
 /// What the routes answer from.
 struct HttpState {
     status: Arc<dyn StatusSource>,
     prometheus: PrometheusHandle,
-    admin: Option<admin::AdminAccess>,
+    pool: PoolEndpoints,
 }
 
-/// Serves HTTP on `listener` until `shutdown`; the admin routes answer only with `admin`.
+/// Serves HTTP on `listener` until `shutdown`; the admin routes and the overview answer only
+/// with `pool`'s.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: Arc<dyn StatusSource>,
     prometheus: PrometheusHandle,
-    admin: Option<admin::AdminAccess>,
+    pool: PoolEndpoints,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(HttpState {
         status,
         prometheus,
-        admin,
+        pool,
     });
     let app = Router::new()
         .route("/", get(page))
         .route("/health", get(health))
         .route("/status", get(status_json))
+        .route(OVERVIEW_PATH, get(overview_json))
         .route("/metrics", get(metrics_text))
         .route(DRAIN_ROUTE, post(admin_drain))
+        .route(HANDOVER_ROUTE, post(admin_handover))
         .route(REBALANCE_PATH, post(admin_rebalance))
         .route(FAILOVER_ROUTE, post(admin_fail_over))
         .route(FAILBACK_ROUTE, post(admin_fail_back))
@@ -84,6 +110,17 @@ async fn status_json(State(state): State<Arc<HttpState>>) -> Json<serde_json::Va
     Json(state.status.status())
 }
 
+async fn overview_json(State(state): State<Arc<HttpState>>) -> Response {
+    match &state.pool.overview {
+        Some(overview) => Json(overview.overview().await).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no deployment overview: this node is not in a pool (see /status)\n",
+        )
+            .into_response(),
+    }
+}
+
 async fn metrics_text(State(state): State<Arc<HttpState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -97,11 +134,28 @@ async fn admin_drain(
     Path(node): Path<u64>,
     headers: HeaderMap,
 ) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| admin.drain(node)).await
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
+        admin.drain(node)
+    })
+    .await
+}
+
+async fn admin_handover(
+    State(state): State<Arc<HttpState>>,
+    Path(node): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
+        admin.hand_over(node)
+    })
+    .await
 }
 
 async fn admin_rebalance(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| admin.rebalance()).await
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
+        admin.rebalance()
+    })
+    .await
 }
 
 /// `?disaster=true` on a failover.
@@ -117,7 +171,7 @@ async fn admin_fail_over(
     Query(query): Query<FailoverQuery>,
     headers: HeaderMap,
 ) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| {
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
         admin.fail_over(pool, query.disaster)
     })
     .await
@@ -128,14 +182,14 @@ async fn admin_fail_back(
     Path(pool): Path<roster_topology::PoolId>,
     headers: HeaderMap,
 ) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| {
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
         admin.fail_back(pool)
     })
     .await
 }
 
 async fn admin_fail_over_cms(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| {
+    admin::run(state.pool.admin.as_ref(), &headers, |admin| {
         admin.fail_over_cms()
     })
     .await

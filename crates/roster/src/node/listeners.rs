@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use roster_registrar::Transport;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +14,8 @@ use tracing::{info, warn};
 
 use super::{tasks, Listening};
 use crate::config::Config;
-use crate::http::admin::AdminAccess;
+use crate::diagnose::{bind_advice, Protocol};
+use crate::http::PoolEndpoints;
 use crate::sip::service::Service;
 use crate::sip::stream::{self, StreamSettings};
 use crate::sip::{tls, udp};
@@ -25,12 +25,13 @@ use crate::{http, telemetry};
 /// How long shutdown waits for in-flight requests.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Serves `service` on every SIP listener of `config` (and HTTP, with the pool's `admin`
-/// operations when given) until `shutdown` is cancelled, then drains in-flight requests.
+/// Serves `service` on every SIP listener of `config` (and HTTP, with a pool node's admin
+/// operations and overview when given) until `shutdown` is cancelled, then drains in-flight
+/// requests.
 pub(super) async fn serve<S: Store>(
     config: &Config,
     service: Arc<Service<S>>,
-    admin: Option<AdminAccess>,
+    pool: PoolEndpoints,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Listening),
 ) -> anyhow::Result<()> {
@@ -43,7 +44,7 @@ pub(super) async fn serve<S: Store>(
     };
     listening.sip = serve_sip(config, &work).await?;
     if let Some(address) = config.http {
-        listening.http = Some(serve_http(address, admin, &work).await?);
+        listening.http = Some(serve_http(address, pool, &work).await?);
     }
     tracker.spawn(tasks::purge_expired(
         service.clone(),
@@ -81,9 +82,9 @@ async fn serve_sip<S: Store>(
 ) -> anyhow::Result<Vec<(Transport, SocketAddr)>> {
     let mut bound = Vec::new();
     for &address in &config.udp {
-        let socket = udp::bind(address)
-            .await
-            .with_context(|| format!("cannot bind SIP UDP on {address}"))?;
+        let socket = udp::bind(address).await.map_err(|error| {
+            anyhow::anyhow!(bind_advice(address, Protocol::Udp, "SIP UDP", &error))
+        })?;
         bound.push((Transport::Udp, socket.local_addr()?));
         let settings = udp::UdpSettings {
             source_requests_per_s_max: config.source_requests_per_s_max,
@@ -116,11 +117,9 @@ async fn serve_sip<S: Store>(
             .map(|a| (Transport::Tls, *a, tls_acceptor.clone())),
     );
     for (transport, address, tls) in streams {
-        let listener = stream::bind(address).await.with_context(|| {
-            format!(
-                "cannot bind SIP {} on {address}",
-                transport.as_str().to_uppercase()
-            )
+        let listener = stream::bind(address).await.map_err(|error| {
+            let what = format!("SIP {}", transport.as_str().to_uppercase());
+            anyhow::anyhow!(bind_advice(address, Protocol::Tcp, &what, &error))
         })?;
         bound.push((transport, listener.local_addr()?));
         let settings = StreamSettings {
@@ -145,18 +144,18 @@ async fn serve_sip<S: Store>(
 /// Binds the HTTP endpoint on `address` and spawns its server; returns the bound address.
 async fn serve_http<S: Store>(
     address: SocketAddr,
-    admin: Option<AdminAccess>,
+    pool: PoolEndpoints,
     work: &Work<'_, S>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = http::bind(address)
         .await
-        .with_context(|| format!("cannot bind HTTP on {address}"))?;
+        .map_err(|error| anyhow::anyhow!(bind_advice(address, Protocol::Tcp, "HTTP", &error)))?;
     let bound = listener.local_addr()?;
     let prometheus = telemetry::install();
     let status: Arc<dyn http::StatusSource> = work.service.clone();
     let shutdown = work.shutdown.clone();
     work.tracker.spawn(async move {
-        if let Err(error) = http::serve(listener, status, prometheus, admin, shutdown).await {
+        if let Err(error) = http::serve(listener, status, prometheus, pool, shutdown).await {
             warn!(%error, "HTTP server stopped");
         }
     });

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::sip::service::Service;
 use crate::store::{MemoryStore, Store};
 
+pub mod check;
 mod listeners;
 mod pool;
 mod service;
@@ -44,7 +45,7 @@ pub async fn run(
         None => {
             let store = MemoryStore::new(config.policy.clone());
             let service = Arc::new(service::build(&config, store)?);
-            listeners::serve(&config, service, None, shutdown, on_ready).await
+            listeners::serve(&config, service, Default::default(), shutdown, on_ready).await
         }
     }
 }

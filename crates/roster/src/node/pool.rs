@@ -26,6 +26,7 @@ use crate::admin_api::AdminToken;
 use crate::clock::now_ms;
 use crate::config::{Config, PoolConfig};
 use crate::http::admin::{Admin, AdminAccess};
+use crate::http::{OverviewSource, PoolEndpoints};
 use crate::pool_admin::PoolAdmin;
 use crate::store::PoolStore;
 use crate::topology::read_topology;
@@ -53,36 +54,30 @@ pub(super) async fn run(
     on_ready: impl FnOnce(&Listening),
 ) -> anyhow::Result<()> {
     let deployment = read_topology(&pool.topology)?;
-    let own = deployment
-        .node(pool.node_id)
-        .with_context(|| format!("node id {} is not in the topology", pool.node_id))?;
-    let own_cluster = own.cluster;
-    let pool_id = deployment
-        .pool_of(pool.node_id)
-        .context("the node's pool is not in the topology")?;
-    let ca = roster_net::pki::read_pem_file(&pool.ca_certificate)?;
-    let certificate = NodeCertificate::read_files(&pool.node_certificate, &pool.node_private_key)?;
-    let identity = Peer {
+    let Identity {
         pool: pool_id,
-        node: pool.node_id,
-    };
-    anyhow::ensure!(
-        certificate.peer == identity,
-        "certificate {} is for {}, this node is {identity}",
-        pool.node_certificate.display(),
-        certificate.peer,
-    );
+        cluster: own_cluster,
+        ca,
+        certificate,
+    } = identity(&pool, &deployment)?;
     let partner = deployment.partner(pool_id);
-    let store = NodeStore::open_with(&StoreOptions {
-        path: pool.data_dir.clone(),
-        cache_capacity_bytes: pool.cache_bytes,
-    })
-    .with_context(|| format!("cannot open database {}", pool.data_dir.display()))?;
+    let store = open_store(&pool)?;
     let handler = Arc::new(PoolHandler::default());
     let mut quic = QuicConfig::new(own_cluster, ca, &certificate, peers(&deployment, pool_id));
     quic.partner = partner;
-    let server = roster_net::bind(quic, handler.clone(), shutdown.child_token())
-        .with_context(|| format!("cannot bind the cluster transport on {own_cluster}"))?;
+    let server =
+        roster_net::bind(quic, handler.clone(), shutdown.child_token()).map_err(|error| {
+            match crate::diagnose::port_holder(own_cluster, crate::diagnose::Protocol::Udp) {
+                Some(process) => anyhow::anyhow!(
+                    "cannot bind the cluster transport on {own_cluster} (UDP): the address is in \
+                 use by {process}; stop that process, or give this node another cluster address \
+                 in the topology"
+                ),
+                None => {
+                    anyhow::anyhow!("cannot bind the cluster transport on {own_cluster}: {error}")
+                }
+            }
+        })?;
     let options = options(&config, &pool, &deployment, pool_id);
     let assignment = placement::initial(&deployment.node_ids_of(pool_id), &options.keys());
     let node = PoolNode::start(options, store, server.network(), &assignment, now_ms)
@@ -107,7 +102,13 @@ pub(super) async fn run(
         )) as Arc<dyn Admin>,
         token,
     });
-    let gauges = tokio::spawn(tasks::record_gauges(node.clone(), shutdown.clone()));
+    // A leader cut off from its quorum for two election timeouts refuses requests.
+    let quorum_ack_limit_ms = 2 * pool.election_timeout_ms.1;
+    let gauges = tokio::spawn(tasks::record_gauges(
+        node.clone(),
+        quorum_ack_limit_ms,
+        shutdown.clone(),
+    ));
     let balancer = pool.leader_balance_interval.map(|period| {
         tokio::spawn(tasks::balance_leaders(
             node.clone(),
@@ -131,7 +132,18 @@ pub(super) async fn run(
             }
         });
     }
-    let result = listeners::serve(&config, service, admin, shutdown, on_ready).await;
+    let own_service = service.clone();
+    let gatherer = crate::overview::Gatherer::new(
+        node.clone(),
+        pool.topology.clone(),
+        Arc::new(move || own_service.status()),
+        quorum_ack_limit_ms,
+    );
+    let endpoints = PoolEndpoints {
+        admin,
+        overview: Some(Arc::new(Overview(gatherer))),
+    };
+    let result = listeners::serve(&config, service, endpoints, shutdown, on_ready).await;
     for task in [gauges, shipper, watcher, directory] {
         task.abort();
     }
@@ -141,6 +153,75 @@ pub(super) async fn run(
     node.shutdown().await;
     server.shutdown().await;
     result
+}
+
+/// The overview the status page and `/api/v1/deployment` show.
+struct Overview(crate::overview::Gatherer);
+
+impl OverviewSource for Overview {
+    fn overview(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>> {
+        Box::pin(self.0.overview())
+    }
+}
+
+/// Who this node is in the deployment, and the files that prove it.
+pub(super) struct Identity {
+    /// Its pool.
+    pub(super) pool: PoolId,
+    /// Its cluster address.
+    pub(super) cluster: std::net::SocketAddr,
+    /// The deployment's CA certificate (PEM).
+    pub(super) ca: String,
+    /// Its certificate and key.
+    pub(super) certificate: NodeCertificate,
+}
+
+/// Reads the node's certificate and the CA, and checks that the certificate names this node of
+/// its pool in `deployment`.
+pub(super) fn identity(pool: &PoolConfig, deployment: &Deployment) -> anyhow::Result<Identity> {
+    let own = deployment
+        .node(pool.node_id)
+        .with_context(|| format!("node id {} is not in the topology", pool.node_id))?;
+    let pool_id = deployment
+        .pool_of(pool.node_id)
+        .context("the node's pool is not in the topology")?;
+    let ca = roster_net::pki::read_pem_file(&pool.ca_certificate)?;
+    let certificate = NodeCertificate::read_files(&pool.node_certificate, &pool.node_private_key)?;
+    let expected = Peer {
+        pool: pool_id,
+        node: pool.node_id,
+    };
+    anyhow::ensure!(
+        certificate.peer == expected,
+        "certificate {} is for {}, this node is {expected}",
+        pool.node_certificate.display(),
+        certificate.peer,
+    );
+    Ok(Identity {
+        pool: pool_id,
+        cluster: own.cluster,
+        ca,
+        certificate,
+    })
+}
+
+/// Opens the node's database; a data directory another process holds (a node already running
+/// from it) is named with that process.
+fn open_store(pool: &PoolConfig) -> anyhow::Result<NodeStore> {
+    NodeStore::open_with(&StoreOptions {
+        path: pool.data_dir.clone(),
+        cache_capacity_bytes: pool.cache_bytes,
+    })
+    .map_err(|error| match crate::diagnose::lock_holder(&pool.data_dir) {
+        Some(process) => anyhow::anyhow!(
+            "the data directory {} is in use by {process}: a node is already running from it; \
+             stop it first (or give this node its own [pool] data_dir)",
+            pool.data_dir.display()
+        ),
+        None => anyhow::anyhow!("cannot open database {}: {error}", pool.data_dir.display()),
+    })
 }
 
 /// Every node this one talks to: its own pool's at their cluster addresses, the partner's at

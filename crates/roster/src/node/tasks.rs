@@ -14,7 +14,8 @@ use crate::clock::now_ms;
 use crate::sip::service::Service;
 use crate::store::Store;
 
-/// How often the per-group gauges (`roster_group_*`, `roster_node_bindings`) are refreshed.
+/// How often the per-group gauges (`roster_group_*`) and the per-node ones (`roster_node_*`)
+/// are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Removes expired bindings every `interval`, with an ordinary command, until `shutdown`.
@@ -31,13 +32,17 @@ pub(super) async fn purge_expired<S: Store>(
     .await;
 }
 
-/// Refreshes the node's per-group gauges until `shutdown`.
+/// Refreshes the node's per-group gauges and its per-node ones (`roster_node_*`: a leader
+/// that has not heard from a quorum for `quorum_ack_limit_ms` has lost it) until `shutdown`.
 pub(super) async fn record_gauges<N: roster_net::Network>(
     node: Arc<PoolNode<N>>,
+    quorum_ack_limit_ms: u64,
     shutdown: CancellationToken,
 ) {
+    crate::telemetry::record_build_info();
     every(Instant::now(), GAUGE_INTERVAL, &shutdown, || async {
         node.record_gauges();
+        crate::telemetry::NodeGauges::count(&node.status(), quorum_ack_limit_ms).record();
     })
     .await;
 }

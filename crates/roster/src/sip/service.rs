@@ -136,10 +136,21 @@ impl<S: Store> Service<S> {
             node = %self.node,
             method = %request.method,
             aor = %aor,
-            group = "local",
+            group = tracing::field::Empty,
+            pool = tracing::field::Empty,
+            epoch = tracing::field::Empty,
             %source,
             transport = transport.as_str(),
         );
+        // Only when the span is logged: finding the group reads the directory.
+        if !span.is_disabled() && !aor.is_empty() {
+            let placement = self.store.placement(&aor);
+            span.record("group", placement.group.as_str());
+            if let (Some(pool), Some(epoch)) = (placement.pool, placement.epoch) {
+                span.record("pool", pool);
+                span.record("epoch", epoch);
+            }
+        }
         let response = self
             .respond(request, transport, source)
             .instrument(span.clone())
@@ -212,7 +223,22 @@ impl<S: Store> Service<S> {
     }
 
     fn unavailable(&self, request: &Request, error: StoreError) -> Option<Response> {
-        warn!(%error, "store unavailable");
+        // The request's fields on the line itself: at the default level its span is not logged.
+        let aor = request
+            .headers
+            .to()
+            .map(|to| to.uri.aor())
+            .unwrap_or_default();
+        let placement = self.store.placement(&aor);
+        warn!(
+            node = %self.node,
+            %aor,
+            group = %placement.group,
+            pool = placement.pool,
+            epoch = placement.epoch,
+            %error,
+            "store unavailable"
+        );
         metrics::counter!(telemetry::STORE_UNAVAILABLE).increment(1);
         let StoreError::Unavailable { retry_after_s, .. } = error;
         self.with_front(|front| front.answer_unavailable(request, retry_after_s))

@@ -75,6 +75,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn placement(&self, _aor: &str) -> super::Placement {
+        super::Placement {
+            group: "memory".into(),
+            pool: None,
+            epoch: None,
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         match self.counts() {
             Ok((aors, bindings)) => serde_json::json!({

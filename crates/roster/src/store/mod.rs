@@ -35,6 +35,17 @@ pub struct Applied {
     pub at_ms: u64,
 }
 
+/// Where an AOR's bindings live, for the request's log lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Its group (`1/routing-7`), or `memory` on a single node.
+    pub group: String,
+    /// Its home pool, in a pool.
+    pub pool: Option<u64>,
+    /// The epoch its writes carry, in a pool.
+    pub epoch: Option<u64>,
+}
+
 /// The registrar's state as the request path sees it.
 pub trait Store: Send + Sync + 'static {
     /// Applies `command`, stamped `now_ms` (the store may raise it, never lower it).
@@ -53,6 +64,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes expired bindings, where this store holds any to remove.
     fn purge_expired(&self, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Where `aor`'s bindings live (logs and spans; cheap, no I/O).
+    fn placement(&self, aor: &str) -> Placement;
 
     /// The store's part of the node's status document.
     fn status(&self) -> serde_json::Value;

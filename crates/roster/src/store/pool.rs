@@ -120,8 +120,37 @@ impl Store for PoolStore {
         self.node.purge_expired(now_ms).await.map_err(unavailable)
     }
 
+    fn placement(&self, aor: &str) -> super::Placement {
+        let group = self.group_of(aor);
+        super::Placement {
+            group: group.to_string(),
+            pool: Some(u64::from(group.pool)),
+            epoch: Some(self.node.epoch_of(group.pool)),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let mut status = self.node.status();
+        // What each replica holds: registrations per pool on the operator's page.
+        for group in status["groups"].as_array_mut().into_iter().flatten() {
+            let key = group["key"]
+                .as_str()
+                .and_then(|key| key.parse::<GroupKey>().ok());
+            let counts = key.and_then(|key| self.node.state(key)).and_then(|state| {
+                state
+                    .read(|state| {
+                        state
+                            .registry()
+                            .map(|registry| (registry.aor_count(), registry.binding_count()))
+                    })
+                    .ok()
+                    .flatten()
+            });
+            if let Some((aors, bindings)) = counts {
+                group["aors"] = serde_json::json!(aors);
+                group["bindings"] = serde_json::json!(bindings);
+            }
+        }
         status["kind"] = serde_json::json!("pool");
         status["groups_total"] = serde_json::json!(self.node.options().groups);
         status

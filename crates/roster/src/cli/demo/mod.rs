@@ -91,6 +91,7 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
         algorithms: vec!["SHA-256".into(), "MD5".into()],
         worker_threads: Some(demo_worker_threads()),
         trusted_networks: options.trusted_networks.clone(),
+        given: None,
     })?;
     let mut nodes = Vec::new();
     for (id, config) in configs {

@@ -172,7 +172,7 @@ pub async fn wait_directory(nodes: &[DemoNode], users: usize) -> anyhow::Result<
         };
         loop {
             let request = format!("GET /status HTTP/1.0\r\nHost: {http}\r\n\r\n");
-            let known = crate::cli::http_client::exchange(
+            let known = roster::http_client::exchange(
                 http,
                 &request,
                 4 * 1024 * 1024,

@@ -26,6 +26,9 @@ use roster_topology::Deployment;
 
 use node_ids::NodeIds;
 
+pub use merge::Given;
+
+mod merge;
 mod node_ids;
 
 /// What `roster init` was asked for.
@@ -35,7 +38,7 @@ pub struct InitOptions {
     pub topology: PathBuf,
     /// Where to write.
     pub dir: PathBuf,
-    /// SIP domains served.
+    /// SIP domains served; empty: `example.com` for a new node, kept for an existing one.
     pub domains: Vec<String>,
     /// The users file to copy; `None` with `no_auth`.
     pub users: Option<PathBuf>,
@@ -48,7 +51,13 @@ pub struct InitOptions {
     /// `[sip] trusted_networks` of every node: sources exempt from per-source limits that may
     /// look users up without authenticating (load drivers, an SBC). Default none.
     pub trusted_networks: Vec<String>,
+    /// Which settings of an existing node's configuration this run replaces (the others an
+    /// operator may have edited are kept); `None`: all of them (the demo owns its files).
+    pub given: Option<Given>,
 }
+
+/// The domain a new node serves when `roster init` is given none.
+const DOMAIN_DEFAULT: &str = "example.com";
 
 /// Writes every node's files; returns the path of each node's configuration, by node id.
 pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
@@ -131,10 +140,13 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
             certificate.write_files(&cert_path, &key_path)?;
         }
         let config_path = node_dir.join("roster.toml");
-        write(
-            &config_path,
-            &node_config(options, node.id, sip, node.http, joins),
-        )?;
+        let fresh = node_config(options, node.id, sip, node.http, joins);
+        let text = match (options.given, std::fs::read_to_string(&config_path)) {
+            (Some(given), Ok(existing)) => merge::merge(&existing, &fresh, given)
+                .with_context(|| format!("cannot update {}", config_path.display()))?,
+            _ => fresh,
+        };
+        write(&config_path, &text)?;
         configs.push((node.id, config_path));
     }
     Ok(configs)
@@ -193,7 +205,11 @@ fn node_config(
     joins: bool,
 ) -> String {
     let tls = SocketAddr::new(sip.ip(), sip.port().saturating_add(1));
-    let domains: Vec<String> = options.domains.iter().map(|d| format!("\"{d}\"")).collect();
+    let domains: Vec<String> = if options.domains.is_empty() {
+        vec![format!("\"{DOMAIN_DEFAULT}\"")]
+    } else {
+        options.domains.iter().map(|d| format!("\"{d}\"")).collect()
+    };
     let algorithms: Vec<String> = options
         .algorithms
         .iter()

@@ -1,6 +1,7 @@
-//! The commands' minimal HTTP/1.0 client, for talking to a node's HTTP port (`roster pool
-//! status`, `roster node drain`, `roster pool rebalance`): one request per connection, the
-//! answer read to its end within a size limit and a deadline.
+//! A minimal HTTP/1.0 client for a node's HTTP port, used by the commands (`roster node
+//! status`, `roster pool status`, drain, rebalance) and by a node gathering the deployment's
+//! overview from the others: one request per connection, the answer read to its end within a
+//! size limit and a deadline.
 
 use std::net::SocketAddr;
 use std::time::Duration;
