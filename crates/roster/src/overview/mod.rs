@@ -125,6 +125,15 @@ impl Gatherer {
     fn cms_view(&self) -> Option<model::CmsView> {
         let pool = self.node.options().cms?;
         let state = self.node.cms_state()?;
+        // The node's merged view: its CMS copy, and what its partner reported (a pool back
+        // after a failover shows the new owner before its own copy catches up).
+        let ownership: BTreeMap<_, _> = self
+            .node
+            .ownership_view()
+            .pools
+            .iter()
+            .map(|(&pool, ownership)| (pool, (ownership.owner, ownership.epoch)))
+            .collect();
         state
             .read(|state| {
                 let applied = roster_raft::ReplicatedState::last_applied(state).map(|id| id.index);
@@ -137,11 +146,7 @@ impl Gatherer {
                     pool,
                     users: cms.user_count(),
                     users_homed,
-                    ownership: cms
-                        .ownerships()
-                        .iter()
-                        .map(|(&pool, ownership)| (pool, (ownership.owner, ownership.epoch)))
-                        .collect(),
+                    ownership,
                     applied,
                 })
             })
