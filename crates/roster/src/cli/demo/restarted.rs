@@ -11,14 +11,19 @@ use std::path::{Path, PathBuf};
 /// has, so a scan always ends quickly.
 const PROCESSES_SCANNED_MAX: usize = 100_000;
 
-/// The process id of a running `roster start --config CONFIG`, other than `except`.
-pub fn find(config: &Path, except: u32) -> Option<u32> {
-    let entries = std::fs::read_dir("/proc").ok()?;
+/// The process ids of running `roster start --config CONFIG` command lines, other than
+/// `except`: the node, and any wrapper that carries its command line (`timeout 60 roster
+/// start …`, `nohup …`), which the caller tells apart by what each listens on.
+pub fn find(config: &Path, except: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .take(PROCESSES_SCANNED_MAX)
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != except && pid != std::process::id())
-        .find(|&pid| runs_with_config(pid, config))
+        .filter(|&pid| runs_with_config(pid, config))
+        .collect()
 }
 
 /// Whether process `pid` is a `roster start` with configuration `config` (a zombie, or a
@@ -170,7 +175,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut found = None;
         while found.is_none() && std::time::Instant::now() < deadline {
-            found = find(&config, 0);
+            found = find(&config, 0).first().copied();
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_eq!(found, Some(child.id()));

@@ -126,18 +126,23 @@ fn adopt_restarted(nodes: &mut [DemoNode], watch: &Watch<'_>) {
 /// The process and HTTP address of node `node` started again, once it listens on its HTTP
 /// address (with `--http ADDR:0`, a port other than its SIP ports on that address).
 fn find_restarted(node: &DemoNode, plan: &NodePlan) -> Option<(u32, String)> {
-    let pid = restarted::find(&node.config, node.pid)?;
-    let listening = restarted::listening(pid);
-    let http = if plan.http.port() != 0 {
-        listening.contains(&plan.http).then_some(plan.http)
-    } else {
-        let sip_ports = [plan.sip.port(), plan.sip.port().saturating_add(1)];
-        listening
-            .iter()
-            .find(|address| address.ip() == plan.http.ip() && !sip_ports.contains(&address.port()))
-            .copied()
-    };
-    Some((pid, http?.to_string()))
+    restarted::find(&node.config, node.pid)
+        .into_iter()
+        .find_map(|pid| {
+            let listening = restarted::listening(pid);
+            let http = if plan.http.port() != 0 {
+                listening.contains(&plan.http).then_some(plan.http)
+            } else {
+                let sip_ports = [plan.sip.port(), plan.sip.port().saturating_add(1)];
+                listening
+                    .iter()
+                    .find(|address| {
+                        address.ip() == plan.http.ip() && !sip_ports.contains(&address.port())
+                    })
+                    .copied()
+            };
+            Some((pid, http?.to_string()))
+        })
 }
 
 /// A node that has ended, as the report tells it.
