@@ -6,7 +6,10 @@
 //!   (a vote for (term 4, node 3) refuses (term 4, node 2)), so what holds is the next rule;
 //! - a node's view of a group's leader id, (term, leader), never goes back (the vote is
 //!   durable, restarts included);
-//! - within one process, a replica's applied index never goes back;
+//! - within one life of a replica, its applied index never goes back. A life is one process
+//!   start and, inside it, one opening of the replica: a node opens a replica again from its
+//!   disk after its Raft stopped (a full disk), and the status names each opening by its
+//!   `generation`;
 //! - health: a node that reports a group `Shutdown` (its replica stopped for good, e.g. on a
 //!   storage error) must not answer `/health` with 200;
 //! - recovery: once everything is healed, no replica stays `Shutdown` (a node recovers by
@@ -36,6 +39,8 @@ pub struct GroupSample {
     pub leader: Option<u64>,
     /// The last applied index.
     pub applied: Option<u64>,
+    /// Which opening of a replica on the node this is (0 when the node does not say).
+    pub generation: u64,
 }
 
 /// One node's status at one moment.
@@ -71,8 +76,8 @@ pub struct RaftChecker {
     leaders: BTreeMap<(String, u32, u64), BTreeMap<usize, Duration>>,
     /// (node, group) → highest term seen.
     terms: BTreeMap<(usize, u32), u64>,
-    /// (node, incarnation, group) → highest applied index seen.
-    applied: BTreeMap<(usize, u64, u32), u64>,
+    /// (node, incarnation, group, generation) → highest applied index seen.
+    applied: BTreeMap<(usize, u64, u32, u64), u64>,
     /// Nodes found claiming health while a group was shut down, with the first time.
     lying_health: BTreeMap<usize, (Duration, u32)>,
     /// Nodes that reported a group shut down at all (first time, group).
@@ -141,7 +146,12 @@ impl RaftChecker {
             if let Some(applied) = group.applied {
                 let known = self
                     .applied
-                    .entry((sample.node, sample.incarnation, group.group))
+                    .entry((
+                        sample.node,
+                        sample.incarnation,
+                        group.group,
+                        group.generation,
+                    ))
                     .or_insert(0);
                 if applied < *known {
                     self.regressions.push(format!(
@@ -259,6 +269,7 @@ pub fn parse_status(body: &str) -> Option<(Option<u64>, Vec<GroupSample>)> {
                 term: group["term"].as_u64().unwrap_or(0),
                 leader: group["leader"].as_u64(),
                 applied: group["applied"].as_u64(),
+                generation: group["generation"].as_u64().unwrap_or(0),
             })
         })
         .collect();
@@ -299,6 +310,7 @@ mod tests {
                 term,
                 leader: None,
                 applied: Some(at_ms),
+                generation: 1,
             }],
         }
     }
@@ -377,14 +389,37 @@ mod tests {
     }
 
     #[test]
+    fn an_applied_index_may_start_over_only_in_a_new_life_of_the_replica() {
+        let deployment = deployment();
+        let mut checker = RaftChecker::default();
+        let seen = |checker: &mut RaftChecker, at_ms: u64, applied: u64, generation: u64| {
+            let mut s = sample(0, at_ms, "Follower", 3, true);
+            s.groups[0].applied = Some(applied);
+            s.groups[0].generation = generation;
+            checker.observe(&s, &deployment);
+        };
+        seen(&mut checker, 0, 50, 1);
+        // Opened again from disk (generation 2): it replays from its snapshot.
+        seen(&mut checker, 100, 40, 2);
+        seen(&mut checker, 200, 60, 2);
+        let result = checker.result(&deployment, Duration::from_secs(3600));
+        assert_eq!(result.anomalies, 0, "{result:?}");
+        seen(&mut checker, 300, 55, 2);
+        let result = checker.result(&deployment, Duration::from_secs(3600));
+        assert_eq!(result.anomalies, 1, "{result:?}");
+    }
+
+    #[test]
     fn a_status_document_parses() {
         let body = r#"{"node":"n","store":{"epoch":1,"groups":[{"group":0,"state":"Leader",
-            "term":2,"leader":1,"applied":7},{"group":1,"state":"Follower","term":2,
-            "leader":null,"applied":null}]}}"#;
+            "term":2,"leader":1,"applied":7,"generation":3},{"group":1,"state":"Follower",
+            "term":2,"leader":null,"applied":null}]}}"#;
         let (epoch, groups) = parse_status(body).expect("parses");
         assert_eq!(epoch, Some(1));
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].leader, Some(1));
+        assert_eq!(groups[0].generation, 3);
         assert_eq!(groups[1].applied, None);
+        assert_eq!(groups[1].generation, 0);
     }
 }

@@ -3,7 +3,7 @@
 use roster_topology::{Deployment, PoolId};
 use serde::{Deserialize, Serialize};
 
-use crate::state::Ownership;
+use crate::ownership::{Operation, Ownership};
 use crate::user::UserRecord;
 
 /// Users one command may add or remove. A command is one Raft log entry of at most 128 KiB, and
@@ -37,12 +37,30 @@ pub enum CmsCommand {
         /// Whether it may register.
         enabled: bool,
     },
-    /// Record who owns `pool`'s users: a failover or failback. The epoch must rise.
+    /// Record who owns `pool`'s users: a failover or failback. The epoch must rise; an
+    /// operation under way for the pool ends.
     SetOwnership {
         /// The home pool whose users change owner.
         pool: PoolId,
         /// The new ownership.
         ownership: Ownership,
+    },
+    /// Record which pool holds the authoritative CMS (`roster cms failover`, or its way back).
+    /// The epoch must rise.
+    SetCmsOwner(Ownership),
+    /// Record that a failover or failback of `pool`'s users begins; refused while another is
+    /// under way for the same pool.
+    BeginOperation {
+        /// The home pool.
+        pool: PoolId,
+        /// What begins.
+        operation: Operation,
+    },
+    /// Record that the operation under way for `pool` ended without changing ownership (it was
+    /// given up).
+    EndOperation {
+        /// The home pool.
+        pool: PoolId,
     },
 }
 
@@ -75,6 +93,10 @@ pub enum CmsOutcome {
         /// The new epoch.
         epoch: u64,
     },
+    /// An operation was recorded as begun.
+    OperationBegun,
+    /// An operation was recorded as ended.
+    OperationEnded,
     /// The command was refused; nothing changed.
     Refused(CmsRefusal),
 }
@@ -82,6 +104,21 @@ pub enum CmsOutcome {
 /// Why a command was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CmsRefusal {
+    /// An operation was asked from an ownership the CMS no longer records.
+    #[error(
+        "pool {pool}'s users are owned by {} now, not by pool {} at epoch {} as the asker saw",
+        current.map_or_else(|| "no pool".to_string(), |c| format!("pool {} at epoch {}", c.owner, c.epoch)),
+        seen.owner,
+        seen.epoch
+    )]
+    OwnershipChanged {
+        /// The home pool.
+        pool: PoolId,
+        /// What the asker saw.
+        seen: Ownership,
+        /// What the CMS records.
+        current: Option<Ownership>,
+    },
     /// No deployment has been published yet.
     #[error("no deployment is published yet (run roster init)")]
     NoDeployment,
@@ -143,4 +180,15 @@ pub enum CmsRefusal {
     /// The deployment itself is invalid.
     #[error("invalid deployment: {0}")]
     InvalidDeployment(String),
+    /// A failover or failback of the pool is under way already.
+    #[error("a {} of pool {pool} is under way already (since {} ms)", running.kind, running.started_ms)]
+    OperationInFlight {
+        /// The pool.
+        pool: PoolId,
+        /// The operation under way.
+        running: Operation,
+    },
+    /// No operation is under way for the pool.
+    #[error("no failover or failback of pool {0} is under way")]
+    NoOperation(PoolId),
 }

@@ -13,9 +13,11 @@
 #![deny(missing_docs)]
 
 mod command;
+mod ownership;
 mod state;
 mod user;
 
 pub use command::{CmsCommand, CmsOutcome, CmsRefusal, USERS_PER_COMMAND_MAX};
-pub use state::{CmsState, Ownership};
+pub use ownership::{Operation, OperationKind, Ownership};
+pub use state::CmsState;
 pub use user::{UserError, UserRecord, AOR_LENGTH_MAX, USERNAME_LENGTH_MAX};

@@ -6,19 +6,8 @@ use roster_topology::{Deployment, PoolId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{CmsCommand, CmsOutcome, CmsRefusal, USERS_PER_COMMAND_MAX};
+use crate::ownership::{Operation, Ownership};
 use crate::user::UserRecord;
-
-/// Which pool owns a home pool's users, at which epoch.
-///
-/// Every write of a routing group carries the epoch it was proposed under, and groups refuse
-/// epochs below theirs: raising the epoch here, then in the groups, fences the previous owner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ownership {
-    /// The pool that serves the users' writes.
-    pub owner: PoolId,
-    /// The epoch writes carry.
-    pub epoch: u64,
-}
 
 /// The CMS's state: pure and deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +17,11 @@ pub struct CmsState {
     /// Digest user name → AOR.
     usernames: BTreeMap<String, String>,
     ownership: BTreeMap<PoolId, Ownership>,
+    /// Which pool holds the authoritative CMS, at which epoch: the deployment's CMS pool at
+    /// first; its partner after `roster cms failover`.
+    cms_owner: Option<Ownership>,
+    /// Failovers and failbacks under way, by the home pool whose users they move.
+    operations: BTreeMap<PoolId, Operation>,
 }
 
 impl CmsState {
@@ -39,6 +33,11 @@ impl CmsState {
             CmsCommand::RemoveUsers { aors } => self.remove_users(aors),
             CmsCommand::SetEnabled { aor, enabled } => self.set_enabled(aor, *enabled),
             CmsCommand::SetOwnership { pool, ownership } => self.set_ownership(*pool, *ownership),
+            CmsCommand::SetCmsOwner(ownership) => self.set_cms_owner(*ownership),
+            CmsCommand::BeginOperation { pool, operation } => {
+                self.begin_operation(*pool, operation.clone())
+            }
+            CmsCommand::EndOperation { pool } => self.end_operation(*pool),
         };
         result.unwrap_or_else(CmsOutcome::Refused)
     }
@@ -85,18 +84,41 @@ impl CmsState {
         &self.ownership
     }
 
-    /// A state holding `deployment` and `ownership` and no users yet: the first step of filling
-    /// a copy from its source (`roster-raft`'s restore), users following with
-    /// [`CmsState::restore_users`].
-    pub fn restore_begin(
-        deployment: Option<Deployment>,
-        ownership: BTreeMap<PoolId, Ownership>,
-    ) -> CmsState {
+    /// Which pool holds the authoritative CMS, once a deployment is published.
+    pub fn cms_owner(&self) -> Option<Ownership> {
+        self.cms_owner
+    }
+
+    /// The failover or failback under way for `pool`'s users, if any.
+    pub fn operation(&self, pool: PoolId) -> Option<&Operation> {
+        self.operations.get(&pool)
+    }
+
+    /// Every operation under way.
+    pub fn operations(&self) -> &BTreeMap<PoolId, Operation> {
+        &self.operations
+    }
+
+    /// The state without its users: what a restore sends first ([`CmsState::restore_begin`]).
+    pub fn head(&self) -> CmsState {
         CmsState {
-            deployment,
+            deployment: self.deployment.clone(),
             users: BTreeMap::new(),
             usernames: BTreeMap::new(),
-            ownership,
+            ownership: self.ownership.clone(),
+            cms_owner: self.cms_owner,
+            operations: self.operations.clone(),
+        }
+    }
+
+    /// The state of `head` (see [`CmsState::head`]) with no users yet: the first step of
+    /// filling a copy from its source (`roster-raft`'s restore), users following with
+    /// [`CmsState::restore_users`].
+    pub fn restore_begin(head: CmsState) -> CmsState {
+        CmsState {
+            users: BTreeMap::new(),
+            usernames: BTreeMap::new(),
+            ..head
         }
     }
 
@@ -147,6 +169,10 @@ impl CmsState {
                 epoch: 1,
             });
         }
+        self.cms_owner.get_or_insert(Ownership {
+            owner: deployment.cms_pool(),
+            epoch: 1,
+        });
         self.deployment = Some(deployment.clone());
         Ok(CmsOutcome::DeploymentSet { pools: pools.len() })
     }
@@ -247,9 +273,62 @@ impl CmsState {
             });
         }
         self.ownership.insert(pool, ownership);
+        self.operations.remove(&pool);
         Ok(CmsOutcome::OwnershipSet {
             epoch: ownership.epoch,
         })
+    }
+
+    fn set_cms_owner(&mut self, ownership: Ownership) -> Result<CmsOutcome, CmsRefusal> {
+        let deployment = self.deployment.as_ref().ok_or(CmsRefusal::NoDeployment)?;
+        if deployment.pool(ownership.owner).is_none() {
+            return Err(CmsRefusal::UnknownPool(ownership.owner));
+        }
+        let current = self.cms_owner.map_or(0, |current| current.epoch);
+        if ownership.epoch <= current {
+            return Err(CmsRefusal::StaleEpoch {
+                asked: ownership.epoch,
+                current,
+            });
+        }
+        self.cms_owner = Some(ownership);
+        Ok(CmsOutcome::OwnershipSet {
+            epoch: ownership.epoch,
+        })
+    }
+
+    fn begin_operation(
+        &mut self,
+        pool: PoolId,
+        operation: Operation,
+    ) -> Result<CmsOutcome, CmsRefusal> {
+        let deployment = self.deployment.as_ref().ok_or(CmsRefusal::NoDeployment)?;
+        if deployment.pool(pool).is_none() {
+            return Err(CmsRefusal::UnknownPool(pool));
+        }
+        let current = self.ownership.get(&pool).copied();
+        if current != Some(operation.from) {
+            return Err(CmsRefusal::OwnershipChanged {
+                pool,
+                seen: operation.from,
+                current,
+            });
+        }
+        if let Some(running) = self.operations.get(&pool) {
+            return Err(CmsRefusal::OperationInFlight {
+                pool,
+                running: running.clone(),
+            });
+        }
+        self.operations.insert(pool, operation);
+        Ok(CmsOutcome::OperationBegun)
+    }
+
+    fn end_operation(&mut self, pool: PoolId) -> Result<CmsOutcome, CmsRefusal> {
+        match self.operations.remove(&pool) {
+            Some(_) => Ok(CmsOutcome::OperationEnded),
+            None => Err(CmsRefusal::NoOperation(pool)),
+        }
     }
 }
 

@@ -12,42 +12,44 @@ use crate::pair::{decode_pair, encode_pair, PairRequest, PairResponse};
 use crate::protocol::{decode, encode, CodecError, Frame, PoolRequest, PoolResponse, ServeError};
 
 impl<N: Network> PoolNode<N> {
-    /// Serves one request. Every large future it awaits (openraft's, snapshots, membership)
-    /// is boxed: futures nest by value, so inline they would make each append's future many
+    /// Serves one request. Raft's RPCs for a group whose replica here has stopped (a full
+    /// disk) are answered as for a group without one: the stopped Raft would only log an error
+    /// per message until the supervisor opens it again. Every large future it awaits
+    /// (openraft's, snapshots, membership) is boxed: futures nest by value, so inline they would make each append's future many
     /// kilobytes, copied whenever it moves (10 KiB per request before; memcpy was a tenth of
     /// a loaded node's CPU).
     async fn serve(&self, request: PoolRequest) -> PoolResponse {
         match request {
-            PoolRequest::Append { group, rpc } => match self.replica(group) {
+            PoolRequest::Append { group, rpc } => match self.replicas.live(group) {
                 Some(replica) => PoolResponse::Append(
                     Box::pin(replica.raft.append_entries(rpc))
                         .await
                         .map_err(|e| e.to_string()),
                 ),
-                None => PoolResponse::Error(format!("no replica of group {group}")),
+                None => PoolResponse::Error(format!("no running replica of group {group}")),
             },
-            PoolRequest::Vote { group, rpc } => match self.replica(group) {
+            PoolRequest::Vote { group, rpc } => match self.replicas.live(group) {
                 Some(replica) => PoolResponse::Vote(
                     Box::pin(replica.raft.vote(rpc))
                         .await
                         .map_err(|e| e.to_string()),
                 ),
-                None => PoolResponse::Error(format!("no replica of group {group}")),
+                None => PoolResponse::Error(format!("no running replica of group {group}")),
             },
-            PoolRequest::PreVote { group, rpc } => match self.replica(group) {
+            PoolRequest::PreVote { group, rpc } => match self.replicas.live(group) {
                 Some(replica) => PoolResponse::Vote(
                     Box::pin(replica.raft.pre_vote(rpc))
                         .await
                         .map_err(|e| e.to_string()),
                 ),
-                None => PoolResponse::Error(format!("no replica of group {group}")),
+                None => PoolResponse::Error(format!("no running replica of group {group}")),
             },
             PoolRequest::Snapshot {
                 group,
                 vote,
                 meta,
                 data,
-            } => match self.replica(group) {
+            } => match self.replicas.live(group) {
                 Some(replica) => {
                     let snapshot = typ::Snapshot {
                         meta,
@@ -59,7 +61,7 @@ impl<N: Network> PoolNode<N> {
                             .map_err(|e| e.to_string()),
                     )
                 }
-                None => PoolResponse::Error(format!("no replica of group {group}")),
+                None => PoolResponse::Error(format!("no running replica of group {group}")),
             },
             PoolRequest::Write { group, request } => {
                 PoolResponse::Write(self.write_local(group, request).await)
@@ -76,13 +78,13 @@ impl<N: Network> PoolNode<N> {
                 PoolResponse::Done(Box::pin(self.serve_close(group, &members)).await)
             }
             PoolRequest::Groups => PoolResponse::Groups(self.groups()),
-            PoolRequest::LeaderTransfer { group, rpc } => match self.replica(group) {
+            PoolRequest::LeaderTransfer { group, rpc } => match self.replicas.live(group) {
                 Some(replica) => PoolResponse::LeaderTransfer(
                     Box::pin(replica.raft.handle_transfer_leader(rpc))
                         .await
                         .map_err(|e| e.to_string()),
                 ),
-                None => PoolResponse::Error(format!("no replica of group {group}")),
+                None => PoolResponse::Error(format!("no running replica of group {group}")),
             },
             PoolRequest::Streams => PoolResponse::Streams(self.node_streams()),
             PoolRequest::Position { group } => {

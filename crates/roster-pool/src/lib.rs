@@ -17,6 +17,7 @@
 
 mod batch;
 mod bootstrap;
+pub mod failover;
 pub mod gauges;
 mod handler;
 mod hints;
@@ -24,6 +25,7 @@ mod leader;
 mod membership;
 pub mod node;
 mod options;
+pub mod ownership;
 pub mod pair;
 mod partner;
 pub mod placement;
@@ -34,6 +36,7 @@ mod route;
 pub mod router;
 pub mod shipper;
 mod status;
+mod supervisor;
 
 /// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
 pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";

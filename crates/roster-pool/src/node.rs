@@ -9,7 +9,9 @@
 //! A node's concerns live in their own modules: `replicas` (opening, listing, closing its Raft
 //! groups), `hints` (where leaders are), `route` (an operation to its group's leader, here or
 //! forwarded), `leader` (serving on the local leader), `handler` (its peers' requests),
-//! `bootstrap` (creating the groups once), `status`, `membership` (moves) and `gauges`.
+//! `bootstrap` (creating the groups once), `status`, `membership` (moves), `gauges` and
+//! `supervisor` (restarting replicas whose Raft stopped, reopening a store a full disk
+//! poisoned).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,12 +27,14 @@ use tracing::warn;
 use crate::hints::Hints;
 use crate::leader::Leadership;
 use crate::options::PoolOptions;
+use crate::ownership::PartnerWatch;
 use crate::partner::PartnerLink;
 use crate::placement::Assignment;
-use crate::replicas::{staggered_snapshot_interval, Replica, Replicas};
+use crate::replicas::{staggered_snapshot_interval, Lifecycle, Replica, Replicas};
 use crate::route::{Answer, Operation};
 use crate::router::{GroupNetworks, PoolRouter};
 use crate::shipper::Shipping;
+use crate::supervisor::Supervision;
 
 /// A write or read the pool could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,8 @@ pub struct PoolNode<N: Network> {
     pub(crate) hints: Hints,
     pub(crate) partner_link: PartnerLink,
     pub(crate) shipping: Shipping,
+    pub(crate) partner_watch: PartnerWatch,
+    pub(crate) supervision: Supervision,
     pub(crate) clock: fn() -> u64,
 }
 
@@ -83,6 +89,8 @@ impl<N: Network> PoolNode<N> {
             hints: Hints::new(assignment),
             partner_link: PartnerLink::default(),
             shipping: Shipping::default(),
+            partner_watch: PartnerWatch::default(),
+            supervision: Supervision::default(),
             clock,
             options,
         });
@@ -97,11 +105,13 @@ impl<N: Network> PoolNode<N> {
         for group in groups {
             node.open_replica(group).await?;
         }
+        Supervision::start(&node);
         Ok(node)
     }
 
     /// Stops every Raft group of this node and closes their storage.
     pub async fn shutdown(&self) {
+        self.supervision.stop();
         self.replicas.shutdown().await;
     }
 
@@ -120,22 +130,10 @@ impl<N: Network> PoolNode<N> {
         GroupKey::routing(self.options.pool, group_of(aor, self.options.groups))
     }
 
-    /// The epoch writes for the users of home pool `home` carry: the CMS's ownership epoch as
-    /// this node's replica of the CMS (or of its copy) has it, else 1, a pool's first epoch
-    /// (a pool without a CMS, in tests).
+    /// The epoch writes for the users of home pool `home` carry: their owner's, as this node
+    /// knows it (see `ownership`); 1, a pool's first epoch, where nothing says otherwise.
     pub fn epoch_of(&self, home: PoolId) -> u64 {
-        self.cms_state()
-            .and_then(|cms| {
-                cms.read(|state| {
-                    state
-                        .cms_state()
-                        .and_then(|cms| cms.ownership(home))
-                        .map(|ownership| ownership.epoch)
-                })
-                .ok()
-                .flatten()
-            })
-            .unwrap_or(1)
+        self.owner_of(home).epoch
     }
 
     /// This node's replica of the CMS (or of its copy), if it holds one: its local copy of the
@@ -171,7 +169,7 @@ impl<N: Network> PoolNode<N> {
         group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
-        let request = GroupRequest::registrar(self.epoch_of(group.pool), 0, command);
+        let request = GroupRequest::registrar(self.key_epoch(group), 0, command);
         match self.routed(group, Operation::Write(request)).await? {
             Answer::Written(response) => Ok(response),
             _ => Err(self.unavailable(group, "unexpected answer to a write".into())),
@@ -225,6 +223,16 @@ impl<N: Network> PoolNode<N> {
     /// it: an empty replica waits, as a learner-to-be, for the leader to replicate to it.
     /// Idempotent: a replica already open is left as it is.
     pub async fn open_replica(&self, group: GroupKey) -> Result<(), PoolError> {
+        let lifecycle = self.replicas.lifecycle().await;
+        self.open_replica_locked(&lifecycle, group).await
+    }
+
+    /// [`PoolNode::open_replica`] under the lifecycle lock.
+    pub(crate) async fn open_replica_locked(
+        &self,
+        lifecycle: &Lifecycle<'_>,
+        group: GroupKey,
+    ) -> Result<(), PoolError> {
         let Some(position) = self.options.position(group) else {
             return Err(PoolError::Internal(format!(
                 "group {group} is not a group of pool {}",
@@ -233,7 +241,7 @@ impl<N: Network> PoolNode<N> {
         };
         let fresh = self.options.fresh(group);
         self.replicas
-            .open(group, fresh, |log, state_machine| async move {
+            .open(lifecycle, group, fresh, |log, state_machine| async move {
                 let config = group_config(&GroupConfigOptions {
                     cluster_name: format!("group-{group}"),
                     snapshot_logs_since_last: staggered_snapshot_interval(

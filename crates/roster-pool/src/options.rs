@@ -72,18 +72,6 @@ impl PoolOptions {
         self.keys().iter().position(|hosted| *hosted == key)
     }
 
-    /// The groups this pool ships to its partner: its routing groups and, on the CMS's pool,
-    /// the CMS. None without a partner.
-    pub fn sources(&self) -> Vec<GroupKey> {
-        if self.partner.is_none() {
-            return Vec::new();
-        }
-        self.keys()
-            .into_iter()
-            .filter(|key| key.pool == self.pool && key.is_home())
-            .collect()
-    }
-
     /// The state of a group of kind `key` that has nothing applied yet.
     pub fn fresh(&self, key: GroupKey) -> GroupState {
         if key.is_cms() {
@@ -131,14 +119,6 @@ mod tests {
                 GroupKey::cms(1),
             ]
         );
-        assert_eq!(
-            a.sources(),
-            [
-                GroupKey::routing(1, 0),
-                GroupKey::routing(1, 1),
-                GroupKey::cms(1)
-            ]
-        );
         let b = options(
             2,
             Some(Partner {
@@ -155,13 +135,12 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_pool_hosts_its_routing_groups_and_ships_nothing() {
+    fn a_lone_pool_hosts_its_routing_groups() {
         let lone = options(1, None, None);
         assert_eq!(
             lone.keys(),
             [GroupKey::routing(1, 0), GroupKey::routing(1, 1)]
         );
-        assert!(lone.sources().is_empty());
         assert_eq!(lone.position(GroupKey::routing(1, 5)), None);
     }
 }

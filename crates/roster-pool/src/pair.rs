@@ -8,12 +8,12 @@
 //! group's leader in its own pool: the sender needs to know only some node of the partner.
 
 use roster_cms::{CmsCommand, CmsOutcome};
-use roster_raft::stream::StreamPosition;
 use roster_raft::{GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{decode, encode, CodecError, ServeError};
+use crate::ownership::OwnershipView;
+use crate::protocol::{decode, encode, CodecError, Peek, ServeError};
 use crate::report::NodeStreams;
 
 /// A request from a node of the partner pool.
@@ -27,10 +27,20 @@ pub enum PairRequest {
         /// The batch or piece.
         request: GroupRequest,
     },
-    /// Where `copy` stands in its source's history.
+    /// The epoch of `copy` (a group of the receiving pool) and where it stands in its
+    /// source's history.
     Position {
         /// The copy.
         copy: GroupKey,
+    },
+    /// Raise the epoch of `group`, a group of the receiving pool that the sender takes over
+    /// (a planned failover), so that the receiver's writes for its users are refused from then
+    /// on; answered once applied.
+    Fence {
+        /// The group.
+        group: GroupKey,
+        /// The new epoch.
+        epoch: u64,
     },
     /// A registrar command for a user whose routing group `group` the receiver serves (the
     /// user is homed there): a SIP request that reached the sender's pool.
@@ -66,6 +76,7 @@ impl PairRequest {
         match self {
             PairRequest::Stream { .. } => "pair_stream",
             PairRequest::Position { .. } => "pair_position",
+            PairRequest::Fence { .. } => "pair_fence",
             PairRequest::Write { .. } => "pair_write",
             PairRequest::Read { .. } => "pair_read",
             PairRequest::Cms { .. } => "pair_cms",
@@ -75,7 +86,8 @@ impl PairRequest {
     }
 
     /// Whether sending the request again is harmless when its answer was lost: everything but a
-    /// user's write (which could apply twice, and find its own CSeq applied) and a CMS change.
+    /// user's write (which could apply twice, and find its own CSeq applied) and a CMS change
+    /// (a fence raises an epoch to a given value: twice is once).
     pub fn is_idempotent(&self) -> bool {
         !matches!(self, PairRequest::Write { .. } | PairRequest::Cms { .. })
     }
@@ -87,13 +99,13 @@ pub enum PairResponse {
     /// To `Stream` and `Write`: what applying it answered.
     Applied(Result<GroupResponse, ServeError>),
     /// To `Position`.
-    Position(Result<Option<StreamPosition>, ServeError>),
+    Position(Result<Peek, ServeError>),
     /// To `Read`.
     Read(Result<Vec<Binding>, ServeError>),
     /// To `Cms`.
     Cms(Result<CmsOutcome, ServeError>),
-    /// To `Ping`.
-    Pong,
+    /// To `Ping`: the ownership the answering node knows.
+    Pong(OwnershipView),
     /// To `Streams`.
     Streams(NodeStreams),
     /// The request was refused (not the receiver's to serve) or could not be decoded.

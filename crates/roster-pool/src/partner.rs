@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use roster_cms::{CmsCommand, CmsOutcome};
 use roster_net::{NetError, Network, Peer};
-use roster_raft::stream::StreamPosition;
 use roster_raft::{group_of, GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command};
 use roster_topology::{NodeId, PoolId};
@@ -16,7 +15,7 @@ use tracing::debug;
 
 use crate::node::{PoolError, PoolNode};
 use crate::pair::{decode_pair, encode_pair, PairRequest, PairResponse};
-use crate::protocol::ServeError;
+use crate::protocol::{Peek, ServeError};
 use crate::route::{Answer, Operation};
 
 /// Longest wait for one partner node's answer: a commit in the partner pool plus a WAN round
@@ -110,40 +109,76 @@ impl<N: Network> PoolNode<N> {
         node: NodeId,
         request: &PairRequest,
     ) -> Result<PairResponse, String> {
+        self.ask_partner_node_within(node, request, PARTNER_STATUS_TIMEOUT)
+            .await
+    }
+
+    /// Sends `request` to partner node `node` alone, within `timeout`.
+    pub(crate) async fn ask_partner_node_within(
+        &self,
+        node: NodeId,
+        request: &PairRequest,
+        timeout: Duration,
+    ) -> Result<PairResponse, String> {
         let body = encode_pair(request).map_err(|error| error.to_string())?;
         let reply = self
             .router
             .network()
-            .request(node, body, PARTNER_STATUS_TIMEOUT)
+            .request(node, body, timeout)
             .await
             .map_err(|error| error.to_string())?;
         decode_pair::<PairResponse>(&reply).map_err(|error| error.to_string())
     }
 
+    /// How many routing groups pool `home` has (this pool or its partner); `None` for another.
+    pub(crate) fn groups_of(&self, home: PoolId) -> Option<u32> {
+        if home == self.options.pool {
+            return Some(self.options.groups);
+        }
+        self.options
+            .partner
+            .as_ref()
+            .filter(|partner| partner.pool == home)
+            .map(|partner| partner.groups)
+    }
+
     /// The routing group of `aor` among the users homed on pool `home` (this pool or its
     /// partner, each with its own G); `None` for another pool.
     pub fn routing_key_for(&self, home: PoolId, aor: &str) -> Option<GroupKey> {
-        let groups = if home == self.options.pool {
-            self.options.groups
-        } else {
-            self.options
-                .partner
-                .as_ref()
-                .filter(|partner| partner.pool == home)?
-                .groups
-        };
+        let groups = self.groups_of(home)?;
         Some(GroupKey::routing(home, group_of(aor, groups)))
     }
 
-    /// Applies `command` in routing group `group`, wherever it is served: here, or in the
-    /// partner pool when the user is homed there.
+    /// This pool's group holding the users of `group` (a routing group in its home pool's
+    /// terms): the routing group itself on its home pool, its backup copy on the partner.
+    pub fn local_key(&self, group: GroupKey) -> GroupKey {
+        if group.pool == self.options.pool {
+            group
+        } else {
+            group.copy().unwrap_or(group)
+        }
+    }
+
+    /// Applies `command` in routing group `group` (in its home pool's terms), wherever its
+    /// users are served now: here when this pool owns them (its own users, or its partner's
+    /// after a failover), else in the partner pool.
     pub async fn write_home(
         &self,
         group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
-        if group.pool == self.options.pool {
-            return self.write(group, command).await;
+        let owner = self.owner_of(group.pool).owner;
+        if owner == self.options.pool {
+            if !self.ownership_settled() {
+                return Err(PoolError::Unavailable {
+                    reason: "this node has just started and is learning from its partner pool \
+                             who owns these users"
+                        .into(),
+                    retry_after_s: 1,
+                    group,
+                });
+            }
+            return self.write(self.local_key(group), command).await;
         }
         let request = PairRequest::Write { group, command };
         match self
@@ -157,15 +192,17 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    /// The live bindings of `aor` in routing group `group`, wherever it is served.
+    /// The live bindings of `aor` in routing group `group` (in its home pool's terms), read
+    /// where its users are served now.
     pub async fn read_home(
         &self,
         group: GroupKey,
         aor: &str,
         now_ms: u64,
     ) -> Result<Vec<Binding>, PoolError> {
-        if group.pool == self.options.pool {
-            return self.read(group, aor, now_ms).await;
+        let owner = self.owner_of(group.pool).owner;
+        if owner == self.options.pool {
+            return self.read(self.local_key(group), aor, now_ms).await;
         }
         let request = PairRequest::Read {
             group,
@@ -183,15 +220,16 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    /// Applies `command` in the CMS: on its leader in this pool, or through the partner when
-    /// the CMS lives there (this pool holds only its copy).
+    /// Applies `command` in the CMS: on its group in this pool when this pool holds the
+    /// authoritative CMS (its home, or the copy promoted by a CMS failover), else through the
+    /// partner.
     pub async fn cms_write(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
-        let Some(key) = self.options.cms_key() else {
+        let (Some(key), Some(owner)) = (self.options.cms_key(), self.cms_owner()) else {
             return Err(PoolError::Internal(
                 "this pool holds no CMS and no copy of it".into(),
             ));
         };
-        if !key.is_home() {
+        if owner.owner != self.options.pool {
             let request = PairRequest::Cms { command };
             return match self
                 .call_partner(key, &request, self.options.request_timeout)
@@ -203,12 +241,12 @@ impl<N: Network> PoolNode<N> {
                 other => Err(self.unexpected(key, &other)),
             };
         }
-        let request = GroupRequest::cms(self.epoch_of(key.pool), 0, command);
+        let request = GroupRequest::cms(owner.epoch, 0, command);
         match self.routed(key, Operation::Write(request)).await? {
             Answer::Written(GroupResponse::Cms(outcome)) => Ok(outcome),
             Answer::Written(GroupResponse::StaleEpoch { current }) => Err(self.unavailable(
                 key,
-                format!("the CMS is at epoch {current}: this pool no longer owns it"),
+                format!("the CMS is at epoch {current}: this pool no longer holds it"),
             )),
             _ => Err(self.unavailable(key, "unexpected answer to a CMS change".into())),
         }
@@ -230,12 +268,12 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
-    /// Where `copy` in the partner pool stands in its source's history.
+    /// The epoch of `copy` in the partner pool and where it stands in its source's history.
     pub(crate) async fn partner_position(
         &self,
         copy: GroupKey,
         timeout: Duration,
-    ) -> Result<Option<StreamPosition>, PoolError> {
+    ) -> Result<Peek, PoolError> {
         let request = PairRequest::Position { copy };
         match self.call_partner(copy, &request, timeout).await? {
             PairResponse::Position(result) => {
@@ -260,8 +298,8 @@ impl<N: Network> PoolNode<N> {
                 }
             }
             PairRequest::Position { copy } => {
-                if !self.holds_copy_for(from.pool, copy) {
-                    return refused(from, copy, "is not a copy this pool holds for you");
+                if self.options.position(copy).is_none() {
+                    return refused(from, copy, "is not a group of this pool");
                 }
                 match self.routed(copy, Operation::Position).await {
                     Ok(Answer::Position(position)) => PairResponse::Position(Ok(position)),
@@ -270,39 +308,56 @@ impl<N: Network> PoolNode<N> {
                 }
             }
             PairRequest::Write { group, command } => {
-                if !self.serves_users_of(group) {
-                    return refused(from, group, "is not a routing group of this pool");
-                }
-                PairResponse::Applied(self.write(group, command).await.map_err(as_serve))
+                let Some(local) = self.serves_users_of(group) else {
+                    return refused(from, group, "is not served by this pool now");
+                };
+                PairResponse::Applied(self.write(local, command).await.map_err(as_serve))
             }
             PairRequest::Read { group, aor, now_ms } => {
-                if !self.serves_users_of(group) {
-                    return refused(from, group, "is not a routing group of this pool");
-                }
-                PairResponse::Read(self.read(group, &aor, now_ms).await.map_err(as_serve))
+                let Some(local) = self.serves_users_of(group) else {
+                    return refused(from, group, "is not served by this pool now");
+                };
+                PairResponse::Read(self.read(local, &aor, now_ms).await.map_err(as_serve))
             }
-            PairRequest::Cms { command } => match self.options.cms_key() {
-                Some(key) if key.is_home() => {
-                    PairResponse::Cms(self.cms_write(command).await.map_err(as_serve))
+            PairRequest::Cms { command } => {
+                if self.cms_owner().map(|owner| owner.owner) != Some(self.options.pool) {
+                    return PairResponse::Error("the CMS is not held by this pool".into());
                 }
-                _ => PairResponse::Error("the CMS does not live on this pool".into()),
-            },
-            PairRequest::Ping => PairResponse::Pong,
+                PairResponse::Cms(self.cms_write(command).await.map_err(as_serve))
+            }
+            PairRequest::Fence { group, epoch } => {
+                if self.options.position(group).is_none() {
+                    return refused(from, group, "is not a group of this pool");
+                }
+                let request = GroupRequest::set_epoch(epoch, 0);
+                match self.routed(group, Operation::Write(request)).await {
+                    Ok(Answer::Written(response)) => PairResponse::Applied(Ok(response)),
+                    Ok(_) => PairResponse::Error("unexpected answer to a fence".into()),
+                    Err(error) => PairResponse::Applied(Err(as_serve(error))),
+                }
+            }
+            PairRequest::Ping => PairResponse::Pong(self.ownership_view()),
             PairRequest::Streams => PairResponse::Streams(self.node_streams()),
         }
     }
 
-    /// Whether `copy` is a backup copy this pool holds of a group of `pool` (the partner).
+    /// Whether `copy` is a group this pool holds as the copy of a group owned by `pool` (the
+    /// partner): it follows the partner's stream only then.
     fn holds_copy_for(&self, pool: PoolId, copy: GroupKey) -> bool {
-        copy.pool == pool && !copy.is_home() && self.options.position(copy).is_some()
+        self.options.position(copy).is_some() && self.key_owner(copy) == Some(pool)
     }
 
-    /// Whether `group` is one of this pool's own routing groups.
-    fn serves_users_of(&self, group: GroupKey) -> bool {
-        group.pool == self.options.pool
-            && group.routing_group().is_some()
-            && group.is_home()
-            && self.options.position(group).is_some()
+    /// This pool's group serving the users of routing group `group` (home pool terms), when
+    /// this pool owns them now.
+    fn serves_users_of(&self, group: GroupKey) -> Option<GroupKey> {
+        if group.routing_group().is_none() || !group.is_home() {
+            return None;
+        }
+        if self.owner_of(group.pool).owner != self.options.pool {
+            return None;
+        }
+        let local = self.local_key(group);
+        self.options.position(local).map(|_| local)
     }
 
     /// A partner's answer that the request could not be served there.

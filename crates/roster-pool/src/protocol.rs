@@ -93,8 +93,8 @@ pub enum PoolRequest {
     },
     /// The backup streams the receiver ships and the copies it leads (for status).
     Streams,
-    /// Where `group` (a copy) stands in its source's history, answered by its leader after a
-    /// read-index round.
+    /// `group`'s epoch and where it stands in its source's history (a [`Peek`]), answered by
+    /// its leader after a read-index round.
     Position {
         /// The group.
         group: GroupKey,
@@ -154,6 +154,18 @@ impl PoolRequest {
             PoolRequest::LeaderTransfer { .. } => "leader_transfer",
         }
     }
+}
+
+/// A group's epoch and its place in its source's history, as its leader sees them after a
+/// read-index round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peek {
+    /// The group's epoch: writes below it are refused.
+    pub epoch: u64,
+    /// Where it stands in its source's history, if it follows one.
+    pub stream: Option<StreamPosition>,
+    /// Its last applied log index.
+    pub applied: u64,
 }
 
 /// A routing group's members as its leader sees them.
@@ -230,7 +242,7 @@ pub enum PoolResponse {
     /// To `Members`.
     Members(Result<GroupMembers, ServeError>),
     /// To `Position`.
-    Position(Result<Option<StreamPosition>, ServeError>),
+    Position(Result<Peek, ServeError>),
     /// To `Streams`.
     Streams(NodeStreams),
     /// To `MoveReplica`: the voters after the move.

@@ -55,9 +55,12 @@ impl<N: Network> PoolNode<N> {
     pub fn node_streams(&self) -> NodeStreams {
         let mut copies = Vec::new();
         for (key, replica) in self.replica_list() {
-            let Some(source) = key.source() else {
+            let Some(source) = crate::shipper::counterpart(key) else {
                 continue;
             };
+            if self.ships(key) {
+                continue;
+            }
             let leads = replica.raft.metrics().borrow_watched().current_leader
                 == Some(self.options.node_id);
             if !leads {

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::{NetError, Network};
-use roster_raft::stream::StreamPosition;
 use roster_raft::{GroupKey, GroupRequest, GroupResponse, GroupState};
 use roster_registrar::Binding;
 use roster_topology::NodeId;
 use tracing::debug;
 
 use crate::node::{PoolError, PoolNode};
-use crate::protocol::{GroupMembers, PoolRequest, PoolResponse, ServeError};
+use crate::protocol::{GroupMembers, Peek, PoolRequest, PoolResponse, ServeError};
 use crate::router::CallFailure;
 
 /// Forwarding hops a write or read may take before it gives up: the leader can change under
@@ -86,7 +85,7 @@ pub(crate) enum Answer {
     Written(GroupResponse),
     Bindings(Vec<Binding>),
     Members(GroupMembers),
-    Position(Option<StreamPosition>),
+    Position(Peek),
     Moved(Vec<NodeId>),
     Done,
 }
@@ -191,7 +190,17 @@ impl<N: Network> PoolNode<N> {
                     target = leader;
                 }
                 Err(ServeError::NotLeader { .. }) | Err(ServeError::UnknownGroup(_)) => {
-                    target = self.next_target(group, &mut tried, deadline).await?;
+                    let next = self.next_target(group, &mut tried, deadline).await?;
+                    // The same node again: a leader whose replica stopped (a full disk), still
+                    // named by its followers until they elect another; give the election a
+                    // moment.
+                    if next == target {
+                        if tokio::time::Instant::now() + LEADER_POLL >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(LEADER_POLL).await;
+                    }
+                    target = next;
                 }
                 Err(error) => return Err(self.unavailable(group, error.to_string())),
             }
@@ -209,10 +218,11 @@ impl<N: Network> PoolNode<N> {
         deadline: tokio::time::Instant,
     ) -> Result<NodeId, PoolError> {
         // A replica that knows its group follows its leader; an empty one (opened for a move
-        // that has not reached it yet) knows nothing, and asks like a node without a replica.
-        // Read in place, not cloned: this runs on every request (the borrow ends here, before
-        // any await).
-        let knows_group = self.replica(group).is_some_and(|replica| {
+        // that has not reached it yet) knows nothing, and a stopped one (a full disk) can
+        // serve nothing and may still name itself leader: both ask like a node without a
+        // replica. Read in place, not cloned: this runs on every request (the borrow ends
+        // here, before any await).
+        let knows_group = self.replicas.live(group).is_some_and(|replica| {
             let metrics = replica.raft.metrics();
             let metrics = metrics.borrow_watched();
             let knows = metrics
@@ -297,10 +307,10 @@ impl<N: Network> PoolNode<N> {
     }
 
     fn known_leader(&self, group: GroupKey) -> Option<NodeId> {
-        match self.replica(group) {
+        match self.replicas.live(group) {
             // Cloned out at once (see `status`).
             Some(replica) => replica.raft.metrics().borrow_watched().current_leader,
-            // No replica here: `next_target` asks the nodes the hints name.
+            // No running replica here: `next_target` asks the nodes the hints name.
             None => None,
         }
     }
@@ -359,13 +369,18 @@ impl<N: Network> PoolNode<N> {
         false
     }
 
-    /// Proposes `request` on this node's replica of `group`, which believes it leads.
+    /// Proposes `request` on this node's replica of `group`, which believes it leads. A
+    /// replica whose Raft stopped answers as if absent, so the caller asks the group's other
+    /// nodes (its metrics may still name it leader).
     pub(crate) async fn write_local(
         &self,
         group: GroupKey,
         request: GroupRequest,
     ) -> Result<GroupResponse, ServeError> {
-        let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
+        let replica = self
+            .replicas
+            .live(group)
+            .ok_or(ServeError::UnknownGroup(group))?;
         replica.write_as_leader(request, &self.leadership()).await
     }
 
@@ -376,22 +391,37 @@ impl<N: Network> PoolNode<N> {
         aor: &str,
         now_ms: u64,
     ) -> Result<Vec<Binding>, ServeError> {
-        let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
+        let replica = self
+            .replicas
+            .live(group)
+            .ok_or(ServeError::UnknownGroup(group))?;
         replica
             .read_as_leader(&self.leadership(), |state| state.lookup(aor, now_ms))
             .await
     }
 
-    /// Where this node's replica of `group`, which believes it leads, stands in its source's
-    /// history (a linearizable read).
-    pub(crate) async fn position_local(
-        &self,
-        group: GroupKey,
-    ) -> Result<Option<StreamPosition>, ServeError> {
-        let replica = self.replica(group).ok_or(ServeError::UnknownGroup(group))?;
+    /// The epoch of this node's replica of `group`, which believes it leads, and where it
+    /// stands in its source's history (a linearizable read).
+    pub(crate) async fn position_local(&self, group: GroupKey) -> Result<Peek, ServeError> {
+        let replica = self
+            .replicas
+            .live(group)
+            .ok_or(ServeError::UnknownGroup(group))?;
         replica
-            .read_as_leader(&self.leadership(), GroupState::stream)
+            .read_as_leader(&self.leadership(), |state: &GroupState| Peek {
+                epoch: state.epoch(),
+                stream: state.stream(),
+                applied: roster_raft::ReplicatedState::last_applied(state).map_or(0, |id| id.index),
+            })
             .await
+    }
+
+    /// `group`'s [`Peek`], from its leader in this pool.
+    pub async fn peek(&self, group: GroupKey) -> Result<Peek, PoolError> {
+        match self.routed(group, Operation::Position).await? {
+            Answer::Position(peek) => Ok(peek),
+            _ => Err(self.unavailable(group, "unexpected answer to a peek".into())),
+        }
     }
 }
 

@@ -147,10 +147,10 @@ impl<N: Network> PoolNode<N> {
     /// Ships every group this node leads to its partner copy, until the returned future is
     /// dropped (the node aborts the task running it at shutdown). Does nothing without a partner.
     pub async fn ship_forever(self: Arc<Self>) {
-        let sources = self.options.sources();
-        if sources.is_empty() {
+        if self.options.partner.is_none() {
             return std::future::pending().await;
         }
+        let hosted = self.options.keys();
         // Dropping the set (with this future) aborts every shipper.
         let mut shippers: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<GroupKey, tokio::task::AbortHandle> = HashMap::new();
@@ -160,8 +160,8 @@ impl<N: Network> PoolNode<N> {
             tick.tick().await;
             while shippers.try_join_next().is_some() {}
             running.retain(|_, handle| !handle.is_finished());
-            for &source in &sources {
-                if running.contains_key(&source) || !self.leads(source) {
+            for &source in &hosted {
+                if running.contains_key(&source) || !self.ships(source) || !self.leads(source) {
                     continue;
                 }
                 let node = self.clone();
@@ -176,6 +176,12 @@ impl<N: Network> PoolNode<N> {
         self.shipping.list()
     }
 
+    /// Whether `key` is a source here: this pool owns it (it proposes its writes), and the
+    /// partner holds its counterpart.
+    pub fn ships(&self, key: GroupKey) -> bool {
+        counterpart(key).is_some() && self.key_owner(key) == Some(self.options.pool)
+    }
+
     fn leads(&self, group: GroupKey) -> bool {
         self.replica(group).is_some_and(|replica| {
             replica.raft.metrics().borrow_watched().current_leader == Some(self.options.node_id)
@@ -184,14 +190,17 @@ impl<N: Network> PoolNode<N> {
 
     /// Ships `source` while this node leads it.
     async fn ship_group(&self, source: GroupKey) {
-        let Some(copy) = source.copy() else {
+        let Some(copy) = counterpart(source) else {
             return;
         };
         info!(group = %source, node = self.options.node_id, "shipping to the partner's copy");
         let mut stream = Stream::new(source, copy, self.options.node_id);
         let mut backoff = BACKOFF_MIN;
         loop {
-            let Some(replica) = self.replica(source).filter(|_| self.leads(source)) else {
+            let Some(replica) = self
+                .replica(source)
+                .filter(|_| self.leads(source) && self.ships(source))
+            else {
                 break;
             };
             let applied = applied_index(&replica);
@@ -219,7 +228,7 @@ impl<N: Network> PoolNode<N> {
         let label = source.to_string();
         metrics::gauge!(BACKUP_LAG_ENTRIES, "group" => label.clone()).set(0.0);
         metrics::gauge!(BACKUP_LAG_SECONDS, "group" => label).set(0.0);
-        info!(group = %source, node = self.options.node_id, "stopped shipping (no longer the leader)");
+        info!(group = %source, node = self.options.node_id, "stopped shipping (no longer the leader, or no longer the owner)");
     }
 
     /// One step: learn the copy's position, then send what it lacks (a batch, or the whole
@@ -232,7 +241,11 @@ impl<N: Network> PoolNode<N> {
     ) -> Result<Step, PoolError> {
         let position = match stream.partner {
             Some(position) => position,
-            None => match self.partner_position(stream.copy, SHIP_TIMEOUT).await? {
+            None => match self
+                .partner_position(stream.copy, SHIP_TIMEOUT)
+                .await?
+                .stream
+            {
                 Some(at) if at.source == stream.source => stream.learn(at.index),
                 Some(at) => {
                     stream.stop(format!("the copy follows {}", at.source));
@@ -507,6 +520,12 @@ impl Stream {
             restores: self.restores,
         }
     }
+}
+
+/// The partner's group that follows `key`, or that `key` follows: a routing group's backup
+/// copy and back, the CMS and its copy.
+pub fn counterpart(key: GroupKey) -> Option<GroupKey> {
+    key.copy().or_else(|| key.source())
 }
 
 /// A stream failing for longer than this is stopped (in status), not merely behind.

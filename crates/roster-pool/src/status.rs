@@ -1,5 +1,5 @@
-//! A node's status document: per group, this replica's view of its Raft, what it holds, and
-//! for a backup copy where it stands in its source's history.
+//! A node's status document (per group, this replica's view of its Raft, what it holds, and
+//! for a backup copy where it stands in its source's history) and its health.
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::Network;
@@ -9,6 +9,20 @@ use crate::leader::millis_since_quorum_ack;
 use crate::node::PoolNode;
 
 impl<N: Network> PoolNode<N> {
+    /// Whether this node serves every replica it holds. It does not while its store is
+    /// poisoned (a flush failed: a full disk) or being opened again, while a replica's Raft
+    /// has stopped, or while a replica failed to open again; requests for those groups still
+    /// work through it (forwarded to their leaders), and the node recovers by itself once the
+    /// disk takes writes (`supervisor`). What `/health` answers.
+    pub fn healthy(&self) -> bool {
+        self.unhealthy_reason().is_none()
+    }
+
+    /// Why this node is not [`PoolNode::healthy`], if it is not.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.replicas.trouble().map(|trouble| trouble.to_string())
+    }
+
     /// A status document: per group, this replica's view: its Raft (state, leader, term, log,
     /// commit and applied indexes, voters), the AORs a routing group or backup copy holds
     /// (`aors`), and for a backup copy the last index of its source it has applied
@@ -44,12 +58,16 @@ impl<N: Network> PoolNode<N> {
                 "millis_since_quorum_ack": millis_since_quorum_ack(&metrics),
                 "aors": aors,
                 "stream_position": stream_position,
+                "generation": replica.generation,
             }));
         }
         serde_json::json!({
             "node": self.options.node_id,
             "pool": self.options.pool,
             "epoch": self.epoch_of(self.options.pool),
+            "ownership": self.ownership_view(),
+            "partner_silent_ms": self.partner_silent_for().map(|silent| u64::try_from(silent.as_millis()).unwrap_or(u64::MAX)),
+            "unhealthy": self.unhealthy_reason(),
             "groups": groups,
         })
     }

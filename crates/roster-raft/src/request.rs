@@ -96,6 +96,9 @@ pub enum GroupResponse {
         /// The time the command was applied at (the effective time, never below an earlier
         /// command's): the `200 OK` counts remaining expiries from it.
         at_ms: u64,
+        /// The epoch it was applied under: which owner acknowledged it (the chaos suite counts
+        /// writes acknowledged by two pools in one epoch).
+        epoch: u64,
     },
     /// A REGISTER was refused by the registrar rules; nothing changed.
     Refused(GroupRefusal),
@@ -249,13 +252,14 @@ impl GroupResponse {
 }
 
 impl GroupResponse {
-    /// The group's response to a registrar outcome applied at `at_ms`.
-    pub fn from_outcome(outcome: CommandOutcome, at_ms: u64) -> GroupResponse {
+    /// The group's response to a registrar outcome applied at `at_ms` under `epoch`.
+    pub fn from_outcome(outcome: CommandOutcome, at_ms: u64, epoch: u64) -> GroupResponse {
         match outcome {
             CommandOutcome::Registered { bindings, changed } => GroupResponse::Registered {
                 bindings,
                 changed,
                 at_ms,
+                epoch,
             },
             CommandOutcome::Refused(refusal) => GroupResponse::Refused(refusal.into()),
             CommandOutcome::Purged { bindings_removed } => GroupResponse::Purged {

@@ -162,7 +162,7 @@ impl GroupState {
         self.last_time_ms = now_ms;
         match (&request.command, &mut self.content) {
             (GroupCommand::Registrar(command), GroupContent::Routing(registry)) => {
-                GroupResponse::from_outcome(registry.apply(command, now_ms), now_ms)
+                GroupResponse::from_outcome(registry.apply(command, now_ms), now_ms, self.epoch)
             }
             (GroupCommand::Cms(command), GroupContent::Cms(cms)) => {
                 GroupResponse::Cms(cms.apply(command))

@@ -16,11 +16,8 @@
 //!
 //! [`GroupCommand::is_shipped`]: crate::GroupCommand::is_shipped
 
-use std::collections::BTreeMap;
-
-use roster_cms::{CmsState, Ownership, UserRecord};
+use roster_cms::{CmsState, UserRecord};
 use roster_registrar::{Binding, BindingKey, Policy, Registry};
-use roster_topology::{Deployment, PoolId};
 use serde::{Deserialize, Serialize};
 
 use openraft::EntryPayload;
@@ -99,20 +96,12 @@ pub enum RestorePart {
     },
     /// Part of the CMS's state.
     Cms {
-        /// The deployment and ownership (part 0 only).
-        head: Option<CmsHead>,
+        /// The state without its users (`CmsState::head`: deployment, ownership, operations;
+        /// part 0 only).
+        head: Option<Box<CmsState>>,
         /// Users.
         users: Vec<UserRecord>,
     },
-}
-
-/// The CMS state besides its users.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CmsHead {
-    /// The deployment.
-    pub deployment: Option<Deployment>,
-    /// Every pool's ownership.
-    pub ownership: BTreeMap<PoolId, Ownership>,
 }
 
 /// Why a copy refused a batch or a restore piece; nothing changed.
@@ -162,13 +151,9 @@ impl Restoring {
             RestorePart::Routing { policy, .. } => {
                 GroupContent::Routing(Registry::new(policy.clone().unwrap_or_default()))
             }
-            RestorePart::Cms { head, .. } => {
-                let head = head.clone().unwrap_or(CmsHead {
-                    deployment: None,
-                    ownership: BTreeMap::new(),
-                });
-                GroupContent::Cms(CmsState::restore_begin(head.deployment, head.ownership))
-            }
+            RestorePart::Cms { head, .. } => GroupContent::Cms(CmsState::restore_begin(
+                head.as_deref().cloned().unwrap_or_default(),
+            )),
         };
         Ok(Restoring {
             source: chunk.source,
@@ -353,10 +338,7 @@ fn cms_parts(cms: &CmsState, piece_bytes: usize) -> Vec<RestorePart> {
         users.push(user.clone());
     }
     parts.push(users);
-    let head = CmsHead {
-        deployment: cms.deployment().cloned(),
-        ownership: cms.ownerships().clone(),
-    };
+    let head = Box::new(cms.head());
     parts
         .into_iter()
         .enumerate()

@@ -16,7 +16,8 @@
 //!
 //! A failed flush poisons the flusher: after an `fsync` error the kernel may have dropped the
 //! dirty pages, so no later flush can prove anything. Every waiter from then on gets an error,
-//! which stops the Raft groups of this node (openraft treats storage errors as fatal).
+//! which stops the Raft groups of this node (openraft treats storage errors as fatal), and
+//! [`Flusher::failure`] says why; the store's owner closes the store and opens it again.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -24,11 +25,13 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use roster_raft::typ;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::disk::DiskFault;
 
 /// Waiters queued to the flusher before writers wait for room: generous, as one flush completes
 /// them all, and bounded so that a stalled disk turns into back-pressure, not memory.
@@ -62,22 +65,32 @@ pub(crate) struct Flusher {
     sender: Option<mpsc::Sender<Waiter>>,
     thread: Option<JoinHandle<()>>,
     flushes: Arc<AtomicU64>,
+    /// The first failed flush, once there was one.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl Flusher {
-    /// Starts the flusher of `db`, whose files are in `directory`.
-    pub(crate) fn start(db: sled::Db, directory: &Path) -> io::Result<Flusher> {
+    /// Starts the flusher of `db`, whose files are in `directory`; `fault` can make every flush
+    /// fail as on a full disk.
+    pub(crate) fn start(
+        db: sled::Db,
+        directory: &Path,
+        fault: Option<DiskFault>,
+    ) -> io::Result<Flusher> {
         let data_file = File::open(directory.join("db"))?;
         let blobs = BlobSync::new(directory.join("blobs"));
         let (sender, receiver) = mpsc::channel(FLUSH_WAITERS_PENDING_MAX);
         let flushes = Arc::new(AtomicU64::new(0));
+        let failure = Arc::new(OnceLock::new());
         let worker = Worker {
             db,
             data_file,
             blobs,
             receiver,
             flushes: flushes.clone(),
+            fault,
             failure: None,
+            reported: Arc::clone(&failure),
         };
         let thread = std::thread::Builder::new()
             .name("roster-store-flusher".into())
@@ -86,6 +99,7 @@ impl Flusher {
             sender: Some(sender),
             thread: Some(thread),
             flushes,
+            failure,
         })
     }
 
@@ -108,6 +122,11 @@ impl Flusher {
     pub(crate) fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
+
+    /// The error of the flush that poisoned the flusher, if one failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
 }
 
 impl Drop for Flusher {
@@ -129,8 +148,12 @@ struct Worker {
     blobs: BlobSync,
     receiver: mpsc::Receiver<Waiter>,
     flushes: Arc<AtomicU64>,
+    /// Makes flushes fail as on a full disk while it is set (tests).
+    fault: Option<DiskFault>,
     /// Set by the first failed flush; every later waiter gets it.
     failure: Option<(io::ErrorKind, String)>,
+    /// The same failure, for [`Flusher::failure`].
+    reported: Arc<OnceLock<String>>,
 }
 
 impl Worker {
@@ -160,6 +183,7 @@ impl Worker {
                 if let Err(error) = flushed {
                     tracing::error!(%error, "flush failed; the store is poisoned");
                     self.failure = Some((error.kind(), error.to_string()));
+                    let _ = self.reported.set(error.to_string());
                 }
             }
             for waiter in batch.drain(..) {
@@ -169,6 +193,9 @@ impl Worker {
     }
 
     fn make_durable(&mut self) -> io::Result<()> {
+        if let Some(fault) = &self.fault {
+            fault.check()?;
+        }
         // Step 1: sled's buffers into its data file (not yet durable, see the module doc).
         self.db.flush().map_err(io::Error::other)?;
         // Step 2: the data file's data and size on disk.

@@ -11,6 +11,10 @@
 //!   (see `flusher`). [`NodeStore::flush_count`] counts the rounds.
 //! - Restart: [`NodeStore::group`] loads the group's last snapshot; openraft then replays the log
 //!   from the snapshot up to the saved committed log id (`Raft::new` does it).
+//! - A full disk: a failed flush poisons the store ([`NodeStore::failure`]) and stops its groups.
+//!   Its owner closes it ([`NodeStore::close`]) once the groups are stopped, waits until the disk
+//!   takes writes ([`StoreOpener::probe_disk`]) and opens it again ([`StoreOpener::open`]).
+//!   [`DiskFault`] makes a disk look full in tests.
 //!
 //! Durability, at each call (all "durable" points go through the flusher):
 //! - `save_vote`, `truncate_after`, `purge`: durable before they return;
@@ -29,6 +33,7 @@
 //! fatal: the group's replica stops rather than serve from damaged state.
 #![deny(missing_docs)]
 
+mod disk;
 mod flusher;
 mod layout;
 mod log;
@@ -40,9 +45,15 @@ use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long opening waits for the database's file lock to be released: this process's own
+/// previous handle lets go within milliseconds; past this, another process holds it.
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(2);
 
 use roster_raft::{CodecError, GroupKey, ReplicatedState};
 
+pub use disk::{DiskFault, StoreOpener, DISK_PROBE_BYTES};
 pub use flusher::{FLUSH_BATCH_MAX, FLUSH_INTERVAL_MIN, FLUSH_WAITERS_PENDING_MAX};
 pub use layout::SNAPSHOT_CHUNK_SIZE_MAX;
 pub use log::{LogStore, LOG_READ_BYTES_MAX, LOG_READ_ENTRIES_MAX};
@@ -126,8 +137,21 @@ pub(crate) struct Shared {
     // this handle of the database goes.
     flusher: Flusher,
     db: sled::Db,
-    path: PathBuf,
+    opener: StoreOpener,
     open_groups: Mutex<BTreeSet<GroupKey>>,
+    /// Last, so dropped last: says the flusher and sled have let go of the database.
+    released: Released,
+}
+
+/// Set when dropped: the last field of [`Shared`], so that [`NodeStore::close`] knows when
+/// the fields before it (the flusher's thread, sled's files and lock) are gone, not only the
+/// last handle (an `Arc`'s count drops before its content).
+struct Released(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Held by every handle of an open group; the last one to go closes the group.
@@ -156,8 +180,25 @@ impl NodeStore {
 
     /// Opens (or creates) the database described by `options`.
     pub fn open_with(options: &StoreOptions) -> Result<NodeStore, StoreError> {
+        NodeStore::open_inner(options, None)
+    }
+
+    /// Opens (or creates) the database described by `options` on a disk that `fault` can make
+    /// look full (tests and drills; see [`DiskFault`]). [`NodeStore::opener`] keeps the switch.
+    pub fn open_with_fault(
+        options: &StoreOptions,
+        fault: DiskFault,
+    ) -> Result<NodeStore, StoreError> {
+        NodeStore::open_inner(options, Some(fault))
+    }
+
+    fn open_inner(
+        options: &StoreOptions,
+        fault: Option<DiskFault>,
+    ) -> Result<NodeStore, StoreError> {
         remove_unfinished_snapshots(&options.path)?;
-        let db = sled::Config::new()
+        remove_probe(&options.path)?;
+        let config = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
             // Logs are purged behind every snapshot: favour space reclamation.
@@ -165,9 +206,22 @@ impl NodeStore {
             // Durability comes from the flusher (flush + fdatasync); sled's own timer only
             // bounds how much unflushed data piles up between rounds.
             .flush_every_ms(Some(1_000))
-            .use_compression(false)
-            .open()
-            .map_err(database)?;
+            .use_compression(false);
+        let locked_since = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                // sled's threads let go of the file lock a moment after the last handle of a
+                // database this process closed (a reopen after recovery, a test's restart);
+                // another process holding it is reported once the wait is over.
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        && locked_since.elapsed() < LOCK_WAIT_MAX =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.map_err(database)?,
+            }
+        };
         if let Some(tree) = db
             .tree_names()
             .into_iter()
@@ -180,13 +234,17 @@ impl NodeStore {
         // Durability: the files sled just created (`db`, `conf`, `blobs/`) exist after a crash
         // only once their directory is synced.
         sync_directory(&options.path)?;
-        let flusher = Flusher::start(db.clone(), &options.path)?;
+        let flusher = Flusher::start(db.clone(), &options.path, fault.clone())?;
         Ok(NodeStore {
             shared: Arc::new(Shared {
                 flusher,
                 db,
-                path: options.path.clone(),
+                opener: StoreOpener {
+                    options: options.clone(),
+                    fault,
+                },
                 open_groups: Mutex::new(BTreeSet::new()),
+                released: Released(Arc::default()),
             }),
         })
     }
@@ -224,6 +282,17 @@ impl NodeStore {
             .collect()
     }
 
+    /// Whether some handle holds group `key`'s storage open (a [`LogStore`] or
+    /// [`StateMachineStore`] from [`NodeStore::group`] that is not dropped yet).
+    pub fn is_open(&self, key: GroupKey) -> bool {
+        // A poisoned set only means a panic elsewhere mid-update.
+        self.shared
+            .open_groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&key)
+    }
+
     /// Deletes a group's data (its replica moved away). The group must not be open.
     pub async fn remove_group(&self, key: GroupKey) -> Result<(), StoreError> {
         let lease = self.lease(key)?;
@@ -253,7 +322,43 @@ impl NodeStore {
 
     /// The database directory.
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        self.shared.opener.path()
+    }
+
+    /// Why the store is poisoned, if it is: a flush failed (a full disk, an I/O error), so no
+    /// write can be made durable through it any more, and every group's next durable write
+    /// fails. Close it and open the database again.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.flusher.failure()
+    }
+
+    /// What opens this database again (its options and fault switch).
+    pub fn opener(&self) -> StoreOpener {
+        self.shared.opener.clone()
+    }
+
+    /// Drops this handle and waits, at most `wait`, until every other handle of the database
+    /// is gone too (the groups' storage included: stop their Raft first): then the flusher has
+    /// finished and sled has released the database, and [`StoreOpener::open`] may open it
+    /// again. Gives the store back if some handle still holds it after `wait`.
+    pub async fn close(self, wait: Duration) -> Result<(), NodeStore> {
+        /// How often the wait looks again: the last handles go within milliseconds of their
+        /// groups' Raft stopping (requests in flight, replication tasks ending).
+        const CLOSE_POLL: Duration = Duration::from_millis(10);
+        let released = Arc::clone(&self.shared.released.0);
+        let weak = Arc::downgrade(&self.shared);
+        drop(self);
+        let deadline = tokio::time::Instant::now() + wait;
+        while !released.load(std::sync::atomic::Ordering::SeqCst) {
+            if tokio::time::Instant::now() >= deadline {
+                if let Some(shared) = weak.upgrade() {
+                    return Err(NodeStore { shared });
+                }
+                // The last handle is being dropped right now: its flusher joins within a flush.
+            }
+            tokio::time::sleep(CLOSE_POLL).await;
+        }
+        Ok(())
     }
 
     fn lease(&self, key: GroupKey) -> Result<GroupLease, StoreError> {
@@ -347,6 +452,15 @@ fn remove_unfinished_snapshots(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes a disk probe left by a crash in the middle of one ([`StoreOpener::probe_disk`]): it
+/// would hold the space the database needs.
+fn remove_probe(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path.join(disk::PROBE_FILE)) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
 fn sync_directory(path: &Path) -> io::Result<()> {
     std::fs::File::open(path)?.sync_all()?;
     if let Some(parent) = path
@@ -399,6 +513,9 @@ mod tests {
                 )
                 .unwrap();
             log.save_vote(&vote).await.unwrap();
+            drop((log, _state_machine));
+            // The flusher thread lets go of sled's lock a moment after the last handle.
+            assert!(node.close(Duration::from_secs(10)).await.is_ok());
         }
         // What a full disk leaves: the newest snapshot name, cut short at 0 bytes (sled reads
         // the name that sorts last, and refuses a file of 12 bytes or less).

@@ -1,5 +1,5 @@
 //! What a node's admin server and the commands that call it share: the routes of the pool
-//! operations and the bearer token that guards them.
+//! operations (drain, rebalance, failover, failback, CMS failover) and the bearer token that guards them.
 //!
 //! `roster init` writes the token to `admin.token` (mode 0600); a node reads it from
 //! `[http] admin_token_file`, `roster node drain` and `roster pool rebalance` from
@@ -19,6 +19,31 @@ pub const REBALANCE_PATH: &str = "/admin/rebalance";
 /// `POST`: move every replica and leader off node `{node}` (the route as the server declares
 /// it; [`drain_path`] fills it in).
 pub const DRAIN_ROUTE: &str = "/admin/drain/{node}";
+
+/// `POST`: fail pool `{pool}`'s users over to this node's pool, its partner; `?disaster=true`
+/// when `{pool}` is lost (see `roster_pool::failover`).
+pub const FAILOVER_ROUTE: &str = "/admin/pools/{pool}/failover";
+
+/// `POST`: give pool `{pool}`'s users back to it from this node's pool.
+pub const FAILBACK_ROUTE: &str = "/admin/pools/{pool}/failback";
+
+/// `POST`: promote this pool's copy of the CMS (its pool is lost).
+pub const CMS_FAILOVER_PATH: &str = "/admin/cms/failover";
+
+/// The failover route for `pool`, planned or after a disaster.
+pub fn failover_path(pool: roster_topology::PoolId, disaster: bool) -> String {
+    let path = FAILOVER_ROUTE.replace("{pool}", &pool.to_string());
+    if disaster {
+        format!("{path}?disaster=true")
+    } else {
+        path
+    }
+}
+
+/// The failback route for `pool`.
+pub fn failback_path(pool: roster_topology::PoolId) -> String {
+    FAILBACK_ROUTE.replace("{pool}", &pool.to_string())
+}
 
 /// The drain route for `node`.
 pub fn drain_path(node: u64) -> String {
@@ -117,5 +142,15 @@ mod tests {
     #[test]
     fn the_drain_route_names_its_node() {
         assert_eq!(drain_path(7), "/admin/drain/7");
+    }
+
+    #[test]
+    fn the_failover_routes_name_their_pool() {
+        assert_eq!(failover_path(2, false), "/admin/pools/2/failover");
+        assert_eq!(
+            failover_path(2, true),
+            "/admin/pools/2/failover?disaster=true"
+        );
+        assert_eq!(failback_path(3), "/admin/pools/3/failback");
     }
 }

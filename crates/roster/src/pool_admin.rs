@@ -1,5 +1,5 @@
-//! [`PoolAdmin`]: the pool operations a node's admin routes run, draining a node and
-//! rebalancing the pool, over its [`PoolNode`].
+//! [`PoolAdmin`]: the pool operations a node's admin routes run, draining a node,
+//! rebalancing the pool, and failing a partner's users over and back, over its [`PoolNode`].
 //!
 //! A drain moves every replica off a node (learner → catch up → joint change → the node
 //! closes its copy), then rebalances leaders over the nodes left; afterwards the node can be
@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_net::{Network as _, QuicNetwork};
+use roster_pool::failover::{OperationError, OperationReport};
 use roster_pool::placement::REPLICAS_PER_GROUP;
 use roster_pool::PoolNode;
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 
 use crate::http::admin::{Admin, AdminError, AdminFuture};
 use crate::topology::read_topology;
@@ -155,5 +156,36 @@ impl Admin for PoolAdmin {
                 "leader_transfers": transfers,
             }))
         })
+    }
+
+    fn fail_over(&self, pool: PoolId, disaster: bool) -> AdminFuture {
+        let node = self.node.clone();
+        Box::pin(async move { operation_answer(node.fail_over(pool, disaster).await) })
+    }
+
+    fn fail_back(&self, pool: PoolId) -> AdminFuture {
+        let node = self.node.clone();
+        Box::pin(async move { operation_answer(node.fail_back(pool).await) })
+    }
+
+    fn fail_over_cms(&self) -> AdminFuture {
+        let node = self.node.clone();
+        Box::pin(async move { operation_answer(node.fail_over_cms().await) })
+    }
+}
+
+/// A failover, failback or CMS failover as the admin route answers it: its report, `409` when
+/// refused (nothing changed), `500` when it stopped halfway (the message says where).
+fn operation_answer(
+    result: Result<OperationReport, OperationError>,
+) -> Result<serde_json::Value, AdminError> {
+    match result {
+        Ok(report) => serde_json::to_value(report)
+            .map_err(|error| AdminError::new(500, format!("report: {error}"))),
+        Err(OperationError::Refused(why)) => Err(AdminError::new(
+            409,
+            format!("refused, nothing changed: {why}"),
+        )),
+        Err(OperationError::Failed(why)) => Err(AdminError::new(500, why)),
     }
 }

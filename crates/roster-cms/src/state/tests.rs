@@ -1,5 +1,7 @@
 use roster_auth::Credentials;
 
+use crate::ownership::{Operation, OperationKind};
+
 use super::*;
 
 fn deployment(groups_b: u32) -> Deployment {
@@ -203,4 +205,79 @@ fn malformed_users_are_refused() {
         }),
         CmsOutcome::Refused(CmsRefusal::InvalidUser(_))
     ));
+}
+
+#[test]
+fn the_cms_owner_starts_on_its_pool_and_moves_only_forward() {
+    let mut state = with_deployment();
+    assert_eq!(state.cms_owner(), Some(Ownership { owner: 1, epoch: 1 }));
+    let failover = CmsCommand::SetCmsOwner(Ownership { owner: 2, epoch: 2 });
+    assert_eq!(
+        state.apply(&failover),
+        CmsOutcome::OwnershipSet { epoch: 2 }
+    );
+    assert_eq!(
+        state.apply(&failover),
+        CmsOutcome::Refused(CmsRefusal::StaleEpoch {
+            asked: 2,
+            current: 2
+        })
+    );
+    // A restore carries it.
+    assert_eq!(
+        CmsState::restore_begin(state.head()).cms_owner(),
+        state.cms_owner()
+    );
+}
+
+#[test]
+fn one_operation_at_a_time_per_pool() {
+    let mut state = with_deployment();
+    let operation = Operation {
+        kind: OperationKind::Failover,
+        by: 2,
+        from: Ownership { owner: 1, epoch: 1 },
+        started_ms: 5,
+    };
+    let begin = CmsCommand::BeginOperation {
+        pool: 1,
+        operation: operation.clone(),
+    };
+    assert_eq!(state.apply(&begin), CmsOutcome::OperationBegun);
+    assert!(matches!(
+        state.apply(&begin),
+        CmsOutcome::Refused(CmsRefusal::OperationInFlight { pool: 1, .. })
+    ));
+    // The other pool's users are another matter.
+    let other = CmsCommand::BeginOperation {
+        pool: 2,
+        operation: Operation {
+            from: Ownership { owner: 2, epoch: 1 },
+            ..operation.clone()
+        },
+    };
+    assert_eq!(state.apply(&other), CmsOutcome::OperationBegun);
+    // The ownership change ends pool 1's operation.
+    state.apply(&CmsCommand::SetOwnership {
+        pool: 1,
+        ownership: Ownership { owner: 2, epoch: 2 },
+    });
+    assert!(state.operation(1).is_none());
+    // An operation asked from the old ownership (a stale view) is refused.
+    assert!(matches!(
+        state.apply(&begin),
+        CmsOutcome::Refused(CmsRefusal::OwnershipChanged {
+            pool: 1,
+            current: Some(Ownership { owner: 2, epoch: 2 }),
+            ..
+        })
+    ));
+    assert_eq!(
+        state.apply(&CmsCommand::EndOperation { pool: 2 }),
+        CmsOutcome::OperationEnded
+    );
+    assert_eq!(
+        state.apply(&CmsCommand::EndOperation { pool: 2 }),
+        CmsOutcome::Refused(CmsRefusal::NoOperation(2))
+    );
 }

@@ -131,7 +131,13 @@ async fn serve_stream(
     let received = tokio::time::timeout(read_timeout, receive_request(&shared, &mut recv)).await;
     let (body, permits) = match received {
         Ok(Ok(request)) => request,
-        Ok(Err(code)) => return refuse(peer, &mut send, &mut recv, code),
+        Ok(Err(Unread::Refused(code))) => return refuse(peer, &mut send, &mut recv, code),
+        Ok(Err(Unread::Abandoned(reason))) => {
+            // Nobody waits for an answer, and the receive side is closed already: there is
+            // nothing to stop or refuse (dropping the send side finishes it).
+            tracing::debug!(%peer, "request abandoned by the peer: {reason}");
+            return;
+        }
         Err(_) => return refuse(peer, &mut send, &mut recv, StreamCode::Overloaded),
     };
     // A panic fails this request only. Caught in place rather than in a task of its own: a
@@ -167,34 +173,55 @@ async fn serve_stream(
     let _ = tokio::time::timeout(read_timeout, send.stopped()).await;
 }
 
+/// Why a request was not read.
+enum Unread {
+    /// The request breaks the protocol or a limit: the stream is refused with this code.
+    Refused(StreamCode),
+    /// The peer reset the stream (its call timed out) or the connection is gone: there is no
+    /// one to refuse, and the stream's receive side is closed already.
+    Abandoned(String),
+}
+
 /// Reads one request body, taking a handler permit and the body's bytes from the budget first.
+///
+/// Every read is an ordered one. quinn-proto 0.11.19 keeps duplicate copies of stream data
+/// that arrived before it was read (a packet and its retransmission: common under delay and
+/// jitter), drops them lazily on ordered reads, but hands them out again on the first
+/// unordered read (`read_to_end`, `read_chunk(_, false)`): its switch to unordered mode
+/// compacts the buffer from offset 0, not from what was read. The stream then counts more
+/// bytes read than it received: `read_to_end` fails (a valid request refused as malformed),
+/// and `RecvStream::stop` computes `end - bytes_read` below zero (`recv.rs:97`), which
+/// panics a debug build inside quinn's connection mutex and takes the node down.
 async fn receive_request(
     shared: &Shared,
     recv: &mut quinn::RecvStream,
-) -> Result<(Vec<u8>, RequestPermits), StreamCode> {
+) -> Result<(Vec<u8>, RequestPermits), Unread> {
     let size = read_length(recv).await.map_err(|error| match error {
-        FrameError::TooLarge(_) => StreamCode::RequestTooLarge,
-        FrameError::Read(_) => StreamCode::Malformed,
+        FrameError::TooLarge(_) => Unread::Refused(StreamCode::RequestTooLarge),
+        FrameError::Read(error) => unread(error),
     })?;
     // The semaphores are never closed; an error would mean shutdown, reported as overload.
     let handler = Arc::clone(&shared.handler_permits)
         .acquire_owned()
         .await
-        .map_err(|_| StreamCode::Overloaded)?;
+        .map_err(|_| Unread::Refused(StreamCode::Overloaded))?;
     // `size` is at most MESSAGE_SIZE_MAX, which fits in u32 (checked at compile time).
-    let size_permits = u32::try_from(size).map_err(|_| StreamCode::RequestTooLarge)?;
+    let size_permits =
+        u32::try_from(size).map_err(|_| Unread::Refused(StreamCode::RequestTooLarge))?;
     let bytes = Arc::clone(&shared.request_byte_permits)
         .acquire_many_owned(size_permits)
         .await
-        .map_err(|_| StreamCode::Overloaded)?;
+        .map_err(|_| Unread::Refused(StreamCode::Overloaded))?;
     let mut body = vec![0; size];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|_| StreamCode::Malformed)?;
-    // The body must end the stream.
-    recv.read_to_end(0)
-        .await
-        .map_err(|_| StreamCode::Malformed)?;
+    recv.read_exact(&mut body).await.map_err(unread)?;
+    // The body must end the stream: an ordered read past it finds the end (see above for why
+    // not `read_to_end`).
+    let mut past_end = [0; 1];
+    match recv.read(&mut past_end).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return Err(Unread::Refused(StreamCode::Malformed)),
+        Err(error) => return Err(unread(quinn::ReadExactError::ReadError(error))),
+    }
     let permits = RequestPermits {
         _handler: handler,
         _bytes: bytes,
@@ -202,6 +229,23 @@ async fn receive_request(
     Ok((body, permits))
 }
 
+/// What a failed read of a request means for the stream.
+fn unread(error: quinn::ReadExactError) -> Unread {
+    match error {
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => {
+            Unread::Abandoned(format!("reset with code {code}"))
+        }
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(error)) => {
+            Unread::Abandoned(error.to_string())
+        }
+        // The stream ended inside the message, or a read this server never makes (0-RTT,
+        // unordered).
+        _ => Unread::Refused(StreamCode::Malformed),
+    }
+}
+
+/// Refuses a stream whose request was not read: the peer stops sending and gets `code`.
+/// Only for streams the peer has not reset (a reset stream is [`Unread::Abandoned`]).
 fn refuse(
     peer: Peer,
     send: &mut quinn::SendStream,

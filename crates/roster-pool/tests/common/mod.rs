@@ -5,6 +5,8 @@
 //! write's node, latency and outcome.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,7 +21,7 @@ use roster_raft::{group_of, GroupKey, ReplicatedState};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
-use roster_store::NodeStore;
+use roster_store::{DiskFault, NodeStore, StoreOptions};
 use roster_topology::{Deployment, NodeId, PoolId};
 
 /// The pool id of every test pool.
@@ -109,6 +111,8 @@ pub struct Cluster {
     pub deployment: Option<Deployment>,
     /// Shippers of the backup stream, one per running node (aborted when the node stops).
     pub shippers: Mutex<BTreeMap<NodeId, tokio::task::JoinHandle<()>>>,
+    /// Each node's disk, which a test can make look full ([`Cluster::disk`]).
+    pub disks: Mutex<BTreeMap<NodeId, DiskFault>>,
 }
 
 /// What a test pool is: its id, nodes, routing groups, partner and CMS.
@@ -163,6 +167,7 @@ impl Cluster {
             cms: shape.cms,
             deployment: shape.deployment,
             shippers: Mutex::new(BTreeMap::new()),
+            disks: Mutex::new(BTreeMap::new()),
         };
         let keys = cluster.options(shape.ids[0]).keys();
         cluster.assignment = placement::initial(&shape.ids, &keys);
@@ -225,12 +230,16 @@ impl Cluster {
             }
             None => self.network.endpoint(peer, handler.clone()),
         };
-        let path = self.dir.path().join(format!("node-{id}"));
+        let options = StoreOptions {
+            path: self.dir.path().join(format!("node-{id}")),
+            ..StoreOptions::default()
+        };
+        let disk = self.disk(id);
         // The previous incarnation's database may still be closing (its flusher joins on
         // drop): retry for a bounded time.
         let mut store = None;
         for _ in 0..100 {
-            match NodeStore::open(&path) {
+            match NodeStore::open_with_fault(&options, disk.clone()) {
                 Ok(opened) => {
                     store = Some(opened);
                     break;
@@ -244,7 +253,10 @@ impl Cluster {
             .expect("start node");
         handler.attach(&node);
         if self.partner.is_some() {
-            let shipper = tokio::spawn(node.clone().ship_forever());
+            let (ship, watch) = (node.clone(), node.clone());
+            let shipper = tokio::spawn(async move {
+                tokio::join!(ship.ship_forever(), watch.watch_partner_forever());
+            });
             if let Some(old) = self.shippers.lock().expect("shippers").insert(id, shipper) {
                 old.abort();
             }
@@ -271,6 +283,16 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
+    }
+
+    /// Node `id`'s disk: set it full and its flushes fail (its store is poisoned).
+    pub fn disk(&self, id: NodeId) -> DiskFault {
+        self.disks
+            .lock()
+            .expect("disks")
+            .entry(id)
+            .or_default()
+            .clone()
     }
 
     /// Node `id`.

@@ -87,7 +87,7 @@ struct Canonical {
 #[derive(Debug, PartialEq, Deserialize)]
 enum CanonicalContent {
     Routing(CanonicalRegistry),
-    Cms(roster_cms::CmsState),
+    Cms(Box<roster_cms::CmsState>),
 }
 
 #[derive(Debug, PartialEq, Deserialize)]

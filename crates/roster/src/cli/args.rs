@@ -103,6 +103,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PoolCommand,
     },
+    /// The CMS: `roster cms failover` when the pool holding it is lost.
+    Cms {
+        #[command(subcommand)]
+        command: CmsOperation,
+    },
     /// Node operations in a pool.
     Node {
         #[command(subcommand)]
@@ -164,6 +169,50 @@ pub enum PoolCommand {
         /// The pool to rebalance, by name (needed when the deployment has several).
         #[arg(long, value_name = "NAME")]
         pool: Option<String>,
+    },
+    /// Move pool POOL's users to its partner pool, which serves them from its backup copies.
+    /// Planned (POOL answers): POOL stops taking writes, the partner catches up, nothing is
+    /// lost. With --disaster (POOL is lost): the partner serves what its copies hold.
+    Failover {
+        /// The pool whose users move, by name.
+        #[arg(value_name = "POOL")]
+        pool: String,
+        /// POOL is lost: fail over from what the copies hold (refused while POOL answers).
+        #[arg(long)]
+        disaster: bool,
+        /// The deployment's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+    /// Give pool POOL's users back to it after a failover, once it is back and caught up; its
+    /// users' writes pause for the final catch-up only (503, Retry-After: 1).
+    Failback {
+        /// The pool that takes its users back, by name.
+        #[arg(value_name = "POOL")]
+        pool: String,
+        /// The deployment's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CmsOperation {
+    /// Promote the CMS's backup copy in the partner pool when the CMS's pool is lost (a
+    /// disaster failover of that pool needs it first).
+    Failover {
+        /// The deployment's topology (nodes need their `http` address).
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
     },
 }
 

@@ -12,10 +12,11 @@
 //! cert          roster cert ca | node
 //! pool_status   roster pool status, from every node's HTTP status
 //! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
+//! failover      roster pool failover | failback, roster cms failover: the same, step by step
 //! http_client   the minimal HTTP/1.0 client of pool_status and pool_admin
 //! ```
 
-use args::{Cli, Command, NodeCommand, PoolCommand, UserCommand};
+use args::{Cli, CmsOperation, Command, NodeCommand, PoolCommand, UserCommand};
 use demo::DemoOptions;
 use runtime::Runtime;
 
@@ -23,6 +24,7 @@ pub mod args;
 
 mod cert;
 mod demo;
+mod failover;
 mod http_client;
 mod init;
 mod pool_admin;
@@ -110,6 +112,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     pool,
                 },
         } => pool_admin::rebalance(&topology, &token_file, pool.as_deref()),
+        Command::Pool {
+            command:
+                PoolCommand::Failover {
+                    pool,
+                    disaster,
+                    topology,
+                    token_file,
+                },
+        } => failover::fail_over(&topology, &token_file, &pool, disaster),
+        Command::Pool {
+            command:
+                PoolCommand::Failback {
+                    pool,
+                    topology,
+                    token_file,
+                },
+        } => failover::fail_back(&topology, &token_file, &pool),
+        Command::Cms {
+            command:
+                CmsOperation::Failover {
+                    topology,
+                    token_file,
+                },
+        } => failover::fail_over_cms(&topology, &token_file),
         Command::Node {
             command:
                 NodeCommand::Drain {

@@ -96,7 +96,7 @@ fn call_and_print(
 
 /// Runs `POST path` on the first node of pool `pool` (other than `avoid`) that answers, and
 /// returns its JSON answer.
-async fn call(
+pub(super) async fn call(
     deployment: &Deployment,
     pool: PoolId,
     avoid: Option<u64>,

@@ -1,4 +1,5 @@
-//! The pool's admin routes (`POST /admin/drain/{node}`, `POST /admin/rebalance`): the
+//! The pool's admin routes (`POST /admin/drain/{node}`, `/admin/rebalance`,
+//! `/admin/pools/{pool}/failover`, `/admin/pools/{pool}/failback`, `/admin/cms/failover`): the
 //! [`Admin`] operations they run, and the bearer token check in front of them.
 
 use std::future::Future;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use roster_topology::NodeId;
+use roster_topology::{NodeId, PoolId};
 
 use crate::admin_api::AdminToken;
 
@@ -41,6 +42,12 @@ pub trait Admin: Send + Sync + 'static {
     fn drain(&self, node: NodeId) -> AdminFuture;
     /// Spreads replicas and leaders over every node of the topology.
     fn rebalance(&self) -> AdminFuture;
+    /// Fails pool `pool`'s users over to this node's pool (planned, or after a disaster).
+    fn fail_over(&self, pool: PoolId, disaster: bool) -> AdminFuture;
+    /// Gives pool `pool`'s users back to it.
+    fn fail_back(&self, pool: PoolId) -> AdminFuture;
+    /// Promotes this pool's copy of the CMS.
+    fn fail_over_cms(&self) -> AdminFuture;
 }
 
 /// The admin operations and the token a request must carry (`Authorization: Bearer …`).

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,9 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin_api::{DRAIN_ROUTE, REBALANCE_PATH};
+use crate::admin_api::{
+    CMS_FAILOVER_PATH, DRAIN_ROUTE, FAILBACK_ROUTE, FAILOVER_ROUTE, REBALANCE_PATH,
+};
 
 pub mod admin;
 
@@ -56,6 +58,9 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route(DRAIN_ROUTE, post(admin_drain))
         .route(REBALANCE_PATH, post(admin_rebalance))
+        .route(FAILOVER_ROUTE, post(admin_fail_over))
+        .route(FAILBACK_ROUTE, post(admin_fail_back))
+        .route(CMS_FAILOVER_PATH, post(admin_fail_over_cms))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -97,6 +102,43 @@ async fn admin_drain(
 
 async fn admin_rebalance(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     admin::run(state.admin.as_ref(), &headers, |admin| admin.rebalance()).await
+}
+
+/// `?disaster=true` on a failover.
+#[derive(serde::Deserialize)]
+struct FailoverQuery {
+    #[serde(default)]
+    disaster: bool,
+}
+
+async fn admin_fail_over(
+    State(state): State<Arc<HttpState>>,
+    Path(pool): Path<roster_topology::PoolId>,
+    Query(query): Query<FailoverQuery>,
+    headers: HeaderMap,
+) -> Response {
+    admin::run(state.admin.as_ref(), &headers, |admin| {
+        admin.fail_over(pool, query.disaster)
+    })
+    .await
+}
+
+async fn admin_fail_back(
+    State(state): State<Arc<HttpState>>,
+    Path(pool): Path<roster_topology::PoolId>,
+    headers: HeaderMap,
+) -> Response {
+    admin::run(state.admin.as_ref(), &headers, |admin| {
+        admin.fail_back(pool)
+    })
+    .await
+}
+
+async fn admin_fail_over_cms(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    admin::run(state.admin.as_ref(), &headers, |admin| {
+        admin.fail_over_cms()
+    })
+    .await
 }
 
 async fn page() -> Html<&'static str> {

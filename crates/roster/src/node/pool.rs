@@ -116,6 +116,7 @@ pub(super) async fn run(
         ))
     });
     let shipper = tokio::spawn(node.clone().ship_forever());
+    let watcher = tokio::spawn(node.clone().watch_partner_forever());
     let directory = tokio::spawn(tasks::sync_directory(
         node.clone(),
         service.clone(),
@@ -131,7 +132,7 @@ pub(super) async fn run(
         });
     }
     let result = listeners::serve(&config, service, admin, shutdown, on_ready).await;
-    for task in [gauges, shipper, directory] {
+    for task in [gauges, shipper, watcher, directory] {
         task.abort();
     }
     if let Some(balancer) = balancer {

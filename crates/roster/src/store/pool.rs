@@ -90,10 +90,12 @@ impl Store for PoolStore {
         };
         match response {
             GroupResponse::StaleEpoch { current } => Err(StoreError::Unavailable {
+                // A failover or failback moves these users (the pause of a failback's final
+                // catch-up): they are served again within a second or so.
                 reason: format!(
-                    "routing group {group} is at epoch {current}: this pool no longer owns its users"
+                    "routing group {group} is at epoch {current}: its users are changing owner"
                 ),
-                retry_after_s: 5,
+                retry_after_s: 1,
             }),
             other => match other.into_outcome() {
                 Some(outcome) => Ok(Applied { outcome, at_ms }),
@@ -125,7 +127,9 @@ impl Store for PoolStore {
         status
     }
 
+    /// Unhealthy while the node's store is poisoned (a full disk) or being reopened, or one of
+    /// its replicas is stopped or not open again yet: it still forwards what it cannot serve.
     fn healthy(&self) -> bool {
-        true
+        self.node.healthy()
     }
 }
