@@ -426,6 +426,7 @@ fn load_verifies_against_a_demo_pool() {
     let port = roster_tests::free_port_range(6, 0);
     let mut child = Command::new(roster_bin())
         .arg("demo")
+        .args(["--sites", "1"])
         .arg("--sip")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--dir")

@@ -294,6 +294,8 @@ fn start_roster(launch: &Launch) -> anyhow::Result<Running> {
     let mut command = Command::new(launch.roster);
     command
         .arg("demo")
+        // The three-node pool the figures are of.
+        .args(["--sites", "1"])
         .args(["--sip", &loopback(ROSTER_SIP_PORT).to_string()])
         .args(["--http", &loopback(ROSTER_HTTP_PORT).to_string()])
         .args(["--groups", &launch.groups.to_string()])

@@ -32,6 +32,7 @@ impl Demo {
         let base = demo_base_port();
         let mut child = Command::new(roster_bin())
             .arg("demo")
+            .args(["--sites", "1"])
             .arg("--sip")
             .arg(format!("127.0.0.1:{base}"))
             .arg("--http")

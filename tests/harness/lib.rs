@@ -722,6 +722,36 @@ pub fn free_ports(udp_tcp: u16, cluster_offset: u16, cluster: u16) -> u16 {
 /// tests share).
 pub const DEMO_START_DEADLINE: Duration = Duration::from_secs(120);
 
+/// How long the two-site demo may take to print its banner: six nodes, and the second
+/// pool's learn the 10,000 users through the CMS's backup copy.
+pub const DEMO_TWO_SITES_START_DEADLINE: Duration = Duration::from_secs(240);
+
+/// The first of six consecutive loopback addresses (127.X.Y.1 … 127.X.Y.6, X and Y from this
+/// process's id and a counter) and a port free on all six for what the two-site demo binds:
+/// SIP UDP and TCP at the port, TLS one above, QUIC 1000 and the WAN relay 1010 above.
+pub fn free_two_site_block() -> (std::net::Ipv4Addr, u16) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..200 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let x = 100 + (std::process::id() % 100) as u8;
+        let y = (step % 250) as u8 + 1;
+        let port = 20_000 + ((std::process::id() + step * 7) % 300) as u16 * 100;
+        let first = std::net::Ipv4Addr::new(127, x, y, 1);
+        let free = (1..=6u8).all(|n| {
+            let ip = std::net::Ipv4Addr::new(127, x, y, n);
+            UdpSocket::bind((ip, port)).is_ok()
+                && TcpListener::bind((ip, port)).is_ok()
+                && TcpListener::bind((ip, port + 1)).is_ok()
+                && UdpSocket::bind((ip, port + 1000)).is_ok()
+                && UdpSocket::bind((ip, port + 1010)).is_ok()
+        });
+        if free {
+            return (first, port);
+        }
+    }
+    panic!("no free loopback block for a two-site demo");
+}
+
 /// A `roster demo` process on free loopback ports in a temporary directory; stopped on drop
 /// (SIGTERM, then SIGKILL after a bounded wait).
 pub struct Demo {
@@ -745,17 +775,40 @@ pub struct DemoNode {
 }
 
 impl Demo {
-    /// Starts `roster demo` with `args` (besides `--sip`, `--http` and `--dir`, which it picks)
-    /// and waits for its banner.
+    /// Starts a one-pool `roster demo` (`--sites 1`) with `args` (besides `--sip`, `--http`
+    /// and `--dir`, which it picks) and waits for its banner.
     pub fn start(args: &[&str]) -> Demo {
-        let dir = TempDir::new("demo");
         // Three nodes: SIP UDP/TCP on base..base+5, the cluster transport at base+1001..1003.
         let base = free_ports(6, 1001, 3);
+        let mut all = vec!["--sites", "1"];
+        all.extend_from_slice(args);
+        Demo::spawn(
+            &format!("127.0.0.1:{base}"),
+            "127.0.0.1:0",
+            &all,
+            3,
+            DEMO_START_DEADLINE,
+        )
+    }
+
+    /// Starts the two-site `roster demo` with `args` (besides `--sip`, `--http` and `--dir`)
+    /// on a block of six loopback addresses of its own, and waits for its banner.
+    pub fn start_two_sites(args: &[&str]) -> Demo {
+        let (first, port) = free_two_site_block();
+        Demo::spawn(
+            &format!("{first}:{port}"),
+            &format!("{first}:0"),
+            args,
+            6,
+            DEMO_TWO_SITES_START_DEADLINE,
+        )
+    }
+
+    fn spawn(sip: &str, http: &str, args: &[&str], nodes: usize, deadline: Duration) -> Demo {
+        let dir = TempDir::new("demo");
         let mut child = Command::new(roster_bin())
             .arg("demo")
-            .arg("--sip")
-            .arg(format!("127.0.0.1:{base}"))
-            .args(["--http", "127.0.0.1:0", "--dir"])
+            .args(["--sip", sip, "--http", http, "--dir"])
             .arg(dir.path())
             .args(args)
             .stdin(Stdio::null())
@@ -779,12 +832,12 @@ impl Demo {
             output: String::new(),
             lines,
         };
-        demo.wait_for_line("Ctrl-C stops the demo", DEMO_START_DEADLINE);
+        demo.wait_for_line("Ctrl-C stops the demo", deadline);
         demo.nodes = parse_demo_nodes(&demo.output);
         assert_eq!(
             demo.nodes.len(),
-            3,
-            "three nodes in the banner:\n{}",
+            nodes,
+            "{nodes} nodes in the banner:\n{}",
             demo.output
         );
         demo

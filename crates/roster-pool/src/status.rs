@@ -1,4 +1,5 @@
-//! A node's status document (per group, this replica's view of its Raft) and its health.
+//! A node's status document (per group, this replica's view of its Raft, what it holds, and
+//! for a backup copy where it stands in its source's history) and its health.
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_net::Network;
@@ -22,7 +23,10 @@ impl<N: Network> PoolNode<N> {
         self.replicas.trouble().map(|trouble| trouble.to_string())
     }
 
-    /// A status document: per group, this replica's view.
+    /// A status document: per group, this replica's view: its Raft (state, leader, term, log,
+    /// commit and applied indexes, voters), the AORs a routing group or backup copy holds
+    /// (`aors`), and for a backup copy the last index of its source it has applied
+    /// (`stream_position`, comparable with the source's `applied`).
     pub fn status(&self) -> serde_json::Value {
         let mut replicas = self.replica_list();
         replicas.sort_by_key(|(key, _)| *key);
@@ -31,6 +35,16 @@ impl<N: Network> PoolNode<N> {
             // Cloned out at once: holding the borrow across an await can deadlock.
             let metrics = replica.raft.metrics().borrow_watched().clone();
             let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+            // Both O(1) reads of the applied state.
+            let (aors, stream_position) = replica
+                .state
+                .read(|state| {
+                    (
+                        state.registry().map(|registry| registry.aor_count()),
+                        state.stream().map(|stream| stream.index),
+                    )
+                })
+                .unwrap_or((None, None));
             groups.push(serde_json::json!({
                 "key": group.to_string(),
                 "group": group.routing_group(),
@@ -42,6 +56,8 @@ impl<N: Network> PoolNode<N> {
                 "applied": metrics.last_applied.map(|id| id.index),
                 "voters": voters,
                 "millis_since_quorum_ack": millis_since_quorum_ack(&metrics),
+                "aors": aors,
+                "stream_position": stream_position,
                 "generation": replica.generation,
             }));
         }

@@ -29,6 +29,7 @@ async fn steady_writes_reach_every_copy_in_both_directions() {
     // Refreshes and re-registrations go the same way.
     write_users(&pair, A, 0..30, 2).await;
     wait_converged(&pair, Duration::from_secs(20)).await;
+    status_shows_the_copies_at_their_sources(&pair);
     let streams: Vec<_> = pair
         .a
         .all()
@@ -41,6 +42,41 @@ async fn steady_writes_reach_every_copy_in_both_directions() {
         "{streams:?}"
     );
     pair.stop().await;
+}
+
+/// Once converged, every node's status document says so: each copy's `stream_position` is its
+/// source leader's `applied`, and the copy holds the source's `aors`.
+fn status_shows_the_copies_at_their_sources(pair: &Pair) {
+    for (source_pool, copy_pool) in [(A, B), (B, A)] {
+        for group in 0..GROUPS {
+            let source = GroupKey::routing(source_pool, group);
+            let copy = source.copy().expect("a routing group has a copy");
+            let (applied, bindings) = leader_view(pair.pool(source_pool), source).expect("leader");
+            for node in pair.pool(copy_pool).all() {
+                let row = status_row(&node.status(), copy, node.node_id());
+                assert_eq!(row["stream_position"], applied, "{copy}: {row}");
+                assert_eq!(row["aors"], bindings.len(), "{copy}: {row}");
+            }
+            for node in pair.pool(source_pool).all() {
+                let row = status_row(&node.status(), source, node.node_id());
+                assert!(row["stream_position"].is_null(), "{source}: {row}");
+                assert_eq!(row["aors"], bindings.len(), "{source}: {row}");
+            }
+        }
+    }
+}
+
+/// The row of `key` in a node's status document.
+fn status_row(status: &serde_json::Value, key: GroupKey, node: u64) -> serde_json::Value {
+    status["groups"]
+        .as_array()
+        .and_then(|groups| {
+            groups
+                .iter()
+                .find(|row| row["key"] == key.to_string().as_str())
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} in node {node}'s status"))
 }
 
 /// Cuts the sites apart while both pools take writes, heals, and waits for the copies; returns

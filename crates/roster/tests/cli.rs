@@ -167,6 +167,8 @@ fn demo_serves_with_printed_credentials() {
     let port = free_port();
     let mut child = roster()
         .arg("demo")
+        // The one pool, whose nodes' ports free_port checked.
+        .args(["--sites", "1"])
         .arg("--sip")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--dir")
@@ -251,6 +253,7 @@ fn demo_without_auth_says_so_loudly() {
     let port = free_port();
     let mut child = roster()
         .arg("demo")
+        .args(["--sites", "1"])
         .arg("--no-auth")
         .arg("--sip")
         .arg(format!("127.0.0.1:{port}"))

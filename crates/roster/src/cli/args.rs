@@ -31,9 +31,12 @@ pub enum Command {
         #[arg(long)]
         check_config: bool,
     },
-    /// Start a ready local deployment in the foreground, with demo users u0 … u9999.
+    /// Start a ready local deployment in the foreground, with demo users u0 … u9999: two sites
+    /// with a pool of three nodes each, paired (or one pool with --sites 1).
     Demo {
-        /// SIP address for UDP and TCP; TLS listens on the next port.
+        /// Node 1's SIP address for UDP and TCP; TLS listens on the next port. With two sites
+        /// node N listens on the address N-1 above, same ports (127.0.0.1 … 127.0.0.6); with
+        /// one, node N's port is 2(N-1) above.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5060")]
         sip: SocketAddr,
         /// Directory for the generated files (credentials, users, config, certificates), each
@@ -43,10 +46,12 @@ pub enum Command {
         /// Accept any user of the demo domain without a challenge (benchmarks only).
         #[arg(long)]
         no_auth: bool,
-        /// HTTP address for metrics, health and the status page.
+        /// Node 1's HTTP address for metrics, health and the status page; node N's is the
+        /// address N-1 above with two sites, the port N-1 above with one (port 0: any free
+        /// port for each).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         http: SocketAddr,
-        /// Routing groups of the demo pool (1 to 1024; fewer groups cost less CPU per request
+        /// Routing groups of each demo pool (1 to 1024; fewer groups cost less CPU per request
         /// on a small machine, more spread a larger pool).
         #[arg(long, value_name = "N", default_value_t = roster_topology::GROUPS_DEFAULT,
               value_parser = clap::value_parser!(u32).range(1..=i64::from(roster_topology::GROUPS_MAX)))]
@@ -56,6 +61,17 @@ pub enum Command {
         /// benchmark drivers sending thousands of requests a second from one address.
         #[arg(long = "trusted", value_name = "NETWORK")]
         trusted_networks: Vec<String>,
+        /// Sites: 2, a pool of three nodes in each, paired (each backs the other up), the CMS
+        /// on the first; or 1, one pool of three nodes (what the benchmarks run).
+        #[arg(long, value_name = "N", default_value_t = super::demo::SITES_DEFAULT,
+              value_parser = clap::value_parser!(u8).range(1..=2))]
+        sites: u8,
+        /// One-way delay in milliseconds of everything between the two sites (QUIC), through
+        /// a UDP relay on loopback (0 to 10000; 0: direct; default 20 with two sites, two
+        /// data centres in one continent).
+        #[arg(long = "wan-latency", value_name = "MS",
+              value_parser = clap::value_parser!(u64).range(0..=super::demo::WAN_LATENCY_MS_MAX))]
+        wan_latency_ms: Option<u64>,
     },
     /// Manage the users file.
     User {

@@ -58,6 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             http,
             groups,
             trusted_networks,
+            sites,
+            wan_latency_ms,
         } => {
             roster_registrar::Networks::parse(&trusted_networks)
                 .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
@@ -68,6 +70,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 http,
                 groups,
                 trusted_networks,
+                sites,
+                wan_latency: std::time::Duration::from_millis(wan_latency_ms.unwrap_or(
+                    match sites {
+                        1 => 0,
+                        _ => demo::WAN_LATENCY_MS_DEFAULT,
+                    },
+                )),
             };
             runtime::serve(Runtime::MultiThread(None), |shutdown| {
                 demo::run(options, shutdown)

@@ -1,14 +1,15 @@
-//! The files `roster demo` writes before `roster init`: the users (HA1 hashes), the
-//! credentials in clear for the user, SIPp's injection file, and the pool's topology.
+//! The files `roster demo` writes before `roster init`: the users (HA1 hashes, each homed on
+//! its pool), the credentials in clear for the user, SIPp's injection file, and the
+//! deployment's topology.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
 use roster::users::{UserEntry, UsersFile};
 
-use super::{DemoOptions, DEMO_DOMAIN, DEMO_NODES, DEMO_USERS};
+use super::layout::Layout;
+use super::{DemoOptions, DEMO_DOMAIN, DEMO_USERS, DEMO_USER_PREFIX};
 
 /// The credentials file: domain, users and password in clear (`roster load --password-file`
 /// reads its `password:` line).
@@ -20,19 +21,24 @@ pub const USERS_CSV_FILE: &str = "users.csv";
 /// The users file the nodes read (HA1 hashes only).
 pub const USERS_FILE: &str = "users.toml";
 
-/// The pool's topology, which `roster init` turns into every node's files.
+/// The deployment's topology, which `roster init` turns into every node's files.
 pub const TOPOLOGY_FILE: &str = "topology.toml";
 
-/// Writes the users of `password` (users file, credentials, SIPp's CSV) and the topology
-/// into the demo's directory.
-pub fn write_all(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
+/// Writes the users of `password` (users file, credentials, SIPp's CSV) and the topology of
+/// `layout` into the demo's directory. With two pools, each user's entry names its home pool.
+pub fn write_all(options: &DemoOptions, layout: &Layout, password: &str) -> anyhow::Result<()> {
     let dir = &options.dir;
+    let paired = layout.pools.len() > 1;
     let users = UsersFile {
         user: (0..DEMO_USERS)
             .map(|i| {
-                let name = format!("u{i}");
+                let name = format!("{DEMO_USER_PREFIX}{i}");
                 let aor = format!("sip:{name}@{DEMO_DOMAIN}");
-                UserEntry::from_password(&aor, &name, DEMO_DOMAIN, password)
+                let mut entry = UserEntry::from_password(&aor, &name, DEMO_DOMAIN, password);
+                if paired {
+                    entry.pool = layout.home_of(i).map(|pool| pool.name.to_string());
+                }
+                entry
             })
             .collect(),
     };
@@ -56,34 +62,7 @@ pub fn write_all(options: &DemoOptions, password: &str) -> anyhow::Result<()> {
         );
     }
     secret(&dir.join(USERS_CSV_FILE), csv.as_bytes())?;
-    write(&dir.join(TOPOLOGY_FILE), &topology(options))
-}
-
-/// The demo pool's topology: node N's SIP two ports above node N-1's (TLS one above each),
-/// its cluster transport at SIP + 1000 + N, its HTTP one port above node N-1's (or any free
-/// port with `--http ADDR:0`).
-pub fn topology(options: &DemoOptions) -> String {
-    let ip = options.sip.ip();
-    let base = options.sip.port();
-    let mut text = format!(
-        "[deployment]\nname = \"demo\"\n\n[[site]]\nname = \"site1\"\n\n\
-         [[pool]]\nid = 1\nname = \"demo\"\nsite = \"site1\"\ngroups = {}\n",
-        options.groups
-    );
-    for id in 1..=DEMO_NODES {
-        let sip = SocketAddr::new(ip, base + 2 * (id as u16 - 1));
-        let cluster = SocketAddr::new(ip, base + 1000 + id as u16);
-        let http = if options.http.port() == 0 {
-            options.http
-        } else {
-            SocketAddr::new(options.http.ip(), options.http.port() + (id as u16 - 1))
-        };
-        let _ = writeln!(
-            text,
-            "\n[[node]]\nid = {id}\npool = \"demo\"\ncluster = \"{cluster}\"\nsip = \"{sip}\"\nhttp = \"{http}\""
-        );
-    }
-    text
+    write(&dir.join(TOPOLOGY_FILE), &layout.topology(options.groups))
 }
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {

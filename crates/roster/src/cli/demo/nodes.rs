@@ -23,26 +23,54 @@ const LOG_TAIL_BYTES_MAX: u64 = 16 * 1024;
 pub struct DemoNode {
     /// Its node id.
     pub id: u64,
+    /// The name of its pool.
+    pub pool: &'static str,
     /// Its configuration file (`roster start --config`).
     pub config: PathBuf,
-    /// Its log (standard error).
+    /// Its log (standard error) while the demo runs it.
     pub log: PathBuf,
     /// Its process id.
     pub pid: u32,
     /// (transport, address) of each SIP listener, as it announced them.
     pub sip: Vec<(String, String)>,
-    /// Its HTTP address, as announced.
+    /// Its HTTP address, as announced (or found, for a node started outside the demo).
     pub http: Option<String>,
-    /// When it was started.
+    /// When it was started (or found).
     pub started: Instant,
     /// How it ended; `None` while it runs.
-    pub ended: Option<ExitStatus>,
-    child: Child,
+    pub ended: Option<Ending>,
+    process: Process,
 }
 
+/// How a node's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The demo's child ended with this status.
+    Status(ExitStatus),
+    /// A process the demo did not start is gone; how, only its parent knows.
+    Gone,
+}
+
+/// The process behind a node.
+enum Process {
+    /// Started by the demo: its child, reaped by it.
+    Child(Child),
+    /// Started again outside the demo (by the command the demo printed), found by its
+    /// command line; watched until it is gone.
+    Adopted,
+}
+
+/// Pause between looks at a process the demo did not start: whether it still runs.
+const ADOPTED_POLL: Duration = Duration::from_millis(500);
+
 impl DemoNode {
-    /// Starts `roster start --config config` as node `id`, logging to `log`.
-    pub fn start(id: u64, config: &Path, log: &Path) -> anyhow::Result<DemoNode> {
+    /// Starts `roster start --config config` as node `id` of pool `pool`, logging to `log`.
+    pub fn start(
+        id: u64,
+        pool: &'static str,
+        config: &Path,
+        log: &Path,
+    ) -> anyhow::Result<DemoNode> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let exe = std::env::current_exe().context("cannot find the roster executable")?;
@@ -84,6 +112,7 @@ impl DemoNode {
             .context("a just started child has a process id")?;
         Ok(DemoNode {
             id,
+            pool,
             config: config.to_path_buf(),
             log: log.to_path_buf(),
             pid,
@@ -91,8 +120,37 @@ impl DemoNode {
             http: None,
             started: Instant::now(),
             ended: None,
-            child,
+            process: Process::Child(child),
         })
+    }
+
+    /// Takes process `pid`, started again outside the demo for this node, as the node's;
+    /// `http` is its HTTP address when known.
+    pub fn adopt(&mut self, pid: u32, http: Option<String>) {
+        self.pid = pid;
+        if http.is_some() {
+            self.http = http;
+        }
+        self.started = Instant::now();
+        self.ended = None;
+        self.process = Process::Adopted;
+    }
+
+    /// A node as it announced itself, for the tests of what the demo prints about its nodes.
+    #[cfg(test)]
+    pub fn announced(id: u64, pool: &'static str, pid: u32, sip: &str, http: &str) -> DemoNode {
+        DemoNode {
+            id,
+            pool,
+            config: PathBuf::from(format!("/tmp/roster-demo/pool/node-{id}/roster.toml")),
+            log: PathBuf::from(format!("/tmp/roster-demo/node-{id}.log")),
+            pid,
+            sip: vec![("udp".to_string(), sip.to_string())],
+            http: Some(http.to_string()),
+            started: Instant::now(),
+            ended: None,
+            process: Process::Adopted,
+        }
     }
 
     /// Whether the node still runs, as far as the demo has seen.
@@ -100,21 +158,44 @@ impl DemoNode {
         self.ended.is_none()
     }
 
+    /// Whether its process is the demo's own child (else it was started again outside).
+    pub fn started_by_demo(&self) -> bool {
+        matches!(self.process, Process::Child(_))
+    }
+
+    /// Its data directory (beside its configuration, as `roster init` writes it).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config
+            .parent()
+            .map_or_else(|| PathBuf::from("data"), |dir| dir.join("data"))
+    }
+
     /// Waits for the process to end (cancel-safe) and records how it did.
-    pub async fn wait(&mut self) -> ExitStatus {
-        let status = match self.child.wait().await {
-            Ok(status) => status,
-            // Waiting failed (the child is not ours to wait for any more): say it ended, as
-            // a failure.
-            Err(_) => std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+    pub async fn wait(&mut self) -> Ending {
+        let ending = match &mut self.process {
+            Process::Child(child) => match child.wait().await {
+                Ok(status) => Ending::Status(status),
+                // Waiting failed (the child is not ours to wait for any more): say it ended,
+                // as a failure.
+                Err(_) => Ending::Status(std::os::unix::process::ExitStatusExt::from_raw(1 << 8)),
+            },
+            Process::Adopted => {
+                while super::restarted::runs_with_config(self.pid, &self.config) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                Ending::Gone
+            }
         };
-        self.ended = Some(status);
-        status
+        self.ended = Some(ending);
+        ending
     }
 
     /// The last line of its log that says why it stopped (`roster: error: …`), else the last
-    /// line; `None` for an empty or unreadable log.
+    /// line; `None` for an empty or unreadable log, or a node the demo did not start.
     pub fn last_words(&self) -> Option<String> {
+        if !self.started_by_demo() {
+            return None;
+        }
         last_words(&self.log)
     }
 }
@@ -123,8 +204,10 @@ impl DemoNode {
 /// node that exits first is an error naming its log.
 pub async fn wait_ready(nodes: &mut [DemoNode]) -> anyhow::Result<()> {
     for node in nodes.iter_mut() {
-        let stdout = node
-            .child
+        let Process::Child(child) = &mut node.process else {
+            continue;
+        };
+        let stdout = child
             .stdout
             .take()
             .context("demo node stdout not captured")?;
@@ -211,10 +294,15 @@ pub async fn first_exit(nodes: &mut [DemoNode]) -> usize {
     futures_util::future::select_all(waits).await.0
 }
 
-/// Stops every running node: SIGTERM (it drains in-flight requests), then SIGKILL past
-/// [`STOP_DEADLINE`].
+/// Stops every running node the demo started: SIGTERM (it drains in-flight requests), then
+/// SIGKILL past [`STOP_DEADLINE`]. A node started again outside the demo is left to whoever
+/// started it.
 pub async fn stop(nodes: &mut [DemoNode]) {
-    for node in nodes.iter().filter(|node| node.running()) {
+    let ours = |node: &&mut DemoNode| node.running() && node.started_by_demo();
+    for node in nodes
+        .iter()
+        .filter(|node| node.running() && node.started_by_demo())
+    {
         if let Ok(pid) = libc::pid_t::try_from(node.pid) {
             // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped
             // (we reap it below), so it names no other process.
@@ -224,12 +312,14 @@ pub async fn stop(nodes: &mut [DemoNode]) {
         }
     }
     let deadline = Instant::now() + STOP_DEADLINE;
-    for node in nodes.iter_mut().filter(|node| node.running()) {
+    for node in nodes.iter_mut().filter(ours) {
         if tokio::time::timeout_at(deadline, node.wait())
             .await
             .is_err()
         {
-            let _ = node.child.kill().await;
+            if let Process::Child(child) = &mut node.process {
+                let _ = child.kill().await;
+            }
             node.wait().await;
         }
     }

@@ -1,6 +1,7 @@
-//! Watching the demo's nodes: a node that ends is reported (which node, how it ended, its log,
-//! the command that starts it again) and the others serve on, as a pool does; the demo ends
-//! when told to, or when no node is left.
+//! Watching the demo's nodes: a node that ends is reported (which node of which pool, how it
+//! ended, its log, the command that starts it again) and the others serve on, as a pool does;
+//! a node started again with that command is found and watched in turn. The demo ends when
+//! told to, or when no node is left.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -10,83 +11,181 @@ use std::time::Duration;
 use roster_pool::placement::REPLICAS_PER_GROUP;
 use tokio_util::sync::CancellationToken;
 
-use super::nodes::{self, DemoNode};
-use super::DEMO_NODES;
+use super::layout::{Layout, NodePlan, NODES_PER_POOL};
+use super::nodes::{self, DemoNode, Ending};
+use super::restarted;
 
-// The reports say a node's death costs each routing group one replica: every demo node holds
-// a replica of every group.
-const _: () = assert!(DEMO_NODES as usize == REPLICAS_PER_GROUP);
+// The reports say a node's death costs each of its pool's groups one replica: every demo node
+// holds a replica of every group of its pool.
+const _: () = assert!(NODES_PER_POOL as usize == REPLICAS_PER_GROUP);
 
 /// Replicas of a group that must run for it to serve: a majority.
 const MAJORITY: usize = REPLICAS_PER_GROUP / 2 + 1;
 
-/// Runs until `shutdown` (then `Ok`), reporting each node that ends; an error once none is
-/// left. `roster` is the executable the restart commands name.
+/// Pause between looks for a node started again outside the demo, while a node is down.
+const RESTART_POLL: Duration = Duration::from_secs(1);
+
+/// What the watch needs besides the nodes.
+pub struct Watch<'a> {
+    /// The demo's pools and nodes.
+    pub layout: &'a Layout,
+    /// The executable the restart commands name.
+    pub roster: &'a Path,
+    /// Called whenever a node ends or is found again (`demo.json` follows).
+    pub on_change: &'a dyn Fn(&[DemoNode]),
+}
+
+/// Runs until `shutdown` (then `Ok`), reporting each node that ends and each found started
+/// again; an error once none is left.
 pub async fn supervise(
     nodes: &mut [DemoNode],
-    roster: &Path,
+    watch: &Watch<'_>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let index = tokio::select! {
+        let some_down = nodes.iter().any(|node| !node.running());
+        let ended = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
-            index = nodes::first_exit(nodes) => index,
+            index = nodes::first_exit(nodes) => Some(index),
+            () = tokio::time::sleep(RESTART_POLL), if some_down => None,
         };
-        let running: Vec<u64> = nodes
-            .iter()
-            .filter(|node| node.running())
-            .map(|node| node.id)
-            .collect();
-        let node = &nodes[index];
-        let ended = Ended {
-            id: node.id,
-            pid: node.pid,
-            status: node.ended.unwrap_or_else(|| ExitStatus::from_raw(0)),
-            lived: node.started.elapsed(),
-            log: &node.log,
-            config: &node.config,
-            last_words: node.last_words(),
-        };
-        print!("{}", report(&ended, &running, roster));
-        if running.is_empty() {
-            let logs = node.log.parent().unwrap_or(Path::new("."));
-            anyhow::bail!(
-                "every node of the demo has ended; see {}/node-*.log",
-                logs.display()
-            );
+        match ended {
+            Some(index) => report_ended(nodes, index, watch)?,
+            None => adopt_restarted(nodes, watch),
         }
     }
+}
+
+/// Tells how node `nodes[index]` ended and what its pool can still do; an error when no node
+/// is left.
+fn report_ended(nodes: &[DemoNode], index: usize, watch: &Watch<'_>) -> anyhow::Result<()> {
+    let node = &nodes[index];
+    let paired = watch.layout.pools.len() > 1;
+    let running: Vec<u64> = nodes
+        .iter()
+        .filter(|other| other.running() && other.pool == node.pool)
+        .map(|other| other.id)
+        .collect();
+    let partner = watch
+        .layout
+        .pool_of(node.id)
+        .and_then(|pool| watch.layout.partner_of(pool))
+        .map(|pool| pool.name);
+    let ended = Ended {
+        id: node.id,
+        pool: paired.then_some(node.pool),
+        partner,
+        pid: node.pid,
+        ending: node
+            .ended
+            .unwrap_or(Ending::Status(ExitStatus::from_raw(0))),
+        lived: node.started.elapsed(),
+        log: node.started_by_demo().then_some(node.log.as_path()),
+        config: &node.config,
+        last_words: node.last_words(),
+    };
+    let goes_on = nodes.iter().any(DemoNode::running);
+    print!("{}", report(&ended, &running, goes_on, watch.roster));
+    (watch.on_change)(nodes);
+    if !goes_on {
+        let logs = node.log.parent().unwrap_or(Path::new("."));
+        anyhow::bail!(
+            "every node of the demo has ended; see {}/node-*.log",
+            logs.display()
+        );
+    }
+    Ok(())
+}
+
+/// Looks for each node that is down among the running processes (the command the demo
+/// printed starts it); one found serving is watched from now on.
+fn adopt_restarted(nodes: &mut [DemoNode], watch: &Watch<'_>) {
+    let paired = watch.layout.pools.len() > 1;
+    let mut changed = false;
+    for node in nodes.iter_mut().filter(|node| !node.running()) {
+        let Some(plan) = watch.layout.nodes().find(|plan| plan.id == node.id) else {
+            continue;
+        };
+        let Some((pid, http)) = find_restarted(node, plan) else {
+            continue;
+        };
+        node.adopt(pid, Some(http.clone()));
+        println!(
+            "roster demo: {} is back (pid {pid}, started outside the demo; HTTP http://{http}/); \
+             demo.json names it",
+            node_name(node.id, paired.then_some(node.pool))
+        );
+        changed = true;
+    }
+    if changed {
+        (watch.on_change)(nodes);
+    }
+}
+
+/// The process and HTTP address of node `node` started again, once it listens on its HTTP
+/// address (with `--http ADDR:0`, a port other than its SIP ports on that address).
+fn find_restarted(node: &DemoNode, plan: &NodePlan) -> Option<(u32, String)> {
+    restarted::find(&node.config, node.pid)
+        .into_iter()
+        .find_map(|pid| {
+            let listening = restarted::listening(pid);
+            let http = if plan.http.port() != 0 {
+                listening.contains(&plan.http).then_some(plan.http)
+            } else {
+                let sip_ports = [plan.sip.port(), plan.sip.port().saturating_add(1)];
+                listening
+                    .iter()
+                    .find(|address| {
+                        address.ip() == plan.http.ip() && !sip_ports.contains(&address.port())
+                    })
+                    .copied()
+            };
+            Some((pid, http?.to_string()))
+        })
 }
 
 /// A node that has ended, as the report tells it.
 struct Ended<'a> {
     id: u64,
+    /// Its pool's name, when the demo has two.
+    pool: Option<&'a str>,
+    /// Its pool's partner, when the demo has two.
+    partner: Option<&'a str>,
     pid: u32,
-    status: ExitStatus,
+    ending: Ending,
     lived: Duration,
-    log: &'a Path,
+    /// Its log, when the demo started it.
+    log: Option<&'a Path>,
     config: &'a Path,
     /// Its log's last words (see [`DemoNode::last_words`]).
     last_words: Option<String>,
 }
 
-/// What the user reads when a node has ended while the nodes `running` go on.
-fn report(ended: &Ended<'_>, running: &[u64], roster: &Path) -> String {
+/// What the user reads when a node has ended while the nodes `running` of its pool go on
+/// (and the demo `goes_on`: some node of any pool runs).
+fn report(ended: &Ended<'_>, running: &[u64], goes_on: bool, roster: &Path) -> String {
+    let log = ended
+        .log
+        .map(|log| format!("; its log: {}", log.display()))
+        .unwrap_or_default();
     let mut text = format!(
-        "roster demo: node {} (pid {}) {} after {}; its log: {}\n",
-        ended.id,
+        "roster demo: {} (pid {}) {} after {}{log}\n",
+        node_name(ended.id, ended.pool),
         ended.pid,
-        ending(ended.status),
+        ending(ended.ending),
         duration(ended.lived),
-        ended.log.display()
     );
-    let failed = ended.status.signal().is_none() && ended.status.code() != Some(0);
+    let failed = matches!(ended.ending, Ending::Status(status)
+        if status.signal().is_none() && status.code() != Some(0));
     if let (true, Some(words)) = (failed, &ended.last_words) {
         text.push_str(&format!("  its last words: {words}\n"));
     }
-    text.push_str(&format!("  {}\n", serving(running)));
-    if !running.is_empty() {
+    text.push_str(&format!(
+        "  {}\n",
+        serving(running, ended.pool, ended.partner)
+    ));
+    if goes_on {
         text.push_str(&format!(
             "  to start node {} again (it catches up from its disk and its peers), run in \
              another terminal:\n    {} start --config {}\n  \
@@ -99,8 +198,24 @@ fn report(ended: &Ended<'_>, running: &[u64], roster: &Path) -> String {
     text
 }
 
+/// "node 4", or "node 4 of pool b" when the demo has two pools.
+fn node_name(id: u64, pool: Option<&str>) -> String {
+    match pool {
+        Some(pool) => format!("node {id} of pool {pool}"),
+        None => format!("node {id}"),
+    }
+}
+
 /// How a process ended, as a phrase: "was killed by signal 9 (SIGKILL)".
-fn ending(status: ExitStatus) -> String {
+fn ending(ending: Ending) -> String {
+    let status = match ending {
+        Ending::Status(status) => status,
+        Ending::Gone => {
+            return "is gone (it was started outside the demo, so how it ended shows where it \
+                    was started)"
+                .into()
+        }
+    };
     match (status.signal(), status.code()) {
         (Some(signal), _) => {
             let core = if status.core_dumped() {
@@ -136,20 +251,43 @@ fn signal_name(signal: i32) -> Option<&'static str> {
     })
 }
 
-/// What the pool can do with the nodes `running`.
-fn serving(running: &[u64]) -> String {
+/// What the pool (`pool`, named when the demo has two, with its `partner`) can do with its
+/// nodes `running`.
+fn serving(running: &[u64], pool: Option<&str>, partner: Option<&str>) -> String {
     let names = nodes_phrase(running);
+    let Some(pool) = pool else {
+        return if running.len() >= MAJORITY {
+            format!(
+                "{names} serve on: every routing group has a replica on each node and keeps a \
+                 majority ({MAJORITY} of {REPLICAS_PER_GROUP})."
+            )
+        } else if running.is_empty() {
+            "no node of the demo is left; the demo stops.".into()
+        } else {
+            format!(
+                "only {names} is left: no routing group has a majority of its replicas \
+                 ({MAJORITY} of {REPLICAS_PER_GROUP}), so registrations and lookups get 503 \
+                 until another node is back."
+            )
+        };
+    };
+    let partner = partner.unwrap_or("the partner");
     if running.len() >= MAJORITY {
         format!(
-            "{names} serve on: every routing group has a replica on each node and keeps a \
-             majority ({MAJORITY} of {REPLICAS_PER_GROUP})."
+            "{names} of pool {pool} serve on: each of its groups (its routing groups, the backup \
+             copies of pool {partner}'s, the CMS or its copy) has a replica on each node and keeps \
+             a majority ({MAJORITY} of {REPLICAS_PER_GROUP}); pool {partner} is untouched."
         )
     } else if running.is_empty() {
-        "no node of the demo is left; the demo stops.".into()
+        format!(
+            "no node of pool {pool} is left: its users get 503 (pool {partner} serves its own \
+             users; a failover would serve pool {pool}'s from its backup copies)."
+        )
     } else {
         format!(
-            "only {names} is left: no routing group has a majority of its replicas ({MAJORITY} \
-             of {REPLICAS_PER_GROUP}), so registrations and lookups get 503 until another node is back."
+            "only {names} of pool {pool} is left: no group of pool {pool} has a majority of its \
+             replicas ({MAJORITY} of {REPLICAS_PER_GROUP}), so its users get 503 until another \
+             of its nodes is back; pool {partner} serves its own users."
         )
     }
 }
@@ -190,36 +328,59 @@ mod tests {
 
     #[test]
     fn endings_say_how() {
-        assert_eq!(
-            ending(ExitStatus::from_raw(libc::SIGKILL)),
-            "was killed by signal 9 (SIGKILL)"
-        );
-        assert_eq!(ending(ExitStatus::from_raw(1 << 8)), "failed (exit code 1)");
-        assert!(ending(ExitStatus::from_raw(0)).starts_with("stopped (exit code 0"));
-        assert_eq!(ending(ExitStatus::from_raw(64)), "was killed by signal 64");
+        let status = |raw| ending(Ending::Status(ExitStatus::from_raw(raw)));
+        assert_eq!(status(libc::SIGKILL), "was killed by signal 9 (SIGKILL)");
+        assert_eq!(status(1 << 8), "failed (exit code 1)");
+        assert!(status(0).starts_with("stopped (exit code 0"));
+        assert_eq!(status(64), "was killed by signal 64");
+        assert!(ending(Ending::Gone).starts_with("is gone (it was started outside the demo"));
     }
 
     #[test]
     fn serving_follows_the_majority() {
-        assert!(serving(&[1, 3]).starts_with("nodes 1 and 3 serve on"));
-        assert!(serving(&[2]).starts_with("only node 2 is left"));
-        assert!(serving(&[2]).contains("503"));
-        assert!(serving(&[]).starts_with("no node of the demo is left"));
+        assert!(serving(&[1, 3], None, None).starts_with("nodes 1 and 3 serve on"));
+        assert!(serving(&[2], None, None).starts_with("only node 2 is left"));
+        assert!(serving(&[2], None, None).contains("503"));
+        assert!(serving(&[], None, None).starts_with("no node of the demo is left"));
         assert_eq!(nodes_phrase(&[1, 2, 4]), "nodes 1, 2 and 4");
     }
 
     #[test]
-    fn a_report_names_the_node_its_end_its_log_and_the_restart() {
-        let ended = Ended {
+    fn with_two_pools_serving_names_the_pool_and_its_partner() {
+        let on = serving(&[5, 6], Some("b"), Some("a"));
+        assert!(on.starts_with("nodes 5 and 6 of pool b serve on"), "{on}");
+        assert!(on.contains("pool a is untouched"), "{on}");
+        let alone = serving(&[5], Some("b"), Some("a"));
+        assert!(
+            alone.starts_with("only node 5 of pool b is left"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains("503") && alone.contains("pool a serves"),
+            "{alone}"
+        );
+        let none = serving(&[], Some("b"), Some("a"));
+        assert!(none.starts_with("no node of pool b is left"), "{none}");
+    }
+
+    fn killed_node_2() -> Ended<'static> {
+        Ended {
             id: 2,
+            pool: None,
+            partner: None,
             pid: 4242,
-            status: ExitStatus::from_raw(libc::SIGKILL),
+            ending: Ending::Status(ExitStatus::from_raw(libc::SIGKILL)),
             lived: Duration::from_secs(75),
-            log: Path::new("/tmp/roster-demo/node-2.log"),
+            log: Some(Path::new("/tmp/roster-demo/node-2.log")),
             config: Path::new("/tmp/roster-demo/pool/node-2/roster.toml"),
             last_words: Some("INFO something".into()),
-        };
-        let text = report(&ended, &[1, 3], Path::new("/usr/bin/roster"));
+        }
+    }
+
+    #[test]
+    fn a_report_names_the_node_its_end_its_log_and_the_restart() {
+        let ended = killed_node_2();
+        let text = report(&ended, &[1, 3], true, Path::new("/usr/bin/roster"));
         assert!(
             text.starts_with(
                 "roster demo: node 2 (pid 4242) was killed by signal 9 (SIGKILL) after 1 min \
@@ -236,11 +397,11 @@ mod tests {
             "{text}"
         );
         let failed = Ended {
-            status: ExitStatus::from_raw(1 << 8),
+            ending: Ending::Status(ExitStatus::from_raw(1 << 8)),
             last_words: Some("roster: error: cannot bind SIP UDP on 127.0.0.1:5060".into()),
-            ..ended
+            ..killed_node_2()
         };
-        let text = report(&failed, &[], Path::new("/usr/bin/roster"));
+        let text = report(&failed, &[], false, Path::new("/usr/bin/roster"));
         assert!(text.contains("failed (exit code 1)"), "{text}");
         assert!(
             text.contains("its last words: roster: error: cannot bind"),
@@ -248,6 +409,31 @@ mod tests {
         );
         assert!(text.contains("no node of the demo is left"), "{text}");
         assert!(!text.contains("start --config"), "{text}");
+    }
+
+    #[test]
+    fn with_two_pools_a_report_names_the_pool_and_a_restart_while_the_other_serves() {
+        let ended = Ended {
+            id: 5,
+            pool: Some("b"),
+            partner: Some("a"),
+            ..killed_node_2()
+        };
+        let text = report(&ended, &[], true, Path::new("/usr/bin/roster"));
+        assert!(
+            text.starts_with("roster demo: node 5 of pool b (pid 4242) was killed"),
+            "{text}"
+        );
+        assert!(text.contains("no node of pool b is left"), "{text}");
+        assert!(text.contains("start --config"), "{text}");
+        let adopted = Ended {
+            ending: Ending::Gone,
+            log: None,
+            ..ended
+        };
+        let text = report(&adopted, &[4, 6], true, Path::new("/usr/bin/roster"));
+        assert!(text.contains("(pid 4242) is gone"), "{text}");
+        assert!(!text.contains("its log"), "{text}");
     }
 
     #[test]
