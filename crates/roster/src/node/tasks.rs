@@ -131,6 +131,7 @@ pub(super) async fn sync_directory<S: Store>(
                         .map(|user| roster_registrar::User {
                             aor: user.aor.clone(),
                             credentials: user.credentials.clone(),
+                            bindings_max: user.bindings_max,
                         })
                         .collect()
                 })
