@@ -12,8 +12,10 @@
 //!               over its store, serves SIP and HTTP; a pool member's database, cluster
 //!               network, replicas and bootstrap; periodic purge, gauges, leader balancing
 //! pool_admin    the admin server's operations (drain, rebalance) over a pool node
+//! user_admin    the directory's admin operations (users in the CMS) over a pool node
 //! http          the HTTP endpoint: metrics, health, status, admin routes behind a token;
-//!               it knows the traits it calls (StatusSource, Admin), never the node
+//!               it knows the traits it calls (StatusSource, Admin, UsersAdmin), never the
+//!               node
 //! sip           the request path (service), UDP server transactions, UDP, TCP, TLS
 //! store         the Store trait, MemoryStore, PoolStore
 //! telemetry     metric names and the Prometheus recorder
@@ -21,7 +23,8 @@
 //! topology      a pool's topology file
 //! users         the users file (HA1 hashes)
 //! secret        writing files only their owner may read (keys, tokens, hashes)
-//! admin_api     the admin routes and bearer token, shared with the commands
+//! admin_api     the admin routes, bearer token and the directory's JSON documents,
+//!               shared with the commands
 //! clock         the one wall-clock read, and a monotonic clock
 //! ```
 //!
@@ -45,4 +48,5 @@ pub mod sip;
 pub mod store;
 pub mod telemetry;
 pub mod topology;
+pub mod user_admin;
 pub mod users;

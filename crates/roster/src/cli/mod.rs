@@ -8,14 +8,17 @@
 //! start         roster start: a node in the foreground
 //! demo          roster demo: a pool of three `roster start` processes, watched
 //! init          roster init: CA, certificates, nonce key, admin token, each node's config
-//! user          roster user add
+//! user          roster user add|remove|show|list|enable|disable: a pool's directory through
+//!               a node's admin routes, or a users file (add --users-file)
+//! user_import   roster user import FILE.csv: checked, then sent in commands, with progress
 //! cert          roster cert ca | node
 //! pool_status   roster pool status, from every node's HTTP status
 //! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
-//! http_client   the minimal HTTP/1.0 client of pool_status and pool_admin
+//! node_client   the JSON client of user (--url or --topology, failover)
+//! http_client   the minimal HTTP/1.0 client of pool_status, pool_admin and node_client
 //! ```
 
-use args::{Cli, Command, NodeCommand, PoolCommand, UserCommand};
+use args::{Cli, Command, NodeCommand, PoolCommand};
 use demo::DemoOptions;
 use runtime::Runtime;
 
@@ -25,11 +28,13 @@ mod cert;
 mod demo;
 mod http_client;
 mod init;
+mod node_client;
 mod pool_admin;
 mod pool_status;
 mod runtime;
 mod start;
 mod user;
+mod user_import;
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -109,14 +114,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     node,
                 },
         } => pool_admin::drain(&topology, &token_file, node),
-        Command::User {
-            command:
-                UserCommand::Add {
-                    users_file,
-                    aor,
-                    username,
-                    realm,
-                },
-        } => user::add_user(users_file, aor, username, realm),
+        Command::User { command } => user::user(command),
     }
 }

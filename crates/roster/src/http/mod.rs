@@ -1,21 +1,31 @@
 //! The node's HTTP endpoint: Prometheus metrics, health, a JSON status document, a small status
-//! page that renders it, and the pool's admin routes ([`admin`]).
+//! page that renders it, and the pool's admin routes ([`admin`]: pool operations and the
+//! directory, behind a bearer token).
 //!
-//! The server knows only the traits it calls: [`StatusSource`] for the status endpoints and
-//! [`admin::Admin`] for the admin routes; the node's startup supplies both.
+//! The server knows only the traits it calls: [`StatusSource`] for the status endpoints,
+//! [`admin::Admin`] and [`admin::UsersAdmin`] for the admin routes; the node's startup supplies
+//! them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_api::users::{
+    DIRECTORY_PATH, USERS_ENABLED_PATH, USERS_PATH, USERS_REMOVE_PATH, USERS_REQUEST_SIZE_MAX,
+    USER_PATH,
+};
 use crate::admin_api::{DRAIN_ROUTE, REBALANCE_PATH};
+use admin::{AdminError, AdminFuture, ErrorForm, UserListQuery, UserQuery};
 
 pub mod admin;
 
@@ -29,6 +39,12 @@ pub trait StatusSource: Send + Sync + 'static {
     fn healthy(&self) -> bool;
 }
 
+/// What only a pool node serves: the admin routes when it has a token.
+pub struct PoolRoutes {
+    /// The admin routes; `None` without `[http] admin_token_file`.
+    pub admin: Option<admin::AdminAccess>,
+}
+
 /// What the routes answer from.
 struct HttpState {
     status: Arc<dyn StatusSource>,
@@ -36,14 +52,15 @@ struct HttpState {
     admin: Option<admin::AdminAccess>,
 }
 
-/// Serves HTTP on `listener` until `shutdown`; the admin routes answer only with `admin`.
+/// Serves HTTP on `listener` until `shutdown`; the admin routes answer only with `pool`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: Arc<dyn StatusSource>,
     prometheus: PrometheusHandle,
-    admin: Option<admin::AdminAccess>,
+    pool: Option<PoolRoutes>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let admin = pool.and_then(|pool| pool.admin);
     let state = Arc::new(HttpState {
         status,
         prometheus,
@@ -56,6 +73,12 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route(DRAIN_ROUTE, post(admin_drain))
         .route(REBALANCE_PATH, post(admin_rebalance))
+        .route(DIRECTORY_PATH, get(users_directory))
+        .route(USERS_PATH, get(users_list).post(users_put))
+        .route(USER_PATH, get(users_show))
+        .route(USERS_REMOVE_PATH, post(users_remove))
+        .route(USERS_ENABLED_PATH, post(users_enabled))
+        .layer(DefaultBodyLimit::max(USERS_REQUEST_SIZE_MAX))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -92,11 +115,118 @@ async fn admin_drain(
     Path(node): Path<u64>,
     headers: HeaderMap,
 ) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| admin.drain(node)).await
+    admin::run(state.admin.as_ref(), &headers, ErrorForm::Text, |access| {
+        access.admin.drain(node)
+    })
+    .await
 }
 
 async fn admin_rebalance(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    admin::run(state.admin.as_ref(), &headers, |admin| admin.rebalance()).await
+    admin::run(state.admin.as_ref(), &headers, ErrorForm::Text, |access| {
+        access.admin.rebalance()
+    })
+    .await
+}
+
+async fn users_directory(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    admin::run(state.admin.as_ref(), &headers, ErrorForm::Json, |access| {
+        access.users.directory()
+    })
+    .await
+}
+
+async fn users_list(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    query: Result<Query<UserListQuery>, QueryRejection>,
+) -> Response {
+    admin::run(
+        state.admin.as_ref(),
+        &headers,
+        ErrorForm::Json,
+        |access| match query {
+            Ok(Query(query)) => access.users.list(query),
+            Err(rejection) => failed(AdminError::new(400, rejection.body_text())),
+        },
+    )
+    .await
+}
+
+async fn users_show(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    query: Result<Query<UserQuery>, QueryRejection>,
+) -> Response {
+    admin::run(
+        state.admin.as_ref(),
+        &headers,
+        ErrorForm::Json,
+        |access| match query {
+            Ok(Query(query)) => access.users.show(query.aor),
+            Err(rejection) => failed(AdminError::new(400, rejection.body_text())),
+        },
+    )
+    .await
+}
+
+async fn users_put(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    with_body(&state, &headers, &body, |users, request| users.put(request)).await
+}
+
+async fn users_remove(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    with_body(&state, &headers, &body, |users, request| {
+        users.remove(request)
+    })
+    .await
+}
+
+async fn users_enabled(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    with_body(&state, &headers, &body, |users, request| {
+        users.set_enabled(request)
+    })
+    .await
+}
+
+/// Runs the directory's `operation` on the request `body` as JSON, once the token is checked.
+async fn with_body<T: DeserializeOwned>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: &[u8],
+    operation: impl FnOnce(&dyn admin::UsersAdmin, T) -> AdminFuture,
+) -> Response {
+    admin::run(
+        state.admin.as_ref(),
+        headers,
+        ErrorForm::Json,
+        |access| match parse_body(body) {
+            Ok(request) => operation(access.users.as_ref(), request),
+            Err(error) => failed(error),
+        },
+    )
+    .await
+}
+
+/// A JSON request body, read once the token is checked.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body)
+        .map_err(|error| AdminError::new(400, format!("invalid JSON request body: {error}")))
+}
+
+/// An operation that fails before it starts.
+fn failed(error: AdminError) -> AdminFuture {
+    Box::pin(std::future::ready(Err(error)))
 }
 
 async fn page() -> Html<&'static str> {

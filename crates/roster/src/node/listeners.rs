@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::{tasks, Listening};
 use crate::config::Config;
-use crate::http::admin::AdminAccess;
+use crate::http::PoolRoutes;
 use crate::sip::service::Service;
 use crate::sip::stream::{self, StreamSettings};
 use crate::sip::{tls, udp};
@@ -25,12 +25,13 @@ use crate::{http, telemetry};
 /// How long shutdown waits for in-flight requests.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Serves `service` on every SIP listener of `config` (and HTTP, with the pool's `admin`
-/// operations when given) until `shutdown` is cancelled, then drains in-flight requests.
+/// Serves `service` on every SIP listener of `config` (and HTTP, with a pool node's admin
+/// routes when given) until `shutdown` is cancelled, then drains in-flight
+/// requests.
 pub(super) async fn serve<S: Store>(
     config: &Config,
     service: Arc<Service<S>>,
-    admin: Option<AdminAccess>,
+    pool: Option<PoolRoutes>,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(&Listening),
 ) -> anyhow::Result<()> {
@@ -43,7 +44,7 @@ pub(super) async fn serve<S: Store>(
     };
     listening.sip = serve_sip(config, &work).await?;
     if let Some(address) = config.http {
-        listening.http = Some(serve_http(address, admin, &work).await?);
+        listening.http = Some(serve_http(address, pool, &work).await?);
     }
     tracker.spawn(tasks::purge_expired(
         service.clone(),
@@ -145,7 +146,7 @@ async fn serve_sip<S: Store>(
 /// Binds the HTTP endpoint on `address` and spawns its server; returns the bound address.
 async fn serve_http<S: Store>(
     address: SocketAddr,
-    admin: Option<AdminAccess>,
+    pool: Option<PoolRoutes>,
     work: &Work<'_, S>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = http::bind(address)
@@ -156,7 +157,7 @@ async fn serve_http<S: Store>(
     let status: Arc<dyn http::StatusSource> = work.service.clone();
     let shutdown = work.shutdown.clone();
     work.tracker.spawn(async move {
-        if let Err(error) = http::serve(listener, status, prometheus, admin, shutdown).await {
+        if let Err(error) = http::serve(listener, status, prometheus, pool, shutdown).await {
             warn!(%error, "HTTP server stopped");
         }
     });

@@ -25,10 +25,12 @@ use super::{listeners, service, tasks, Listening};
 use crate::admin_api::AdminToken;
 use crate::clock::now_ms;
 use crate::config::{Config, PoolConfig};
-use crate::http::admin::{Admin, AdminAccess};
+use crate::http::admin::{Admin, AdminAccess, UsersAdmin};
+use crate::http::PoolRoutes;
 use crate::pool_admin::PoolAdmin;
 use crate::store::PoolStore;
 use crate::topology::read_topology;
+use crate::user_admin::{DirectorySettings, UserAdmin};
 
 /// How long a pool write or read may take before the client gets `503`: a leader election
 /// (0.7–1.4 s) fits, a lost quorum does not hang the client.
@@ -99,14 +101,21 @@ pub(super) async fn run(
         "pool node started"
     );
     let service = Arc::new(service::build(&config, PoolStore::new(node.clone()))?);
+    let settings = DirectorySettings {
+        deployment: deployment.clone(),
+        realm: config.auth.as_ref().map(|auth| auth.realm.clone()),
+        domains: config.domains.clone(),
+    };
     let admin = admin_token.map(|token| AdminAccess {
         admin: Arc::new(PoolAdmin::new(
             node.clone(),
             server.network(),
             pool.topology.clone(),
         )) as Arc<dyn Admin>,
+        users: Arc::new(UserAdmin::new(node.clone(), settings)) as Arc<dyn UsersAdmin>,
         token,
     });
+    let routes = PoolRoutes { admin };
     let gauges = tokio::spawn(tasks::record_gauges(node.clone(), shutdown.clone()));
     let balancer = pool.leader_balance_interval.map(|period| {
         tokio::spawn(tasks::balance_leaders(
@@ -130,7 +139,7 @@ pub(super) async fn run(
             }
         });
     }
-    let result = listeners::serve(&config, service, admin, shutdown, on_ready).await;
+    let result = listeners::serve(&config, service, Some(routes), shutdown, on_ready).await;
     for task in [gauges, shipper, directory] {
         task.abort();
     }

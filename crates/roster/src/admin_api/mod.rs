@@ -1,14 +1,17 @@
-//! What a node's admin server and the commands that call it share: the routes of the pool
-//! operations and the bearer token that guards them.
+//! What a node's HTTP server and the commands that call it share: the routes of the pool
+//! operations, the bearer token that guards them, and the JSON documents of the directory's
+//! routes ([`users`]).
 //!
 //! `roster init` writes the token to `admin.token` (mode 0600); a node reads it from
-//! `[http] admin_token_file`, `roster node drain` and `roster pool rebalance` from
-//! `--token-file`.
+//! `[http] admin_token_file`, `roster node drain`, `roster pool rebalance` and `roster user`
+//! from `--token-file`.
 
 use std::fmt;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
+
+pub mod users;
 
 /// Shortest admin token accepted, in characters.
 pub const ADMIN_TOKEN_LEN_MIN: usize = 32;
