@@ -13,9 +13,10 @@
 //!               network, replicas and bootstrap; periodic purge, gauges, leader balancing
 //! pool_admin    the admin server's operations (drain, rebalance) over a pool node
 //! user_admin    the directory's admin operations (users in the CMS) over a pool node
-//! http          the HTTP endpoint: metrics, health, status, admin routes behind a token;
-//!               it knows the traits it calls (StatusSource, Admin, UsersAdmin), never the
-//!               node
+//! backup        the backup status document and its per-direction gauges, over a pool node
+//! http          the HTTP endpoint: metrics, health, status, backup status, admin routes
+//!               behind a token; it knows the traits it calls (StatusSource, BackupSource,
+//!               Admin, UsersAdmin), never the node
 //! sip           the request path (service), UDP server transactions, UDP, TCP, TLS
 //! store         the Store trait, MemoryStore, PoolStore
 //! telemetry     metric names and the Prometheus recorder
@@ -23,8 +24,8 @@
 //! topology      a pool's topology file
 //! users         the users file (HA1 hashes)
 //! secret        writing files only their owner may read (keys, tokens, hashes)
-//! admin_api     the admin routes, bearer token and the directory's JSON documents,
-//!               shared with the commands
+//! admin_api     the admin routes, bearer token and JSON documents (directory, backup
+//!               status), shared with the commands
 //! clock         the one wall-clock read, and a monotonic clock
 //! ```
 //!
@@ -38,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod admin_api;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod http;
@@ -50,3 +52,6 @@ pub mod telemetry;
 pub mod topology;
 pub mod user_admin;
 pub mod users;
+
+#[cfg(test)]
+mod test_support;

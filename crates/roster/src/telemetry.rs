@@ -35,6 +35,16 @@ pub const SIP_SHED: &str = "roster_sip_shed_total";
 /// Counter: unparsable requests answered with an error status (`400`, `416`, `505`, `513`).
 pub const SIP_ANSWERED_UNPARSED: &str = "roster_sip_answered_unparsed_total";
 
+/// Gauge: the largest backup lag of any stream from `source_pool` to `copy_pool`, in seconds,
+/// as this node sees the deployment (every node reports every direction: aggregate with `max`).
+pub const BACKUP_DIRECTION_LAG_SECONDS: &str = "roster_backup_direction_lag_seconds";
+/// Gauge: the largest backup lag of any stream from `source_pool` to `copy_pool`, in entries.
+pub const BACKUP_DIRECTION_LAG_ENTRIES: &str = "roster_backup_direction_lag_entries";
+/// Gauge: streams from `source_pool` to `copy_pool` by `state` (steady, behind, stopped).
+pub const BACKUP_DIRECTION_STREAMS: &str = "roster_backup_direction_streams";
+/// Gauge: nodes of either pool that did not answer when the backup status was last gathered.
+pub const BACKUP_UNREACHABLE_NODES: &str = "roster_backup_unreachable_nodes";
+
 /// Latency buckets: registrations are answered in well under a millisecond in memory and a few
 /// milliseconds through Raft; the top buckets catch stalls.
 const DURATION_BUCKETS_S: [f64; 12] = [
@@ -108,6 +118,33 @@ fn describe() {
     metrics::describe_gauge!(
         gauges::NODE_BINDINGS,
         "bindings in all of this node's replicas"
+    );
+    metrics::describe_gauge!(
+        roster_pool::shipper::BACKUP_LAG_ENTRIES,
+        "entries the partner's copy of a group lacks, by group (on the source's leader)"
+    );
+    metrics::describe_gauge!(
+        roster_pool::shipper::BACKUP_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "age of the oldest entry the partner's copy of a group lacks, by group"
+    );
+    metrics::describe_gauge!(
+        BACKUP_DIRECTION_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "largest backup lag of any stream from source_pool to copy_pool (every node reports \
+         the deployment's view: aggregate with max)"
+    );
+    metrics::describe_gauge!(
+        BACKUP_DIRECTION_LAG_ENTRIES,
+        "largest backup lag in entries of any stream from source_pool to copy_pool"
+    );
+    metrics::describe_gauge!(
+        BACKUP_DIRECTION_STREAMS,
+        "backup streams from source_pool to copy_pool, by state"
+    );
+    metrics::describe_gauge!(
+        BACKUP_UNREACHABLE_NODES,
+        "nodes that did not answer when the backup status was last gathered"
     );
     metrics::describe_histogram!(
         roster_pool::BATCH_SIZE,

@@ -372,27 +372,11 @@ mod tests {
     use roster_auth::Credentials;
 
     use super::*;
-
-    fn deployment() -> Deployment {
-        let mut text = String::from(
-            "[deployment]\nname = \"t\"\ncms = \"east\"\n[[site]]\nname = \"a\"\n[[site]]\nname = \"b\"\n\
-             [[pool]]\nid = 1\nname = \"east\"\nsite = \"a\"\ngroups = 4\n\
-             [[pool]]\nid = 2\nname = \"west\"\nsite = \"b\"\ngroups = 4\n\
-             [[pair]]\npools = [\"east\", \"west\"]\n",
-        );
-        for id in 1..=6 {
-            let pool = if id <= 3 { "east" } else { "west" };
-            text.push_str(&format!(
-                "[[node]]\nid = {id}\npool = \"{pool}\"\ncluster = \"127.0.0.1:{}\"\n",
-                7000 + id
-            ));
-        }
-        Deployment::parse(&text).expect("valid deployment")
-    }
+    use crate::test_support::paired_deployment;
 
     fn state(users: usize) -> CmsState {
         let mut cms = CmsState::default();
-        cms.apply(&CmsCommand::SetDeployment(deployment()));
+        cms.apply(&CmsCommand::SetDeployment(paired_deployment("east")));
         let records: Vec<UserRecord> = (0..users)
             .map(|i| UserRecord {
                 aor: format!("sip:u{i:03}@example.com"),
@@ -426,7 +410,7 @@ mod tests {
     #[test]
     fn pages_go_by_aor_and_by_home_pool() {
         let cms = state(300);
-        let deployment = deployment();
+        let deployment = paired_deployment("east");
         let first = page(&cms, &deployment, &query(None, None, None)).expect("page");
         assert_eq!((first.total, first.offset, first.limit), (300, 0, 100));
         assert_eq!(first.users.len(), 100);
@@ -454,7 +438,7 @@ mod tests {
     #[test]
     fn bad_pages_are_400_naming_the_problem() {
         let cms = state(3);
-        let deployment = deployment();
+        let deployment = paired_deployment("east");
         let error = page(&cms, &deployment, &query(None, Some(0), None)).unwrap_err();
         assert_eq!(error.status, 400);
         let error = page(
@@ -471,7 +455,7 @@ mod tests {
 
     #[test]
     fn new_users_resolve_pools_by_name_and_default_to_the_cms_pool() {
-        let deployment = deployment();
+        let deployment = paired_deployment("east");
         let mut west = NewUser::from_password("sip:w@example.com", "w", "example.com", "pw");
         west.pool = Some("west".into());
         let plain = NewUser::from_password("sip:e@example.com", "e", "example.com", "pw");

@@ -1,6 +1,6 @@
 //! What a node's HTTP server and the commands that call it share: the routes of the pool
 //! operations, the bearer token that guards them, and the JSON documents of the directory's
-//! routes ([`users`]).
+//! routes ([`users`]) and of the backup service's status ([`backup`]).
 //!
 //! `roster init` writes the token to `admin.token` (mode 0600); a node reads it from
 //! `[http] admin_token_file`, `roster node drain`, `roster pool rebalance` and `roster user`
@@ -11,6 +11,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
+pub mod backup;
 pub mod users;
 
 /// Shortest admin token accepted, in characters.

@@ -54,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The backup service between paired pools.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Create a pool from a topology file: the cluster CA, node certificates, a shared nonce
     /// key and each node's configuration (start each with `roster start --config`).
     Init {
@@ -319,5 +324,21 @@ pub enum UserCommand {
         /// before anything is sent).
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Every backup stream of both directions between two paired pools, as a node of either
+    /// sees it (a table per direction and its largest lag); exit 0 once printed.
+    Status {
+        #[command(flatten)]
+        node: NodeTarget,
+        /// Print the JSON document (`GET /api/v1/backup`) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Output: human (default) or json (the same as --json).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }

@@ -1,5 +1,5 @@
 //! The commands' minimal HTTP/1.0 client, for talking to a node's HTTP port (`roster pool
-//! status`, `roster node drain`, `roster pool rebalance`, `roster user`): one
+//! status`, `roster node drain`, `roster pool rebalance`, `roster user`, `roster backup`): one
 //! request per connection, the answer read to its end within a size limit and a deadline.
 
 use std::net::SocketAddr;

@@ -11,19 +11,21 @@
 //! user          roster user add|remove|show|list|enable|disable: a pool's directory through
 //!               a node's admin routes, or a users file (add --users-file)
 //! user_import   roster user import FILE.csv: checked, then sent in commands, with progress
+//! backup_status roster backup status: GET /api/v1/backup as tables
 //! cert          roster cert ca | node
 //! pool_status   roster pool status, from every node's HTTP status
 //! pool_admin    roster node drain, roster pool rebalance: calls to a node's admin routes
-//! node_client   the JSON client of user (--url or --topology, failover)
+//! node_client   the JSON client of user and backup_status (--url or --topology, failover)
 //! http_client   the minimal HTTP/1.0 client of pool_status, pool_admin and node_client
 //! ```
 
-use args::{Cli, Command, NodeCommand, PoolCommand};
+use args::{BackupCommand, Cli, Command, NodeCommand, PoolCommand};
 use demo::DemoOptions;
 use runtime::Runtime;
 
 pub mod args;
 
+mod backup_status;
 mod cert;
 mod demo;
 mod http_client;
@@ -115,5 +117,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => pool_admin::drain(&topology, &token_file, node),
         Command::User { command } => user::user(command),
+        Command::Backup {
+            command: BackupCommand::Status { node, json, format },
+        } => {
+            let format = if json { args::Format::Json } else { format };
+            backup_status::print(&node, format)
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The JSON client of a pool's nodes that `roster user` uses: which nodes
+//! The JSON client of a pool's nodes that `roster user` and `roster backup` share: which nodes
 //! to ask (`--url`, or `--topology`'s nodes in a useful order), and one call with its
 //! failover and retries.
 //!
@@ -25,7 +25,8 @@ use super::http_client::{self, ExchangeError};
 const CALL_DEADLINE: Duration = Duration::from_secs(60);
 
 /// How long one exchange may take: a CMS write through the partner pool (a WAN hop and a
-/// commit) fits well within it.
+/// commit) or a backup status gathered from both pools (2 s per node that does not answer)
+/// fits well within it.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest pause a `Retry-After` may ask for.
@@ -36,6 +37,8 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 pub enum NodeOrder {
     /// The CMS's pool, then its partner (the only pools that hold the directory).
     Cms,
+    /// Every pool, in the file's order.
+    Any,
 }
 
 /// A node to ask.
@@ -159,7 +162,8 @@ impl NodeClient {
         loop {
             let node = self.nodes[self.current].clone();
             let request = self.request(method, path, &node, body.as_deref());
-            let size_max = roster::admin_api::users::USERS_ANSWER_SIZE_MAX;
+            let size_max = roster::admin_api::backup::BACKUP_ANSWER_SIZE_MAX
+                .max(roster::admin_api::users::USERS_ANSWER_SIZE_MAX);
             let outcome =
                 http_client::exchange_bytes(node.address, &request, size_max, EXCHANGE_TIMEOUT)
                     .await;
@@ -364,7 +368,7 @@ mod tests {
 
     #[test]
     fn without_a_node_the_error_says_how_to_name_one() {
-        let error = nodes(&NodeTarget::default(), NodeOrder::Cms).unwrap_err();
+        let error = nodes(&NodeTarget::default(), NodeOrder::Any).unwrap_err();
         assert!(error.to_string().contains("--url"), "{error}");
     }
 }

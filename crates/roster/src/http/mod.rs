@@ -1,12 +1,14 @@
 //! The node's HTTP endpoint: Prometheus metrics, health, a JSON status document, a small status
-//! page that renders it, and the pool's admin routes ([`admin`]: pool operations and the
-//! directory, behind a bearer token).
+//! page that renders it, the backup service's status (`GET /api/v1/backup`) and the pool's
+//! admin routes ([`admin`]: pool operations and the directory, behind a bearer token).
 //!
 //! The server knows only the traits it calls: [`StatusSource`] for the status endpoints,
-//! [`admin::Admin`] and [`admin::UsersAdmin`] for the admin routes; the node's startup supplies
-//! them.
+//! [`BackupSource`] for the backup status, [`admin::Admin`] and [`admin::UsersAdmin`] for the
+//! admin routes; the node's startup supplies them.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -20,6 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_api::backup::BACKUP_PATH;
 use crate::admin_api::users::{
     DIRECTORY_PATH, USERS_ENABLED_PATH, USERS_PATH, USERS_REMOVE_PATH, USERS_REQUEST_SIZE_MAX,
     USER_PATH,
@@ -39,8 +42,17 @@ pub trait StatusSource: Send + Sync + 'static {
     fn healthy(&self) -> bool;
 }
 
-/// What only a pool node serves: the admin routes when it has a token.
+/// The backup service's status document (`admin_api::backup::BackupStatus`), gathered from
+/// both pools when asked; a pool node supplies it.
+pub trait BackupSource: Send + Sync + 'static {
+    /// The document, as JSON.
+    fn backup(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send>>;
+}
+
+/// What only a pool node serves: the backup status, and the admin routes when it has a token.
 pub struct PoolRoutes {
+    /// `GET /api/v1/backup`.
+    pub backup: Arc<dyn BackupSource>,
     /// The admin routes; `None` without `[http] admin_token_file`.
     pub admin: Option<admin::AdminAccess>,
 }
@@ -49,10 +61,12 @@ pub struct PoolRoutes {
 struct HttpState {
     status: Arc<dyn StatusSource>,
     prometheus: PrometheusHandle,
+    backup: Option<Arc<dyn BackupSource>>,
     admin: Option<admin::AdminAccess>,
 }
 
-/// Serves HTTP on `listener` until `shutdown`; the admin routes answer only with `pool`.
+/// Serves HTTP on `listener` until `shutdown`; the backup status and the admin routes answer
+/// only with `pool`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: Arc<dyn StatusSource>,
@@ -60,10 +74,14 @@ pub async fn serve(
     pool: Option<PoolRoutes>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let admin = pool.and_then(|pool| pool.admin);
+    let (backup, admin) = match pool {
+        Some(pool) => (Some(pool.backup), pool.admin),
+        None => (None, None),
+    };
     let state = Arc::new(HttpState {
         status,
         prometheus,
+        backup,
         admin,
     });
     let app = Router::new()
@@ -71,6 +89,7 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/status", get(status_json))
         .route("/metrics", get(metrics_text))
+        .route(BACKUP_PATH, get(backup_json))
         .route(DRAIN_ROUTE, post(admin_drain))
         .route(REBALANCE_PATH, post(admin_rebalance))
         .route(DIRECTORY_PATH, get(users_directory))
@@ -108,6 +127,17 @@ async fn metrics_text(State(state): State<Arc<HttpState>>) -> Response {
         state.prometheus.render(),
     )
         .into_response()
+}
+
+async fn backup_json(State(state): State<Arc<HttpState>>) -> Response {
+    match &state.backup {
+        Some(backup) => Json(backup.backup().await).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "this node is not in a pool: it has no backup stream\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn admin_drain(

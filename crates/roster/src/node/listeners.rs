@@ -25,8 +25,8 @@ use crate::{http, telemetry};
 /// How long shutdown waits for in-flight requests.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Serves `service` on every SIP listener of `config` (and HTTP, with a pool node's admin
-/// routes when given) until `shutdown` is cancelled, then drains in-flight
+/// Serves `service` on every SIP listener of `config` (and HTTP, with a pool node's backup
+/// status and admin routes when given) until `shutdown` is cancelled, then drains in-flight
 /// requests.
 pub(super) async fn serve<S: Store>(
     config: &Config,

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use super::{listeners, service, tasks, Listening};
 use crate::admin_api::AdminToken;
+use crate::backup::Backup;
 use crate::clock::now_ms;
 use crate::config::{Config, PoolConfig};
 use crate::http::admin::{Admin, AdminAccess, UsersAdmin};
@@ -115,8 +116,13 @@ pub(super) async fn run(
         users: Arc::new(UserAdmin::new(node.clone(), settings)) as Arc<dyn UsersAdmin>,
         token,
     });
-    let routes = PoolRoutes { admin };
+    let backup = Arc::new(Backup::new(node.clone(), deployment.clone()));
+    let routes = PoolRoutes {
+        backup: backup.clone(),
+        admin,
+    };
     let gauges = tokio::spawn(tasks::record_gauges(node.clone(), shutdown.clone()));
+    let backup_gauges = tokio::spawn(tasks::record_backup_gauges(backup, shutdown.clone()));
     let balancer = pool.leader_balance_interval.map(|period| {
         tokio::spawn(tasks::balance_leaders(
             node.clone(),
@@ -140,7 +146,7 @@ pub(super) async fn run(
         });
     }
     let result = listeners::serve(&config, service, Some(routes), shutdown, on_ready).await;
-    for task in [gauges, shipper, directory] {
+    for task in [gauges, backup_gauges, shipper, directory] {
         task.abort();
     }
     if let Some(balancer) = balancer {
