@@ -68,6 +68,7 @@ pub fn minimal_register_command(n: u32) -> Command {
         path: vec![],
         received: Some("udp:127.0.0.1:5061".into()),
         user_agent: Some("SIPp roster-benches".into()),
+        bindings_max: None,
     })
 }
 
@@ -99,5 +100,6 @@ fn register(n: u32, cseq: u32, change: ContactChange) -> Command {
         path: vec![],
         received: Some("udp:192.0.2.10:5060".into()),
         user_agent: Some("BenchPhone/1.0".into()),
+        bindings_max: None,
     })
 }

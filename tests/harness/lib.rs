@@ -15,6 +15,7 @@ use roster::users::{UserEntry, UsersFile};
 
 pub mod clients;
 pub mod deployment;
+pub mod paired;
 pub mod prometheus;
 pub mod sip_client;
 
@@ -153,7 +154,7 @@ pub(crate) fn spawn_node(
 
 /// Reads a `roster start` process's announcements; the receiver gets its HTTP address (if it
 /// serves HTTP) once it prints `roster: ready`.
-fn watch_ready(stdout: std::process::ChildStdout) -> mpsc::Receiver<Option<SocketAddr>> {
+pub fn watch_ready(stdout: std::process::ChildStdout) -> mpsc::Receiver<Option<SocketAddr>> {
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut http = None;
@@ -285,13 +286,34 @@ impl Drop for Node {
 /// `GET path` on `address` over plain HTTP/1.0; returns (status code, body). Bounded by a
 /// 5 s timeout.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    http_request(address, "GET", path, "", "")
+}
+
+/// `METHOD path` on `address` with extra `headers` (each ending in CRLF) and `body`; the
+/// status and the body. A 5 s connect timeout, 10 s to read the answer.
+pub fn http_request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
         .expect("connect to HTTP");
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    let length = if method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\n{headers}{length}\r\n{body}"
+    )
+    .expect("send");
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("read response");
     let status = text
@@ -306,10 +328,44 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Waits until every node of `http` (id → HTTP address) says in `/status` that its directory
+/// holds at least `count` users, at most `within`; `log` gives a node's log for the message.
+pub fn await_directory_users(
+    http: &std::collections::BTreeMap<u64, SocketAddr>,
+    count: usize,
+    within: Duration,
+    log: impl Fn(u64) -> String,
+) {
+    let deadline = Instant::now() + within;
+    for (&id, &address) in http {
+        loop {
+            let (_, body) = http_get(address, "/status");
+            let known = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|status| status["directory_users"].as_u64())
+                .unwrap_or(0);
+            if known >= count as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} knows {known} of {count} users after {within:?}{}",
+                log(id)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Runs a child to completion, killing it past `deadline`.
 pub fn run_with_deadline(command: &mut Command, deadline: Duration) -> Output {
+    run_with_input(command, Stdio::null(), deadline)
+}
+
+/// Runs a child with `stdin` to completion, killing it past `deadline`.
+pub fn run_with_input(command: &mut Command, stdin: Stdio, deadline: Duration) -> Output {
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -516,24 +572,9 @@ impl Pool {
     /// Waits (at most 60 s) until every running node's directory, its copy of the CMS's users,
     /// holds `count` users: the users file seeds the CMS after the pool starts.
     pub fn await_directory(&self, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for (&id, &http) in &self.http {
-            loop {
-                let (_, body) = http_get(http, "/status");
-                let known = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|status| status["directory_users"].as_u64())
-                    .unwrap_or(0);
-                if known >= count as u64 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "node {id} knows {known} of {count} users after 60 s"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        await_directory_users(&self.http, count, Duration::from_secs(60), |_| {
+            String::new()
+        });
     }
 
     /// Writes the topology of nodes 1..=`count` and runs `roster init` on it.

@@ -15,12 +15,12 @@ pub enum Refusal {
         /// The CSeq stored with the binding.
         stored: u32,
     },
-    /// The AOR would hold more bindings than the policy allows, and the policy rejects.
+    /// The AOR would hold more bindings than its limit allows, and the policy rejects.
     #[error("the address of record would have {count} bindings, more than the limit of {max}")]
     TooManyBindings {
         /// Bindings the request would leave.
         count: usize,
-        /// The policy's limit.
+        /// The limit applied: the policy's, or the user's own when lower.
         max: usize,
     },
 }
@@ -72,11 +72,12 @@ pub(crate) fn apply_register_owned(
         ContactChange::Query => false,
         ContactChange::RemoveAll => remove_all(&mut next, command)?,
         ContactChange::Update(updates) => {
+            let held = next.len();
             let mut changed = false;
             for update in updates {
                 changed |= update_one(&mut next, command, update, now_ms)?;
             }
-            enforce_limit(&mut next, policy)?;
+            enforce_limit(&mut next, held, policy, command.bindings_max)?;
             changed
         }
     };
@@ -126,12 +127,23 @@ fn check_order(binding: &Binding, command: &RegisterCommand) -> Result<(), Refus
     Ok(())
 }
 
-fn enforce_limit(next: &mut Vec<Binding>, policy: &Policy) -> Result<(), Refusal> {
-    let max = policy.bindings_per_aor_max;
+/// Holds the AOR to `min(policy, user)` bindings: the user's own limit (from its directory
+/// record, carried in the command) only ever lowers the policy's. `held` is how many live
+/// bindings the AOR had before the request: under [`Overflow::Reject`] a request that adds none
+/// (a refresh, a removal) passes even above a limit lowered since, so that a phone can always
+/// refresh or leave; only growth past the limit is refused.
+fn enforce_limit(
+    next: &mut Vec<Binding>,
+    held: usize,
+    policy: &Policy,
+    user_max: Option<u32>,
+) -> Result<(), Refusal> {
+    let max = effective_limit(policy, user_max);
     if next.len() <= max {
         return Ok(());
     }
     match policy.overflow {
+        Overflow::Reject if next.len() <= held => Ok(()),
         Overflow::Reject => Err(Refusal::TooManyBindings {
             count: next.len(),
             max,
@@ -144,6 +156,16 @@ fn enforce_limit(next: &mut Vec<Binding>, policy: &Policy) -> Result<(), Refusal
             Ok(())
         }
     }
+}
+
+/// The binding limit a REGISTER is held to: the policy's, lowered by the user's own. A user
+/// limit of 0 (the CMS refuses it) counts as 1, so that a record can never forbid every binding
+/// by accident.
+fn effective_limit(policy: &Policy, user_max: Option<u32>) -> usize {
+    let user = user_max.map_or(usize::MAX, |max| {
+        usize::try_from(max.max(1)).unwrap_or(usize::MAX)
+    });
+    policy.bindings_per_aor_max.min(user)
 }
 
 fn new_binding(command: &RegisterCommand, update: &ContactUpdate, now_ms: u64) -> Binding {
@@ -190,6 +212,7 @@ mod tests {
             path: vec![],
             received: None,
             user_agent: None,
+            bindings_max: None,
         }
     }
 
@@ -302,6 +325,89 @@ mod tests {
         let mut left = contacts(&bindings);
         left.sort();
         assert_eq!(left, ["<sip:b@h>", "<sip:c@h>"]);
+    }
+
+    /// Adds `uris` one REGISTER each (Call-ID `c`, rising CSeq) with the user limit `user_max`.
+    fn fill(uris: &[&str], user_max: Option<u32>, policy: &Policy) -> Vec<Binding> {
+        let mut bindings = vec![];
+        for (i, uri) in uris.iter().enumerate() {
+            let mut add = register(
+                "c",
+                i as u32 + 1,
+                ContactChange::Update(vec![update(uri, 60)]),
+            );
+            add.bindings_max = user_max;
+            apply_register(&mut bindings, &add, T0 + i as u64, policy).unwrap();
+        }
+        bindings
+    }
+
+    #[test]
+    fn a_user_limit_below_the_policy_rejects_or_evicts() {
+        let mut policy = Policy::default();
+        assert_eq!(policy.bindings_per_aor_max, 8);
+        let mut bindings = fill(&["sip:a@h", "sip:b@h"], Some(2), &policy);
+        let mut third = register("c", 3, ContactChange::Update(vec![update("sip:c@h", 60)]));
+        third.bindings_max = Some(2);
+        let refusal = apply_register(&mut bindings, &third, T0 + 10, &policy).unwrap_err();
+        assert_eq!(refusal, Refusal::TooManyBindings { count: 3, max: 2 });
+        assert_eq!(contacts(&bindings), ["<sip:a@h>", "<sip:b@h>"]);
+        // A refresh of a held binding is no new binding: the limit does not stand in its way.
+        let mut refresh = register("c", 4, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        refresh.bindings_max = Some(2);
+        apply_register(&mut bindings, &refresh, T0 + 11, &policy).unwrap();
+
+        policy.overflow = Overflow::EvictOldest;
+        third.cseq = 5;
+        apply_register(&mut bindings, &third, T0 + 12, &policy).unwrap();
+        let mut left = contacts(&bindings);
+        left.sort();
+        assert_eq!(
+            left,
+            ["<sip:a@h>", "<sip:c@h>"],
+            "b was the least recently refreshed"
+        );
+    }
+
+    #[test]
+    fn a_user_limit_above_the_policy_does_not_raise_it() {
+        let policy = Policy {
+            bindings_per_aor_max: 2,
+            ..Policy::default()
+        };
+        let mut bindings = fill(&["sip:a@h", "sip:b@h"], Some(50), &policy);
+        let mut third = register("c", 3, ContactChange::Update(vec![update("sip:c@h", 60)]));
+        third.bindings_max = Some(50);
+        let refusal = apply_register(&mut bindings, &third, T0 + 10, &policy).unwrap_err();
+        assert_eq!(refusal, Refusal::TooManyBindings { count: 3, max: 2 });
+    }
+
+    #[test]
+    fn a_lowered_limit_refuses_growth_but_not_refreshes_or_removals() {
+        // Bindings held under a higher limit stay; the limit a command carries stops growth.
+        let policy = Policy::default();
+        let mut bindings = fill(&["sip:a@h", "sip:b@h", "sip:c@h"], None, &policy);
+        let limited = |cseq: u32, change: ContactChange| {
+            let mut command = register("c", cseq, change);
+            command.bindings_max = Some(1);
+            command
+        };
+        let grow = limited(4, ContactChange::Update(vec![update("sip:d@h", 60)]));
+        let refusal = apply_register(&mut bindings, &grow, T0 + 10, &policy).unwrap_err();
+        assert_eq!(refusal, Refusal::TooManyBindings { count: 4, max: 1 });
+        let refresh = limited(5, ContactChange::Update(vec![update("sip:a@h", 60)]));
+        apply_register(&mut bindings, &refresh, T0 + 11, &policy).unwrap();
+        let remove = limited(6, ContactChange::Update(vec![update("sip:c@h", 0)]));
+        apply_register(&mut bindings, &remove, T0 + 12, &policy).unwrap();
+        assert_eq!(bindings.len(), 2);
+        // Evicting trims to the lowered limit on the next change, keeping the freshest.
+        let evicting = Policy {
+            overflow: Overflow::EvictOldest,
+            ..Policy::default()
+        };
+        let refresh = limited(7, ContactChange::Update(vec![update("sip:b@h", 60)]));
+        apply_register(&mut bindings, &refresh, T0 + 13, &evicting).unwrap();
+        assert_eq!(contacts(&bindings), ["<sip:b@h>"]);
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub struct User {
     pub aor: String,
     /// Digest credentials (HA1 hashes only); `credentials.username` is the digest user name.
     pub credentials: Credentials,
+    /// The user's own binding limit (`None`: the policy's). The front puts it in the user's
+    /// REGISTER commands; apply holds the AOR to `min(policy, this)`.
+    pub bindings_max: Option<u32>,
 }
 
 /// A directory that cannot be built.

@@ -396,6 +396,12 @@ impl Front {
             },
             outbound,
         };
+        // The user's own limit travels in the command: apply (on every replica) reads no
+        // directory.
+        let bindings_max = self
+            .directory
+            .by_aor(&aor)
+            .and_then(|user| user.bindings_max);
         let command = RegisterCommand {
             aor,
             call_id: common.call_id,
@@ -407,6 +413,7 @@ impl Front {
                 .headers
                 .get(&HeaderName::UserAgent)
                 .map(str::to_string),
+            bindings_max,
         };
         Ok(Action::Apply {
             command: Command::Register(command),

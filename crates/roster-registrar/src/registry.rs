@@ -218,6 +218,7 @@ mod tests {
             path: vec![],
             received: None,
             user_agent: None,
+            bindings_max: None,
         })
     }
 

@@ -14,8 +14,11 @@
 //! overview      the deployment as this node sees it (every node of both pools, replication,
 //!               the CMS), gathered with short timeouts for the status page and the CLI
 //! pool_admin    the admin server's operations (drain, rebalance) over a pool node
-//! http          the HTTP endpoint: metrics, health, status, admin routes behind a token;
-//!               it knows the traits it calls (StatusSource, Admin), never the node
+//! user_admin    the directory's admin operations (users in the CMS) over a pool node
+//! backup        the backup status document and its per-direction gauges, over a pool node
+//! http          the HTTP endpoint: metrics, health, status, backup status, admin routes
+//!               behind a token; it knows the traits it calls (StatusSource, BackupSource,
+//!               Admin, UsersAdmin), never the node
 //! sip           the request path (service), UDP server transactions, UDP, TCP, TLS
 //! store         the Store trait, MemoryStore, PoolStore
 //! telemetry     metric names and the Prometheus recorder
@@ -23,7 +26,8 @@
 //! topology      a pool's topology file
 //! users         the users file (HA1 hashes)
 //! secret        writing files only their owner may read (keys, tokens, hashes)
-//! admin_api     the admin routes and bearer token, shared with the commands
+//! admin_api     the admin routes, bearer token and JSON documents (directory, backup
+//!               status), shared with the commands
 //! http_client   a minimal HTTP/1.0 client (the commands, and overview's gathering)
 //! clock         the one wall-clock read, and a monotonic clock
 //! diagnose      who holds a data directory's lock or an address (from /proc), for errors
@@ -40,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod admin_api;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod diagnose;
@@ -53,4 +58,8 @@ pub mod sip;
 pub mod store;
 pub mod telemetry;
 pub mod topology;
+pub mod user_admin;
 pub mod users;
+
+#[cfg(test)]
+mod test_support;

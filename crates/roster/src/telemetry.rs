@@ -47,6 +47,15 @@ pub const NODE_GROUPS_WITHOUT_LEADER: &str = "roster_node_groups_without_leader"
 pub const NODE_GROUPS_WITHOUT_QUORUM: &str = "roster_node_groups_without_quorum";
 /// Gauge: 1, labelled with the running `version`.
 pub const BUILD_INFO: &str = "roster_build_info";
+/// Gauge: the largest backup lag of any stream from `source_pool` to `copy_pool`, in seconds,
+/// as this node sees the deployment (every node reports every direction: aggregate with `max`).
+pub const BACKUP_DIRECTION_LAG_SECONDS: &str = "roster_backup_direction_lag_seconds";
+/// Gauge: the largest backup lag of any stream from `source_pool` to `copy_pool`, in entries.
+pub const BACKUP_DIRECTION_LAG_ENTRIES: &str = "roster_backup_direction_lag_entries";
+/// Gauge: streams from `source_pool` to `copy_pool` by `state` (steady, behind, stopped).
+pub const BACKUP_DIRECTION_STREAMS: &str = "roster_backup_direction_streams";
+/// Gauge: nodes of either pool that did not answer when the backup status was last gathered.
+pub const BACKUP_UNREACHABLE_NODES: &str = "roster_backup_unreachable_nodes";
 
 /// Latency buckets: registrations are answered in well under a millisecond in memory and a few
 /// milliseconds through Raft; the top buckets catch stalls.
@@ -133,6 +142,33 @@ fn describe() {
         "groups this node leads that have not heard from a quorum lately"
     );
     metrics::describe_gauge!(BUILD_INFO, "1, labelled with the running version");
+    metrics::describe_gauge!(
+        roster_pool::shipper::BACKUP_LAG_ENTRIES,
+        "entries the partner's copy of a group lacks, by group (on the source's leader)"
+    );
+    metrics::describe_gauge!(
+        roster_pool::shipper::BACKUP_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "age of the oldest entry the partner's copy of a group lacks, by group"
+    );
+    metrics::describe_gauge!(
+        BACKUP_DIRECTION_LAG_SECONDS,
+        metrics::Unit::Seconds,
+        "largest backup lag of any stream from source_pool to copy_pool (every node reports \
+         the deployment's view: aggregate with max)"
+    );
+    metrics::describe_gauge!(
+        BACKUP_DIRECTION_LAG_ENTRIES,
+        "largest backup lag in entries of any stream from source_pool to copy_pool"
+    );
+    metrics::describe_gauge!(
+        BACKUP_DIRECTION_STREAMS,
+        "backup streams from source_pool to copy_pool, by state"
+    );
+    metrics::describe_gauge!(
+        BACKUP_UNREACHABLE_NODES,
+        "nodes that did not answer when the backup status was last gathered"
+    );
     metrics::describe_histogram!(
         roster_pool::BATCH_SIZE,
         "requests per message sent to a peer"

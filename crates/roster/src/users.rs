@@ -162,6 +162,7 @@ pub fn directory(file: UsersFile) -> Result<Directory, String> {
                 ha1_md5: entry.ha1_md5.map(|h| h.to_ascii_lowercase()),
                 ha1_sha256: entry.ha1_sha256.map(|h| h.to_ascii_lowercase()),
             },
+            bindings_max: None,
         });
     }
     Directory::new(users).map_err(|error| error.to_string())

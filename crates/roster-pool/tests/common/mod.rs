@@ -335,6 +335,7 @@ pub fn register(user: u32, cseq: u32) -> (String, Command) {
         path: vec![],
         received: None,
         user_agent: None,
+        bindings_max: None,
     });
     (aor, command)
 }

@@ -42,6 +42,7 @@ fn register(aor: &str, cseq: u32, uri: &str, expires_s: u32) -> Command {
         path: vec![],
         received: None,
         user_agent: None,
+        bindings_max: None,
     })
 }
 

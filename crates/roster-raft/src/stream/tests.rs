@@ -40,6 +40,7 @@ fn register(user: u64, cseq: u32, expires_s: u32) -> Command {
         path: vec![],
         received: None,
         user_agent: Some("test".into()),
+        bindings_max: None,
     })
 }
 

@@ -29,6 +29,7 @@ fn user(name: &str, password: &str) -> User {
     User {
         aor: format!("sip:{name}@example.com"),
         credentials: Credentials::from_password(name, REALM, password),
+        bindings_max: None,
     }
 }
 
@@ -336,6 +337,49 @@ fn binding_limit_rejects_with_403() {
     let r = h.register("alice", "c1", 9, "Contact: <sip:a@h8>\n");
     assert_eq!(r.status, 403);
     assert_eq!(contacts(&h.register("alice", "q", 1, "")).len(), 8);
+}
+
+#[test]
+fn a_users_own_limit_travels_in_its_command_and_holds() {
+    let mut h = Harness::new();
+    let limited = User {
+        bindings_max: Some(2),
+        ..user("alice", "wonder")
+    };
+    h.front.set_directory(
+        Directory::new(vec![limited, user("bob", "builder")]).expect("unique users"),
+    );
+    for i in 0..2 {
+        let r = h.register("alice", "c1", i + 1, &format!("Contact: <sip:a@h{i}>\n"));
+        assert_eq!(r.status, 200);
+    }
+    let r = h.register("alice", "c1", 3, "Contact: <sip:a@h2>\n");
+    assert_eq!(r.status, 403, "alice may hold 2 bindings");
+    assert_eq!(contacts(&h.register("alice", "q", 1, "")).len(), 2);
+    // bob has no limit of his own: the policy's 8.
+    for i in 0..3 {
+        let r = h.register("bob", "c2", i + 1, &format!("Contact: <sip:b@h{i}>\n"));
+        assert_eq!(r.status, 200);
+    }
+    // The command itself carries the limit, so that every replica applies the same one.
+    let wire = "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\r\n\
+                From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n\
+                Call-ID: c9\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@h9>\r\nContent-Length: 0\r\n\r\n";
+    let Ok(Message::Request(request)) = parse_message(wire.as_bytes()) else {
+        panic!("parses");
+    };
+    let context = RequestContext {
+        now_ms: h.now_ms,
+        transport: Transport::Udp,
+        source: h.source,
+    };
+    match h.front.handle_request(&request, &context) {
+        Action::Apply {
+            command: Command::Register(register),
+            ..
+        } => assert_eq!(register.bindings_max, Some(2)),
+        _ => panic!("a REGISTER to apply"),
+    }
 }
 
 #[test]

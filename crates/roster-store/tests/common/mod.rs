@@ -57,6 +57,7 @@ pub fn register_entry(index: u64) -> typ::Entry {
         path: vec![],
         received: None,
         user_agent: None,
+        bindings_max: None,
     });
     typ::Entry {
         log_id: log_id(1, index),

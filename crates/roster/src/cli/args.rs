@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::access::{Access, Format};
+use super::access::Access;
+pub use super::access::Format;
 
 /// Roster: a geo-redundant SIP registrar cluster.
 #[derive(Parser)]
@@ -73,10 +74,17 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(0..=super::demo::WAN_LATENCY_MS_MAX))]
         wan_latency_ms: Option<u64>,
     },
-    /// Manage the users file.
+    /// Users: in a pool's directory (the CMS, through any node: --url or --topology), or in
+    /// a users file (a single node's `auth.users_file`, or the file `roster init --users`
+    /// seeds a new pool's directory from).
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The backup service between paired pools.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
     },
     /// Create a deployment from a topology file: the CA, node certificates, a shared nonce
     /// key and each node's configuration (start each with `roster start --config`). Run again
@@ -274,22 +282,160 @@ pub struct NodeAdmin {
     pub format: Format,
 }
 
+/// Which node a command asks: `--url` (repeatable, tried in order) or any node of
+/// `--topology` that answers.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct NodeTarget {
+    /// A node's HTTP address, `http://HOST:PORT` (repeat to name fallbacks); no topology file
+    /// needed.
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
+    /// The deployment's topology: its nodes' `http` addresses are tried in turn.
+    #[arg(long, value_name = "FILE", conflicts_with = "urls")]
+    pub topology: Option<PathBuf>,
+}
+
+/// A node of the pool and the admin token, for the directory commands.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AdminTarget {
+    #[command(flatten)]
+    pub node: NodeTarget,
+    /// The admin token file `roster init` wrote (admin.token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// `table` (default: tables and sentences) or `json`.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Add a user to a users file (created if missing); the password is read from standard
-    /// input and only its HA1 hashes are stored.
+    /// Add a user (or with --replace change one). The password is read from standard input
+    /// (one line); only its HA1 hashes (MD5 and SHA-256) are computed and stored, never the
+    /// password.
+    ///
+    /// With --url or --topology the user goes into the pool's directory (the CMS) through a
+    /// node, and every node of both paired pools knows it within a second. With --users-file
+    /// it is written to a users file instead: a single node's `auth.users_file` (a node
+    /// without `[pool]`, read at its start), or the file `roster init --users` seeds a new
+    /// pool's directory from.
     Add {
-        /// The users file.
-        #[arg(long, value_name = "FILE")]
-        users_file: PathBuf,
+        /// The users file to write (created if missing), instead of a pool's directory.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["urls", "topology", "token_file", "bindings_max", "replace"])]
+        users_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: AdminTarget,
         /// The address of record, e.g. sip:alice@example.com.
         #[arg(long)]
         aor: String,
         /// Digest user name (default: the AOR's user part).
         #[arg(long)]
         username: Option<String>,
-        /// Digest realm (default: the AOR's domain).
+        /// Digest realm the hashes are computed in (default: the realm the node challenges in;
+        /// with --users-file, the AOR's domain).
         #[arg(long)]
         realm: Option<String>,
+        /// The user's home pool, by name (default: the CMS's pool).
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
+        /// Bindings the user may hold at once (default: the registrar's policy; a lower value
+        /// of either wins).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        bindings_max: Option<u32>,
+        /// Replace the user if the AOR exists (a password change).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove users from the pool's directory: they can no longer register.
+    Remove {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// An address of record (repeat for several).
+        #[arg(long = "aor", value_name = "AOR", required = true)]
+        aors: Vec<String>,
+        /// Succeed even when a user is not in the directory (like `rm -f`).
+        #[arg(long)]
+        missing_ok: bool,
+    },
+    /// Show one user of the pool's directory (never its hashes: which algorithms it has).
+    Show {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The address of record.
+        #[arg(long)]
+        aor: String,
+    },
+    /// List users of the pool's directory by AOR, a page at a time.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Only users homed on this pool, by name.
+        #[arg(long, value_name = "NAME")]
+        pool: Option<String>,
+        /// Skip this many users first.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        offset: usize,
+        /// Users to list.
+        #[arg(long, value_name = "N", default_value_t = 100, conflicts_with = "all")]
+        limit: usize,
+        /// List every user.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Let a user of the pool's directory register again.
+    Enable {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The address of record.
+        #[arg(long)]
+        aor: String,
+    },
+    /// Stop a user of the pool's directory from registering (the nodes no longer know it)
+    /// until enabled again.
+    Disable {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The address of record.
+        #[arg(long)]
+        aor: String,
+    },
+    /// Import users from a CSV file into the pool's directory, checking every line before
+    /// anything is sent.
+    ///
+    /// The first line names the columns, in any order: `aor` (required); `password` (hashed
+    /// here with the realm, never sent) or `ha1_md5` and/or `ha1_sha256` (hex, computed in the
+    /// realm the nodes challenge in); `username` (default: the AOR's user part); `pool` (home
+    /// pool by name, default: the CMS's pool); `bindings_max` (default: the policy's);
+    /// `enabled` (true/false, default true). Fields are separated by commas; a field with a
+    /// comma or a quote is quoted ("a ""b"""). Blank lines are skipped.
+    Import {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The CSV file.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// Digest realm passwords are hashed in (default: the realm the node challenges in).
+        #[arg(long)]
+        realm: Option<String>,
+        /// Replace users whose AOR exists (without it, any existing AOR stops the import
+        /// before anything is sent).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Every backup stream of both directions between two paired pools, as a node of either
+    /// sees it (a table per direction and its largest lag); exit 0 once printed.
+    Status {
+        #[command(flatten)]
+        node: NodeTarget,
+        /// Print the JSON document (`GET /api/v1/backup`) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Output: human (default) or json (the same as --json).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }

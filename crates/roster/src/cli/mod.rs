@@ -9,32 +9,39 @@
 //! demo          roster demo: a pool of three `roster start` processes, watched
 //! init          roster init: CA, certificates, nonce key, admin token, each node's config
 //! logging       the log on standard error: text without colours off a terminal, or JSON
-//! user          roster user add
+//! user          roster user add|remove|show|list|enable|disable: a pool's directory through
+//!               a node's admin routes, or a users file (add --users-file)
+//! user_import   roster user import FILE.csv: checked, then sent in commands, with progress
+//! backup_status roster backup status: GET /api/v1/backup as tables
 //! cert          roster cert ca | node
 //! access        --url or --topology: how a command reaches the deployment's overview
 //! status        roster node status, roster pool status: tables or JSON from the overview
 //! pool_admin    roster node drain | handover, roster pool rebalance: calls to a node's admin
 //!               routes
 //! failover      roster pool failover | failback, roster cms failover: step by step
+//! node_client   the JSON client of user and backup_status (--url or --topology)
 //! ```
 
-use args::{Cli, CmsOperation, Command, NodeCommand, PoolCommand, UserCommand};
+use args::{BackupCommand, Cli, CmsOperation, Command, NodeCommand, PoolCommand};
 use demo::DemoOptions;
 use runtime::Runtime;
 
 pub mod args;
 
 mod access;
+mod backup_status;
 mod cert;
 mod demo;
 mod failover;
 mod init;
 mod logging;
+mod node_client;
 mod pool_admin;
 mod runtime;
 mod start;
 mod status;
 mod user;
+mod user_import;
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -167,14 +174,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node {
             command: NodeCommand::Drain { on },
         } => pool_admin::drain(&on),
-        Command::User {
-            command:
-                UserCommand::Add {
-                    users_file,
-                    aor,
-                    username,
-                    realm,
-                },
-        } => user::add_user(users_file, aor, username, realm),
+        Command::User { command } => user::user(command),
+        Command::Backup {
+            command: BackupCommand::Status { node, json, format },
+        } => {
+            let format = if json { args::Format::Json } else { format };
+            backup_status::print(&node, format)
+        }
     }
 }

@@ -26,7 +26,7 @@ use crate::{http, telemetry};
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Serves `service` on every SIP listener of `config` (and HTTP, with a pool node's admin
-/// operations and overview when given) until `shutdown` is cancelled, then drains in-flight
+/// operations, overview and backup status when given) until `shutdown` is cancelled, then drains in-flight
 /// requests.
 pub(super) async fn serve<S: Store>(
     config: &Config,

@@ -23,13 +23,15 @@ use tracing::{info, warn};
 
 use super::{listeners, service, tasks, Listening};
 use crate::admin_api::AdminToken;
+use crate::backup::Backup;
 use crate::clock::now_ms;
 use crate::config::{Config, PoolConfig};
-use crate::http::admin::{Admin, AdminAccess};
+use crate::http::admin::{Admin, AdminAccess, UsersAdmin};
 use crate::http::{OverviewSource, PoolEndpoints};
 use crate::pool_admin::PoolAdmin;
 use crate::store::PoolStore;
 use crate::topology::read_topology;
+use crate::user_admin::{DirectorySettings, UserAdmin};
 
 /// How long a pool write or read may take before the client gets `503`: a leader election
 /// (0.7–1.4 s) fits, a lost quorum does not hang the client.
@@ -94,12 +96,18 @@ pub(super) async fn run(
         "pool node started"
     );
     let service = Arc::new(service::build(&config, PoolStore::new(node.clone()))?);
+    let settings = DirectorySettings {
+        deployment: deployment.clone(),
+        realm: config.auth.as_ref().map(|auth| auth.realm.clone()),
+        domains: config.domains.clone(),
+    };
     let admin = admin_token.map(|token| AdminAccess {
         admin: Arc::new(PoolAdmin::new(
             node.clone(),
             server.network(),
             pool.topology.clone(),
         )) as Arc<dyn Admin>,
+        users: Arc::new(UserAdmin::new(node.clone(), settings)) as Arc<dyn UsersAdmin>,
         token,
     });
     // A leader cut off from its quorum for two election timeouts refuses requests.
@@ -107,6 +115,11 @@ pub(super) async fn run(
     let gauges = tokio::spawn(tasks::record_gauges(
         node.clone(),
         quorum_ack_limit_ms,
+        shutdown.clone(),
+    ));
+    let backup = Arc::new(Backup::new(node.clone(), deployment.clone()));
+    let backup_gauges = tokio::spawn(tasks::record_backup_gauges(
+        backup.clone(),
         shutdown.clone(),
     ));
     let balancer = pool.leader_balance_interval.map(|period| {
@@ -142,9 +155,10 @@ pub(super) async fn run(
     let endpoints = PoolEndpoints {
         admin,
         overview: Some(Arc::new(Overview(gatherer))),
+        backup: Some(backup),
     };
     let result = listeners::serve(&config, service, endpoints, shutdown, on_ready).await;
-    for task in [gauges, shipper, watcher, directory] {
+    for task in [gauges, backup_gauges, shipper, watcher, directory] {
         task.abort();
     }
     if let Some(balancer) = balancer {

@@ -1,5 +1,5 @@
 //! A node's periodic work: purging expired bindings, and for a pool node refreshing its
-//! per-group gauges and balancing the pool's leaders.
+//! per-group and backup gauges, balancing the pool's leaders and following the CMS's directory.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::backup::Backup;
 use crate::clock::now_ms;
 use crate::sip::service::Service;
 use crate::store::Store;
@@ -43,6 +44,22 @@ pub(super) async fn record_gauges<N: roster_net::Network>(
     every(Instant::now(), GAUGE_INTERVAL, &shutdown, || async {
         node.record_gauges();
         crate::telemetry::NodeGauges::count(&node.status(), quorum_ack_limit_ms).record();
+    })
+    .await;
+}
+
+/// How often the per-direction backup gauges (`roster_backup_direction_*`) are refreshed:
+/// each refresh asks every node of both pools what it ships (a few small RPCs), and alerting
+/// on a lag bound of seconds needs no finer grain.
+const BACKUP_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Refreshes the backup service's per-direction gauges until `shutdown`.
+pub(super) async fn record_backup_gauges<N: roster_net::Network>(
+    backup: Arc<Backup<N>>,
+    shutdown: CancellationToken,
+) {
+    every(Instant::now(), BACKUP_GAUGE_INTERVAL, &shutdown, || async {
+        crate::backup::record_gauges(&backup.status().await);
     })
     .await;
 }
@@ -136,6 +153,7 @@ pub(super) async fn sync_directory<S: Store>(
                         .map(|user| roster_registrar::User {
                             aor: user.aor.clone(),
                             credentials: user.credentials.clone(),
+                            bindings_max: user.bindings_max,
                         })
                         .collect()
                 })

@@ -1,14 +1,19 @@
-//! What a node's admin server and the commands that call it share: the routes of the pool
-//! operations (drain, rebalance, failover, failback, CMS failover) and the bearer token that guards them.
+//! What a node's HTTP server and the commands that call it share: the routes of the pool
+//! operations (drain, handover, rebalance, failover, failback, CMS failover), the bearer token
+//! that guards them, and the JSON documents of the directory's routes ([`users`]) and of the
+//! backup service's status ([`backup`]).
 //!
 //! `roster init` writes the token to `admin.token` (mode 0600); a node reads it from
-//! `[http] admin_token_file`, `roster node drain` and `roster pool rebalance` from
-//! `--token-file`.
+//! `[http] admin_token_file`, `roster node drain`, `roster pool rebalance` and `roster user`
+//! from `--token-file`.
 
 use std::fmt;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
+
+pub mod backup;
+pub mod users;
 
 /// Shortest admin token accepted, in characters.
 pub const ADMIN_TOKEN_LEN_MIN: usize = 32;
