@@ -116,7 +116,12 @@ impl Paired {
     }
 
     fn spawn(&mut self, id: u64) -> mpsc::Receiver<Option<SocketAddr>> {
-        let log = std::fs::File::create(self.log_path(id)).expect("node log");
+        // Appended to: a restarted node's log follows its first life's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("node log");
         let mut child = Command::new(roster_bin())
             .arg("start")
             .arg("--config")
@@ -129,6 +134,28 @@ impl Paired {
         let stdout = child.stdout.take().expect("stdout piped");
         self.children.insert(id, child);
         watch_ready(stdout)
+    }
+
+    /// Kills node `id` with SIGKILL and waits for it to end.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `id` again (after [`Paired::kill`]) and waits until it is ready.
+    pub fn restart(&mut self, id: u64) {
+        let ready = self.spawn(id);
+        match ready.recv_timeout(READY_DEADLINE) {
+            Ok(Some(address)) => {
+                self.http.insert(id, address);
+            }
+            _ => panic!(
+                "node {id} not ready again within {READY_DEADLINE:?}; its log ends:\n{}",
+                self.log_tail(id)
+            ),
+        }
     }
 
     /// Node `id`'s configuration file.

@@ -1,0 +1,241 @@
+//! A lost site, with real processes: two paired pools (east holds the CMS and its users; west
+//! their backup copies). Every east node is killed with SIGKILL; `roster pool failover east
+//! --disaster` is refused until `roster cms failover` moved the CMS; then west serves east's
+//! users with everything they had registered. East comes back, learns that west owns its users
+//! and sends their requests there; `roster pool failback east` gives them back, and nothing
+//! acknowledged at either site is lost.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use roster_tests::paired::{roster_command, shown, Paired};
+use roster_tests::sip_client::{Credentials, SipClient};
+use roster_tests::{http_get, Users};
+
+const PASSWORD: &str = "f4ilover-pw";
+const USERS: usize = 24;
+const GROUPS: u32 = 4;
+
+fn client(target: SocketAddr) -> SipClient {
+    SipClient::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), target)
+}
+
+fn contact(user: usize, phase: &str) -> String {
+    format!("sip:t{user}-{phase}@127.0.0.1:5999")
+}
+
+/// Registers `contact(user, phase)` for every user in `users` at `target`, retrying a `503`
+/// (a pool just started or changing owner) for up to 60 s per user.
+fn register(target: SocketAddr, users: std::ops::Range<usize>, phase: &str) {
+    let mut sip = client(target);
+    for user in users {
+        let name = format!("t{user}");
+        let credentials = Credentials {
+            user: &name,
+            password: PASSWORD,
+        };
+        let extra = format!("Contact: <{}>\r\nExpires: 3600\r\n", contact(user, phase));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = sip.send_authenticated(
+                "REGISTER",
+                "sip:example.com",
+                &format!("sip:{name}@example.com"),
+                &credentials,
+                &extra,
+            );
+            match answer {
+                Some((response, _)) if response.status == 200 => break,
+                other => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "REGISTER of {name} ({phase}) at {target} never acknowledged: {:?}",
+                        other.map(|(response, _)| response.status)
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}
+
+/// Asserts every user in `users` has `contact(user, phase)` bound, asked at `target`.
+fn assert_bound(target: SocketAddr, users: std::ops::Range<usize>, phase: &str, when: &str) {
+    let mut sip = client(target);
+    for user in users {
+        let name = format!("t{user}");
+        let credentials = Credentials {
+            user: &name,
+            password: PASSWORD,
+        };
+        let wanted = contact(user, phase);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, contacts) = sip.bindings(&credentials);
+            if status == 200 && contacts.iter().any(|c| c.contains(&wanted)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{when}: {name} at {target} answers {status} with {contacts:?}, not {wanted}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Waits (60 s at most) until every backup stream of both directions is steady with no lag.
+fn await_steady(paired: &Paired, node: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(paired.http[&node], "/api/v1/backup");
+        let steady = status == 200
+            && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|report| {
+                report["directions"].as_array().is_some_and(|directions| {
+                    directions.iter().all(|direction| {
+                        direction["groups"].as_array().is_some_and(|groups| {
+                            groups.iter().all(|group| {
+                                group["state"] == "steady" && group["lag_entries"] == 0
+                            })
+                        })
+                    })
+                })
+            });
+        if steady {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup streams never became steady: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The ownership of pool 1 (east) in node `node`'s status: (owner, epoch).
+fn east_ownership(paired: &Paired, node: u64) -> Option<(u64, u64)> {
+    let (status, body) = http_get(paired.http[&node], "/status");
+    let status_json: serde_json::Value = (status == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()?;
+    let east = &status_json["store"]["ownership"]["pools"]["1"];
+    Some((east["owner"].as_u64()?, east["epoch"].as_u64()?))
+}
+
+#[test]
+fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
+    let mut paired = Paired::start(
+        &Users {
+            count: USERS,
+            password: PASSWORD.into(),
+        },
+        GROUPS,
+    );
+    let topology = paired.topology();
+    let topology = topology.to_str().expect("utf-8 path");
+    let token = paired.token_file();
+    let token = token.to_str().expect("utf-8 path");
+    let dir = paired.dir.path().to_path_buf();
+    let roster = |args: &[&str]| {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--topology", topology, "--token-file", token]);
+        roster_command(&full, "", &dir)
+    };
+
+    // East's users register at east; the streams carry everything to west.
+    register(paired.sip[&1], 0..USERS, "before");
+    await_steady(&paired, 4);
+
+    // While east answers, a disaster failover is refused: nothing changes.
+    let refused = roster(&["pool", "failover", "east", "--disaster"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", shown(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("answers"),
+        "{}",
+        shown(&refused)
+    );
+
+    // The site is lost.
+    for node in 1..=3 {
+        paired.kill(node);
+    }
+    // The CMS lived on east: the pool failover needs the CMS failover first.
+    let refused = roster(&["pool", "failover", "east", "--disaster"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", shown(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("roster cms failover"),
+        "{}",
+        shown(&refused)
+    );
+    let cms = roster(&["cms", "failover"]);
+    assert!(cms.status.success(), "{}", shown(&cms));
+    let started = Instant::now();
+    let failover = roster(&["pool", "failover", "east", "--disaster"]);
+    assert!(failover.status.success(), "{}", shown(&failover));
+    let printed = String::from_utf8_lossy(&failover.stdout).into_owned();
+    assert!(
+        printed.contains("pool west serves pool east's users now, at epoch 2"),
+        "{printed}"
+    );
+    println!("{printed}(failover command: {:?})", started.elapsed());
+
+    // West serves east's users with everything they had, and takes new registrations.
+    assert_bound(paired.sip[&5], 0..USERS, "before", "after the failover");
+    register(paired.sip[&6], 0..USERS / 2, "at-west");
+
+    // East comes back: it learns that west owns its users and sends their requests there.
+    for node in 1..=3 {
+        paired.restart(node);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (1..=3).any(|node| east_ownership(&paired, node) != Some((2, 2))) {
+        assert!(
+            Instant::now() < deadline,
+            "east never learned that west owns its users: {:?}",
+            (1..=3)
+                .map(|node| east_ownership(&paired, node))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    register(paired.sip[&1], USERS / 2..USERS, "at-east-returned");
+    assert_bound(
+        paired.sip[&4],
+        USERS / 2..USERS,
+        "at-east-returned",
+        "a returned east forwards to west",
+    );
+
+    // Failback: refused only while east is behind; then east owns its users at epoch 3.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failback = loop {
+        let failback = roster(&["pool", "failback", "east"]);
+        if failback.status.success() || Instant::now() >= deadline {
+            break failback;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert!(failback.status.success(), "{}", shown(&failback));
+    let printed = String::from_utf8_lossy(&failback.stdout).into_owned();
+    assert!(
+        printed.contains("pool east serves pool east's users now, at epoch 3"),
+        "{printed}"
+    );
+    println!("{printed}");
+
+    // Nothing acknowledged at either site is lost, asked at either site.
+    for node in [2, 5] {
+        let target = paired.sip[&node];
+        assert_bound(target, 0..USERS, "before", "after the failback");
+        assert_bound(target, 0..USERS / 2, "at-west", "after the failback");
+        assert_bound(
+            target,
+            USERS / 2..USERS,
+            "at-east-returned",
+            "after the failback",
+        );
+    }
+    // East serves its own again.
+    register(paired.sip[&3], 0..2, "home-again");
+    assert_bound(paired.sip[&4], 0..2, "home-again", "back home");
+}
