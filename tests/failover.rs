@@ -1,14 +1,15 @@
 //! A lost site, with real processes: two paired pools (east holds the CMS and its users; west
 //! their backup copies). Every east node is killed with SIGKILL; `roster pool failover east
 //! --disaster` is refused until `roster cms failover` moved the CMS; then west serves east's
-//! users with everything they had registered. East comes back, learns that west owns its users
+//! users with everything they had registered (the kill comes while `roster load` registers
+//! through east). East comes back, learns that west owns its users
 //! and sends their requests there; `roster pool failback east` gives them back, and nothing
 //! acknowledged at either site is lost.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use roster_tests::paired::{roster_command, shown, Paired};
+use roster_tests::paired::{load, roster_command, shown, Paired};
 use roster_tests::sip_client::{Credentials, SipClient};
 use roster_tests::{http_get, Users};
 
@@ -155,10 +156,37 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
         shown(&refused)
     );
 
-    // The site is lost.
+    // The site is lost under load: `roster load` registers east's users through east's node 2
+    // while every east node is killed.
+    let target = paired.sip[&2];
+    let under_load = std::thread::spawn(move || {
+        load(
+            target,
+            &[
+                "--users",
+                &USERS.to_string(),
+                "--user-prefix",
+                "t",
+                "--password",
+                PASSWORD,
+                "--rate",
+                "20",
+                "--duration",
+                "8s",
+                "--mix",
+                "register=1",
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_secs(3));
     for node in 1..=3 {
         paired.kill(node);
     }
+    let loaded = under_load.join().expect("the load thread");
+    println!(
+        "roster load while east was killed:\n{}",
+        String::from_utf8_lossy(&loaded.stdout)
+    );
     // The CMS lived on east: the pool failover needs the CMS failover first.
     let refused = roster(&["pool", "failover", "east", "--disaster"]);
     assert_eq!(refused.status.code(), Some(1), "{}", shown(&refused));
