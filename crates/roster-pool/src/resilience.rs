@@ -31,7 +31,7 @@ use roster_raft::overlay::{ResilientCommand, SentAor, CLEAR_AORS_MAX};
 use roster_raft::{GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Command, MergeCommand};
 use roster_topology::PoolId;
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::node::{PoolError, PoolNode};
 use crate::pair::{PairRequest, PairResponse};
@@ -39,6 +39,10 @@ use crate::route::{Answer, Operation};
 
 /// Metric: REGISTERs for a partner's users acknowledged in resiliency mode, by home pool.
 pub const RESILIENCY_WRITES: &str = "roster_resiliency_writes_total";
+
+/// Metric: 1 while this node serves the partner's users in resiliency mode, else 0, by home
+/// pool.
+pub const RESILIENCY_MODE: &str = "roster_resiliency_mode";
 
 /// Metric: AORs sent home (merged at the partner) after resiliency mode, by home pool.
 pub const RESILIENCY_HOMECOMING_AORS: &str = "roster_resiliency_homecoming_aors_total";
@@ -65,6 +69,33 @@ impl<N: Network> PoolNode<N> {
             && self
                 .partner_silent_for()
                 .is_some_and(|silent| silent >= self.options.detection_interval)
+    }
+
+    /// Logs and reports (gauge [`RESILIENCY_MODE`]) when this node enters or leaves
+    /// resiliency mode for `home`; `serving` is what it reported last, updated.
+    pub(crate) fn report_resiliency_mode(&self, home: PoolId, serving: &mut bool) {
+        let now = self.in_resiliency_mode(home);
+        if now == *serving {
+            return;
+        }
+        *serving = now;
+        metrics::gauge!(RESILIENCY_MODE, "home" => home.to_string()).set(if now {
+            1.0
+        } else {
+            0.0
+        });
+        if now {
+            let silent_s = self
+                .partner_silent_for()
+                .map_or(0, |silent| silent.as_secs());
+            warn!(
+                partner = home,
+                silent_s,
+                "resiliency mode: serving the partner pool's users as their backup registrar"
+            );
+        } else {
+            info!(partner = home, "resiliency mode over");
+        }
     }
 
     /// The refusal of a directory change while this node is in resiliency mode for users the
@@ -200,9 +231,13 @@ impl<N: Network> PoolNode<N> {
             for (merge, version) in round {
                 match self.send_home(source, copy, merge).await {
                     Ok(()) => sent.push(version),
+                    // One AOR refused (too large for an entry, say) must not hold the others
+                    // back; a partner gone silent again ends the round.
                     Err(error) => {
-                        debug!(group = %copy, %error, "homecoming: the partner did not take a merge");
-                        break;
+                        debug!(group = %copy, %error, "homecoming: a merge was not taken");
+                        if !self.homecoming_due(copy) {
+                            break;
+                        }
                     }
                 }
             }
