@@ -4,7 +4,8 @@
 //! Main types: [`PoolNode`] (its groups, the write and read paths, the handler its peers
 //! call), [`PoolOptions`] (which groups a pool hosts), [`placement`] (where replicas go, and the
 //! moves that rebalance them), [`protocol`] (what a pool's nodes say to each other), [`pair`]
-//! (what paired pools say to each other), [`shipper`] (the backup stream), [`report`] (its
+//! (what paired pools say to each other), [`shipper`] (the backup stream), [`resilience`] (the
+//! backup registrar while the partner is silent), [`report`] (its
 //! status) and [`router`] (Raft traffic of every group over one `roster-net` network). Membership changes
 //! (moves, rebalancing after a node joins or drains, leader balancing) are methods of
 //! [`PoolNode`]: [`PoolNode::move_replica`], [`PoolNode::rebalance`],
@@ -32,6 +33,7 @@ pub mod placement;
 pub mod protocol;
 mod replicas;
 pub mod report;
+pub mod resilience;
 mod route;
 pub mod router;
 pub mod shipper;
@@ -44,4 +46,4 @@ pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";
 pub use batch::BATCH_SIZE;
 pub use handler::PoolHandler;
 pub use node::{PoolError, PoolNode};
-pub use options::{Partner, PoolOptions};
+pub use options::{Partner, PoolOptions, DETECTION_INTERVAL_DEFAULT};

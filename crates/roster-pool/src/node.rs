@@ -195,9 +195,14 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Purges expired bindings in every group this node leads (an ordinary command, so every
-    /// replica removes the same bindings at the same log position).
+    /// replica removes the same bindings at the same log position) and whose writes this pool
+    /// proposes: never in a copy of a group the partner owns, which changes only by the
+    /// partner's stream (its source purges, and the purge ships).
     pub async fn purge_expired(&self, now_ms: u64) -> Result<(), PoolError> {
         for group in self.groups() {
+            if self.key_owner(group) != Some(self.options.pool) {
+                continue;
+            }
             let Some(replica) = self.replica(group) else {
                 continue;
             };

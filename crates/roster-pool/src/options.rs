@@ -30,7 +30,17 @@ pub struct PoolOptions {
     pub request_timeout: Duration,
     /// How long a request waits for a leader to be elected before it is refused.
     pub leader_wait: Duration,
+    /// How long the partner pool must have been silent (no answer to a ping) before this pool
+    /// serves the partner's users as their backup registrar (resiliency mode). Default
+    /// [`DETECTION_INTERVAL_DEFAULT`]; a silence counts from two missed pings (over 2 s), so a
+    /// shorter interval acts as about 2 s.
+    pub detection_interval: Duration,
 }
+
+/// Default [`PoolOptions::detection_interval`]: ten pings in a row unanswered. A partner pool
+/// that is only slow (a loaded WAN link, a long election) answers within that; Lync Server took
+/// 120 to 300 s.
+pub const DETECTION_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
 
 /// The paired pool, as a node of this one sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +107,7 @@ mod tests {
             policy: Policy::default(),
             request_timeout: Duration::from_secs(1),
             leader_wait: Duration::from_secs(1),
+            detection_interval: DETECTION_INTERVAL_DEFAULT,
         }
     }
 

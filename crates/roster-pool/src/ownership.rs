@@ -6,7 +6,8 @@
 //! after its partner took its users over learns the new epoch from the partner before its own
 //! copy of the CMS has caught up, and stops serving them. [`PoolNode::watch_partner_forever`]
 //! pings the partner every [`PARTNER_PING_INTERVAL`] and keeps the last time it answered: the
-//! backup registrar (resiliency mode) and automatic failover count from it.
+//! backup registrar (resiliency mode, see `resilience`) and automatic failover count from it;
+//! it also logs when this node enters and leaves resiliency mode.
 //!
 //! Every group has an *owner*: the pool that proposes its users' writes. A routing group and
 //! its copy have the owner of their home pool's users; the CMS and its copy have the CMS's
@@ -173,6 +174,7 @@ impl<N: Network> PoolNode<N> {
         let mut tick = tokio::time::interval(PARTNER_PING_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut answering = true;
+        let mut resilient = false;
         loop {
             tick.tick().await;
             let request = PairRequest::Ping;
@@ -210,6 +212,7 @@ impl<N: Network> PoolNode<N> {
                     answering = false;
                 }
             }
+            self.report_resiliency_mode(partner.pool, &mut resilient);
         }
     }
 

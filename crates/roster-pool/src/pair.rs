@@ -9,7 +9,7 @@
 
 use roster_cms::{CmsCommand, CmsOutcome};
 use roster_raft::{GroupKey, GroupRequest, GroupResponse};
-use roster_registrar::{Binding, Command};
+use roster_registrar::{Binding, Command, MergeCommand};
 use serde::{Deserialize, Serialize};
 
 use crate::ownership::OwnershipView;
@@ -59,6 +59,15 @@ pub enum PairRequest {
         /// The reader's clock, to hide expired bindings.
         now_ms: u64,
     },
+    /// What the sender acknowledged as the backup registrar (resiliency mode) for one AOR of
+    /// routing group `group`, which the receiver serves again: merge it, newest per binding
+    /// winning. Idempotent (a merge sent twice changes nothing more).
+    Homecoming {
+        /// The routing group of the AOR.
+        group: GroupKey,
+        /// The AOR's bindings and removals.
+        merge: MergeCommand,
+    },
     /// A change to the CMS, which lives on the receiving pool.
     Cms {
         /// The change.
@@ -79,6 +88,7 @@ impl PairRequest {
             PairRequest::Fence { .. } => "pair_fence",
             PairRequest::Write { .. } => "pair_write",
             PairRequest::Read { .. } => "pair_read",
+            PairRequest::Homecoming { .. } => "pair_homecoming",
             PairRequest::Cms { .. } => "pair_cms",
             PairRequest::Ping => "pair_ping",
             PairRequest::Streams => "pair_streams",
@@ -96,7 +106,7 @@ impl PairRequest {
 /// The answer to a [`PairRequest`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PairResponse {
-    /// To `Stream` and `Write`: what applying it answered.
+    /// To `Stream`, `Write`, `Fence` and `Homecoming`: what applying it answered.
     Applied(Result<GroupResponse, ServeError>),
     /// To `Position`.
     Position(Result<Peek, ServeError>),

@@ -180,6 +180,9 @@ impl<N: Network> PoolNode<N> {
             }
             return self.write(self.local_key(group), command).await;
         }
+        if self.in_resiliency_mode(group.pool) {
+            return self.write_resilient(group, command).await;
+        }
         let request = PairRequest::Write { group, command };
         match self
             .call_partner(group, &request, self.options.request_timeout)
@@ -201,7 +204,8 @@ impl<N: Network> PoolNode<N> {
         now_ms: u64,
     ) -> Result<Vec<Binding>, PoolError> {
         let owner = self.owner_of(group.pool).owner;
-        if owner == self.options.pool {
+        // In resiliency mode the copy answers: its lookups merge the overlay over the registry.
+        if owner == self.options.pool || self.in_resiliency_mode(group.pool) {
             return self.read(self.local_key(group), aor, now_ms).await;
         }
         let request = PairRequest::Read {
@@ -222,8 +226,12 @@ impl<N: Network> PoolNode<N> {
 
     /// Applies `command` in the CMS: on its group in this pool when this pool holds the
     /// authoritative CMS (its home, or the copy promoted by a CMS failover), else through the
-    /// partner.
+    /// partner. A directory change for the partner's users (or any, when the CMS lives there)
+    /// is refused while this node is in resiliency mode (see `resilience`).
     pub async fn cms_write(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
+        if let Some(refusal) = self.refuse_in_resiliency_mode(&command) {
+            return Err(refusal);
+        }
         let (Some(key), Some(owner)) = (self.options.cms_key(), self.cms_owner()) else {
             return Err(PoolError::Internal(
                 "this pool holds no CMS and no copy of it".into(),
@@ -318,6 +326,12 @@ impl<N: Network> PoolNode<N> {
                     return refused(from, group, "is not served by this pool now");
                 };
                 PairResponse::Read(self.read(local, &aor, now_ms).await.map_err(as_serve))
+            }
+            PairRequest::Homecoming { group, merge } => {
+                let Some(local) = self.serves_users_of(group) else {
+                    return refused(from, group, "is not served by this pool now");
+                };
+                PairResponse::Applied(self.merge_home(local, merge).await.map_err(as_serve))
             }
             PairRequest::Cms { command } => {
                 if self.cms_owner().map(|owner| owner.owner) != Some(self.options.pool) {

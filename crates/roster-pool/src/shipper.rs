@@ -154,12 +154,23 @@ impl<N: Network> PoolNode<N> {
         // Dropping the set (with this future) aborts every shipper.
         let mut shippers: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<GroupKey, tokio::task::AbortHandle> = HashMap::new();
+        // Copies whose resiliency overlay this node is bringing home (see `resilience`).
+        let mut homing: HashMap<GroupKey, tokio::task::AbortHandle> = HashMap::new();
         let mut tick = tokio::time::interval(SUPERVISE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             while shippers.try_join_next().is_some() {}
             running.retain(|_, handle| !handle.is_finished());
+            homing.retain(|_, handle| !handle.is_finished());
+            for &copy in &hosted {
+                if homing.contains_key(&copy) || !self.homecoming_due(copy) {
+                    continue;
+                }
+                let node = self.clone();
+                let handle = shippers.spawn(async move { node.bring_home(copy).await });
+                homing.insert(copy, handle);
+            }
             for &source in &hosted {
                 if running.contains_key(&source) || !self.ships(source) || !self.leads(source) {
                     continue;
@@ -182,7 +193,7 @@ impl<N: Network> PoolNode<N> {
         counterpart(key).is_some() && self.key_owner(key) == Some(self.options.pool)
     }
 
-    fn leads(&self, group: GroupKey) -> bool {
+    pub(crate) fn leads(&self, group: GroupKey) -> bool {
         self.replica(group).is_some_and(|replica| {
             replica.raft.metrics().borrow_watched().current_leader == Some(self.options.node_id)
         })

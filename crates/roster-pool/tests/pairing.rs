@@ -12,7 +12,7 @@ use roster_net::Peer;
 use roster_pool::pair::{decode_pair, encode_pair, PairRequest, PairResponse};
 use roster_pool::protocol::{encode, PoolRequest};
 use roster_raft::config::GroupConfigOptions;
-use roster_raft::GroupKey;
+use roster_raft::{GroupKey, GroupResponse};
 
 use common::pair::*;
 use common::{raft_options, register};
@@ -204,5 +204,34 @@ async fn only_the_partner_speaks_the_pair_protocol() {
         decode_pair::<PairResponse>(&reply),
         Ok(PairResponse::Error(_))
     ));
+    pair.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_leaves_the_partners_copies_to_their_stream() {
+    let pair = Pair::start(43, raft_options()).await;
+    // Bindings of a's users that expire after a second.
+    for user in 0..8 {
+        let (aor, mut command) = register(user, 1);
+        if let roster_registrar::Command::Register(register) = &mut command {
+            if let roster_registrar::ContactChange::Update(updates) = &mut register.change {
+                updates[0].expires_s = 1;
+            }
+        }
+        let group = GroupKey::routing(A, roster_raft::group_of(&aor, GROUPS));
+        let response = pair.a.node(1).write(group, command).await.expect("write");
+        assert!(
+            matches!(response, GroupResponse::Registered { .. }),
+            "{response:?}"
+        );
+    }
+    wait_converged(&pair, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // b purges what b's users own, and leaves its copies of a's groups alone: they change only
+    // by a's stream (a has not purged).
+    for node in pair.b.all() {
+        node.purge_expired(common::clock()).await.expect("purge");
+    }
+    assert_eq!(converged(&pair), Ok(()), "a purge at b changed a copy");
     pair.stop().await;
 }

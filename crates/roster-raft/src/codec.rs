@@ -29,7 +29,8 @@ pub const SNAPSHOT_SIZE_MAX: usize = 256 * 1024 * 1024;
 pub const META_SIZE_MAX: usize = 4 * 1024;
 
 /// Version byte in front of every snapshot, so that a format change is detected, not misread.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// Version 2: a group's state has its resiliency overlay.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 
 /// Why bytes could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@
 //! - [`GroupState`]: the pure, deterministic applied state of one routing group (the
 //!   `roster_registrar::Registry`, the epoch, the last applied log id and membership, the last
 //!   leader timestamp). [`GroupState::apply`] is the Raft apply step.
+//! - [`overlay`]: a backup copy's resiliency overlay (what the backup registrar acknowledged
+//!   for its partner's users, beside the copy's registry, never in it).
 //! - [`GroupKey`]: what names a Raft group (its home pool and its kind: a routing group, a
 //!   backup copy of one, the CMS).
 //! - [`group_of`]: the fixed hash that puts an AOR in a routing group.
@@ -30,6 +32,7 @@ pub mod codec;
 pub mod config;
 mod key;
 mod machine;
+pub mod overlay;
 mod request;
 mod routing;
 mod state;

@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use roster_cms::{CmsCommand, CmsOutcome};
-use roster_registrar::{Binding, Command, CommandOutcome, ContactChange, Refusal};
+use roster_registrar::{Binding, Command, CommandOutcome, ContactChange, MergeCommand, Refusal};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, ENTRY_SIZE_MAX};
+use crate::overlay::ResilientCommand;
 use crate::stream::{ReplicaBatch, ReplicaRefusal, RestoreChunk};
 
 /// What a log entry adds around its request (log id and payload tag, a few varints), rounded up
@@ -68,6 +69,13 @@ pub enum GroupCommand {
     Replicate(Arc<ReplicaBatch>),
     /// A piece of a source group's state, when the copy cannot follow its log.
     Restore(Arc<RestoreChunk>),
+    /// A resiliency-mode change on a backup copy: applied to the copy's overlay, never to its
+    /// registry (see `overlay`). Never shipped.
+    Resilient(Arc<ResilientCommand>),
+    /// Bindings a backup registrar acknowledged, come home: merged into a routing group's
+    /// registry, newest per binding winning (`Registry::merge`). Shipped like a registrar
+    /// command.
+    Merge(Arc<MergeCommand>),
 }
 
 impl GroupCommand {
@@ -76,7 +84,10 @@ impl GroupCommand {
     pub fn is_shipped(&self) -> bool {
         matches!(
             self,
-            GroupCommand::Registrar(_) | GroupCommand::SetEpoch | GroupCommand::Cms(_)
+            GroupCommand::Registrar(_)
+                | GroupCommand::SetEpoch
+                | GroupCommand::Cms(_)
+                | GroupCommand::Merge(_)
         )
     }
 }
@@ -140,6 +151,14 @@ pub enum GroupResponse {
     /// The command is for another kind of group (a registrar command on the CMS); nothing
     /// changed.
     WrongKind,
+    /// AORs sent home were removed from a copy's overlay (those written again meanwhile stay).
+    OverlayCleared {
+        /// How many went.
+        aors: u64,
+    },
+    /// A copy's overlay holds `OVERLAY_AORS_MAX` AORs: a resiliency write for another is
+    /// refused; nothing changed.
+    OverlayFull,
 }
 
 /// A serde mirror of `roster_registrar::Refusal`, which is not a serde type.
@@ -210,10 +229,32 @@ impl GroupRequest {
     /// must call this before `client_write`: every replica refuses to store a larger entry, and
     /// a refused write stops the replica.
     pub fn check_fits(&self) -> Result<(), CodecError> {
-        if self.command.is_shipped() {
+        let stream = matches!(
+            self.command,
+            GroupCommand::Replicate(_) | GroupCommand::Restore(_)
+        );
+        if !stream {
             self.check_size()
         } else {
             codec::encode::<_, SHIPPED_SIZE_MAX>("stream request", self).map(|_| ())
+        }
+    }
+
+    /// A resiliency-mode change, proposed on a backup copy under the copy's `epoch`.
+    pub fn resilient(epoch: u64, timestamp_ms: u64, command: ResilientCommand) -> GroupRequest {
+        GroupRequest {
+            epoch,
+            timestamp_ms,
+            command: GroupCommand::Resilient(Arc::new(command)),
+        }
+    }
+
+    /// A homecoming merge, proposed on the home routing group under its owner's `epoch`.
+    pub fn merge(epoch: u64, timestamp_ms: u64, command: MergeCommand) -> GroupRequest {
+        GroupRequest {
+            epoch,
+            timestamp_ms,
+            command: GroupCommand::Merge(Arc::new(command)),
         }
     }
 
@@ -246,7 +287,9 @@ impl GroupResponse {
             | GroupResponse::Replicated { .. }
             | GroupResponse::ReplicaRefused(_)
             | GroupResponse::Restoring { .. }
-            | GroupResponse::WrongKind => None,
+            | GroupResponse::WrongKind
+            | GroupResponse::OverlayCleared { .. }
+            | GroupResponse::OverlayFull => None,
         }
     }
 }
@@ -316,6 +359,25 @@ impl fmt::Display for GroupRequest {
                     f,
                     "restore {} at {} part {}",
                     chunk.source, chunk.at, chunk.part
+                )
+            }
+            GroupCommand::Resilient(resilient) => {
+                return match resilient.as_ref() {
+                    ResilientCommand::Register(register) => write!(
+                        f,
+                        "resilient register {} cseq={}",
+                        register.aor, register.cseq
+                    ),
+                    ResilientCommand::Clear(sent) => write!(f, "overlay-clear {}", sent.len()),
+                }
+            }
+            GroupCommand::Merge(merge) => {
+                return write!(
+                    f,
+                    "merge {} bindings={} tombstones={}",
+                    merge.aor,
+                    merge.bindings.len(),
+                    merge.tombstones.len()
                 )
             }
         };

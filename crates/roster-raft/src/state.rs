@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_SIZE_MAX};
 use crate::machine::ReplicatedState;
+use crate::overlay::{Overlay, ResilientCommand};
 use crate::request::{GroupCommand, GroupRequest, GroupResponse};
 use crate::stream::{ReplicaBatch, ReplicaRefusal, RestoreChunk, Restoring, StreamPosition};
 use crate::typ;
@@ -27,6 +28,10 @@ use crate::typ;
 /// [`GroupResponse::StaleEpoch`] and changes nothing; a request with a higher epoch raises the
 /// group's epoch to it (the highest epoch seen wins, as with fencing tokens). A backup batch or
 /// restore piece below the group's epoch is refused the same way.
+///
+/// A backup copy also has an [`Overlay`]: what the backup registrar (resiliency mode)
+/// acknowledged for its partner's users, beside the registry and never in it, so the registry
+/// stays a prefix of the source's history. Lookups read the overlay merged over the registry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupState {
     content: GroupContent,
@@ -36,6 +41,7 @@ pub struct GroupState {
     last_time_ms: u64,
     stream: Option<StreamPosition>,
     restoring: Option<Restoring>,
+    overlay: Overlay,
 }
 
 /// What a group holds, by kind.
@@ -83,6 +89,7 @@ impl GroupState {
             last_time_ms: 0,
             stream: None,
             restoring: None,
+            overlay: Overlay::default(),
         }
     }
 
@@ -108,11 +115,20 @@ impl GroupState {
     }
 
     /// The live bindings of `aor` at the reader's `now_ms`, as `Registry::lookup` (none for the
-    /// CMS).
+    /// CMS); for an AOR in the overlay, the overlay's merged over the registry's.
     pub fn lookup(&self, aor: &str, now_ms: u64) -> Vec<Binding> {
         self.registry()
-            .map(|registry| registry.lookup(aor, now_ms))
+            .map(|registry| {
+                self.overlay
+                    .lookup(registry, aor, now_ms)
+                    .unwrap_or_else(|| registry.lookup(aor, now_ms))
+            })
             .unwrap_or_default()
+    }
+
+    /// What the backup registrar acknowledged here and has not yet sent home.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
     }
 
     /// The group's ownership epoch: requests below it are refused.
@@ -141,7 +157,11 @@ impl GroupState {
         match &request.command {
             GroupCommand::Replicate(batch) => return self.apply_batch(batch),
             GroupCommand::Restore(chunk) => return self.apply_restore(chunk),
-            GroupCommand::SetEpoch | GroupCommand::Registrar(_) | GroupCommand::Cms(_) => {}
+            GroupCommand::Resilient(command) => return self.apply_resilient(request, command),
+            GroupCommand::SetEpoch
+            | GroupCommand::Registrar(_)
+            | GroupCommand::Cms(_)
+            | GroupCommand::Merge(_) => {}
         }
         if request.epoch < self.epoch {
             return GroupResponse::StaleEpoch {
@@ -152,6 +172,7 @@ impl GroupState {
             (&request.command, &self.content),
             (GroupCommand::SetEpoch, _)
                 | (GroupCommand::Registrar(_), GroupContent::Routing(_))
+                | (GroupCommand::Merge(_), GroupContent::Routing(_))
                 | (GroupCommand::Cms(_), GroupContent::Cms(_))
         );
         if !fits {
@@ -164,11 +185,39 @@ impl GroupState {
             (GroupCommand::Registrar(command), GroupContent::Routing(registry)) => {
                 GroupResponse::from_outcome(registry.apply(command, now_ms), now_ms, self.epoch)
             }
+            (GroupCommand::Merge(command), GroupContent::Routing(registry)) => {
+                GroupResponse::from_outcome(registry.merge(command, now_ms), now_ms, self.epoch)
+            }
             (GroupCommand::Cms(command), GroupContent::Cms(cms)) => {
                 GroupResponse::Cms(cms.apply(command))
             }
             _ => GroupResponse::EpochSet { epoch: self.epoch },
         }
+    }
+
+    /// Applies a resiliency command to the overlay (see [`crate::overlay`]): refused below the
+    /// group's epoch (a failover or failback raised it), and it never moves the epoch, the
+    /// group's time or the registry, which follow the source's history.
+    fn apply_resilient(
+        &mut self,
+        request: &GroupRequest,
+        command: &ResilientCommand,
+    ) -> GroupResponse {
+        if request.epoch < self.epoch {
+            return GroupResponse::StaleEpoch {
+                current: self.epoch,
+            };
+        }
+        let GroupContent::Routing(registry) = &self.content else {
+            return GroupResponse::WrongKind;
+        };
+        self.overlay.apply(
+            registry,
+            command,
+            request.timestamp_ms,
+            self.last_time_ms,
+            self.epoch,
+        )
     }
 
     /// Applies a run of the source's log (see [`crate::stream`]).
@@ -319,6 +368,11 @@ impl ReplicatedState for GroupState {
                 reason: "empty".into(),
             });
         };
+        if version == SNAPSHOT_FORMAT_VERSION_WITHOUT_OVERLAY {
+            let old: GroupStateWithoutOverlay =
+                codec::decode::<_, { SNAPSHOT_SIZE_MAX - 1 }>("group snapshot", body)?;
+            return Ok(old.into());
+        }
         if version != SNAPSHOT_FORMAT_VERSION {
             return Err(CodecError::Decode {
                 what: "group snapshot",
@@ -326,6 +380,37 @@ impl ReplicatedState for GroupState {
             });
         }
         codec::decode::<_, { SNAPSHOT_SIZE_MAX - 1 }>("group snapshot", body)
+    }
+}
+
+/// The snapshot format before groups had a resiliency overlay: still read (as an empty
+/// overlay), so that a node's snapshots on disk survive the upgrade.
+const SNAPSHOT_FORMAT_VERSION_WITHOUT_OVERLAY: u8 = 1;
+
+/// [`GroupState`] as [`SNAPSHOT_FORMAT_VERSION_WITHOUT_OVERLAY`] encoded it.
+#[derive(Deserialize)]
+struct GroupStateWithoutOverlay {
+    content: GroupContent,
+    epoch: u64,
+    last_applied: Option<typ::LogId>,
+    last_membership: typ::StoredMembership,
+    last_time_ms: u64,
+    stream: Option<StreamPosition>,
+    restoring: Option<Restoring>,
+}
+
+impl From<GroupStateWithoutOverlay> for GroupState {
+    fn from(old: GroupStateWithoutOverlay) -> GroupState {
+        GroupState {
+            content: old.content,
+            epoch: old.epoch,
+            last_applied: old.last_applied,
+            last_membership: old.last_membership,
+            last_time_ms: old.last_time_ms,
+            stream: old.stream,
+            restoring: old.restoring,
+            overlay: Overlay::default(),
+        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! - [`Registry`] holds the bindings of every AOR and applies [`Command`]s. [`apply_register`] is
 //!   a pure function of (an AOR's bindings, a [`RegisterCommand`], the command's timestamp, the
 //!   [`Policy`]), so the same commands in the same order give the same bindings on every replica.
+//! - [`merge_bindings`] ([`Registry::merge`]) brings home what a backup registrar acknowledged
+//!   while the home pool was out of reach: newest per binding wins, [`Tombstone`]s carry
+//!   removals.
 //!
 //! **Architecture Invariant**: no I/O, no clock, no randomness. Time comes in as `now_ms`
 //! (milliseconds since the Unix epoch) with each call; in [`Registry`] it is the command's
@@ -22,6 +25,7 @@ mod command;
 mod date;
 mod directory;
 mod front;
+mod merge;
 mod networks;
 mod policy;
 mod registry;
@@ -36,7 +40,8 @@ pub use directory::{Directory, DirectoryError, User};
 pub use front::{
     Action, Front, FrontConfig, FrontEvent, RequestContext, Transport, FRONT_EVENTS_MAX,
 };
+pub use merge::{merge_bindings, MergeCommand, Tombstone, WriteStamp};
 pub use networks::{Network, NetworkError, Networks, NETWORKS_MAX};
-pub use policy::{Overflow, Policy, PolicyError};
-pub use registry::{CommandOutcome, Registry};
+pub use policy::{Overflow, Policy, PolicyError, BINDINGS_PER_AOR_MAX};
+pub use registry::{sort_for_lookup, CommandOutcome, Registry};
 pub use response::SUPPORTED_OPTION_TAGS;

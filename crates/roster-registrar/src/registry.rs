@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::apply::{apply_register_owned, Refusal};
 use crate::binding::Binding;
 use crate::command::Command;
+use crate::merge::{merge_bindings, MergeCommand};
 use crate::policy::Policy;
 use crate::stored::StoredBinding;
 
@@ -92,6 +93,31 @@ impl Registry {
         }
     }
 
+    /// Merges bindings written elsewhere into `command.aor`'s at the command's timestamp
+    /// `now_ms`, newest per binding winning (see [`merge_bindings`]); returns the AOR's live
+    /// bindings after it. Never refused.
+    pub fn merge(&mut self, command: &MergeCommand, now_ms: u64) -> CommandOutcome {
+        let aor = command.aor.as_str();
+        let mut bindings = self.stored_bindings(aor);
+        let changed = merge_bindings(&mut bindings, command, now_ms, &self.policy);
+        if bindings.is_empty() {
+            self.aors.remove(aor);
+        } else {
+            let stored = bindings.iter().map(StoredBinding::from).collect();
+            self.aors.insert(aor.into(), stored);
+        }
+        CommandOutcome::Registered { bindings, changed }
+    }
+
+    /// Every stored binding of `aor`, expired ones included, in stored order: what the rules
+    /// start from.
+    pub fn stored_bindings(&self, aor: &str) -> Vec<Binding> {
+        self.aors
+            .get(aor)
+            .map(|stored| stored.iter().map(StoredBinding::to_binding).collect())
+            .unwrap_or_default()
+    }
+
     /// The live bindings of `aor` at `now_ms`, highest q first (absent q counts as 1.0), then
     /// most recently refreshed first.
     pub fn lookup(&self, aor: &str, now_ms: u64) -> Vec<Binding> {
@@ -103,11 +129,7 @@ impl Registry {
             .filter(|binding| binding.is_live(now_ms))
             .map(StoredBinding::to_binding)
             .collect();
-        live.sort_by(|a, b| {
-            b.q_order()
-                .cmp(&a.q_order())
-                .then(b.updated_at_ms.cmp(&a.updated_at_ms))
-        });
+        sort_for_lookup(&mut live);
         live
     }
 
@@ -188,6 +210,16 @@ impl Registry {
         });
         removed
     }
+}
+
+/// Puts bindings in the order a lookup answers them: highest q first (absent q counts as 1.0),
+/// then most recently refreshed first.
+pub fn sort_for_lookup(bindings: &mut [Binding]) {
+    bindings.sort_by(|a, b| {
+        b.q_order()
+            .cmp(&a.q_order())
+            .then(b.updated_at_ms.cmp(&a.updated_at_ms))
+    });
 }
 
 #[cfg(test)]

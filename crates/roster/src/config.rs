@@ -90,6 +90,9 @@ pub struct RawPool {
     /// routing group 0 does it). Default 30, bound 5..=3600; 0 turns it off (then only
     /// `roster pool rebalance` does).
     pub leader_balance_interval_s: Option<u64>,
+    /// How long the partner pool must be silent before this pool serves its users as their
+    /// backup registrar (resiliency mode), seconds. Default 10, bound 2..=600.
+    pub detection_interval_s: Option<u64>,
 }
 
 /// `[http]`.
@@ -367,6 +370,8 @@ pub struct PoolConfig {
     pub cache_bytes: u64,
     /// Period of the pool's own leader balancing; `None` when turned off.
     pub leader_balance_interval: Option<std::time::Duration>,
+    /// The partner's silence that starts resiliency mode.
+    pub detection_interval: std::time::Duration,
 }
 
 /// Digest authentication settings.
@@ -600,6 +605,13 @@ fn pool_config(raw: RawPool, base: &Path) -> Result<PoolConfig, ConfigError> {
                 LEADER_BALANCE_INTERVAL_S_MAX,
             )?)),
         },
+        detection_interval: std::time::Duration::from_secs(bounded(
+            "pool.detection_interval_s",
+            raw.detection_interval_s,
+            DETECTION_INTERVAL_S_DEFAULT,
+            DETECTION_INTERVAL_S_MIN,
+            DETECTION_INTERVAL_S_MAX,
+        )?),
     })
 }
 
@@ -612,6 +624,12 @@ const CACHE_MB_MAX: u64 = 65_536;
 const LEADER_BALANCE_INTERVAL_S_DEFAULT: u64 = 30;
 const LEADER_BALANCE_INTERVAL_S_MIN: u64 = 5;
 const LEADER_BALANCE_INTERVAL_S_MAX: u64 = 3_600;
+/// `[pool] detection_interval_s` default: `roster_pool::DETECTION_INTERVAL_DEFAULT`.
+const DETECTION_INTERVAL_S_DEFAULT: u64 = roster_pool::DETECTION_INTERVAL_DEFAULT.as_secs();
+/// Shorter than two missed pings (one a second) is not a silence.
+const DETECTION_INTERVAL_S_MIN: u64 = 2;
+/// Longer than ten minutes leaves a lost site's users unserved for too long to be useful.
+const DETECTION_INTERVAL_S_MAX: u64 = 600;
 
 fn bounded<T>(key: &str, value: Option<T>, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
@@ -812,16 +830,19 @@ mod tests {
         }
     }
 
+    /// The `[pool]` section of a minimal pool node's configuration with `extra` keys.
+    fn pool_config(extra: &str) -> Result<PoolConfig, ConfigError> {
+        parse(&format!(
+            "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[pool]\ntopology = \"t.toml\"\n\
+             node_id = 1\ndata_dir = \"d\"\nca_certificate = \"ca.pem\"\n\
+             node_certificate = \"n.pem\"\nnode_private_key = \"n.key\"\n{extra}"
+        ))
+        .map(|config| config.pool.expect("a pool node"))
+    }
+
     #[test]
     fn leader_balancing_defaults_to_30_s_and_0_turns_it_off() {
-        let pool = |extra: &str| {
-            parse(&format!(
-                "[sip]\ndomains = [\"a\"]\nudp = [\"127.0.0.1:1\"]\n[pool]\ntopology = \"t.toml\"\n\
-                 node_id = 1\ndata_dir = \"d\"\nca_certificate = \"ca.pem\"\n\
-                 node_certificate = \"n.pem\"\nnode_private_key = \"n.key\"\n{extra}"
-            ))
-            .map(|config| config.pool.expect("a pool node").leader_balance_interval)
-        };
+        let pool = |extra: &str| pool_config(extra).map(|pool| pool.leader_balance_interval);
         assert_eq!(pool("").expect("valid"), Some(Duration::from_secs(30)));
         assert_eq!(
             pool("leader_balance_interval_s = 120").expect("valid"),
@@ -835,5 +856,19 @@ mod tests {
             error.contains("pool.leader_balance_interval_s = 2"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_detection_interval_defaults_to_10_s_within_its_bounds() {
+        let pool = |extra: &str| pool_config(extra).map(|pool| pool.detection_interval);
+        assert_eq!(pool("").expect("valid"), Duration::from_secs(10));
+        assert_eq!(
+            pool("detection_interval_s = 3").expect("valid"),
+            Duration::from_secs(3)
+        );
+        let error = pool("detection_interval_s = 1")
+            .expect_err("below the bound")
+            .to_string();
+        assert!(error.contains("pool.detection_interval_s = 1"), "{error}");
     }
 }

@@ -109,6 +109,8 @@ pub struct Cluster {
     pub cms: Option<PoolId>,
     /// The deployment published in the CMS at bootstrap.
     pub deployment: Option<Deployment>,
+    /// Every node's resiliency-mode detection interval.
+    pub detection_interval: Duration,
     /// Shippers of the backup stream, one per running node (aborted when the node stops).
     pub shippers: Mutex<BTreeMap<NodeId, tokio::task::JoinHandle<()>>>,
     /// Each node's disk, which a test can make look full ([`Cluster::disk`]).
@@ -130,6 +132,8 @@ pub struct PoolShape {
     pub cms: Option<PoolId>,
     /// The deployment its CMS publishes (on the CMS's pool).
     pub deployment: Option<Deployment>,
+    /// The resiliency-mode detection interval of its nodes.
+    pub detection_interval: Duration,
 }
 
 impl Cluster {
@@ -142,6 +146,7 @@ impl Cluster {
             partner: None,
             cms: None,
             deployment: None,
+            detection_interval: roster_pool::DETECTION_INTERVAL_DEFAULT,
         };
         let cluster = Cluster::create(SimNetwork::new(seed), shape, raft).await;
         cluster.bootstrap().await;
@@ -166,6 +171,7 @@ impl Cluster {
             partner: shape.partner,
             cms: shape.cms,
             deployment: shape.deployment,
+            detection_interval: shape.detection_interval,
             shippers: Mutex::new(BTreeMap::new()),
             disks: Mutex::new(BTreeMap::new()),
         };
@@ -213,6 +219,7 @@ impl Cluster {
             policy: Policy::default(),
             request_timeout: Duration::from_secs(2),
             leader_wait: Duration::from_secs(2),
+            detection_interval: self.detection_interval,
         }
     }
 

@@ -47,6 +47,15 @@ pub struct Pair {
 
 impl Pair {
     pub async fn start(seed: u64, raft: GroupConfigOptions) -> Pair {
+        Pair::start_with_detection(seed, raft, roster_pool::DETECTION_INTERVAL_DEFAULT).await
+    }
+
+    /// [`Pair::start`] with every node's resiliency-mode detection interval `detection`.
+    pub async fn start_with_detection(
+        seed: u64,
+        raft: GroupConfigOptions,
+        detection: Duration,
+    ) -> Pair {
         let network = SimNetwork::new(seed);
         let shape =
             |pool: PoolId, ids: [NodeId; 3], partner: PoolId, partner_ids: [NodeId; 3]| PoolShape {
@@ -60,6 +69,7 @@ impl Pair {
                 }),
                 cms: Some(A),
                 deployment: (pool == A).then(deployment),
+                detection_interval: detection,
             };
         let a = Cluster::create(network.clone(), shape(A, A_NODES, B, B_NODES), raft.clone()).await;
         let b = Cluster::create(network.clone(), shape(B, B_NODES, A, A_NODES), raft).await;

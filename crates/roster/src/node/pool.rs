@@ -294,6 +294,7 @@ fn options(config: &Config, pool: &PoolConfig, deployment: &Deployment, id: Pool
         policy: config.policy.clone(),
         request_timeout: POOL_REQUEST_TIMEOUT,
         leader_wait: LEADER_WAIT,
+        detection_interval: pool.detection_interval,
     }
 }
 
