@@ -115,33 +115,39 @@ impl RaftChecker {
                 shut_down.get_or_insert(group.group);
                 shut_down_groups.push(group.group);
             }
-            let term = self.terms.entry((sample.node, group.group)).or_insert(0);
-            if group.term < *term {
-                self.regressions.push(format!(
-                    "node {} group {}: term went back from {} to {} at {:.3} s",
-                    sample.node,
-                    group.group,
-                    term,
-                    group.term,
-                    sample.at.as_secs_f64()
-                ));
-            }
-            *term = (*term).max(group.term);
-            if let Some(leader) = group.leader {
-                let vote = (group.term, leader);
-                let known = self.votes.entry((sample.node, group.group)).or_insert(vote);
-                if vote < *known {
+            // A replica opened a moment ago (a node's start, or its reopening after a full
+            // disk) reports openraft's initial metrics, term 0, until its core has loaded the
+            // durable vote: that says nothing of the vote. A vote lost would show as a lower
+            // non-zero term or leader id, or an applied index going back, all checked.
+            if group.term > 0 {
+                let term = self.terms.entry((sample.node, group.group)).or_insert(0);
+                if group.term < *term {
                     self.regressions.push(format!(
-                        "node {} group {}: leader id went back from (term {}, node {}) to (term {}, node {leader}) at {:.3} s",
+                        "node {} group {}: term went back from {} to {} at {:.3} s",
                         sample.node,
                         group.group,
-                        known.0,
-                        known.1,
+                        term,
                         group.term,
                         sample.at.as_secs_f64()
                     ));
                 }
-                *known = (*known).max(vote);
+                *term = (*term).max(group.term);
+                if let Some(leader) = group.leader {
+                    let vote = (group.term, leader);
+                    let known = self.votes.entry((sample.node, group.group)).or_insert(vote);
+                    if vote < *known {
+                        self.regressions.push(format!(
+                            "node {} group {}: leader id went back from (term {}, node {}) to (term {}, node {leader}) at {:.3} s",
+                            sample.node,
+                            group.group,
+                            known.0,
+                            known.1,
+                            group.term,
+                            sample.at.as_secs_f64()
+                        ));
+                    }
+                    *known = (*known).max(vote);
+                }
             }
             if let Some(applied) = group.applied {
                 let known = self
@@ -369,6 +375,22 @@ mod tests {
                 .anomalies,
             4
         );
+    }
+
+    #[test]
+    fn a_replica_just_opened_reports_term_zero_without_an_anomaly() {
+        let deployment = deployment();
+        let mut checker = RaftChecker::default();
+        checker.observe(&sample(1, 0, "Follower", 3, true), &deployment);
+        // Reopened after a full disk: openraft's initial metrics, then the durable vote.
+        checker.observe(&sample(1, 100, "Follower", 0, true), &deployment);
+        checker.observe(&sample(1, 200, "Follower", 3, true), &deployment);
+        let result = checker.result(&deployment, Duration::from_secs(3600));
+        assert_eq!(result.anomalies, 0, "{result:?}");
+        // A lower term that is not zero is still a vote gone back.
+        checker.observe(&sample(1, 300, "Follower", 2, true), &deployment);
+        let result = checker.result(&deployment, Duration::from_secs(3600));
+        assert_eq!(result.anomalies, 1, "{result:?}");
     }
 
     #[test]
