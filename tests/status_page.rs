@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use roster_tests::deployment::{dashboard_queries, exposed_names, metric_names, Deployment};
+use roster_tests::deployment::{dashboard_queries, exposed_names, metric_names};
+use roster_tests::paired::Paired;
 use roster_tests::prometheus::Prometheus;
 use roster_tests::sip_client::{Credentials, SipClient};
 use roster_tests::{http_get, run_with_deadline, Users};
@@ -20,7 +21,7 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(90);
 /// How long the browser check may take, the browser's start included.
 const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
 
-fn overview(deployment: &Deployment, node: u64) -> serde_json::Value {
+fn overview(deployment: &Paired, node: u64) -> serde_json::Value {
     let started = Instant::now();
     let (status, body) = http_get(deployment.http[&node], "/api/v1/deployment");
     // A dead node costs the gathering its status timeout, never more than a few seconds.
@@ -66,7 +67,7 @@ fn roster(args: &[&str]) -> String {
 /// Registers one user through node 1 from an untrusted address, after a wrong password once
 /// (so that the request and authentication counters exist), then waits until every Roster
 /// metric the Grafana dashboard and the alert rules read is exported by some node.
-fn check_dashboard_metrics(deployment: &Deployment) {
+fn check_dashboard_metrics(deployment: &Paired) {
     let mut client = SipClient::new([127, 0, 0, 2].into(), deployment.sip[&1]);
     let aor = "sip:t0@example.com";
     let contact = "Contact: <sip:t0@192.0.2.7:5060>;expires=600\r\n";
@@ -178,7 +179,7 @@ fn check_dashboard_metrics(deployment: &Deployment) {
 
 /// `roster node handover` (a rolling upgrade's first step) leaves node 2 leading nothing while
 /// every group keeps a leader.
-fn check_handover(deployment: &Deployment) {
+fn check_handover(deployment: &Paired) {
     let url = format!("http://{}", deployment.http[&1]);
     let token = deployment.dir.path().join("pool/admin.token");
     let token = token.to_string_lossy();
@@ -264,7 +265,7 @@ fn the_status_page_lists_every_node_and_shows_a_killed_one_down() {
         count: 20,
         password: "secret".into(),
     };
-    let mut deployment = Deployment::start(&users, 4);
+    let mut deployment = Paired::start_named(&users, 4, ["a", "b"]);
     let deadline = Instant::now() + SETTLE_DEADLINE;
     let settled = loop {
         let seen = overview(&deployment, 1);

@@ -132,13 +132,17 @@ pub fn sipp_csv_line(user: &str, password: &str) -> String {
     format!("{user};example.com;[authentication username={user} password={password}]\n")
 }
 
-/// Starts `roster start --config CONFIG` with its log in `log`; the receiver gets its HTTP
-/// address (if any) once it is ready.
+/// Starts `roster start --config CONFIG` with its log appended to `log` (a restarted node's
+/// log follows its first life's); the receiver gets its HTTP address (if any) once it is ready.
 pub(crate) fn spawn_node(
     config: &std::path::Path,
     log: &std::path::Path,
 ) -> (std::process::Child, mpsc::Receiver<Option<SocketAddr>>) {
-    let log = std::fs::File::create(log).expect("node log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("node log");
     let mut child = Command::new(roster_bin())
         .arg("start")
         .arg("--config")

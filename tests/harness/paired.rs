@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::{
-    await_directory_users, free_ports, roster_bin, run_with_deadline, run_with_input, watch_ready,
+    await_directory_users, free_ports, roster_bin, run_with_deadline, run_with_input, spawn_node,
     TempDir, Users,
 };
 
@@ -43,27 +43,33 @@ impl Paired {
     /// (homed on the CMS's pool) and digest authentication, starts the six nodes and waits
     /// until every node's directory holds the users.
     pub fn start(users: &Users, groups: u32) -> Paired {
+        Paired::start_named(users, groups, ["east", "west"])
+    }
+
+    /// [`Paired::start`] with the pools named `names` (the first holds the CMS and the users).
+    pub fn start_named(users: &Users, groups: u32, names: [&str; 2]) -> Paired {
+        let [first, second] = names;
         let dir = TempDir::new("paired");
         users.write(dir.path());
         let nodes = 2 * NODES_PER_POOL;
         let count = u16::try_from(nodes).expect("six nodes");
         // Per node: SIP UDP/TCP and TLS (two ports), then the HTTP ports; QUIC at base+101.
         let base = free_ports(3 * count, 101, count);
-        let mut topology = String::from(
-            "[deployment]\nname = \"test\"\ncms = \"east\"\n\
+        let mut topology = format!(
+            "[deployment]\nname = \"test\"\ncms = \"{first}\"\n\
              [[site]]\nname = \"dc1\"\n[[site]]\nname = \"dc2\"\n",
         );
-        for (id, name, site) in [(1, "east", "dc1"), (2, "west", "dc2")] {
+        for (id, name, site) in [(1, first, "dc1"), (2, second, "dc2")] {
             topology.push_str(&format!(
                 "[[pool]]\nid = {id}\nname = \"{name}\"\nsite = \"{site}\"\ngroups = {groups}\n"
             ));
         }
-        topology.push_str("[[pair]]\npools = [\"east\", \"west\"]\n");
+        topology.push_str(&format!("[[pair]]\npools = [\"{first}\", \"{second}\"]\n"));
         let mut sip = BTreeMap::new();
         let mut http = BTreeMap::new();
         for id in 1..=nodes {
             let index = u16::try_from(id - 1).expect("small");
-            let pool = if id <= NODES_PER_POOL { "east" } else { "west" };
+            let pool = if id <= NODES_PER_POOL { first } else { second };
             let sip_address = SocketAddr::from(([127, 0, 0, 1], base + 2 * index));
             let http_address = SocketAddr::from(([127, 0, 0, 1], base + 2 * count + index));
             let cluster = SocketAddr::from(([127, 0, 0, 1], base + 101 + index));
@@ -116,24 +122,9 @@ impl Paired {
     }
 
     fn spawn(&mut self, id: u64) -> mpsc::Receiver<Option<SocketAddr>> {
-        // Appended to: a restarted node's log follows its first life's.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(id))
-            .expect("node log");
-        let mut child = Command::new(roster_bin())
-            .arg("start")
-            .arg("--config")
-            .arg(self.config(id))
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn roster start");
-        let stdout = child.stdout.take().expect("stdout piped");
+        let (child, ready) = spawn_node(&self.config(id), &self.log_path(id));
         self.children.insert(id, child);
-        watch_ready(stdout)
+        ready
     }
 
     /// Kills node `id` with SIGKILL and waits for it to end.
