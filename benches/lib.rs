@@ -103,3 +103,5 @@ fn register(n: u32, cseq: u32, change: ContactChange) -> Command {
         bindings_max: None,
     })
 }
+
+pub mod driving;

@@ -3,7 +3,6 @@
 //! owns the processes it started and stops them when dropped, on error paths too.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -344,7 +343,7 @@ fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Child> {
     let stdout = file
         .try_clone()
         .with_context(|| format!("cannot reopen {}", log.display()))?;
-    die_with_parent(&mut command);
+    roster_benches::driving::die_with_parent(&mut command);
     let program = command.get_program().to_string_lossy().into_owned();
     command
         .stdin(Stdio::null())
@@ -352,18 +351,6 @@ fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Child> {
         .stdout(stdout)
         .spawn()
         .with_context(|| format!("cannot start {program}"))
-}
-
-/// Makes the command's process receive SIGTERM when the benchmark dies, even by SIGKILL.
-pub fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it runs in the
-    // child between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
 }
 
 /// Waits until `address` answers an OPTIONS (any status will do).

@@ -76,6 +76,10 @@ pub const BACKUP_LAG_ENTRIES: &str = "roster_backup_lag_entries";
 pub const BACKUP_LAG_SECONDS: &str = "roster_backup_lag_seconds";
 /// Metric: restores (whole-state sends) started, by group.
 pub const BACKUP_RESTORES: &str = "roster_backup_restores_total";
+/// Metric (histogram, on the source's leader): for every shipped entry, the time from its
+/// proposal (the source leader's timestamp) to the partner's acknowledgement that its copy
+/// holds it: the replication delay, the RPO each entry was exposed to.
+pub const BACKUP_REPLICATION_DELAY: &str = "roster_backup_replication_delay_seconds";
 
 /// One stream's state as its source's leader sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,15 +122,21 @@ pub enum StreamState {
 }
 
 /// The streams this node ships, for status.
+///
+/// A status is set when its shipper looks at the stream (before each step); a step may take a
+/// WAN round trip or, with the partner unreachable, a timeout. So each status keeps when the
+/// oldest entry the copy lacked was first seen, and [`Shipping::list`] ages the lag to the
+/// moment it is asked: a stream stuck in a step shows its lag growing, not the lag it had when
+/// the step began.
 #[derive(Default)]
 pub(crate) struct Shipping {
     /// A `std` lock around map operations without `.await`.
-    streams: Mutex<BTreeMap<GroupKey, StreamStatus>>,
+    streams: Mutex<BTreeMap<GroupKey, (StreamStatus, Option<Instant>)>>,
 }
 
 impl Shipping {
-    fn set(&self, source: GroupKey, status: StreamStatus) {
-        self.lock().insert(source, status);
+    fn set(&self, source: GroupKey, (status, oldest): (StreamStatus, Option<Instant>)) {
+        self.lock().insert(source, (status, oldest));
     }
 
     fn forget(&self, source: GroupKey) {
@@ -134,10 +144,15 @@ impl Shipping {
     }
 
     pub(crate) fn list(&self) -> Vec<StreamStatus> {
-        self.lock().values().cloned().collect()
+        self.lock()
+            .values()
+            .map(|(status, oldest)| aged(status.clone(), *oldest))
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<GroupKey, StreamStatus>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<GroupKey, (StreamStatus, Option<Instant>)>> {
         // A poisoned lock only means a panic elsewhere mid-insert; statuses are refreshed.
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -294,10 +309,18 @@ impl<N: Network> PoolNode<N> {
             stream.partner = None;
             return Ok(Step::Shipped);
         };
+        let proposed_ms: Vec<(u64, u64)> = batch
+            .entries
+            .iter()
+            .map(|entry| (entry.index, entry.request.timestamp_ms))
+            .collect();
         let request = GroupRequest::replicate(batch);
         let answer = self
             .ship_to_partner(stream.copy, request, SHIP_TIMEOUT)
             .await?;
+        if let GroupResponse::Replicated { position } = answer {
+            record_delays(&proposed_ms, position, (self.clock)());
+        }
         Ok(self.on_answer(stream, answer))
     }
 
@@ -493,18 +516,18 @@ impl Stream {
         self.partner = None;
     }
 
-    fn status(&self, applied: u64) -> StreamStatus {
+    /// The stream's status now, and when the oldest entry the copy lacks was first seen (none
+    /// when it lacks nothing).
+    fn status(&self, applied: u64) -> (StreamStatus, Option<Instant>) {
         let partner = self.partner;
         let lag_entries = applied.saturating_sub(partner.unwrap_or(0));
         let oldest = self
             .observed
             .iter()
-            .find(|(index, _, _)| partner.is_none_or(|position| *index > position));
-        let lag = if lag_entries == 0 {
-            Duration::ZERO
-        } else {
-            oldest.map_or(Duration::ZERO, |(_, seen, _)| seen.elapsed())
-        };
+            .find(|(index, _, _)| partner.is_none_or(|position| *index > position))
+            .map(|(_, seen, _)| *seen)
+            .filter(|_| lag_entries > 0);
+        let lag = oldest.map_or(Duration::ZERO, |seen| seen.elapsed());
         let (state, detail) = match (&self.stopped, &self.failure) {
             (Some(reason), _) => (StreamState::Stopped, Some(reason.clone())),
             (None, Some((reason, since))) if since.elapsed() > STOPPED_AFTER => {
@@ -517,7 +540,7 @@ impl Stream {
         let label = self.source.to_string();
         metrics::gauge!(BACKUP_LAG_ENTRIES, "group" => label.clone()).set(lag_entries as f64);
         metrics::gauge!(BACKUP_LAG_SECONDS, "group" => label.clone()).set(lag.as_secs_f64());
-        StreamStatus {
+        let status = StreamStatus {
             source: label,
             copy: self.copy.to_string(),
             leader: self.leader,
@@ -529,8 +552,40 @@ impl Stream {
             state,
             detail,
             restores: self.restores,
+        };
+        (status, oldest)
+    }
+}
+
+/// `status` with its lag aged to now: the oldest entry the copy lacked was first seen at
+/// `oldest`; a steady stream whose lag has since reached [`STEADY_LAG`] is behind.
+fn aged(mut status: StreamStatus, oldest: Option<Instant>) -> StreamStatus {
+    if let Some(seen) = oldest {
+        let lag_ms = u64::try_from(seen.elapsed().as_millis()).unwrap_or(u64::MAX);
+        status.lag_ms = status.lag_ms.max(lag_ms);
+        if status.state == StreamState::Steady && seen.elapsed() >= STEADY_LAG {
+            status.state = StreamState::Behind;
         }
     }
+    status
+}
+
+/// Records [`BACKUP_REPLICATION_DELAY`] for each shipped entry the copy now holds.
+fn record_delays(proposed_ms: &[(u64, u64)], position: u64, now_ms: u64) {
+    for delay_s in delays_held(proposed_ms, position, now_ms) {
+        metrics::histogram!(BACKUP_REPLICATION_DELAY).record(delay_s);
+    }
+}
+
+/// The replication delays, in seconds, of the shipped entries (source index, proposal time)
+/// the copy holds at `position`, acknowledged at `now_ms`. An entry stamped in the future
+/// (another leader's clock ahead) counts as no delay; one without a stamp is left out.
+fn delays_held(proposed_ms: &[(u64, u64)], position: u64, now_ms: u64) -> Vec<f64> {
+    proposed_ms
+        .iter()
+        .filter(|&&(index, at_ms)| index <= position && at_ms > 0)
+        .map(|&(_, at_ms)| now_ms.saturating_sub(at_ms) as f64 / 1000.0)
+        .collect()
 }
 
 /// The partner's group that follows `key`, or that `key` follows: a routing group's backup
@@ -550,4 +605,44 @@ fn applied_index(replica: &Replica) -> u64 {
         .borrow_watched()
         .last_applied
         .map_or(0, |id| id.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steady(lag_ms: u64) -> StreamStatus {
+        StreamStatus {
+            source: "1/routing-0".into(),
+            copy: "1/backup-0".into(),
+            leader: 1,
+            source_index: 10,
+            source_time_ms: 0,
+            partner_index: Some(9),
+            lag_entries: 1,
+            lag_ms,
+            state: StreamState::Steady,
+            detail: None,
+            restores: 0,
+        }
+    }
+
+    #[test]
+    fn a_status_ages_while_its_step_is_in_flight() {
+        let Some(seen) = Instant::now().checked_sub(Duration::from_millis(1500)) else {
+            return; // A clock younger than 1.5 s: nothing to age.
+        };
+        let status = aged(steady(0), Some(seen));
+        assert!(status.lag_ms >= 1500, "lag {} ms", status.lag_ms);
+        assert_eq!(status.state, StreamState::Behind);
+        // A copy that lacks nothing stays as it was.
+        assert_eq!(aged(steady(0), None), steady(0));
+    }
+
+    #[test]
+    fn replication_delays_count_only_what_the_copy_holds() {
+        let shipped = [(1, 1_000), (2, 0), (3, 5_000), (9, 1_000)];
+        // Index 2 has no stamp, 9 is past the copy's position, 3 is stamped in the future.
+        assert_eq!(delays_held(&shipped, 3, 2_000), vec![1.0, 0.0]);
+    }
 }
