@@ -2,14 +2,15 @@
 //! `finish` on a pool of three `roster start` processes, each step rolled out by restarting
 //! the nodes one at a time (leaderships handed over first, the next node only once the pool is
 //! healthy again), while `roster load --verify` registers through node 1; every acknowledged
-//! registration is still there at the end, and each step run out of turn is refused.
+//! registration is still there at the end, and each step run out of turn is refused. A node
+//! whose certificate its trust file does not cover is refused by `--check-config`.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use roster_tests::{http_get, output_text, roster_bin, run_with_deadline, Pool, Users};
+use roster_tests::{http_get, output_text, roster_bin, run_with_deadline, Pool, TempDir, Users};
 
 /// How long `roster load` runs: longer than the three rolls (nine restarts) take.
 const LOAD_SECONDS: u64 = 150;
@@ -162,4 +163,59 @@ fn the_ca_rotates_under_load_with_rolling_restarts_and_nothing_is_lost() {
     assert!(load.status.success(), "{report}");
     assert!(report.contains("0 missing"), "{report}");
     assert!(report.contains("PASS"), "{report}");
+}
+
+/// After `issue` the nodes' certificates are the new CA's: a trust file naming the old CA alone
+/// (a `finish` rolled out too early, a file restored from a backup) is caught before the node
+/// starts, by the same check its peers would make in the handshake.
+#[test]
+fn check_config_refuses_a_certificate_its_trust_file_does_not_cover() {
+    let dir = TempDir::new("ca-trust");
+    let mut topology = String::from(
+        "[deployment]\nname = \"trust\"\n[[site]]\nname = \"s1\"\n\
+         [[pool]]\nid = 1\nname = \"a\"\nsite = \"s1\"\ngroups = 8\n",
+    );
+    for id in 1..=3 {
+        topology.push_str(&format!(
+            "[[node]]\nid = {id}\npool = \"a\"\ncluster = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n",
+            7100 + id,
+            5100 + 2 * id
+        ));
+    }
+    let topology_path = dir.path().join("topology.toml");
+    std::fs::write(&topology_path, topology).expect("write topology");
+    let pool = dir.path().join("pool");
+    let init = run_with_deadline(
+        Command::new(roster_bin())
+            .args(["init", "--no-auth", "--topology"])
+            .arg(&topology_path)
+            .arg("--dir")
+            .arg(&pool),
+        COMMAND_DEADLINE,
+    );
+    assert!(init.status.success(), "{}", output_text(&init));
+    let old_ca = std::fs::read_to_string(pool.join("tls/ca.pem")).expect("ca.pem");
+    for step in ["begin", "issue"] {
+        let output = rotate(step, &pool);
+        assert!(output.status.success(), "{step}: {}", output_text(&output));
+    }
+    let check = || {
+        run_with_deadline(
+            Command::new(roster_bin())
+                .args(["start", "--check-config", "--config"])
+                .arg(pool.join("node-1/roster.toml")),
+            COMMAND_DEADLINE,
+        )
+    };
+    let both = check();
+    assert!(both.status.success(), "{}", output_text(&both));
+    assert!(output_text(&both).contains("(2 CA certificates)"));
+    std::fs::write(pool.join("tls/ca.pem"), old_ca).expect("write the old CA alone");
+    let refused = check();
+    assert!(!refused.status.success(), "{}", output_text(&refused));
+    assert!(
+        output_text(&refused).contains("is not signed by a CA in"),
+        "{}",
+        output_text(&refused)
+    );
 }
