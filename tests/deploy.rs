@@ -2,7 +2,8 @@
 //! check rules` and their unit tests by `promtool test rules`; the Grafana dashboard's every
 //! query parsed by promtool (as recording rules) and its metric names are real ones (the
 //! running deployment's `/metrics` is checked in `status_page.rs`); the systemd unit by
-//! `systemd-analyze verify`; the Ansible playbooks by `ansible-playbook --syntax-check`, and
+//! `systemd-analyze verify`, and the init script for hosts without systemd runs its commands;
+//! the Ansible playbooks by `ansible-playbook --syntax-check`, and
 //! `init.yml` (the control machine's part) run for real on the example inventory.
 //! `scripts/test` installs promtool (Debian's `prometheus`) and ansible-core (in
 //! `deploy/ansible/.venv`, see `deploy/ansible/README.md`).
@@ -116,6 +117,43 @@ fn the_systemd_unit_verifies() {
         "NoNewPrivileges=yes",
     ] {
         assert!(unit.contains(key), "the unit lacks {key}");
+    }
+}
+
+/// The init script (hosts without systemd, `roster_service_manager: sysv`) parses, and runs
+/// what the unit runs: its `ExecStartPre=` and `ExecStart=` command lines, as the unit's user
+/// with its capability.
+#[test]
+fn the_init_script_runs_the_units_commands() {
+    let script_path = deploy_dir().join("init.d/roster");
+    run_ok(Command::new("sh").arg("-n").arg(&script_path));
+    let script = std::fs::read_to_string(&script_path).expect("deploy/init.d/roster");
+    let unit = std::fs::read_to_string(deploy_dir().join("systemd/roster.service"))
+        .expect("deploy/systemd/roster.service");
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("the unit has no {key}"))
+            .to_owned()
+    };
+    let start = value("ExecStart=");
+    let check = value("ExecStartPre=");
+    assert_eq!(check, format!("{start} --check-config"));
+    // The script spells the program and the configuration once each, as variables.
+    let (program, config) = start
+        .split_once(" start --config ")
+        .expect("ExecStart= is `roster start --config FILE`");
+    assert!(script.contains(&format!("DAEMON={program}\n")), "{program}");
+    assert!(script.contains(&format!("CONFIG={config}\n")), "{config}");
+    for piece in [
+        "\"$DAEMON\" start --config \"$CONFIG\" --check-config",
+        "\"$DAEMON\" start --config \"$CONFIG\"\n",
+        &format!("--reuid {}", value("User=")),
+        &format!("--regid {}", value("Group=")),
+        "--ambient-caps -all,+net_bind_service",
+        "ulimit -n 1048576",
+    ] {
+        assert!(script.contains(piece), "the init script lacks {piece:?}");
     }
 }
 

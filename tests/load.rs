@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roster_tests::{roster_bin, run_with_deadline, Node, NodeOptions, TempDir, Users};
+use roster_tests::{
+    output_text as text, roster_bin, run_with_deadline, Node, NodeOptions, TempDir, Users,
+};
 
 /// Longest a short load run may take: 3 s of load, a drain, a verification, start-up.
 const RUN_DEADLINE: Duration = Duration::from_secs(20);
@@ -27,15 +29,6 @@ fn load(args: &[&str]) -> Output {
     let mut command = Command::new(roster_bin());
     command.arg("load").args(args).env("RUST_LOG", "warn");
     run_with_deadline(&mut command, RUN_DEADLINE)
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn json(path: &Path) -> serde_json::Value {

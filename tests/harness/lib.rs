@@ -361,6 +361,16 @@ pub fn await_directory_users(
     }
 }
 
+/// A finished command's exit status, standard output and standard error, for a failure message.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Runs a child to completion, killing it past `deadline`.
 pub fn run_with_deadline(command: &mut Command, deadline: Duration) -> Output {
     run_with_input(command, Stdio::null(), deadline)

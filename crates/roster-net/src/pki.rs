@@ -71,6 +71,9 @@ pub enum PkiError {
     /// A certificate or key could not be parsed, or they do not match.
     #[error("cannot parse certificate or key: {0}")]
     Parse(String),
+    /// A certificate does not chain to a trusted CA, or is not valid now.
+    #[error("certificate not trusted: {0}")]
+    Untrusted(String),
     /// The certificate carries no node identity, or more than one.
     #[error("certificate does not identify exactly one node: {0}")]
     NoNodeId(String),
@@ -207,19 +210,32 @@ impl Ca {
     }
 
     /// Loads a CA from its certificate and private key in PEM, checking that they match.
+    ///
+    /// `cert_pem` may be a bundle of several CA certificates (during a CA rotation a deployment
+    /// trusts the old CA and the new one): the CA is the one certificate the key belongs to.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(parse_error)?;
-        let certificate_der = single_certificate_der(cert_pem)?;
-        let certificate = webpki::EndEntityCert::try_from(&certificate_der)
-            .map_err(|error| PkiError::Parse(format!("{error:?}")))?;
-        if certificate.subject_public_key_info().as_ref() != key.subject_public_key_info() {
-            return Err(PkiError::Parse(
-                "the CA key does not belong to the CA certificate".into(),
-            ));
+        let bundle = split_certificates(cert_pem)?;
+        let count = bundle.len();
+        let mut matching = None;
+        for single_pem in bundle {
+            let certificate_der = single_certificate_der(&single_pem)?;
+            let certificate = webpki::EndEntityCert::try_from(&certificate_der)
+                .map_err(|error| PkiError::Parse(format!("{error:?}")))?;
+            if certificate.subject_public_key_info().as_ref() == key.subject_public_key_info() {
+                matching = Some((single_pem, certificate_der));
+                break;
+            }
         }
+        let Some((single_pem, certificate_der)) = matching else {
+            return Err(PkiError::Parse(match count {
+                1 => "the CA key does not belong to the CA certificate".into(),
+                _ => format!("the CA key belongs to none of the {count} CA certificates"),
+            }));
+        };
         let issuer = Issuer::from_ca_cert_der(&certificate_der, key).map_err(parse_error)?;
         Ok(Ca {
-            cert_pem: cert_pem.to_owned(),
+            cert_pem: single_pem,
             key_pem: key_pem.to_owned(),
             issuer,
         })
@@ -346,6 +362,79 @@ impl std::fmt::Debug for NodeCertificate {
             .field("key_pem", &"<secret>")
             .finish()
     }
+}
+
+/// Most CA certificates a node trusts at once: the deployment's CA, and during a rotation the
+/// next one (`roster cert rotate`); a few more leave room for an operator's own steps.
+pub const TRUSTED_CA_COUNT_MAX: usize = 8;
+
+/// The certificates of a PEM bundle, each as PEM of its own (its `BEGIN`/`END CERTIFICATE`
+/// block), in the bundle's order; text between the blocks (comments) is dropped. Refuses an
+/// empty bundle, a block that does not parse, and more than [`TRUSTED_CA_COUNT_MAX`] blocks.
+pub fn split_certificates(bundle_pem: &str) -> Result<Vec<String>, PkiError> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut certificates = Vec::new();
+    let mut block: Option<String> = None;
+    for line in bundle_pem.lines().map(str::trim) {
+        match block.as_mut() {
+            None if line == BEGIN => block = Some(format!("{BEGIN}\n")),
+            None => {}
+            Some(text) => {
+                text.push_str(line);
+                text.push('\n');
+                if line == END {
+                    if certificates.len() == TRUSTED_CA_COUNT_MAX {
+                        return Err(PkiError::Invalid(format!(
+                            "more than {TRUSTED_CA_COUNT_MAX} certificates in one bundle"
+                        )));
+                    }
+                    let text = block.take().unwrap_or_default();
+                    single_certificate_der(&text)?;
+                    certificates.push(text);
+                }
+            }
+        }
+    }
+    if block.is_some() {
+        return Err(PkiError::Parse(format!("a certificate without {END}")));
+    }
+    if certificates.is_empty() {
+        return Err(PkiError::Parse("no certificate in PEM".into()));
+    }
+    Ok(certificates)
+}
+
+/// Checks that the node certificate `node_cert_pem` is valid now and chains to one of the CA
+/// certificates of `ca_bundle_pem`, exactly as the node's peers check it in the TLS handshake
+/// (rustls' WebPKI verifier for the node's own name); returns the node it names.
+pub fn verify_node_certificate(ca_bundle_pem: &str, node_cert_pem: &str) -> Result<Peer, PkiError> {
+    let certificate_der = single_certificate_der(node_cert_pem)?;
+    let peer = peer_from_certificate(certificate_der.as_ref())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for single_pem in split_certificates(ca_bundle_pem)? {
+        roots
+            .add(single_certificate_der(&single_pem)?)
+            .map_err(|error| PkiError::Parse(format!("CA certificate: {error}")))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map_err(|error| PkiError::Parse(error.to_string()))?;
+    let server_name = rustls::pki_types::ServerName::try_from(node_server_name(peer))
+        .map_err(|error| PkiError::Parse(error.to_string()))?;
+    let now = rustls::pki_types::UnixTime::now();
+    rustls::client::danger::ServerCertVerifier::verify_server_cert(
+        verifier.as_ref(),
+        &certificate_der,
+        &[],
+        &server_name,
+        &[],
+        now,
+    )
+    .map_err(|error| PkiError::Untrusted(error.to_string()))?;
+    Ok(peer)
 }
 
 /// Reads a PEM file of at most [`PEM_FILE_SIZE_MAX`] bytes, such as the CA certificate a node
@@ -635,6 +724,67 @@ mod tests {
         let node_der = certificate_der(&node.cert_pem);
         let node_certificate = webpki::EndEntityCert::try_from(&node_der).unwrap();
         assert_eq!(node_certificate.issuer(), ca_certificate.subject());
+    }
+
+    /// During a CA rotation `ca.pem` holds the old and the new CA: the key picks the one that
+    /// signs, and a node certificate from either verifies against the bundle, not against a
+    /// bundle without its CA.
+    #[test]
+    fn a_bundle_of_two_cas_signs_with_the_key_and_trusts_both() {
+        let old = Ca::generate("rotation").unwrap();
+        let new = Ca::generate("rotation").unwrap();
+        let bundle = format!("# old\n{}\n# new\n{}", old.cert_pem(), new.cert_pem());
+        let split = split_certificates(&bundle).unwrap();
+        assert_eq!(split.len(), 2);
+        assert_eq!(
+            single_certificate_der(&split[1]).unwrap(),
+            certificate_der(new.cert_pem())
+        );
+        let signer = Ca::from_pem(&bundle, new.key_pem()).unwrap();
+        assert_eq!(
+            certificate_der(signer.cert_pem()),
+            certificate_der(new.cert_pem())
+        );
+        let from_new = signer.issue_node(PEER, ["10.0.0.7"]).unwrap();
+        let from_old = old.issue_node(PEER, ["10.0.0.7"]).unwrap();
+        for node in [&from_new, &from_old] {
+            assert_eq!(
+                verify_node_certificate(&bundle, &node.cert_pem).unwrap(),
+                PEER
+            );
+        }
+        assert!(verify_node_certificate(new.cert_pem(), &from_new.cert_pem).is_ok());
+        match verify_node_certificate(new.cert_pem(), &from_old.cert_pem) {
+            Err(PkiError::Untrusted(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        let stranger = Ca::generate("other").unwrap();
+        let error = Ca::from_pem(&bundle, stranger.key_pem()).unwrap_err();
+        assert!(error.to_string().contains("none of the 2"), "{error}");
+    }
+
+    #[test]
+    fn bundles_are_bounded_and_whole() {
+        let ca = Ca::generate("bounded").unwrap();
+        let full = ca.cert_pem().repeat(TRUSTED_CA_COUNT_MAX);
+        assert_eq!(
+            split_certificates(&full).unwrap().len(),
+            TRUSTED_CA_COUNT_MAX
+        );
+        let over = ca.cert_pem().repeat(TRUSTED_CA_COUNT_MAX + 1);
+        assert!(matches!(
+            split_certificates(&over),
+            Err(PkiError::Invalid(_))
+        ));
+        let cut = ca
+            .cert_pem()
+            .trim_end()
+            .trim_end_matches("-----END CERTIFICATE-----");
+        assert!(matches!(split_certificates(cut), Err(PkiError::Parse(_))));
+        assert!(matches!(
+            split_certificates("# nothing"),
+            Err(PkiError::Parse(_))
+        ));
     }
 
     #[test]

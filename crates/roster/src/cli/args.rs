@@ -167,6 +167,29 @@ pub enum CertCommand {
         #[arg(long = "address", value_name = "ADDR")]
         addresses: Vec<String>,
     },
+    /// Replace the deployment's CA in a `roster init` directory without an outage, in three
+    /// steps, each rolled out to the nodes one at a time before the next: `begin` (a new CA;
+    /// tls/ca.pem trusts both), `issue` (the new CA signs; every node's certificate re-issued),
+    /// `finish` (tls/ca.pem trusts the new CA alone). deploy/runbooks/certificate-rotation.md.
+    Rotate {
+        /// The step to run.
+        #[arg(value_enum)]
+        step: RotationStep,
+        /// The directory `roster init` wrote (tls/ca.pem, tls/ca.key, node-N/).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// A step of `roster cert rotate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RotationStep {
+    /// Make the next CA; tls/ca.pem trusts the current one and the next.
+    Begin,
+    /// Sign with the next CA from now on and re-issue every node's certificate with it.
+    Issue,
+    /// Trust the new CA alone; delete the old CA's key.
+    Finish,
 }
 
 #[derive(Subcommand)]

@@ -1,5 +1,5 @@
 //! `roster cert ca` and `roster cert node`: a cluster CA and node certificates issued by it,
-//! for operators who place the files themselves.
+//! for operators who place the files themselves; `roster cert rotate` is `ca_rotation`.
 
 use std::path::Path;
 
@@ -45,6 +45,7 @@ pub fn cert(command: CertCommand) -> anyhow::Result<()> {
             certificate.write_files(&cert, &key)?;
             println!("wrote {} and {}", cert.display(), key.display());
         }
+        CertCommand::Rotate { step, dir } => super::ca_rotation::rotate(step, &dir)?,
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! user_import   roster user import FILE.csv: checked, then sent in commands, with progress
 //! backup_status roster backup status: GET /api/v1/backup as tables
 //! cert          roster cert ca | node
+//! ca_rotation   roster cert rotate begin | issue | finish: a new CA without an outage
 //! access        --url or --topology: how a command reaches the deployment's overview
 //! status        roster node status, roster pool status: tables or JSON from the overview
 //! pool_admin    roster node drain | handover, roster pool rebalance: calls to a node's admin
@@ -30,6 +31,7 @@ pub mod args;
 
 mod access;
 mod backup_status;
+mod ca_rotation;
 mod cert;
 mod demo;
 mod failover;

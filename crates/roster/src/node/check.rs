@@ -60,6 +60,26 @@ fn check_pool(config: &Config, pool: &PoolConfig, checked: &mut Vec<String>) -> 
         pool.node_id,
         identity.pool
     ));
+    // What the node's peers will check in the handshake: a certificate from a CA they trust
+    // (the same file on every node; during a CA rotation it names the old CA and the new one).
+    let trusted = roster_net::pki::split_certificates(&identity.ca)
+        .with_context(|| format!("CA certificates {}", pool.ca_certificate.display()))?;
+    roster_net::pki::verify_node_certificate(&identity.ca, &identity.certificate.cert_pem)
+        .with_context(|| {
+            format!(
+                "certificate {} is not signed by a CA in {}: a node whose certificate its \
+                 peers do not trust cannot join them",
+                pool.node_certificate.display(),
+                pool.ca_certificate.display()
+            )
+        })?;
+    checked.push(format!(
+        "certificate {} chains to a CA in {} ({} CA certificate{})",
+        pool.node_certificate.display(),
+        pool.ca_certificate.display(),
+        trusted.len(),
+        if trusted.len() == 1 { "" } else { "s" }
+    ));
     if let Some(users) = &config.users_file {
         let records = crate::users::records(users, &deployment, deployment.cms_pool())?;
         checked.push(format!(

@@ -22,7 +22,7 @@ use rand::distr::{Alphanumeric, SampleString as _};
 use roster::topology::read_topology;
 use roster_net::pki::{Ca, NodeCertificate};
 use roster_net::Peer;
-use roster_topology::Deployment;
+use roster_topology::{Deployment, NodeSpec};
 
 use node_ids::NodeIds;
 
@@ -127,16 +127,11 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         let joins =
             existing_pool && (!cert_path.exists() || config_joins(&node_dir.join("roster.toml")));
         if !cert_path.exists() {
-            let mut addresses = vec![node.cluster.ip().to_string(), sip.ip().to_string()];
-            if let Some(wan) = node.wan {
-                addresses.push(wan.ip().to_string());
-            }
-            addresses.dedup();
             let peer = Peer {
                 pool: pool.id,
                 node: node.id,
             };
-            let certificate: NodeCertificate = ca.issue_node(peer, addresses)?;
+            let certificate: NodeCertificate = ca.issue_node(peer, certificate_addresses(node))?;
             certificate.write_files(&cert_path, &key_path)?;
         }
         let config_path = node_dir.join("roster.toml");
@@ -150,6 +145,16 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         configs.push((node.id, config_path));
     }
     Ok(configs)
+}
+
+/// The addresses a node's certificate names besides its identity: its cluster, SIP and WAN
+/// IP addresses (`roster cert rotate issue` names the same).
+pub(super) fn certificate_addresses(node: &NodeSpec) -> Vec<String> {
+    let mut addresses = vec![node.cluster.ip().to_string()];
+    addresses.extend(node.sip.map(|sip| sip.ip().to_string()));
+    addresses.extend(node.wan.map(|wan| wan.ip().to_string()));
+    addresses.dedup();
+    addresses
 }
 
 /// The deployment an earlier run of `roster init` copied into `dir`, if any.
