@@ -56,6 +56,11 @@ pub const OUTSTANDING_PER_NODE_MAX: usize = 20_000;
 /// Most attempts of one final read: a group may answer `503` for a moment after a heal.
 pub const FINAL_READ_ATTEMPTS_MAX: u32 = 8;
 
+/// Final reads one node's driver has in flight at once: each is a REGISTER query, a Raft
+/// command of its group, and sent all at once (hundreds per node) they overran a loaded
+/// machine's nodes, which answered `503` until the reads ran out of attempts.
+pub const FINAL_READS_IN_FLIGHT_PER_NODE_MAX: usize = 16;
+
 /// Wait between attempts of a directed operation.
 const DIRECTED_RETRY: Duration = Duration::from_millis(500);
 
@@ -480,9 +485,17 @@ impl Scheduler {
             return None;
         }
         self.generate(now);
-        let ready = self.directed[node]
+        let finals_in_flight = self
+            .pending
             .iter()
-            .position(|d| d.not_before <= now && !self.clients[d.client].busy);
+            .filter(|((at, _), pending)| *at == node && pending.phase == Phase::Final)
+            .count();
+        let finals_allowed = finals_in_flight < FINAL_READS_IN_FLIGHT_PER_NODE_MAX;
+        let ready = self.directed[node].iter().position(|d| {
+            d.not_before <= now
+                && !self.clients[d.client].busy
+                && (finals_allowed || d.phase != Phase::Final)
+        });
         if let Some(position) = ready {
             let directed = self.directed[node].remove(position)?;
             return Some(self.begin(
@@ -848,5 +861,23 @@ mod tests {
         assert_eq!(groups, BTreeSet::from([0, 1, 2, 3]));
         let targets = scheduler.enqueue_final_reads(&nodes, now);
         assert_eq!(targets.len(), (10 + 1 + 4) * 3);
+    }
+
+    #[test]
+    fn final_reads_go_out_a_few_at_a_time() {
+        let start = Instant::now();
+        let spec = WorkloadSpec {
+            aors: 100,
+            hot_aors: 0,
+            ..WorkloadSpec::default()
+        };
+        let mut scheduler = Scheduler::new(&spec, 1, 1, 2, 7, start);
+        scheduler.stop_arrivals();
+        scheduler.enqueue_final_reads(&BTreeSet::from([0]), start);
+        let mut sent = 0;
+        while scheduler.poll(0, start).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, FINAL_READS_IN_FLIGHT_PER_NODE_MAX);
     }
 }
