@@ -3,8 +3,11 @@
 //!
 //! This is the one module that knows `roster init`'s topology format and how a node is
 //! started; the rest of the suite names nodes by index and asks this module for addresses.
-//! Today one pool (`[pool]` + `[[node]]`); when `roster init` takes a deployment (sites, pools,
-//! pairs), [`ClusterSpec`] grows pools and this module writes the new format.
+//! One pool in one site, or (`[cluster] sites = 2`) two paired pools of `nodes` nodes each in
+//! two sites: `pool-a` in `dc1` (nodes 1..=n, holding the CMS) and `pool-b` in `dc2` (nodes
+//! n+1..=2n), with a users file that homes every AOR of the workload on one of them.
+//! Every packet between the sites goes through a relay (see below), so that the inter-site link
+//! can be delayed, cut and flapped without touching the links inside a site.
 //!
 //! Addresses: node `i` of the run owns the loopback address `127.77.P.i` (`P` picked per run
 //! so that runs and tests do not meet), with the same ports on every node from a base `B`
@@ -29,9 +32,23 @@ use tokio::process::{Child, Command};
 use crate::cleanup;
 use crate::history::{Deployment, NodeName, PoolView};
 use crate::monitor::http_get;
+use crate::workload::DOMAIN;
 
-/// The pool's name.
-pub const POOL_NAME: &str = "pool-a";
+/// The pools' names, by site (one pool per site).
+pub const POOL_NAMES: [&str; SITES_MAX] = ["pool-a", "pool-b"];
+
+/// The sites' names.
+const SITE_NAMES: [&str; SITES_MAX] = ["dc1", "dc2"];
+
+/// Sites a run may have: one pool, or two paired pools in two sites.
+pub const SITES_MAX: usize = 2;
+
+/// The HA1 every user of a two-site run gets: the nodes run without authentication
+/// (`--no-auth`), but a directory entry needs one, and the directory is what homes a user.
+const UNUSED_HA1_MD5: &str = "00000000000000000000000000000000";
+
+/// How long every node may take to hold the whole directory (users homed on both pools).
+const DIRECTORY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Port bases tried, in order: a listener on the wildcard address (a SIP server on `*:5060`,
 /// anything on `*:8080`) takes its port on every loopback address too, so the ports move.
@@ -66,7 +83,9 @@ const STOP_DEADLINE: Duration = Duration::from_secs(15);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSpec {
-    /// Nodes of the pool, 3 to 5. Default 3.
+    /// Sites, one pool each: 1, or 2 (two paired pools, the CMS on the first). Default 1.
+    pub sites: usize,
+    /// Nodes of each pool, 3 to 5. Default 3.
     pub nodes: usize,
     /// Routing groups. Default 8.
     pub groups: u32,
@@ -83,6 +102,7 @@ pub struct ClusterSpec {
 impl Default for ClusterSpec {
     fn default() -> ClusterSpec {
         ClusterSpec {
+            sites: 1,
             nodes: 3,
             groups: 8,
             relay: false,
@@ -97,8 +117,16 @@ impl ClusterSpec {
     /// Checks the bounds.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
+            (1..=SITES_MAX).contains(&self.sites),
+            "cluster.sites must be 1..={SITES_MAX}"
+        );
+        anyhow::ensure!(
             (NODES_MIN..=NODES_MAX).contains(&self.nodes),
             "cluster.nodes must be {NODES_MIN}..={NODES_MAX}"
+        );
+        anyhow::ensure!(
+            self.sites == 1 || self.nodes == 3,
+            "two sites have 3 nodes per pool (six processes are what two cores carry)"
         );
         anyhow::ensure!(
             (1..=64).contains(&self.groups),
@@ -106,9 +134,9 @@ impl ClusterSpec {
         );
         if let Some(node) = self.disk_node {
             anyhow::ensure!(
-                (1..=self.nodes).contains(&node),
+                (1..=self.total_nodes()).contains(&node),
                 "cluster.disk_node must name a node, 1..={}",
-                self.nodes
+                self.total_nodes()
             );
             anyhow::ensure!(
                 (16..=1024).contains(&self.disk_mb),
@@ -116,6 +144,22 @@ impl ClusterSpec {
             );
         }
         Ok(())
+    }
+
+    /// Nodes of every pool.
+    pub fn total_nodes(&self) -> usize {
+        self.nodes * self.sites
+    }
+
+    /// The site (and pool) of node `index`.
+    pub fn site_of(&self, index: usize) -> usize {
+        index / self.nodes.max(1)
+    }
+
+    /// Whether node `from` reaches node `to` through a relay: every path with `relay`, and
+    /// every path between the sites.
+    pub fn relayed(&self, from: usize, to: usize) -> bool {
+        from != to && (self.relay || self.site_of(from) != self.site_of(to))
     }
 }
 
@@ -218,25 +262,39 @@ pub struct Cluster {
     roster: PathBuf,
     nodes: Vec<Node>,
     deployment: Deployment,
+    dir: PathBuf,
 }
 
 impl Cluster {
     /// Writes the topology, runs `roster init` and, for relays, each node's own topology;
     /// starts nothing (a full-disk scenario mounts its tmpfs on a data directory first).
-    pub async fn create(spec: &ClusterSpec, roster: &Path, dir: &Path) -> anyhow::Result<Cluster> {
+    /// With two sites, `users` are the workload's AORs (user part) and the index of each one's
+    /// home pool: the users file of `roster init`.
+    pub async fn create(
+        spec: &ClusterSpec,
+        roster: &Path,
+        dir: &Path,
+        users: &[(String, usize)],
+    ) -> anyhow::Result<Cluster> {
         spec.validate()?;
-        let plan = AddressPlan::pick(spec.nodes)?;
+        let plan = AddressPlan::pick(spec.total_nodes())?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let topology_path = dir.join("topology.toml");
         std::fs::write(&topology_path, topology(spec, &plan, None))?;
         let pool_dir = dir.join("pool");
-        let output = Command::new(roster)
-            .arg("init")
+        let mut init = Command::new(roster);
+        init.arg("init")
             .arg("--topology")
             .arg(&topology_path)
             .arg("--dir")
             .arg(&pool_dir)
-            .arg("--no-auth")
+            .arg("--no-auth");
+        if spec.sites > 1 {
+            let users_path = dir.join("users.toml");
+            std::fs::write(&users_path, users_file(users))?;
+            init.arg("--users").arg(&users_path);
+        }
+        let output = init
             .output()
             .await
             .with_context(|| format!("cannot run {} init", roster.display()))?;
@@ -246,12 +304,12 @@ impl Cluster {
             String::from_utf8_lossy(&output.stderr)
         );
         let mut nodes = Vec::new();
-        for index in 0..spec.nodes {
+        for index in 0..spec.total_nodes() {
             let node_dir = pool_dir.join(format!("node-{}", index + 1));
             let config = node_dir.join("roster.toml");
             let mut text = std::fs::read_to_string(&config)
                 .with_context(|| format!("cannot read {}", config.display()))?;
-            if spec.relay {
+            if spec.relay || spec.sites > 1 {
                 std::fs::write(
                     node_dir.join("peers.toml"),
                     topology(spec, &plan, Some(index)),
@@ -274,14 +332,17 @@ impl Cluster {
             });
         }
         let deployment = Deployment {
-            pools: vec![PoolView {
-                name: POOL_NAME.to_owned(),
-                groups: spec.groups,
-                epoch: 1,
-            }],
-            nodes: (0..spec.nodes)
+            pools: (0..spec.sites)
+                .map(|site| PoolView {
+                    id: site as u64 + 1,
+                    name: POOL_NAMES[site].to_owned(),
+                    groups: spec.groups,
+                    epoch: 1,
+                })
+                .collect(),
+            nodes: (0..spec.total_nodes())
                 .map(|index| NodeName {
-                    pool: POOL_NAME.to_owned(),
+                    pool: POOL_NAMES[spec.site_of(index)].to_owned(),
                     id: index as u64 + 1,
                 })
                 .collect(),
@@ -292,11 +353,73 @@ impl Cluster {
             roster: roster.to_path_buf(),
             nodes,
             deployment,
+            dir: dir.to_path_buf(),
         })
     }
 
-    /// Starts every node and waits until each is ready and every group has a leader.
-    pub async fn start_all(&mut self) -> anyhow::Result<()> {
+    /// Runs the admin command `roster ARGS` against the deployment (`--url` of node `via`,
+    /// the admin token), within `deadline`: (success, stdout and stderr).
+    pub async fn operate(
+        &self,
+        args: &[&str],
+        via: usize,
+        deadline: Duration,
+    ) -> anyhow::Result<(bool, String)> {
+        let url = format!("http://{}", self.http(via));
+        let token = self.dir.join("pool").join("admin.token");
+        let mut command = Command::new(&self.roster);
+        command
+            .args(args)
+            .arg("--url")
+            .arg(&url)
+            .arg("--token-file")
+            .arg(&token)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(deadline, command.output())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("roster {} did not end within {deadline:?}", args.join(" "))
+            })?
+            .with_context(|| format!("cannot run roster {}", args.join(" ")))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.success(), text))
+    }
+
+    /// Waits until every running node's directory holds `users` users.
+    async fn await_directory(&self, users: usize, deadline: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + deadline;
+        for index in self.running() {
+            loop {
+                let known =
+                    match http_get(self.http(index), "/status", Duration::from_secs(2)).await {
+                        Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|status| status["directory_users"].as_u64())
+                            .unwrap_or(0),
+                        _ => 0,
+                    };
+                if known >= users as u64 {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < until,
+                    "node {} knows {known} of {users} users after {deadline:?}",
+                    index + 1
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts every node and waits until each is ready, every routing group of every pool has
+    /// a leader and (two sites) every node holds the `users` users of the directory.
+    pub async fn start_all(&mut self, users: usize) -> anyhow::Result<()> {
         let mut waits = Vec::new();
         for index in 0..self.nodes.len() {
             waits.push(self.spawn(index)?);
@@ -304,7 +427,18 @@ impl Cluster {
         for (index, stdout) in waits.into_iter().enumerate() {
             self.await_ready(index, stdout).await?;
         }
-        self.await_leaders(Duration::from_secs(60)).await
+        self.await_leaders(Duration::from_secs(60)).await?;
+        if self.spec.sites > 1 {
+            self.await_directory(users, DIRECTORY_DEADLINE).await?;
+        }
+        Ok(())
+    }
+
+    /// The nodes (indexes) of site `site`.
+    pub fn site_nodes(&self, site: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&index| self.spec.site_of(index) == site)
+            .collect()
     }
 
     /// What the checkers are told.
@@ -469,12 +603,14 @@ impl Cluster {
         Some(format!("{} {}", panicked.trim(), message.trim()))
     }
 
-    /// Waits until every routing group has a leader that some node reports.
+    /// Waits until every routing group of every pool has a leader that some node reports.
     pub async fn await_leaders(&self, deadline: Duration) -> anyhow::Result<()> {
         let until = Instant::now() + deadline;
+        let wanted = self.spec.groups as usize * self.spec.sites;
         loop {
             let mut led = BTreeSet::new();
             for index in self.running() {
+                let site = self.spec.site_of(index);
                 let Ok((200, body)) =
                     http_get(self.http(index), "/status", Duration::from_secs(2)).await
                 else {
@@ -484,19 +620,18 @@ impl Cluster {
                     led.extend(
                         groups
                             .iter()
-                            .filter(|g| g.state == "Leader")
-                            .map(|g| g.group),
+                            .filter(|g| g.state == "Leader" && g.group < self.spec.groups)
+                            .map(|g| (site, g.group)),
                     );
                 }
             }
-            if led.len() as u32 >= self.spec.groups {
+            if led.len() >= wanted {
                 return Ok(());
             }
             anyhow::ensure!(
                 Instant::now() < until,
-                "only {} of {} groups have a leader after {deadline:?}",
+                "only {} of {wanted} routing groups have a leader after {deadline:?}",
                 led.len(),
-                self.spec.groups
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -588,22 +723,54 @@ impl Cluster {
 /// The topology `roster init` reads; with `view = Some(i)`, node `i`'s own copy naming a
 /// relay for every peer.
 fn topology(spec: &ClusterSpec, plan: &AddressPlan, view: Option<usize>) -> String {
-    let mut text = format!(
-        "# Written by roster-chaos.\n[deployment]\nname = \"{POOL_NAME}\"\n[[site]]\nname = \"s1\"\n\
-         [[pool]]\nid = 1\nname = \"{POOL_NAME}\"\nsite = \"s1\"\ngroups = {}\n",
-        spec.groups
-    );
-    for index in 0..spec.nodes {
+    let first = POOL_NAMES[0];
+    let mut text = format!("# Written by roster-chaos.\n[deployment]\nname = \"{first}\"\n");
+    if spec.sites > 1 {
+        text.push_str(&format!("cms = \"{first}\"\n"));
+    }
+    for site in SITE_NAMES.iter().take(spec.sites) {
+        text.push_str(&format!("[[site]]\nname = \"{site}\"\n"));
+    }
+    for site in 0..spec.sites {
+        text.push_str(&format!(
+            "[[pool]]\nid = {}\nname = \"{}\"\nsite = \"{}\"\ngroups = {}\n",
+            site + 1,
+            POOL_NAMES[site],
+            SITE_NAMES[site],
+            spec.groups
+        ));
+    }
+    if spec.sites > 1 {
+        text.push_str(&format!(
+            "[[pair]]\npools = [\"{}\", \"{}\"]\n",
+            POOL_NAMES[0], POOL_NAMES[1]
+        ));
+    }
+    for index in 0..spec.total_nodes() {
         let ip = plan.ip(index);
         let cluster = match view {
-            Some(own) if own != index => plan.relay_listen(own, index),
+            Some(own) if spec.relayed(own, index) => plan.relay_listen(own, index),
             _ => SocketAddr::from((ip, plan.cluster_port())),
         };
         text.push_str(&format!(
-            "\n[[node]]\nid = {}\npool = \"{POOL_NAME}\"\ncluster = \"{cluster}\"\nsip = \"{ip}:{}\"\nhttp = \"{ip}:{}\"\n",
+            "\n[[node]]\nid = {}\npool = \"{}\"\ncluster = \"{cluster}\"\nsip = \"{ip}:{}\"\nhttp = \"{ip}:{}\"\n",
             index + 1,
+            POOL_NAMES[spec.site_of(index)],
             plan.sip_port(),
             plan.http_port()
+        ));
+    }
+    text
+}
+
+/// The users file of a two-site run: every AOR homed on its pool, with a placeholder HA1 (the
+/// nodes do not authenticate).
+fn users_file(users: &[(String, usize)]) -> String {
+    let mut text = String::from("# Written by roster-chaos.\n");
+    for (user, home) in users {
+        text.push_str(&format!(
+            "[[user]]\naor = \"sip:{user}@{DOMAIN}\"\nusername = \"{user}\"\nha1_md5 = \"{UNUSED_HA1_MD5}\"\npool = \"{}\"\n",
+            POOL_NAMES[(*home).min(SITES_MAX - 1)]
         ));
     }
     text
@@ -656,5 +823,27 @@ mod tests {
         assert!(own.contains("cluster = \"127.77.42.1:5073\""), "{own}");
         assert_eq!(plan.relay_upstream(0, 2).to_string(), "127.77.42.1:5083");
         assert!(own.contains("sip = \"127.77.42.3:5060\""), "{own}");
+    }
+
+    #[test]
+    fn two_sites_pair_two_pools_and_relay_only_the_link_between_them() {
+        let spec = ClusterSpec {
+            sites: 2,
+            ..ClusterSpec::default()
+        };
+        let plan = AddressPlan {
+            block: 42,
+            base: 5060,
+        };
+        let own = topology(&spec, &plan, Some(0));
+        assert!(own.contains("cms = \"pool-a\""), "{own}");
+        assert!(own.contains("pools = [\"pool-a\", \"pool-b\"]"), "{own}");
+        // Node 2 (same site) directly, node 4 (the other site) through node 1's relay.
+        assert!(own.contains("cluster = \"127.77.42.2:5063\""), "{own}");
+        assert!(own.contains("cluster = \"127.77.42.1:5074\""), "{own}");
+        assert!(own.contains("id = 6\npool = \"pool-b\""), "{own}");
+        assert!(!spec.relayed(0, 2) && spec.relayed(0, 3) && spec.relayed(5, 1));
+        let users = users_file(&[("chaos1".into(), 1)]);
+        assert!(users.contains("pool = \"pool-b\""), "{users}");
     }
 }

@@ -78,6 +78,9 @@ pub struct Op {
     pub aor: String,
     /// The AOR's routing group in its home pool.
     pub group: u32,
+    /// The AOR's home pool (index into [`Deployment::pools`]).
+    #[serde(default)]
+    pub home: usize,
     /// What it asked.
     pub kind: OpKind,
     /// The client's contact (comparison key), for register and unregister.
@@ -96,6 +99,44 @@ pub struct Op {
     pub listed: Vec<String>,
     /// Which part of the run sent it.
     pub phase: Phase,
+    /// Who answered a successful operation, from the answer's `X-Roster-Served` header.
+    #[serde(default)]
+    pub served: Option<Served>,
+}
+
+/// Which pool answered an operation, under which epoch, and how: the node's
+/// `X-Roster-Served: pool=2; epoch=3; mode=owner|resilient` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Served {
+    /// The answering pool's id.
+    pub pool: u64,
+    /// The epoch the write was applied under (a read: the owner's epoch as the node knew it).
+    pub epoch: u64,
+    /// Answered in resiliency mode (the home pool's partner as backup registrar).
+    pub resilient: bool,
+}
+
+impl Served {
+    /// Parses the header's value; `None` when it is not one.
+    pub fn parse(value: &str) -> Option<Served> {
+        let mut pool = None;
+        let mut epoch = None;
+        let mut resilient = None;
+        for part in value.split(';') {
+            let (name, value) = part.trim().split_once('=')?;
+            match name.trim() {
+                "pool" => pool = value.trim().parse().ok(),
+                "epoch" => epoch = value.trim().parse().ok(),
+                "mode" => resilient = Some(value.trim() == "resilient"),
+                _ => {}
+            }
+        }
+        Some(Served {
+            pool: pool?,
+            epoch: epoch?,
+            resilient: resilient?,
+        })
+    }
 }
 
 impl Op {
@@ -123,6 +164,9 @@ impl std::fmt::Display for NodeName {
 /// One pool of the deployment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolView {
+    /// Its id in the topology (what `X-Roster-Served` names).
+    #[serde(default)]
+    pub id: u64,
     /// Its name.
     pub name: String,
     /// Its routing groups.
@@ -135,17 +179,61 @@ pub struct PoolView {
 /// pair across sites) fit without changing their signatures.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
-    /// The pools; one until pairing lands.
+    /// The pools: one, or two paired pools in two sites (the first holds the CMS).
     pub pools: Vec<PoolView>,
     /// Every node, by index.
     pub nodes: Vec<NodeName>,
 }
 
 impl Deployment {
-    /// The pool a node belongs to.
-    pub fn pool_of(&self, node: usize) -> Option<&PoolView> {
-        let name = &self.nodes.get(node)?.pool;
-        self.pools.iter().find(|pool| &pool.name == name)
+    /// The index (into `pools`) of the pool with topology id `id`.
+    pub fn pool_index(&self, id: u64) -> Option<usize> {
+        self.pools.iter().position(|pool| pool.id == id)
+    }
+
+    /// Two paired pools `a` (id 1) and `b` (id 2) of one group, and node `a/1`: the two-site
+    /// checkers' tests.
+    #[cfg(test)]
+    pub fn paired_for_tests() -> Deployment {
+        Deployment {
+            pools: ["a", "b"]
+                .iter()
+                .enumerate()
+                .map(|(index, name)| PoolView {
+                    id: index as u64 + 1,
+                    name: (*name).into(),
+                    groups: 1,
+                    epoch: 1,
+                })
+                .collect(),
+            nodes: vec![NodeName {
+                pool: "a".into(),
+                id: 1,
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_header_parses() {
+        assert_eq!(
+            Served::parse("pool=2; epoch=3; mode=resilient"),
+            Some(Served {
+                pool: 2,
+                epoch: 3,
+                resilient: true
+            })
+        );
+        assert_eq!(
+            Served::parse("pool=1;epoch=1;mode=owner").map(|s| s.resilient),
+            Some(false)
+        );
+        assert_eq!(Served::parse("pool=1"), None);
+        assert_eq!(Served::parse("garbage"), None);
     }
 }
 

@@ -21,7 +21,7 @@ use crate::cluster::Cluster;
 use crate::faults::disk::Disk;
 use crate::faults::firewall::Firewall;
 use crate::faults::relay::{LinkShape, Relays};
-use crate::monitor::Observed;
+use crate::monitor::{http_get, Observed};
 
 /// How a partition splits the nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,42 @@ pub enum FaultSpec {
         /// Seconds in all.
         hold_s: f64,
     },
+    /// Cut the link between the two sites (every relayed path between them drops all) for
+    /// `hold_s`.
+    SiteCut {
+        /// Seconds held.
+        hold_s: f64,
+    },
+    /// Cut the link between the sites and mend it every `period_s`, for `hold_s` in all.
+    SiteFlap {
+        /// Seconds cut, then seconds up.
+        period_s: f64,
+        /// Seconds in all.
+        hold_s: f64,
+    },
+    /// Delay every packet between the sites by `delay_ms ± jitter_ms` for `hold_s`.
+    WanDelay {
+        /// Mean one-way delay, ms.
+        delay_ms: u64,
+        /// Jitter, ms.
+        jitter_ms: u64,
+        /// Seconds held.
+        hold_s: f64,
+    },
+    /// Lose a site: SIGKILL every node of `site` (1-based, default 1), wait `down_s` (the
+    /// partner serves its users as backup registrar after its detection interval), `roster
+    /// cms failover` when the CMS lived there, `roster pool failover POOL --disaster`, serve
+    /// `serve_s` from the partner, start the site's nodes again and `roster pool failback
+    /// POOL` (retried while the pool catches up).
+    SiteLoss {
+        /// The site lost, 1-based.
+        #[serde(default = "default_site")]
+        site: usize,
+        /// Seconds down before the failover.
+        down_s: f64,
+        /// Seconds the partner serves as owner before the site comes back.
+        serve_s: f64,
+    },
     /// Fill the disk of `[cluster] disk_node` for `hold_s`; with `restart`, the node is
     /// stopped (SIGTERM, as an operator would) while the disk is full and started again once
     /// it is freed.
@@ -137,9 +173,40 @@ impl FaultSpec {
             FaultSpec::Delay { .. } => "delay",
             FaultSpec::Flap { .. } => "flap",
             FaultSpec::FullDisk { .. } => "full-disk",
+            FaultSpec::SiteCut { .. } => "site-cut",
+            FaultSpec::SiteFlap { .. } => "site-flap",
+            FaultSpec::WanDelay { .. } => "wan-delay",
+            FaultSpec::SiteLoss { .. } => "site-loss",
         }
     }
+
+    /// Whether it needs two sites.
+    pub fn needs_two_sites(&self) -> bool {
+        matches!(
+            self,
+            FaultSpec::SiteCut { .. }
+                | FaultSpec::SiteFlap { .. }
+                | FaultSpec::WanDelay { .. }
+                | FaultSpec::SiteLoss { .. }
+        )
+    }
 }
+
+fn default_site() -> usize {
+    1
+}
+
+/// How long a failover or failback command may run (it first asks every node, the dead ones
+/// with timeouts of its own, then runs its steps, each retried against electing groups).
+const OPERATION_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How long a failback is retried while the returning pool catches up (it is refused until
+/// the pool's copies have caught up).
+const FAILBACK_RETRY_FOR: Duration = Duration::from_secs(90);
+
+/// Added to the measured backup lag when bounding what a site loss may cost: the lag is
+/// sampled once, a moment before the loss, and the stream ships in batches.
+pub const RPO_MARGIN_S: f64 = 1.0;
 
 /// The `[nemesis]` of a scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -181,6 +248,25 @@ pub struct FaultRecord {
     pub start_s: f64,
     /// When it was healed.
     pub heal_s: f64,
+    /// For a site loss: what the across-sites checker needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_loss: Option<SiteLossRecord>,
+}
+
+/// One site loss, as the across-sites and split-brain checkers read it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SiteLossRecord {
+    /// The pool lost (index into the deployment's pools).
+    pub pool: usize,
+    /// When its nodes were killed, from the run's start.
+    pub lost_at_s: f64,
+    /// The backup lag from the lost pool to its partner, measured a moment before the loss
+    /// (largest over the groups), seconds; `None` when no node answered.
+    pub lag_s: Option<f64>,
+    /// Seconds the disaster failover command took (with the CMS failover before it, if any).
+    pub failover_s: f64,
+    /// Seconds from the pool's restart until a failback command succeeded.
+    pub failback_s: Option<f64>,
 }
 
 /// What the nemesis acts on.
@@ -204,6 +290,8 @@ pub struct World {
     /// Kills and pauses without a named node take the nodes in turn from a random first one,
     /// so that every node is hit: (first, taken so far).
     pub victims: Option<(usize, usize)>,
+    /// The site whose pool holds the CMS (it moves with `roster cms failover`).
+    pub cms_site: usize,
 }
 
 impl World {
@@ -308,6 +396,7 @@ impl World {
         let nodes = self.cluster.node_count();
         let start_s = self.now_s();
         let mut targets = Vec::new();
+        let mut site_loss = None;
         let description = match *fault {
             FaultSpec::Kill { node, down_s } => {
                 let index = node.map_or_else(|| self.next_victim(rng), |n| n - 1);
@@ -402,6 +491,7 @@ impl World {
                 let shape = LinkShape {
                     delay: Duration::from_millis(delay_ms),
                     jitter: Duration::from_millis(jitter_ms),
+                    loss: 0.0,
                 };
                 match &self.relays {
                     Some(relays) => relays.shape_node(index, shape),
@@ -447,6 +537,59 @@ impl World {
                 self.full_disk(hold_s, restart, start_while_full, &mut targets)
                     .await
             }
+            FaultSpec::SiteCut { hold_s } => {
+                targets = (0..nodes).collect();
+                self.shape_sites(LinkShape {
+                    loss: 1.0,
+                    ..LinkShape::default()
+                });
+                self.hold(hold_s).await;
+                self.shape_sites(LinkShape::default());
+                format!("cut the link between the sites for {hold_s} s")
+            }
+            FaultSpec::SiteFlap { period_s, hold_s } => {
+                targets = (0..nodes).collect();
+                let until = Instant::now() + Duration::from_secs_f64(hold_s);
+                let mut flips = 0;
+                while Instant::now() < until && !self.cancel.is_cancelled() {
+                    self.shape_sites(LinkShape {
+                        loss: 1.0,
+                        ..LinkShape::default()
+                    });
+                    self.hold(period_s).await;
+                    self.shape_sites(LinkShape::default());
+                    self.hold(period_s).await;
+                    flips += 1;
+                }
+                format!("flap the link between the sites {flips} times, {period_s} s cut and up")
+            }
+            FaultSpec::WanDelay {
+                delay_ms,
+                jitter_ms,
+                hold_s,
+            } => {
+                targets = (0..nodes).collect();
+                self.shape_sites(LinkShape {
+                    delay: Duration::from_millis(delay_ms),
+                    jitter: Duration::from_millis(jitter_ms),
+                    loss: 0.0,
+                });
+                self.hold(hold_s).await;
+                self.shape_sites(LinkShape::default());
+                format!(
+                    "delay the link between the sites {delay_ms} ± {jitter_ms} ms for {hold_s} s"
+                )
+            }
+            FaultSpec::SiteLoss {
+                site,
+                down_s,
+                serve_s,
+            } => {
+                let (description, record) = self.site_loss(site - 1, down_s, serve_s).await;
+                targets = self.cluster.site_nodes(site - 1);
+                site_loss = record;
+                description
+            }
         };
         self.restart_crashed().await;
         FaultRecord {
@@ -456,7 +599,151 @@ impl World {
             nodes: targets.iter().map(|index| index + 1).collect(),
             start_s,
             heal_s: self.now_s(),
+            site_loss,
         }
+    }
+
+    /// Shapes every relayed path between the two sites.
+    fn shape_sites(&mut self, shape: LinkShape) {
+        let spec = self.cluster.spec().clone();
+        match &self.relays {
+            Some(relays) if spec.sites > 1 => {
+                relays.shape_where(|from, to| spec.site_of(from) != spec.site_of(to), shape);
+            }
+            _ => self
+                .failures
+                .push("a fault between sites needs [cluster] sites = 2".to_owned()),
+        }
+    }
+
+    /// The largest backup lag, in seconds, of the streams from site `site`'s pool to its
+    /// partner, as a node of the partner reports it (`GET /api/v1/backup`).
+    async fn backup_lag_s(&self, site: usize) -> Option<f64> {
+        let source = crate::cluster::POOL_NAMES.get(site)?;
+        for node in self.cluster.site_nodes(1 - site.min(1)) {
+            let Ok((200, body)) = http_get(
+                self.cluster.http(node),
+                "/api/v1/backup",
+                Duration::from_secs(2),
+            )
+            .await
+            else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&body) else {
+                continue;
+            };
+            let lag = value["directions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|direction| direction["source"]["name"].as_str() == Some(source))
+                .and_then(|direction| direction["lag_seconds_max"].as_f64());
+            if lag.is_some() {
+                return lag;
+            }
+        }
+        None
+    }
+
+    /// Runs `roster ARGS` through the first running node of `site`; a failure is recorded.
+    async fn operate(&mut self, args: &[&str], site: usize) -> (bool, String) {
+        let Some(via) = self
+            .cluster
+            .site_nodes(site)
+            .into_iter()
+            .find(|&node| self.cluster.is_running(node))
+        else {
+            return (false, format!("no node of site {} runs", site + 1));
+        };
+        match self.cluster.operate(args, via, OPERATION_DEADLINE).await {
+            Ok((ok, output)) => (ok, output),
+            Err(error) => (false, format!("{error:#}")),
+        }
+    }
+
+    /// The site loss: see [`FaultSpec::SiteLoss`].
+    async fn site_loss(
+        &mut self,
+        site: usize,
+        down_s: f64,
+        serve_s: f64,
+    ) -> (String, Option<SiteLossRecord>) {
+        if self.cluster.spec().sites < 2 || site > 1 {
+            self.failures
+                .push("a site loss needs [cluster] sites = 2 and site 1 or 2".to_owned());
+            return ("site loss: no such site".to_owned(), None);
+        }
+        let partner = 1 - site;
+        let pool = crate::cluster::POOL_NAMES[site];
+        let lag_s = self.backup_lag_s(site).await;
+        let lost_at_s = self.now_s();
+        for node in self.cluster.site_nodes(site) {
+            self.cluster.kill(node).await;
+        }
+        self.hold(down_s).await;
+        let failover_started = Instant::now();
+        let mut steps = Vec::new();
+        if self.cms_site == site {
+            let (ok, output) = self.operate(&["cms", "failover"], partner).await;
+            if ok {
+                self.cms_site = partner;
+                steps.push("roster cms failover".to_owned());
+            } else {
+                self.failures
+                    .push(format!("roster cms failover failed: {}", output.trim()));
+            }
+        }
+        let (ok, output) = self
+            .operate(&["pool", "failover", pool, "--disaster"], partner)
+            .await;
+        if ok {
+            steps.push(format!("roster pool failover {pool} --disaster"));
+        } else {
+            self.failures.push(format!(
+                "roster pool failover {pool} --disaster failed: {}",
+                output.trim()
+            ));
+        }
+        let failover_s = failover_started.elapsed().as_secs_f64();
+        self.hold(serve_s).await;
+        for node in self.cluster.site_nodes(site) {
+            self.restart(node).await;
+        }
+        let back = Instant::now();
+        let mut failback_s = None;
+        let mut last = String::new();
+        while back.elapsed() < FAILBACK_RETRY_FOR && !self.cancel.is_cancelled() {
+            let (ok, output) = self.operate(&["pool", "failback", pool], partner).await;
+            if ok {
+                failback_s = Some(back.elapsed().as_secs_f64());
+                steps.push(format!("roster pool failback {pool}"));
+                break;
+            }
+            last = output;
+            self.hold(2.0).await;
+        }
+        if failback_s.is_none() {
+            self.failures.push(format!(
+                "roster pool failback {pool} did not succeed within {FAILBACK_RETRY_FOR:?}: {}",
+                last.trim()
+            ));
+        }
+        let description = format!(
+            "lose site {} (SIGKILL every node of {pool}; backup lag before {}), {down_s} s down, {} ({failover_s:.1} s), {serve_s} s served by the partner, start {pool} again, failback after {}",
+            site + 1,
+            lag_s.map_or_else(|| "unknown".to_owned(), |lag| format!("{lag:.3} s")),
+            steps.join(", "),
+            failback_s.map_or_else(|| "none".to_owned(), |s| format!("{s:.1} s")),
+        );
+        let record = SiteLossRecord {
+            pool: site,
+            lost_at_s,
+            lag_s,
+            failover_s,
+            failback_s,
+        };
+        (description, Some(record))
     }
 
     async fn full_disk(

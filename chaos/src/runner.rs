@@ -28,15 +28,16 @@ use rand::seq::IndexedRandom as _;
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
 
+use crate::check::across_sites::{self, SiteLoss};
 use crate::check::liveness::FaultWindow;
-use crate::check::{self, durability, liveness};
+use crate::check::{self, durability, liveness, split_brain};
 use crate::cleanup;
 use crate::cluster::Cluster;
 use crate::faults::disk::Disk;
 use crate::faults::firewall::Firewall;
 use crate::faults::relay::{RelayPath, Relays};
 use crate::monitor::{sample_node, Observed};
-use crate::nemesis::{FaultRecord, World};
+use crate::nemesis::{FaultRecord, World, RPO_MARGIN_S};
 use crate::report::{self, RunReport};
 use crate::scenario::Scenario;
 use crate::workload::{drive_node, Scheduler, EXPIRES_S};
@@ -114,18 +115,19 @@ async fn run_phases(
     interrupt: CancellationToken,
 ) -> anyhow::Result<Recorded> {
     let spec = &scenario.cluster;
-    let mut cluster = Cluster::create(spec, &options.roster, dir).await?;
+    let users = crate::workload::users(&scenario.workload, spec.sites, spec.groups);
+    let mut cluster = Cluster::create(spec, &options.roster, dir, &users).await?;
     let disk = match spec.disk_node {
         Some(node) => Some(Disk::mount(cluster.data_dir(node - 1), spec.disk_mb).await?),
         None => None,
     };
-    let relays = if spec.relay {
+    let relays = if spec.relay || spec.sites > 1 {
         Some(Relays::start(relay_paths(&cluster), options.seed)?)
     } else {
         None
     };
     let firewall = Firewall::create().await?;
-    cluster.start_all().await?;
+    cluster.start_all(users.len()).await?;
     let deployment = cluster.deployment().clone();
     let start = Instant::now();
     let observed = Arc::new(Mutex::new(Observed {
@@ -146,6 +148,7 @@ async fn run_phases(
     let scheduler = Rc::new(RefCell::new(Scheduler::new(
         &scenario.workload,
         cluster.node_count(),
+        spec.sites,
         spec.groups,
         options.seed,
         start,
@@ -165,6 +168,7 @@ async fn run_phases(
         cancel: interrupt.clone(),
         start,
         victims: None,
+        cms_site: 0,
     };
     let local = tokio::task::LocalSet::new();
     let (faults, final_targets, running_at_end, settled_at) = local
@@ -220,11 +224,17 @@ async fn run_phases(
         .lock()
         .map_err(|_| anyhow::anyhow!("a sampler panicked"))?;
     let expires = Duration::from_secs(u64::from(EXPIRES_S));
+    let losses = site_losses(&faults);
+    let at_risk = across_sites::at_risk(&ops, &deployment, &losses);
     let mut checkers = vec![
-        durability::check(&ops, &deployment, &final_targets, start, expires),
-        check::linearizability(&ops),
+        durability::check(&ops, &deployment, &final_targets, start, expires, &at_risk),
+        check::linearizability(&across_sites::linearizable_view(&ops, &deployment, &losses)),
         observed.raft.result(&deployment, settled_at),
     ];
+    if deployment.pools.len() > 1 {
+        checkers.push(across_sites::check(&ops, &deployment, &losses, &at_risk));
+        checkers.push(split_brain::check(&ops, &deployment));
+    }
     let (liveness_result, liveness) = liveness::check(
         &ops,
         &deployment,
@@ -326,12 +336,25 @@ async fn wait_until(deadline: Duration, done: impl Fn() -> bool) {
     }
 }
 
-/// A relay for every ordered pair of nodes (see `cluster`).
+/// The site losses of a run, as the checkers need them.
+fn site_losses(faults: &[FaultRecord]) -> Vec<SiteLoss> {
+    faults
+        .iter()
+        .filter_map(|fault| fault.site_loss.as_ref())
+        .map(|loss| SiteLoss {
+            pool: loss.pool,
+            lost_at: Duration::from_secs_f64(loss.lost_at_s),
+            window: Duration::from_secs_f64(loss.lag_s.unwrap_or(0.0) + RPO_MARGIN_S),
+        })
+        .collect()
+}
+
+/// A relay for every ordered pair of nodes the cluster relays (see `cluster`).
 fn relay_paths(cluster: &Cluster) -> Vec<RelayPath> {
     let mut paths = Vec::new();
     for from in 0..cluster.node_count() {
         for to in 0..cluster.node_count() {
-            if from == to {
+            if !cluster.spec().relayed(from, to) {
                 continue;
             }
             let plan = cluster.plan();

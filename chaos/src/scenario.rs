@@ -110,6 +110,13 @@ impl Scenario {
             "duration_s must be in (0, {DURATION_S_MAX}]"
         );
         anyhow::ensure!(!self.nemesis.faults.is_empty(), "nemesis.faults is empty");
+        if let Some(fault) = self.nemesis.faults.iter().find(|f| f.needs_two_sites()) {
+            anyhow::ensure!(
+                self.cluster.sites == 2,
+                "a {} fault needs [cluster] sites = 2",
+                fault.kind()
+            );
+        }
         Ok(())
     }
 }

@@ -29,11 +29,14 @@ use roster_load::op::{LookupMethod, OpRequest, Operation, RequestKind};
 use roster_load::progress::Progress;
 use roster_load::transaction::Timers;
 use roster_load::{Client, Source, Stats, Target};
-use roster_sip::{Contacts, Response, Uri};
+use roster_sip::{Contacts, HeaderName, Response, Uri};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::history::{Op, OpKind, OpOutcome, Phase};
+use crate::history::{Op, OpKind, OpOutcome, Phase, Served};
+
+/// The header a pool node names who answered in (see `roster`'s `sip::service`).
+pub const SERVED_HEADER: &str = "X-Roster-Served";
 
 /// The expiry every REGISTER asks for: the registrar's default maximum, longer than any run
 /// the suite makes (the model of [`crate::check::linear`] has no expiry).
@@ -52,6 +55,11 @@ pub const OUTSTANDING_PER_NODE_MAX: usize = 20_000;
 
 /// Most attempts of one final read: a group may answer `503` for a moment after a heal.
 pub const FINAL_READ_ATTEMPTS_MAX: u32 = 8;
+
+/// Final reads one node's driver has in flight at once: each is a REGISTER query, a Raft
+/// command of its group, and sent all at once (hundreds per node) they overran a loaded
+/// machine's nodes, which answered `503` until the reads ran out of attempts.
+pub const FINAL_READS_IN_FLIGHT_PER_NODE_MAX: usize = 16;
 
 /// Wait between attempts of a directed operation.
 const DIRECTED_RETRY: Duration = Duration::from_millis(500);
@@ -189,6 +197,38 @@ struct Aor {
     uri: Uri,
     canonical: String,
     group: u32,
+    /// The home pool (index).
+    home: usize,
+}
+
+/// The workload's users (user part) and the index of each one's home pool, in the order the
+/// scheduler makes its AORs: `spec.aors` distinct ones (`chaos<i>`, homed on pool `i mod
+/// pools`), `spec.hot_aors` hot ones (`hot<h>`, on pool `h mod pools`), then a probe AOR per
+/// pool and routing group (`probe<G>-<k>`, `p<P>probe<G>-<k>` for the second pool), named so
+/// that it lands in group `G`.
+pub fn users(spec: &WorkloadSpec, pools: usize, groups: u32) -> Vec<(String, usize)> {
+    let pools = pools.max(1);
+    let mut names: Vec<(String, usize)> = (0..spec.aors)
+        .map(|user| (format!("chaos{user}"), user % pools))
+        .collect();
+    names.extend((0..spec.hot_aors).map(|hot| (format!("hot{hot}"), hot % pools)));
+    for pool in 0..pools {
+        let prefix = if pool == 0 {
+            String::new()
+        } else {
+            format!("p{}", pool + 1)
+        };
+        for group in 0..groups {
+            let name = (0..PROBE_NAME_TRIES_MAX)
+                .map(|k| format!("{prefix}probe{group}-{k}"))
+                .find(|name| {
+                    roster_raft::group_of(&format!("sip:{name}@{DOMAIN}"), groups.max(1)) == group
+                })
+                .unwrap_or_else(|| format!("{prefix}probe{group}"));
+            names.push((name, pool));
+        }
+    }
+    names
 }
 
 #[derive(Clone, Debug)]
@@ -243,18 +283,20 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A workload of `spec` over `nodes` nodes of a pool of `groups` routing groups, starting
-    /// at `start`, every random choice from `seed`.
+    /// A workload of `spec` over `nodes` nodes of `pools` pools (the AORs homed on them as
+    /// [`users`] says) of `groups` routing groups each, starting at `start`, every random
+    /// choice from `seed`.
     pub fn new(
         spec: &WorkloadSpec,
         nodes: usize,
+        pools: usize,
         groups: u32,
         seed: u64,
         start: Instant,
     ) -> Scheduler {
         let mut aors = Vec::new();
         let mut clients = Vec::new();
-        let add_aor = |name: &str, aors: &mut Vec<Aor>| -> usize {
+        let add_aor = |(name, home): &(String, usize), aors: &mut Vec<Aor>| -> usize {
             let uri = Uri::parse(&format!("sip:{name}@{DOMAIN}"))
                 .unwrap_or_else(|_| Uri::new(roster_sip::Scheme::Sip, DOMAIN));
             let canonical = uri.aor();
@@ -263,6 +305,7 @@ impl Scheduler {
                 uri,
                 canonical,
                 group,
+                home: *home,
             });
             aors.len() - 1
         };
@@ -282,8 +325,9 @@ impl Scheduler {
                 role,
             });
         };
-        for user in 0..spec.aors {
-            let aor = add_aor(&format!("chaos{user}"), &mut aors);
+        let names = users(spec, pools, groups);
+        for (user, name) in names.iter().take(spec.aors).enumerate() {
+            let aor = add_aor(name, &mut aors);
             add_client(
                 aor,
                 Role::Load { hot: false },
@@ -292,8 +336,8 @@ impl Scheduler {
             );
         }
         let hot_first_client = clients.len();
-        for hot in 0..spec.hot_aors {
-            let aor = add_aor(&format!("hot{hot}"), &mut aors);
+        for (hot, name) in names.iter().skip(spec.aors).take(spec.hot_aors).enumerate() {
+            let aor = add_aor(name, &mut aors);
             for k in 0..spec.clients_per_hot_aor {
                 add_client(
                     aor,
@@ -304,15 +348,9 @@ impl Scheduler {
             }
         }
         let load_clients = clients.len();
-        // One probe AOR per routing group, a contact per node on it.
-        for group in 0..groups {
-            let name = (0..PROBE_NAME_TRIES_MAX)
-                .map(|k| format!("probe{group}-{k}"))
-                .find(|name| {
-                    roster_raft::group_of(&format!("sip:{name}@{DOMAIN}"), groups.max(1)) == group
-                })
-                .unwrap_or_else(|| format!("probe{group}"));
-            let aor = add_aor(&name, &mut aors);
+        // One probe AOR per pool and routing group, a contact per node on it.
+        for name in names.iter().skip(spec.aors + spec.hot_aors) {
+            let aor = add_aor(name, &mut aors);
             for node in 0..nodes {
                 add_client(aor, Role::Probe { node }, node, &mut clients);
             }
@@ -447,9 +485,17 @@ impl Scheduler {
             return None;
         }
         self.generate(now);
-        let ready = self.directed[node]
+        let finals_in_flight = self
+            .pending
             .iter()
-            .position(|d| d.not_before <= now && !self.clients[d.client].busy);
+            .filter(|((at, _), pending)| *at == node && pending.phase == Phase::Final)
+            .count();
+        let finals_allowed = finals_in_flight < FINAL_READS_IN_FLIGHT_PER_NODE_MAX;
+        let ready = self.directed[node].iter().position(|d| {
+            d.not_before <= now
+                && !self.clients[d.client].busy
+                && (finals_allowed || d.phase != Phase::Final)
+        });
         if let Some(position) = ready {
             let directed = self.directed[node].remove(position)?;
             return Some(self.begin(
@@ -592,12 +638,21 @@ impl Scheduler {
             client.node = (client.node + step) % self.nodes;
         }
         let aor = &self.aors[client.aor];
+        let served = match &completion.outcome {
+            Outcome::Final(response) if outcome == OpOutcome::Ok => response
+                .headers
+                .get(&HeaderName::Other(SERVED_HEADER.into()))
+                .and_then(Served::parse),
+            _ => None,
+        };
         self.ops.push(Op {
             id: pending.id,
             client: pending.client,
             node,
             aor: aor.canonical.clone(),
             group: aor.group,
+            home: aor.home,
+            served,
             kind: pending.kind,
             contact: pending.kind.is_write().then(|| client.contact_key.clone()),
             invoke: pending.invoke,
@@ -778,7 +833,7 @@ mod tests {
             clients_per_hot_aor: 3,
             ..WorkloadSpec::default()
         };
-        let mut scheduler = Scheduler::new(&spec, 3, 4, 7, start);
+        let mut scheduler = Scheduler::new(&spec, 3, 1, 4, 7, start);
         assert_eq!(scheduler.sessions().len(), 10 + 3 + 4 * 3);
         // One second of arrivals: 100, each for an idle client, queued on its node.
         let now = start + Duration::from_secs(1);
@@ -806,5 +861,23 @@ mod tests {
         assert_eq!(groups, BTreeSet::from([0, 1, 2, 3]));
         let targets = scheduler.enqueue_final_reads(&nodes, now);
         assert_eq!(targets.len(), (10 + 1 + 4) * 3);
+    }
+
+    #[test]
+    fn final_reads_go_out_a_few_at_a_time() {
+        let start = Instant::now();
+        let spec = WorkloadSpec {
+            aors: 100,
+            hot_aors: 0,
+            ..WorkloadSpec::default()
+        };
+        let mut scheduler = Scheduler::new(&spec, 1, 1, 2, 7, start);
+        scheduler.stop_arrivals();
+        scheduler.enqueue_final_reads(&BTreeSet::from([0]), start);
+        let mut sent = 0;
+        while scheduler.poll(0, start).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, FINAL_READS_IN_FLIGHT_PER_NODE_MAX);
     }
 }

@@ -18,10 +18,15 @@ use crate::history::{Deployment, Op, OpKind, OpOutcome, Phase};
 /// How far past the run an unknown unregistration is taken to apply: never before the end.
 const UNKNOWN_APPLIES_UNTIL: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The ledger of the run's writes (load and probes), on a clock starting at `start`.
-pub fn ledger(ops: &[Op], start: Instant, expires: Duration) -> Ledger {
+/// The ledger of the run's writes (load and probes), on a clock starting at `start`; the
+/// acknowledged REGISTERs in `exempt` (at risk in a site loss: see `across_sites`) are left
+/// out.
+pub fn ledger(ops: &[Op], start: Instant, expires: Duration, exempt: &HashSet<u64>) -> Ledger {
     let mut ledger = Ledger::new();
-    for op in ops.iter().filter(|op| op.phase != Phase::Final) {
+    for op in ops
+        .iter()
+        .filter(|op| op.phase != Phase::Final && !exempt.contains(&op.id))
+    {
         let Some(contact) = &op.contact else {
             continue;
         };
@@ -47,16 +52,17 @@ pub fn ledger(ops: &[Op], start: Instant, expires: Duration) -> Ledger {
 
 /// Checks the final reads of `ops` against the ledger of its writes. `targets` are the (AOR,
 /// node) pairs that were to be read: one never read successfully is an anomaly (nothing is
-/// known of it).
+/// known of it). `exempt`: acknowledged writes a site loss may have cost (at risk).
 pub fn check(
     ops: &[Op],
     deployment: &Deployment,
     targets: &BTreeSet<(String, usize)>,
     start: Instant,
     expires: Duration,
+    exempt: &HashSet<u64>,
 ) -> CheckerResult {
     let mut result = CheckerResult::new("durability");
-    let ledger = ledger(ops, start, expires);
+    let ledger = ledger(ops, start, expires, exempt);
     let mut read: HashSet<(&str, usize)> = HashSet::new();
     let mut expected_total = 0u64;
     let mut lost = 0u64;
@@ -127,6 +133,7 @@ mod tests {
     fn deployment() -> Deployment {
         Deployment {
             pools: vec![PoolView {
+                id: 1,
                 name: "p".into(),
                 groups: 1,
                 epoch: 1,
@@ -145,6 +152,8 @@ mod tests {
             node: 0,
             aor: "sip:a@example.com".into(),
             group: 0,
+            home: 0,
+            served: None,
             kind,
             contact: kind.is_write().then(|| "sip:c@192.0.2.1".to_owned()),
             invoke: Duration::from_millis(at_ms),
@@ -164,6 +173,7 @@ mod tests {
             &targets,
             Instant::now(),
             Duration::from_secs(7200),
+            &HashSet::new(),
         )
     }
 

@@ -417,6 +417,8 @@ mod tests {
             node: 0,
             aor: "sip:a@example.com".into(),
             group: 0,
+            home: 0,
+            served: None,
             kind,
             contact: (!contact.is_empty()).then(|| contact.to_owned()),
             invoke: Duration::from_millis(span.0),

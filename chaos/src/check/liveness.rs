@@ -45,13 +45,13 @@ pub struct FaultLiveness {
     pub ok: u64,
 }
 
-/// Successful writes of one group, by invoke time: (invoke, complete).
-fn ok_writes_by_group(ops: &[Op]) -> BTreeMap<u32, Vec<(Duration, Duration)>> {
-    let mut groups: BTreeMap<u32, Vec<(Duration, Duration)>> = BTreeMap::new();
+/// Successful writes of one (home pool, group), by invoke time: (invoke, complete).
+fn ok_writes_by_group(ops: &[Op]) -> BTreeMap<(usize, u32), Vec<(Duration, Duration)>> {
+    let mut groups: BTreeMap<(usize, u32), Vec<(Duration, Duration)>> = BTreeMap::new();
     for op in ops {
         if op.phase == Phase::Load && op.kind.is_write() && op.outcome == OpOutcome::Ok {
             groups
-                .entry(op.group)
+                .entry((op.home, op.group))
                 .or_default()
                 .push((op.invoke, op.complete));
         }
@@ -75,13 +75,21 @@ fn first_ok_after(writes: &[(Duration, Duration)], from: Duration) -> Option<Dur
     best
 }
 
-/// Per-fault figures.
-pub fn per_fault(ops: &[Op], faults: &[FaultWindow], groups: u32) -> Vec<FaultLiveness> {
+/// Per-fault figures, over the routing groups of `pools` pools of `groups` each.
+pub fn per_fault(
+    ops: &[Op],
+    faults: &[FaultWindow],
+    pools: usize,
+    groups: u32,
+) -> Vec<FaultLiveness> {
     let writes = ok_writes_by_group(ops);
+    let keys: Vec<(usize, u32)> = (0..pools.max(1))
+        .flat_map(|pool| (0..groups).map(move |group| (pool, group)))
+        .collect();
     let recovered_from = |from: Duration| -> Option<f64> {
         let mut worst = Duration::ZERO;
-        for group in 0..groups {
-            let first = first_ok_after(writes.get(&group).map_or(&[][..], Vec::as_slice), from)?;
+        for key in &keys {
+            let first = first_ok_after(writes.get(key).map_or(&[][..], Vec::as_slice), from)?;
             worst = worst.max(first.saturating_sub(from));
         }
         Some(worst.as_secs_f64())
@@ -117,23 +125,31 @@ pub fn check(
 ) -> (CheckerResult, Vec<FaultLiveness>) {
     let mut result = CheckerResult::new("liveness");
     let groups = deployment.pools.first().map_or(0, |pool| pool.groups);
-    let figures = per_fault(ops, faults, groups);
-    let mut accepted: BTreeSet<(usize, u32)> = BTreeSet::new();
+    let figures = per_fault(ops, faults, deployment.pools.len(), groups);
+    let mut accepted: BTreeSet<(usize, usize, u32)> = BTreeSet::new();
     for op in ops {
         if op.phase == Phase::Probe && op.outcome == OpOutcome::Ok {
-            accepted.insert((op.node, op.group));
+            accepted.insert((op.node, op.home, op.group));
         }
     }
     for &node in running_at_end {
-        let Some(pool) = deployment.pool_of(node) else {
+        if node >= deployment.nodes.len() {
             continue;
-        };
-        for group in 0..pool.groups {
-            if !accepted.contains(&(node, group)) {
-                result.anomaly(format!(
-                    "node {} accepted no write for group {group} after the last heal",
-                    deployment.nodes[node]
-                ));
+        }
+        // Every node serves every pool's users (its own, the partner's by forwarding).
+        for (home, pool) in deployment.pools.iter().enumerate() {
+            for group in 0..pool.groups {
+                if !accepted.contains(&(node, home, group)) {
+                    let whose = if deployment.pools.len() > 1 {
+                        format!(" of {}", pool.name)
+                    } else {
+                        String::new()
+                    };
+                    result.anomaly(format!(
+                        "node {} accepted no write for group {group}{whose} after the last heal",
+                        deployment.nodes[node]
+                    ));
+                }
             }
         }
     }
@@ -160,9 +176,10 @@ pub fn check(
         },
     );
     result.checked = format!(
-        "{} faults, probes of {} nodes × {groups} groups",
+        "{} faults, probes of {} nodes × {} pool(s) × {groups} groups",
         faults.len(),
-        running_at_end.len()
+        running_at_end.len(),
+        deployment.pools.len()
     );
     (result, figures)
 }
@@ -189,6 +206,8 @@ mod tests {
             node: 0,
             aor: "sip:a@example.com".into(),
             group,
+            home: 0,
+            served: None,
             kind: OpKind::Register,
             contact: Some("c".into()),
             invoke: Duration::from_millis(invoke_ms),
@@ -214,12 +233,13 @@ mod tests {
             start: Duration::from_millis(1_000),
             heal: Duration::from_millis(3_000),
         }];
-        let figures = per_fault(&ops, &faults, 2);
+        let figures = per_fault(&ops, &faults, 1, 2);
         assert_eq!(figures[0].recovery_s, Some(1.5));
         assert_eq!(figures[0].after_heal_s, None, "no write after the heal");
         assert_eq!((figures[0].operations, figures[0].ok), (3, 2));
         let deployment = Deployment {
             pools: vec![PoolView {
+                id: 1,
                 name: "p".into(),
                 groups: 2,
                 epoch: 1,

@@ -11,18 +11,22 @@
 //!   the share of operations that succeeded during it; after the last heal, every node must
 //!   accept a write for every group.
 //!
-//! Checkers take the [`crate::history::Deployment`] (pools, nodes, epochs). The two-site
-//! checkers plug in here as two more modules when pairing lands: "across sites" (after a site
-//! loss and failover, every write acknowledged more than the measured lag before the loss is
-//! present in the partner pool, and nothing present was never written: the final reads of
-//! [`crate::history::Phase::Final`] through the partner's nodes against the history) and "no
-//! split brain" (no two pools acknowledged writes for the same user in the same epoch: the
-//! history's ops by `Deployment::pool_of(op.node)` and the epoch the status sampler saw).
+//! With two sites:
+//! - [`across_sites`]: after a site loss and failover, every write acknowledged more than the
+//!   measured lag before the loss is present (durability, with the writes at risk set aside),
+//!   and nothing listed was never written; resiliency-mode and at-risk answers are read as
+//!   unknown writes (or set aside, reads) by the linearizability checker;
+//! - [`split_brain`]: no two pools acknowledged writes for the same user as owner in the same
+//!   epoch (from each answer's `X-Roster-Served` header).
+//!
+//! Checkers take the [`crate::history::Deployment`] (pools, nodes, epochs).
 
+pub mod across_sites;
 pub mod durability;
 pub mod linear;
 pub mod liveness;
 pub mod raft;
+pub mod split_brain;
 
 use std::collections::BTreeMap;
 

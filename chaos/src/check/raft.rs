@@ -261,6 +261,31 @@ impl RaftChecker {
 }
 
 /// A status document (`GET /status`) as samples of its groups, with the epoch.
+/// The number a replica is checked under: a routing group's own number (what one pool's
+/// reports have always said), a backup copy of the partner's group `g` as `1000 + g`, the CMS as
+/// 2000 and its copy as 2001, so that a pool's routing group and the copy of its partner's
+/// group of the same number, on one node, are never taken for one group. From the status's
+/// `key` (`1/routing-7`), else its `group` number.
+pub fn sample_group(group: &serde_json::Value) -> Option<u32> {
+    use roster_raft::GroupKind;
+    let Some(key) = group["key"]
+        .as_str()
+        .and_then(|key| key.parse::<roster_raft::GroupKey>().ok())
+    else {
+        return u32::try_from(group["group"].as_u64()?).ok();
+    };
+    Some(match key.kind {
+        GroupKind::Routing(number) => number,
+        GroupKind::Backup(number) => BACKUP_COPY_OFFSET + number,
+        GroupKind::Cms => BACKUP_COPY_OFFSET * 2,
+        GroupKind::CmsBackup => BACKUP_COPY_OFFSET * 2 + 1,
+    })
+}
+
+/// See [`sample_group`]; above any pool's routing groups (at most 64 in a scenario).
+pub const BACKUP_COPY_OFFSET: u32 = 1000;
+
+/// Reads a node's `/status`: (its pool's epoch, its replicas).
 pub fn parse_status(body: &str) -> Option<(Option<u64>, Vec<GroupSample>)> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let store = &value["store"];
@@ -270,7 +295,7 @@ pub fn parse_status(body: &str) -> Option<(Option<u64>, Vec<GroupSample>)> {
         .iter()
         .filter_map(|group| {
             Some(GroupSample {
-                group: u32::try_from(group["group"].as_u64()?).ok()?,
+                group: sample_group(group)?,
                 state: group["state"].as_str()?.to_owned(),
                 term: group["term"].as_u64().unwrap_or(0),
                 leader: group["leader"].as_u64(),
@@ -290,6 +315,7 @@ mod tests {
     fn deployment() -> Deployment {
         Deployment {
             pools: vec![PoolView {
+                id: 1,
                 name: "p".into(),
                 groups: 2,
                 epoch: 1,

@@ -1,4 +1,6 @@
-//! Delay with jitter on node-to-node paths: a userspace UDP relay per directed pair of nodes
+//! Delay with jitter, and loss, on node-to-node paths: a userspace UDP relay per directed pair
+//! of nodes (every pair with `[cluster] relay = true`, and every pair across two sites: the
+//! inter-site link is made of them)
 //! (QUIC is UDP, so forwarding datagrams is enough), on a thread of its own so that the
 //! runner's load never delays the cluster's packets by accident.
 //!
@@ -32,6 +34,8 @@ pub struct LinkShape {
     pub delay: Duration,
     /// Uniform jitter around it (delay ± jitter, never below zero).
     pub jitter: Duration,
+    /// Share of datagrams dropped, 0..=1 (1: the link is cut).
+    pub loss: f64,
 }
 
 /// One directed path through a relay.
@@ -116,6 +120,17 @@ impl Relays {
         }
     }
 
+    /// Shapes every path (from, to) that `chosen` picks.
+    pub fn shape_where(&self, chosen: impl Fn(usize, usize) -> bool, shape: LinkShape) {
+        for (path, current) in &self.shapes {
+            if chosen(path.from, path.to) {
+                if let Ok(mut current) = current.lock() {
+                    *current = shape;
+                }
+            }
+        }
+    }
+
     /// Shapes both directions between `a` and `b`.
     #[cfg(test)]
     pub fn shape_link(&self, a: usize, b: usize, shape: LinkShape) {
@@ -160,10 +175,14 @@ async fn relay(
     let mut sender: Option<SocketAddr> = None;
     let mut from_sender = vec![0u8; DATAGRAM_SIZE_MAX];
     let mut from_target = vec![0u8; DATAGRAM_SIZE_MAX];
-    // The shape is read when a datagram arrives, so a change applies from the next one.
+    // The shape is read when a datagram arrives, so a change applies from the next one;
+    // `None`: dropped.
     let delay_now = |rng: &mut StdRng| {
         let current = shape.lock().map(|shape| *shape).unwrap_or_default();
-        sample_delay(current, rng)
+        if current.loss > 0.0 && rng.random_bool(current.loss.clamp(0.0, 1.0)) {
+            return None;
+        }
+        Some(sample_delay(current, rng))
     };
     loop {
         tokio::select! {
@@ -171,7 +190,7 @@ async fn relay(
             received = down.recv_from(&mut from_sender) => {
                 let Ok((length, from)) = received else { continue };
                 sender = Some(from);
-                let delay = delay_now(&mut rng);
+                let Some(delay) = delay_now(&mut rng) else { continue };
                 let datagram = from_sender[..length].to_vec();
                 let up = up.clone();
                 forward(delay, &held, async move { let _ = up.send(&datagram).await; });
@@ -179,7 +198,7 @@ async fn relay(
             received = up.recv(&mut from_target) => {
                 let Ok(length) = received else { continue };
                 let Some(sender) = sender else { continue };
-                let delay = delay_now(&mut rng);
+                let Some(delay) = delay_now(&mut rng) else { continue };
                 let datagram = from_target[..length].to_vec();
                 let down = down.clone();
                 forward(delay, &held, async move { let _ = down.send_to(&datagram, sender).await; });
@@ -232,6 +251,7 @@ mod tests {
         let shape = LinkShape {
             delay: Duration::from_millis(20),
             jitter: Duration::from_millis(30),
+            loss: 0.0,
         };
         for _ in 0..1_000 {
             let delay = sample_delay(shape, &mut rng);
@@ -260,6 +280,7 @@ mod tests {
             LinkShape {
                 delay: Duration::from_millis(80),
                 jitter: Duration::ZERO,
+                loss: 0.0,
             },
         );
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -197,11 +197,12 @@ impl<S: Store> Service<S> {
                 let Applied {
                     outcome,
                     at_ms: applied_ms,
+                    served,
                 } = match self.store.apply(command, now_ms).await {
                     Ok(applied) => applied,
                     Err(error) => return self.unavailable(request, error),
                 };
-                self.with_front(|front| match &outcome {
+                let response = self.with_front(|front| match &outcome {
                     CommandOutcome::Registered { bindings, .. } => {
                         front.answer_register(request, &reply, Ok(bindings), applied_ms)
                     }
@@ -211,14 +212,18 @@ impl<S: Store> Service<S> {
                     CommandOutcome::Purged { .. } => {
                         Response::for_request(request, 500, "purge").with_reason("Wrong Outcome")
                     }
-                })
+                });
+                response.map(|response| with_served(response, served))
             }
-            Action::Lookup { aor } => match self.store.lookup(&aor, now_ms).await {
-                Ok(bindings) => {
-                    self.with_front(|front| front.answer_lookup(request, &bindings, now_ms))
+            Action::Lookup { aor } => {
+                let served = self.store.served(&aor);
+                match self.store.lookup(&aor, now_ms).await {
+                    Ok(bindings) => self
+                        .with_front(|front| front.answer_lookup(request, &bindings, now_ms))
+                        .map(|response| with_served(response, served)),
+                    Err(error) => self.unavailable(request, error),
                 }
-                Err(error) => self.unavailable(request, error),
-            },
+            }
         }
     }
 
@@ -254,6 +259,23 @@ impl<S: Store> Service<S> {
         }
     }
 }
+
+/// Names who answered (`X-Roster-Served`, see [`crate::store::Served`]) on an answer that
+/// reports bindings (`2xx`, a lookup's `302`/`480`), in a pool.
+fn with_served(mut response: Response, served: Option<crate::store::Served>) -> Response {
+    if let Some(served) = served {
+        if matches!(response.status, 200..=299 | 302 | 480) {
+            response.headers.push(
+                roster_sip::HeaderName::Other(SERVED_HEADER.into()),
+                served.header_value(),
+            );
+        }
+    }
+    response
+}
+
+/// The header naming the pool, epoch and mode of an answer (read by the chaos suite).
+pub const SERVED_HEADER: &str = "X-Roster-Served";
 
 /// Logs and counts what the front saw: each guess bound once per window, with who and from
 /// where.

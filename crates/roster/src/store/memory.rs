@@ -40,6 +40,7 @@ impl MemoryStore {
         Ok(Applied {
             outcome: inner.registry.apply(command, at_ms),
             at_ms,
+            served: None,
         })
     }
 
@@ -73,6 +74,10 @@ impl Store for MemoryStore {
             self.apply_now(&Command::PurgeExpired, now_ms)?;
         }
         Ok(())
+    }
+
+    fn served(&self, _aor: &str) -> Option<super::Served> {
+        None
     }
 
     fn placement(&self, _aor: &str) -> super::Placement {

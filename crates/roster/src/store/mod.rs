@@ -33,6 +33,30 @@ pub struct Applied {
     pub outcome: CommandOutcome,
     /// The command's timestamp as applied (never below an earlier command's).
     pub at_ms: u64,
+    /// Who acknowledged it, in a pool.
+    pub served: Option<Served>,
+}
+
+/// Which pool answered a request for an AOR, at which epoch, and whether as the AOR's owner or
+/// as the backup registrar (resiliency mode). The SIP edge sends it in the `200`'s
+/// `X-Roster-Served` header, so that the chaos suite can tell which pool acknowledged each
+/// write (no two pools may acknowledge one user's writes as owner in one epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The answering pool's id.
+    pub pool: u64,
+    /// The epoch the write was applied under (a read: the owner's epoch as this node knows it).
+    pub epoch: u64,
+    /// Answered by the partner of the AOR's home pool in resiliency mode, from its overlay.
+    pub resilient: bool,
+}
+
+impl Served {
+    /// The `X-Roster-Served` header's value: `pool=2; epoch=3; mode=owner|resilient`.
+    pub fn header_value(&self) -> String {
+        let mode = if self.resilient { "resilient" } else { "owner" };
+        format!("pool={}; epoch={}; mode={mode}", self.pool, self.epoch)
+    }
 }
 
 /// Where an AOR's bindings live, for the request's log lines.
@@ -67,6 +91,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Where `aor`'s bindings live (logs and spans; cheap, no I/O).
     fn placement(&self, aor: &str) -> Placement;
+
+    /// Which pool serves `aor` now, and how (see [`Served`]); `None` on a single node.
+    fn served(&self, aor: &str) -> Option<Served>;
 
     /// The store's part of the node's status document.
     fn status(&self) -> serde_json::Value;

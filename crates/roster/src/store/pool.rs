@@ -39,6 +39,24 @@ impl PoolStore {
             .unwrap_or_else(|| self.node.routing_key(aor))
     }
 
+    /// Who serves the users of `group`'s home pool now, as this node sees it: this pool in
+    /// resiliency mode, else their owner (this pool, the partner, or the partner's users'
+    /// new owner after a failover).
+    fn served_in(&self, group: GroupKey) -> super::Served {
+        let ownership = self.node.owner_of(group.pool);
+        let resilient = self.node.in_resiliency_mode(group.pool);
+        let pool = if resilient {
+            self.node.pool()
+        } else {
+            ownership.owner
+        };
+        super::Served {
+            pool: u64::from(pool),
+            epoch: ownership.epoch,
+            resilient,
+        }
+    }
+
     /// The pool node.
     pub fn node(&self) -> &Arc<PoolNode<QuicNetwork>> {
         &self.node
@@ -76,17 +94,26 @@ impl Store for PoolStore {
                         bindings_removed: 0,
                     },
                     at_ms: now_ms,
+                    served: None,
                 });
             }
         };
+        // Read as `write_home` decides where the write goes, a moment before it does.
+        let served = self.served_in(group);
         let response = self
             .node
             .write_home(group, command)
             .await
             .map_err(unavailable)?;
-        let at_ms = match &response {
-            GroupResponse::Registered { at_ms, .. } => *at_ms,
-            _ => now_ms,
+        let (at_ms, served) = match &response {
+            GroupResponse::Registered { at_ms, epoch, .. } => (
+                *at_ms,
+                Some(super::Served {
+                    epoch: *epoch,
+                    ..served
+                }),
+            ),
+            _ => (now_ms, None),
         };
         match response {
             GroupResponse::StaleEpoch { current } => Err(StoreError::Unavailable {
@@ -98,7 +125,11 @@ impl Store for PoolStore {
                 retry_after_s: 1,
             }),
             other => match other.into_outcome() {
-                Some(outcome) => Ok(Applied { outcome, at_ms }),
+                Some(outcome) => Ok(Applied {
+                    outcome,
+                    at_ms,
+                    served,
+                }),
                 None => Err(StoreError::Unavailable {
                     reason: format!("routing group {group} gave no registrar outcome"),
                     retry_after_s: 1,
@@ -118,6 +149,10 @@ impl Store for PoolStore {
 
     async fn purge_expired(&self, now_ms: u64) -> Result<(), StoreError> {
         self.node.purge_expired(now_ms).await.map_err(unavailable)
+    }
+
+    fn served(&self, aor: &str) -> Option<super::Served> {
+        Some(self.served_in(self.group_of(aor)))
     }
 
     fn placement(&self, aor: &str) -> super::Placement {
