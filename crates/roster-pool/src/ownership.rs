@@ -16,13 +16,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use roster_cms::Ownership;
 use roster_net::Network;
 use roster_raft::GroupKey;
 use roster_topology::PoolId;
 use serde::{Deserialize, Serialize};
+// Tokio's clock: the real one in a node, the paused one of a simulation (detection intervals
+// then pass in simulated time).
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::node::PoolNode;

@@ -5,7 +5,7 @@
 //! Opening, closing and reopening hold the lifecycle lock ([`Lifecycle`]), so that a
 //! membership move and a recovery never act on one group at once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -64,7 +64,7 @@ pub(crate) struct Replicas {
     /// failed (the supervisor retries). A `std` lock, held only to clone the handle out.
     store: RwLock<Option<NodeStore>>,
     /// A `std` lock: held only to clone a replica handle out, never across an `.await`.
-    table: RwLock<HashMap<GroupKey, Arc<Replica>>>,
+    table: RwLock<BTreeMap<GroupKey, Arc<Replica>>>,
     /// Serializes opening, closing and reopening replicas (a `tokio` lock: held across the
     /// awaits of starting and stopping a Raft group).
     lifecycle: tokio::sync::Mutex<()>,
@@ -119,7 +119,7 @@ impl Replicas {
         Replicas {
             opener: store.opener(),
             store: RwLock::new(Some(store)),
-            table: RwLock::new(HashMap::new()),
+            table: RwLock::new(BTreeMap::new()),
             lifecycle: tokio::sync::Mutex::new(()),
             openings: AtomicU64::new(0),
             missing: Mutex::new(BTreeSet::new()),
@@ -367,11 +367,8 @@ impl Replicas {
 
     /// Every replica, taken out of the table.
     fn drain(&self) -> Vec<(GroupKey, Arc<Replica>)> {
-        self.table
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect()
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *table).into_iter().collect()
     }
 
     fn missing_groups(&self) -> std::sync::MutexGuard<'_, BTreeSet<GroupKey>> {
@@ -379,7 +376,7 @@ impl Replicas {
         self.missing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<GroupKey, Arc<Replica>>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<GroupKey, Arc<Replica>>> {
         // A poisoned lock only means a panic elsewhere while inserting; the map is still whole.
         self.table.read().unwrap_or_else(PoisonError::into_inner)
     }

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
@@ -25,6 +25,8 @@ use roster_raft::stream::{batch_of, restore_chunks, ReplicaRefusal};
 use roster_raft::{GroupKey, GroupRequest, GroupResponse, ReplicatedState};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+// Tokio's clock: the real one in a node, the paused one of a simulation.
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::node::{PoolError, PoolNode};
@@ -371,18 +373,22 @@ impl<N: Network> PoolNode<N> {
         let source = stream.source;
         metrics::counter!(BACKUP_RESTORES, "group" => source.to_string()).increment(1);
         info!(group = %source, at, "backup stream: sending the whole state (the log no longer has what the copy needs)");
-        let chunks = tokio::task::spawn_blocking(move || {
-            restore_chunks(
-                source,
-                &content,
-                epoch,
-                at,
-                last_time_ms,
-                RESTORE_PIECE_BYTES,
-            )
-        })
-        .await
-        .map_err(|error| PoolError::Internal(error.to_string()))?;
+        let chunks = self
+            .replicas
+            .opener()
+            .io()
+            .run_blocking(move || {
+                restore_chunks(
+                    source,
+                    &content,
+                    epoch,
+                    at,
+                    last_time_ms,
+                    RESTORE_PIECE_BYTES,
+                )
+            })
+            .await
+            .map_err(|error| PoolError::Internal(error.to_string()))?;
         for chunk in chunks {
             let part = chunk.part;
             let mut attempts = 0;

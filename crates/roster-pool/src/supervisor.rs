@@ -107,6 +107,8 @@ async fn supervise<N: Network>(node: Weak<PoolNode<N>>, mut stop: watch::Receive
     let mut recovery = Recovery::default();
     loop {
         tokio::select! {
+            // In order, not at random: a simulation's run is a function of its seed.
+            biased;
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
                     return;
@@ -160,7 +162,7 @@ impl<N: Network> PoolNode<N> {
         }
         recovery.probes = recovery.probes.saturating_add(1);
         let opener = self.replicas.opener().clone();
-        let probed = tokio::task::spawn_blocking(move || opener.probe_disk()).await;
+        let probed = opener.io().run_blocking(move || opener.probe_disk()).await;
         let probed = probed
             .map_err(|error| error.to_string())
             .and_then(|probed| probed.map_err(|error| error.to_string()));

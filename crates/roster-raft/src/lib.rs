@@ -21,6 +21,8 @@
 //! - [`group_of`]: the fixed hash that puts an AOR in a routing group.
 //! - [`config`]: builds and validates openraft's `Config` with explicit timings and pre-vote on.
 //! - [`codec`]: bincode encoding of entries and snapshots, every decode bounded by a `*_MAX`.
+//! - [`runtime`]: [`RaftRuntime`], openraft's Tokio runtime whose election-timeout draws a
+//!   deterministic simulation can seed ([`runtime::seed_thread`]); random in a node.
 //!
 //! **Architecture Invariant**: apply never reads the local clock. The effective time of a
 //! command is `max(command timestamp, last applied timestamp)`, both from the log.
@@ -35,6 +37,7 @@ mod machine;
 pub mod overlay;
 mod request;
 mod routing;
+pub mod runtime;
 mod state;
 pub mod stream;
 pub mod typ;
@@ -46,14 +49,17 @@ pub use request::{
     GroupCommand, GroupRefusal, GroupRequest, GroupResponse, REQUEST_SIZE_MAX, SHIPPED_SIZE_MAX,
 };
 pub use routing::group_of;
+pub use runtime::RaftRuntime;
 pub use state::{ApplyError, GroupContent, GroupState};
 
 openraft::declare_raft_types!(
     /// The openraft type configuration of every routing group (and of nothing else).
     ///
-    /// Only the application data and response differ from openraft's defaults: `NodeId = u64`,
-    /// `Node = openraft::BasicNode { addr }`, tokio runtime, `leader_id_adv` leader ids.
+    /// Only the application data, the response and the runtime differ from openraft's
+    /// defaults: `NodeId = u64`, `Node = openraft::BasicNode { addr }`, `leader_id_adv` leader
+    /// ids; the runtime is Tokio's with a seedable rng ([`RaftRuntime`]).
     pub TypeConfig:
         D = GroupRequest,
         R = GroupResponse,
+        AsyncRuntime = RaftRuntime,
 );

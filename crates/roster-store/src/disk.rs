@@ -79,6 +79,11 @@ impl StoreOpener {
         &self.options.path
     }
 
+    /// Where the store's durable points and blocking steps run.
+    pub fn io(&self) -> crate::StoreIo {
+        self.options.io
+    }
+
     /// Whether the disk takes writes now: writes [`DISK_PROBE_BYTES`] to a file in the
     /// database directory, syncs it and removes it (also when the write fails, so that a probe
     /// never holds the space it found).

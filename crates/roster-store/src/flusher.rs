@@ -6,6 +6,9 @@
 //! it flushes, new waiters queue up for the next round: under load, one flush serves the
 //! appends of many groups.
 //!
+//! With [`crate::StoreIo::Inline`] there is no thread: each waiter gets a round of its own when
+//! it is queued, on the caller's task (deterministic simulations; no group commit).
+//!
 //! Durability is three steps, because sled 0.34's `flush` alone is not durable on Linux (it
 //! writes with `sync_file_range`, which persists neither the file's size nor the drive's cache;
 //! sled issue 1452):
@@ -25,7 +28,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use roster_raft::typ;
@@ -59,11 +62,15 @@ pub(crate) enum Waiter {
     Signal(oneshot::Sender<io::Result<()>>),
 }
 
-/// The handle to a database's flusher thread. Dropping it lets the thread finish the queued
+/// The handle to a database's flusher: its thread, or with [`crate::StoreIo::Inline`] the
+/// rounds themselves, run on the caller's task. Dropping it lets the thread finish the queued
 /// waiters and joins it.
 pub(crate) struct Flusher {
     sender: Option<mpsc::Sender<Waiter>>,
     thread: Option<JoinHandle<()>>,
+    /// With [`crate::StoreIo::Inline`]: every waiter gets a round of its own, at once. A std
+    /// lock around a synchronous flush, with no `.await` inside.
+    inline: Option<std::sync::Mutex<Rounds>>,
     flushes: Arc<AtomicU64>,
     /// The first failed flush, once there was one.
     failure: Arc<OnceLock<String>>,
@@ -71,33 +78,45 @@ pub(crate) struct Flusher {
 
 impl Flusher {
     /// Starts the flusher of `db`, whose files are in `directory`; `fault` can make every flush
-    /// fail as on a full disk.
+    /// fail as on a full disk. With [`crate::StoreIo::Inline`] no thread starts: each waiter is
+    /// made durable and completed when it is queued.
     pub(crate) fn start(
         db: sled::Db,
         directory: &Path,
         fault: Option<DiskFault>,
+        io: crate::StoreIo,
     ) -> io::Result<Flusher> {
         let data_file = File::open(directory.join("db"))?;
         let blobs = BlobSync::new(directory.join("blobs"));
-        let (sender, receiver) = mpsc::channel(FLUSH_WAITERS_PENDING_MAX);
         let flushes = Arc::new(AtomicU64::new(0));
         let failure = Arc::new(OnceLock::new());
-        let worker = Worker {
+        let rounds = Rounds {
             db,
             data_file,
             blobs,
-            receiver,
             flushes: flushes.clone(),
             fault,
             failure: None,
             reported: Arc::clone(&failure),
         };
+        if io == crate::StoreIo::Inline {
+            return Ok(Flusher {
+                sender: None,
+                thread: None,
+                inline: Some(std::sync::Mutex::new(rounds)),
+                flushes,
+                failure,
+            });
+        }
+        let (sender, receiver) = mpsc::channel(FLUSH_WAITERS_PENDING_MAX);
+        let worker = Worker { rounds, receiver };
         let thread = std::thread::Builder::new()
             .name("roster-store-flusher".into())
             .spawn(move || worker.run())?;
         Ok(Flusher {
             sender: Some(sender),
             thread: Some(thread),
+            inline: None,
             flushes,
             failure,
         })
@@ -105,6 +124,12 @@ impl Flusher {
 
     /// Queues `waiter` for the next flush. Fails only when the flusher thread is gone.
     pub(crate) async fn enqueue(&self, waiter: Waiter) -> io::Result<()> {
+        if let Some(rounds) = &self.inline {
+            // A panic mid-round leaves nothing half-done that the next round relies on.
+            let mut rounds = rounds.lock().unwrap_or_else(PoisonError::into_inner);
+            rounds.round(&mut vec![waiter]);
+            return Ok(());
+        }
         let Some(sender) = &self.sender else {
             return Err(stopped());
         };
@@ -142,11 +167,17 @@ impl Drop for Flusher {
     }
 }
 
+/// The flusher thread: gathers waiters into rounds.
 struct Worker {
+    rounds: Rounds,
+    receiver: mpsc::Receiver<Waiter>,
+}
+
+/// What makes a database durable, round after round, wherever the rounds run.
+struct Rounds {
     db: sled::Db,
     data_file: File,
     blobs: BlobSync,
-    receiver: mpsc::Receiver<Waiter>,
     flushes: Arc<AtomicU64>,
     /// Makes flushes fail as on a full disk while it is set (tests).
     fault: Option<DiskFault>,
@@ -175,20 +206,28 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            if self.failure.is_none() {
-                let started = std::time::Instant::now();
-                let flushed = self.make_durable();
-                metrics::histogram!(crate::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-                metrics::histogram!(crate::FLUSH_BATCH).record(batch.len() as f64);
-                if let Err(error) = flushed {
-                    tracing::error!(%error, "flush failed; the store is poisoned");
-                    self.failure = Some((error.kind(), error.to_string()));
-                    let _ = self.reported.set(error.to_string());
-                }
+            self.rounds.round(&mut batch);
+        }
+    }
+}
+
+impl Rounds {
+    /// Makes the database durable once (unless an earlier round failed) and completes every
+    /// waiter of `batch` with the outcome, in order, leaving `batch` empty.
+    fn round(&mut self, batch: &mut Vec<Waiter>) {
+        if self.failure.is_none() {
+            let started = std::time::Instant::now();
+            let flushed = self.make_durable();
+            metrics::histogram!(crate::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(crate::FLUSH_BATCH).record(batch.len() as f64);
+            if let Err(error) = flushed {
+                tracing::error!(%error, "flush failed; the store is poisoned");
+                self.failure = Some((error.kind(), error.to_string()));
+                let _ = self.reported.set(error.to_string());
             }
-            for waiter in batch.drain(..) {
-                complete(waiter, self.result());
-            }
+        }
+        for waiter in batch.drain(..) {
+            complete(waiter, self.result());
         }
     }
 

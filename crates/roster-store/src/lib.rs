@@ -15,6 +15,9 @@
 //!   Its owner closes it ([`NodeStore::close`]) once the groups are stopped, waits until the disk
 //!   takes writes ([`StoreOpener::probe_disk`]) and opens it again ([`StoreOpener::open`]).
 //!   [`DiskFault`] makes a disk look full in tests.
+//! - [`StoreIo`]: a node's store makes writes durable on a flusher thread and runs blocking
+//!   steps on Tokio's blocking threads; `StoreIo::Inline` runs both on the calling task, for
+//!   deterministic simulations.
 //!
 //! Durability, at each call (all "durable" points go through the flusher):
 //! - `save_vote`, `truncate_after`, `purge`: durable before they return;
@@ -83,6 +86,41 @@ pub struct StoreOptions {
     /// sled's page cache, in bytes. Default 64 MiB. Group states are held in memory anyway;
     /// the cache serves log reads for replication.
     pub cache_capacity_bytes: u64,
+    /// Where durable points and blocking steps run. Default [`StoreIo::Threads`].
+    pub io: StoreIo,
+}
+
+/// Where a store's durable points and blocking steps run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreIo {
+    /// A flusher thread makes the writes of every group durable at once (group commit), and
+    /// large sled writes, snapshot encodings and decodings run on Tokio's blocking threads.
+    /// What a node uses.
+    #[default]
+    Threads,
+    /// Every durable point and blocking step runs on the calling task, when it is asked for:
+    /// the store starts no thread of its own (nor sled's periodic flush) and spawns no
+    /// blocking task, so a one-threaded runtime with a paused clock sees every completion at a
+    /// point fixed by its own tasks (deterministic simulation). One flush per durable point
+    /// and the runtime waits on the disk meanwhile: for tests, not for a node.
+    Inline,
+}
+
+impl StoreIo {
+    /// Runs `work`, a blocking step (CPU-heavy, or sled writes of megabytes), where this mode
+    /// runs them: on Tokio's blocking threads, or at once on the calling task.
+    pub async fn run_blocking<T, F>(self, work: F) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match self {
+            StoreIo::Threads => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(io::Error::other),
+            StoreIo::Inline => Ok(work()),
+        }
+    }
 }
 
 /// Why the store could not be opened or a group not served.
@@ -165,6 +203,7 @@ impl Default for StoreOptions {
         StoreOptions {
             path: PathBuf::from("roster-data"),
             cache_capacity_bytes: 64 * 1024 * 1024,
+            io: StoreIo::Threads,
         }
     }
 }
@@ -205,7 +244,7 @@ impl NodeStore {
             .mode(sled::Mode::LowSpace)
             // Durability comes from the flusher (flush + fdatasync); sled's own timer only
             // bounds how much unflushed data piles up between rounds.
-            .flush_every_ms(Some(1_000))
+            .flush_every_ms((options.io == StoreIo::Threads).then_some(1_000))
             .use_compression(false);
         let locked_since = std::time::Instant::now();
         let db = loop {
@@ -234,7 +273,7 @@ impl NodeStore {
         // Durability: the files sled just created (`db`, `conf`, `blobs/`) exist after a crash
         // only once their directory is synced.
         sync_directory(&options.path)?;
-        let flusher = Flusher::start(db.clone(), &options.path, fault.clone())?;
+        let flusher = Flusher::start(db.clone(), &options.path, fault.clone(), options.io)?;
         Ok(NodeStore {
             shared: Arc::new(Shared {
                 flusher,
@@ -332,6 +371,12 @@ impl NodeStore {
         self.shared.flusher.failure()
     }
 
+    /// Where this store's durable points and blocking steps run; the node runs its own blocking
+    /// steps the same way ([`StoreIo::run_blocking`]).
+    pub fn io(&self) -> StoreIo {
+        self.shared.opener.options.io
+    }
+
     /// What opens this database again (its options and fault switch).
     pub fn opener(&self) -> StoreOpener {
         self.shared.opener.clone()
@@ -388,6 +433,10 @@ impl GroupLease {
 
     pub(crate) fn flusher(&self) -> &Flusher {
         &self.shared.flusher
+    }
+
+    pub(crate) fn io(&self) -> StoreIo {
+        self.shared.opener.options.io
     }
 }
 

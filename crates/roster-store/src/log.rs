@@ -4,12 +4,14 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use roster_raft::codec::{decode_entry, decode_meta, encode_entry, encode_meta};
 use roster_raft::{typ, GroupKey, TypeConfig};
+// Tokio's clock: the real one in a node, the paused one of a deterministic simulation.
+use tokio::time::Instant;
 
 use crate::flusher::Waiter;
 use crate::layout::{META_COMMITTED, META_PURGED, META_VOTE};

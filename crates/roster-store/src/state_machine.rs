@@ -190,11 +190,14 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     ) -> Result<(), io::Error> {
         let key = self.key;
         let meta_copy = meta.clone();
-        let (state, snapshot) = tokio::task::spawn_blocking(move || {
-            decode_checked(key, &meta_copy, &snapshot).map(|state| (state, snapshot))
-        })
-        .await
-        .map_err(io::Error::other)??;
+        let (state, snapshot) = self
+            .snapshots
+            .lease
+            .io()
+            .run_blocking(move || {
+                decode_checked(key, &meta_copy, &snapshot).map(|state| (state, snapshot))
+            })
+            .await??;
         // Durability: the snapshot is on disk before the state is replaced and before this
         // returns (openraft purges the log it covers afterwards).
         self.snapshots.store(meta, &snapshot).await?;
@@ -204,9 +207,9 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<typ::Snapshot>, io::Error> {
         let snapshots = self.snapshots.clone();
-        tokio::task::spawn_blocking(move || snapshots.read())
-            .await
-            .map_err(io::Error::other)?
+        let io = snapshots.lease.io();
+        io.run_blocking(move || snapshots.read())
+            .await?
             .map_err(io::Error::other)
     }
 }
@@ -217,9 +220,12 @@ impl<S: ReplicatedState> RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilde
     async fn build_snapshot(&mut self) -> Result<typ::Snapshot, io::Error> {
         let meta = self.state.snapshot_meta();
         let state = Arc::clone(&self.state);
-        let bytes = tokio::task::spawn_blocking(move || state.encode_snapshot())
-            .await
-            .map_err(io::Error::other)?
+        let bytes = self
+            .snapshots
+            .lease
+            .io()
+            .run_blocking(move || state.encode_snapshot())
+            .await?
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
         // Durability: on disk before this returns, hence before openraft purges the log.
         self.snapshots.store(&meta, &bytes).await?;
@@ -266,9 +272,10 @@ impl SnapshotStore {
         // Atomic: a reader (or a restart) sees the old snapshot or the new one, never a mix.
         // Megabytes go into sled here: off the async threads, which carry every group's Raft.
         let tree = self.tree.clone();
-        tokio::task::spawn_blocking(move || tree.apply_batch(batch))
-            .await
-            .map_err(io::Error::other)?
+        self.lease
+            .io()
+            .run_blocking(move || tree.apply_batch(batch))
+            .await?
             .map_err(sled_io)?;
         // Durability: flush + fdatasync before returning.
         self.lease.flusher().flush().await

@@ -21,7 +21,7 @@ use roster_raft::{group_of, GroupKey, ReplicatedState};
 use roster_registrar::{
     BindingKey, Command, ContactChange, ContactUpdate, Policy, RegisterCommand,
 };
-use roster_store::{DiskFault, NodeStore, StoreOptions};
+use roster_store::{DiskFault, NodeStore, StoreIo, StoreOptions};
 use roster_topology::{Deployment, NodeId, PoolId};
 
 /// The pool id of every test pool.
@@ -37,12 +37,50 @@ pub fn routing_keys(groups: u32) -> Vec<GroupKey> {
 /// A pool node over the simulated network.
 pub type Node = Arc<PoolNode<SimEndpoint>>;
 
-/// Milliseconds since the Unix epoch (bindings only need to live for the test's hour).
+/// Milliseconds since the Unix epoch (bindings only need to live for the test's hour); in a
+/// deterministic simulation ([`simulate`]), a fixed epoch plus the paused Tokio clock's time
+/// since the simulation began.
 pub fn clock() -> u64 {
+    if let Some(since) = SIMULATED_SINCE.with(std::cell::Cell::get) {
+        let elapsed = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        return SIMULATED_EPOCH_MS.saturating_add(elapsed);
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(1_795_378_472_000)
+}
+
+/// The wall clock a simulation starts at: 2026-11-19 13:34:32 UTC, any fixed time will do.
+pub const SIMULATED_EPOCH_MS: u64 = 1_795_378_472_000;
+
+thread_local! {
+    /// When this thread's deterministic simulation began, while one runs.
+    static SIMULATED_SINCE: std::cell::Cell<Option<tokio::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Marks this thread as running a deterministic simulation until the guard is dropped (call it
+/// inside the simulation's paused, one-threaded runtime): [`clock`] reads the paused Tokio
+/// clock from a fixed epoch, and nodes started meanwhile open their stores with
+/// `StoreIo::Inline` in a temporary directory under `/dev/shm` when there is one.
+pub fn simulate() -> SimulationGuard {
+    SIMULATED_SINCE.with(|since| since.set(Some(tokio::time::Instant::now())));
+    SimulationGuard(std::marker::PhantomData)
+}
+
+/// Ends this thread's simulation when dropped; see [`simulate`].
+pub struct SimulationGuard(std::marker::PhantomData<*const ()>);
+
+impl Drop for SimulationGuard {
+    fn drop(&mut self) {
+        SIMULATED_SINCE.with(|since| since.set(None));
+    }
+}
+
+/// Whether this thread runs a deterministic simulation ([`simulate`]).
+pub fn simulating() -> bool {
+    SIMULATED_SINCE.with(std::cell::Cell::get).is_some()
 }
 
 /// Fast timings for in-process pools: heartbeat 50 ms, elections 300–600 ms.
@@ -162,7 +200,7 @@ impl Cluster {
     ) -> Cluster {
         let mut cluster = Cluster {
             network,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: temp_dir(),
             groups: shape.groups,
             assignment: Assignment::new(),
             raft,
@@ -239,6 +277,11 @@ impl Cluster {
         };
         let options = StoreOptions {
             path: self.dir.path().join(format!("node-{id}")),
+            io: if simulating() {
+                StoreIo::Inline
+            } else {
+                StoreIo::Threads
+            },
             ..StoreOptions::default()
         };
         let disk = self.disk(id);
@@ -321,6 +364,19 @@ impl Cluster {
     pub fn ids(&self) -> Vec<NodeId> {
         self.nodes.read().expect("nodes").keys().copied().collect()
     }
+}
+
+/// A directory for the nodes' databases: under `/dev/shm` in a simulation (a memory file
+/// system: its syncs cost nothing, and a simulation syncs at every durable point), else the
+/// system's temporary directory.
+fn temp_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if simulating() && shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().expect("temp dir")
 }
 
 /// The AOR and REGISTER of `user` at `cseq`.
@@ -482,12 +538,21 @@ pub async fn read_until_ok(
     aor: &str,
     timeout: Duration,
 ) -> Vec<roster_registrar::Binding> {
+    let group = GroupKey::routing(POOL, group_of(aor, groups));
+    read_group_until_ok(node, group, aor, timeout).await
+}
+
+/// Reads `aor` of routing group `group` linearizably through `node`, retrying while the group
+/// is unavailable, within `timeout`.
+pub async fn read_group_until_ok(
+    node: &PoolNode<SimEndpoint>,
+    group: GroupKey,
+    aor: &str,
+    timeout: Duration,
+) -> Vec<roster_registrar::Binding> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match node
-            .read(GroupKey::routing(POOL, group_of(aor, groups)), aor, clock())
-            .await
-        {
+        match node.read(group, aor, clock()).await {
             Ok(bindings) => return bindings,
             Err(PoolError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -504,7 +569,8 @@ pub async fn check_acknowledged(cluster: &Cluster, oracle: &Oracle, seed: u64) {
     for (user, cseq) in oracle.acknowledged() {
         let node = cluster.node(ids[rng.below(ids.len() as u64) as usize]);
         let aor = format!("sip:u{user}@example.com");
-        let bindings = read_until_ok(&node, cluster.groups, &aor, Duration::from_secs(10)).await;
+        let group = GroupKey::routing(cluster.pool, group_of(&aor, cluster.groups));
+        let bindings = read_group_until_ok(&node, group, &aor, Duration::from_secs(10)).await;
         assert_eq!(bindings.len(), 1, "seed {seed}: {aor} lost its binding");
         assert!(
             bindings[0].cseq >= cseq,
@@ -541,7 +607,7 @@ pub async fn check_replicas_agree(
 ) -> BTreeMap<GroupKey, Vec<NodeId>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut all_members = BTreeMap::new();
-    for group in routing_keys(cluster.groups) {
+    for group in (0..cluster.groups).map(|group| GroupKey::routing(cluster.pool, group)) {
         loop {
             match converged(cluster, group) {
                 Ok(members) => {

@@ -227,6 +227,7 @@ fn open_store(pool: &PoolConfig) -> anyhow::Result<NodeStore> {
     NodeStore::open_with(&StoreOptions {
         path: pool.data_dir.clone(),
         cache_capacity_bytes: pool.cache_bytes,
+        ..StoreOptions::default()
     })
     .map_err(|error| match crate::diagnose::lock_holder(&pool.data_dir) {
         Some(process) => anyhow::anyhow!(
