@@ -267,3 +267,86 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
     register(paired.sip[&3], 0..2, "home-again");
     assert_bound(paired.sip[&4], 0..2, "home-again", "back home");
 }
+
+/// Waits (at most `within`) until node `node` reports that pool `owner` owns east's users;
+/// how long it took.
+fn await_east_owner(paired: &Paired, node: u64, owner: u64, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let ownership = east_ownership(paired, node);
+        if ownership.is_some_and(|(now, _)| now == owner) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "node {node} reports east owned by {ownership:?} after {within:?}; its log ends:\n{}",
+            paired.log_tail(node)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_a_witness_a_lost_site_fails_over_by_itself() {
+    const DETECTION_S: u64 = 4;
+    let mut paired = Paired::start_with_witness(
+        &Users {
+            count: USERS,
+            password: PASSWORD.into(),
+        },
+        GROUPS,
+        DETECTION_S,
+    );
+    register(paired.sip[&1], 0..USERS, "before");
+    await_steady(&paired, 4);
+    let witness = paired.witness_http.expect("a witness").to_string();
+    let status = paired.roster(&["witness", "status", "--http", &witness], "");
+    assert!(status.status.success(), "{}", shown(&status));
+    println!("{}", String::from_utf8_lossy(&status.stdout));
+
+    for id in 1..=3 {
+        paired.kill(id);
+    }
+    let killed = Instant::now();
+    // West fails east over by itself: nobody runs a command.
+    let within = Duration::from_secs(DETECTION_S + 60);
+    await_east_owner(&paired, 4, 2, within);
+    let took_over = killed.elapsed();
+    register(paired.sip[&5], 0..1, "after");
+    let first_200 = killed.elapsed();
+    println!(
+        "last east node killed; west owns east's users {took_over:?} later, first 200 for an \
+         east user at west {first_200:?} later"
+    );
+    assert!(
+        took_over < Duration::from_secs(DETECTION_S + 20),
+        "automatic failover took {took_over:?}"
+    );
+    assert_eq!(east_ownership(&paired, 6), Some((2, 2)));
+    register(paired.sip[&6], 1..USERS, "after");
+    assert_bound(
+        paired.sip[&4],
+        0..USERS,
+        "after",
+        "after the automatic failover",
+    );
+
+    // The witness says it reported east lost.
+    let status = paired.roster(
+        &["witness", "status", "--http", &witness, "--format", "json"],
+        "",
+    );
+    assert!(status.status.success(), "{}", shown(&status));
+    let report: serde_json::Value =
+        serde_json::from_slice(&status.stdout).expect("witness status JSON");
+    let east = report["report"]["pools"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|pool| pool["pool"] == 1))
+        .cloned()
+        .expect("east in the witness's report");
+    assert_eq!(east["reported_lost"], true, "{report}");
+    assert_eq!(
+        report["report"]["view"]["pools"]["1"]["owner"], 2,
+        "{report}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Two paired pools of real `roster start` processes on loopback: pools `east` (nodes 1–3, the
 //! CMS's pool) and `west` (nodes 4–6) in two sites, written as a deployment topology and
-//! created with `roster init`; every node on free ports. Killed on drop.
+//! created with `roster init`; every node on free ports; with [`Paired::start_with_witness`],
+//! a `roster witness` process in a third site too. Killed on drop.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +23,9 @@ pub const NODES_PER_POOL: u64 = 3;
 /// shared CPUs).
 const READY_DEADLINE: Duration = Duration::from_secs(90);
 
+/// The witness's id in [`Paired::start_with_witness`].
+pub const WITNESS_ID: u64 = 100;
+
 /// How long a command (`roster user`, `roster backup`) may run.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -35,6 +39,8 @@ pub struct Paired {
     pub sip: BTreeMap<u64, SocketAddr>,
     /// HTTP address of each node, by id.
     pub http: BTreeMap<u64, SocketAddr>,
+    /// The witness's HTTP address, when there is one.
+    pub witness_http: Option<SocketAddr>,
     children: BTreeMap<u64, Child>,
 }
 
@@ -48,6 +54,21 @@ impl Paired {
 
     /// [`Paired::start`] with the pools named `names` (the first holds the CMS and the users).
     pub fn start_named(users: &Users, groups: u32, names: [&str; 2]) -> Paired {
+        Paired::start_with(users, groups, names, None)
+    }
+
+    /// [`Paired::start`] with a witness ([`WITNESS_ID`], site `dc3`) watching both pools, and
+    /// every node's `[pool] detection_interval_s` set to `detection_s`.
+    pub fn start_with_witness(users: &Users, groups: u32, detection_s: u64) -> Paired {
+        Paired::start_with(users, groups, ["east", "west"], Some(detection_s))
+    }
+
+    fn start_with(
+        users: &Users,
+        groups: u32,
+        names: [&str; 2],
+        witness_detection_s: Option<u64>,
+    ) -> Paired {
         let [first, second] = names;
         let dir = TempDir::new("paired");
         users.write(dir.path());
@@ -80,6 +101,15 @@ impl Paired {
             sip.insert(id, sip_address);
             http.insert(id, http_address);
         }
+        if witness_detection_s.is_some() {
+            let witness = free_ports(2, 0, 0);
+            topology.push_str(&format!(
+                "[[site]]\nname = \"dc3\"\n[witness]\nid = {WITNESS_ID}\nsite = \"dc3\"\n\
+                 address = \"127.0.0.1:{witness}\"\nhttp = \"127.0.0.1:{}\"\n\
+                 pools = [\"{first}\", \"{second}\"]\n",
+                witness + 1
+            ));
+        }
         let topology_path = dir.path().join("topology.toml");
         std::fs::write(&topology_path, topology).expect("write topology");
         let init = Command::new(roster_bin())
@@ -103,8 +133,22 @@ impl Paired {
             groups,
             sip,
             http: BTreeMap::new(),
+            witness_http: None,
             children: BTreeMap::new(),
         };
+        if let Some(detection_s) = witness_detection_s {
+            for id in 1..=nodes {
+                let config = paired.config(id);
+                let text = std::fs::read_to_string(&config).expect("node config");
+                // `[pool]` is the last table roster init writes.
+                std::fs::write(
+                    &config,
+                    format!("{text}detection_interval_s = {detection_s}\n"),
+                )
+                .expect("write node config");
+            }
+            paired.witness_http = Some(paired.spawn_witness());
+        }
         let waits: Vec<_> = (1..=nodes).map(|id| (id, paired.spawn(id))).collect();
         for (id, ready) in waits {
             match ready.recv_timeout(READY_DEADLINE) {
@@ -119,6 +163,33 @@ impl Paired {
         }
         paired.await_directory(users.count);
         paired
+    }
+
+    /// Starts `roster witness` from the configuration `roster init` wrote; its HTTP address.
+    fn spawn_witness(&mut self) -> SocketAddr {
+        let config = self
+            .dir
+            .path()
+            .join(format!("pool/witness-{WITNESS_ID}/witness.toml"));
+        let log = std::fs::File::create(self.log_path(WITNESS_ID)).expect("witness log");
+        let mut child = Command::new(roster_bin())
+            .arg("witness")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn roster witness");
+        let stdout = child.stdout.take().expect("stdout piped");
+        self.children.insert(WITNESS_ID, child);
+        match crate::watch_ready(stdout).recv_timeout(READY_DEADLINE) {
+            Ok(Some(address)) => address,
+            _ => panic!(
+                "the witness not ready within {READY_DEADLINE:?}; its log ends:\n{}",
+                self.log_tail(WITNESS_ID)
+            ),
+        }
     }
 
     fn spawn(&mut self, id: u64) -> mpsc::Receiver<Option<SocketAddr>> {

@@ -1,7 +1,9 @@
 //! [`Peer`], the authenticated identity of a node (its pool and its id), and the trust rule
-//! every transport applies to it: a node talks to its own pool and at most one partner pool.
+//! every transport applies to it: a node talks to its own pool, at most one partner pool and
+//! the deployment's witness (pool [`WITNESS_POOL`]); a witness talks to the two pools it
+//! watches.
 
-use roster_topology::{NodeId, PoolId};
+use roster_topology::{NodeId, PoolId, WITNESS_POOL};
 
 /// The identity of a node as its certificate proves it: the pool it belongs to and its id.
 ///
@@ -17,31 +19,60 @@ pub struct Peer {
 
 impl std::fmt::Display for Peer {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pool == WITNESS_POOL {
+            return write!(formatter, "witness {}", self.node);
+        }
         write!(formatter, "pool {} node {}", self.pool, self.node)
     }
 }
 
-/// The pools one node trusts: its own and at most one partner. The same rule applies to both
-/// ends of a connection, so two nodes talk only when each trusts the other's pool.
+/// The pools one node trusts: its own, at most one partner, and the witness; a witness's are
+/// the two pools it watches. The same rule applies to both ends of a connection, so two nodes
+/// talk only when each trusts the other's pool. A pool node trusts the witness only as the
+/// witness: the pool's handler serves nothing a witness asks (a witness asks nothing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Trust {
     own: PoolId,
     partner: Option<PoolId>,
+    /// On a witness, the second pool it watches (`partner` is the first).
+    second: Option<PoolId>,
 }
 
 impl Trust {
     /// The trust of a node of pool `own` paired with `partner`.
     pub(crate) fn new(own: PoolId, partner: Option<PoolId>) -> Trust {
-        Trust { own, partner }
+        Trust {
+            own,
+            partner,
+            second: None,
+        }
+    }
+
+    /// The trust of a witness watching `pools`.
+    pub(crate) fn witness(pools: [PoolId; 2]) -> Trust {
+        Trust {
+            own: WITNESS_POOL,
+            partner: Some(pools[0]),
+            second: Some(pools[1]),
+        }
     }
 
     /// Whether a node of `pool` may talk to this node.
     pub(crate) fn allows(self, pool: PoolId) -> bool {
-        pool == self.own || self.partner == Some(pool)
+        pool == self.own
+            || self.partner == Some(pool)
+            || self.second == Some(pool)
+            || (pool == WITNESS_POOL && self.own != WITNESS_POOL)
     }
 
     /// Why `peer` is refused, for [`crate::NetError::Untrusted`] and the log.
     pub(crate) fn refusal(self, peer: Peer) -> String {
+        if self.own == WITNESS_POOL {
+            return format!(
+                "{peer} is of neither pool this witness watches ({:?} and {:?})",
+                self.partner, self.second
+            );
+        }
         match self.partner {
             Some(partner) => format!(
                 "{peer} is of neither this node's pool {} nor its partner pool {partner}",
@@ -87,6 +118,10 @@ mod tests {
         let paired = Trust::new(1, Some(2));
         assert!(paired.allows(1) && paired.allows(2));
         assert!(!paired.allows(3));
+        assert!(paired.allows(WITNESS_POOL), "a pool node dials the witness");
+        let witness = Trust::witness([1, 2]);
+        assert!(witness.allows(1) && witness.allows(2));
+        assert!(!witness.allows(3));
         let refusal = paired.refusal(Peer { pool: 3, node: 7 });
         assert!(refusal.contains("pool 3 node 7"), "{refusal}");
         assert!(refusal.contains("partner pool 2"), "{refusal}");

@@ -16,6 +16,11 @@
 //! `roster.invalid`, so one certificate can never name two nodes, and a name in that domain that
 //! does not parse (such as `node-<id>.roster.invalid`, which names no pool) is refused.
 //!
+//! **A witness** (a process in a third site that both pools of a pair send heartbeats to) is named
+//! `witness-<id>.roster.invalid` ([`Ca::issue_witness`]): its [`Peer`] is node `id` of
+//! [`WITNESS_POOL`], a pool id no pool has, so a witness certificate can never pass for a node of
+//! a pool, nor a node's for the witness (`node-<n>.pool-0.roster.invalid` is refused).
+//!
 //! **Architecture Invariant**: a peer's identity is only ever taken from a certificate that
 //! rustls has verified against the deployment's CA; this module parses names, it does not decide
 //! trust.
@@ -32,7 +37,7 @@ use rcgen::{
 };
 use rustls::pki_types::CertificateDer;
 
-use roster_topology::{NodeId, PoolId};
+use roster_topology::{NodeId, PoolId, WITNESS_POOL};
 
 use crate::Peer;
 
@@ -108,8 +113,12 @@ pub struct NodeCertificate {
     pub key_pem: String,
 }
 
-/// The DNS name that carries `peer` in a certificate: `node-<node>.pool-<pool>.roster.invalid`.
+/// The DNS name that carries `peer` in a certificate: `node-<node>.pool-<pool>.roster.invalid`,
+/// or `witness-<node>.roster.invalid` for a witness (pool [`WITNESS_POOL`]).
 pub fn node_server_name(peer: Peer) -> String {
+    if peer.pool == WITNESS_POOL {
+        return format!("witness-{}{NODE_NAME_SUFFIX}", peer.node);
+    }
     format!("node-{}.pool-{}{NODE_NAME_SUFFIX}", peer.node, peer.pool)
 }
 
@@ -120,10 +129,18 @@ pub fn node_server_name(peer: Peer) -> String {
 pub fn parse_node_server_name(name: &str) -> Option<Peer> {
     let name = name.to_ascii_lowercase();
     let labels = name.strip_suffix(NODE_NAME_SUFFIX)?;
+    if let Some(digits) = labels.strip_prefix("witness-") {
+        let node: NodeId = canonical_decimal(digits)?;
+        return Some(Peer {
+            pool: WITNESS_POOL,
+            node,
+        });
+    }
     let (node_label, pool_label) = labels.split_once('.')?;
     let node: NodeId = canonical_decimal(node_label.strip_prefix("node-")?)?;
     let pool: PoolId = canonical_decimal(pool_label.strip_prefix("pool-")?)?;
-    Some(Peer { pool, node })
+    // Pool 0 is the witness's, named only by the witness form.
+    (pool != WITNESS_POOL).then_some(Peer { pool, node })
 }
 
 /// The number `digits` spells in canonical decimal: ASCII digits only, no leading zero.
@@ -270,6 +287,35 @@ impl Ca {
     /// [`NODE_ADDRESS_COUNT_MAX`] of them. Names under `roster.invalid` are refused, since they
     /// would let the certificate claim another node's identity.
     pub fn issue_node<I, S>(&self, peer: Peer, addresses: I) -> Result<NodeCertificate, PkiError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        if peer.pool == WITNESS_POOL {
+            return Err(PkiError::Invalid(format!(
+                "pool {WITNESS_POOL} is the witness's: issue its certificate with issue_witness"
+            )));
+        }
+        self.issue(peer, addresses)
+    }
+
+    /// Issues the certificate of witness `id` (`witness-<id>.roster.invalid`, node `id` of
+    /// [`WITNESS_POOL`]), as [`Ca::issue_node`] does a node's.
+    pub fn issue_witness<I, S>(&self, id: NodeId, addresses: I) -> Result<NodeCertificate, PkiError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.issue(
+            Peer {
+                pool: WITNESS_POOL,
+                node: id,
+            },
+            addresses,
+        )
+    }
+
+    fn issue<I, S>(&self, peer: Peer, addresses: I) -> Result<NodeCertificate, PkiError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -630,6 +676,9 @@ mod tests {
             "pool-2.node-7.roster.invalid",
             "xnode-7.pool-2.roster.invalid",
             "node-7.xpool-2.roster.invalid",
+            "node-7.pool-0.roster.invalid",
+            "witness-07.roster.invalid",
+            "witness-7.pool-2.roster.invalid",
         ] {
             assert_eq!(parse_node_server_name(name), None, "{name}");
         }
@@ -646,6 +695,22 @@ mod tests {
         assert_eq!(peer_from_certificate(der.as_ref()).unwrap(), PEER);
         let parsed = NodeCertificate::from_pem(&node.cert_pem, &node.key_pem).unwrap();
         assert_eq!(parsed, node);
+    }
+
+    #[test]
+    fn a_witness_is_named_as_one_and_only_by_issue_witness() {
+        let ca = Ca::generate("test cluster").unwrap();
+        let witness = ca.issue_witness(100, ["127.0.0.7"]).unwrap();
+        let expected = Peer {
+            pool: WITNESS_POOL,
+            node: 100,
+        };
+        assert_eq!(witness.peer, expected);
+        assert_eq!(node_server_name(expected), "witness-100.roster.invalid");
+        let der = certificate_der(&witness.cert_pem);
+        assert_eq!(peer_from_certificate(der.as_ref()).unwrap(), expected);
+        let refused = ca.issue_node(expected, ["127.0.0.7"]).unwrap_err();
+        assert!(refused.to_string().contains("witness"), "{refused}");
     }
 
     /// A certificate signed by the CA but naming a node the way certificates did before pools

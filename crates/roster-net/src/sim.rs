@@ -101,7 +101,22 @@ impl SimNetwork {
             Some(identity.pool),
             "a pool is not its own partner"
         );
-        let trust = Trust::new(identity.pool, partner);
+        self.connect(identity, Trust::new(identity.pool, partner), handler)
+    }
+
+    /// Connects witness `identity.node` (of pool [`roster_topology::WITNESS_POOL`]), which
+    /// talks to the nodes of `pools` only, served by `handler`; the pools' nodes trust it as
+    /// the witness, as over QUIC.
+    pub fn witness_endpoint<H: Handler>(
+        &self,
+        identity: Peer,
+        pools: [PoolId; 2],
+        handler: Arc<H>,
+    ) -> SimEndpoint {
+        self.connect(identity, Trust::witness(pools), handler)
+    }
+
+    fn connect<H: Handler>(&self, identity: Peer, trust: Trust, handler: Arc<H>) -> SimEndpoint {
         let mut state = self.inner.lock();
         state.identities.insert(identity.node, (identity, trust));
         state

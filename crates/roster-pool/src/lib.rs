@@ -39,6 +39,7 @@ pub mod router;
 pub mod shipper;
 mod status;
 mod supervisor;
+pub mod witness;
 
 /// Metric: seconds a node took to serve a peer's request, by kind (`append`, `write`, …).
 pub const RPC_DURATION: &str = "roster_pool_rpc_seconds";

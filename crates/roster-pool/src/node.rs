@@ -35,6 +35,7 @@ use crate::route::{Answer, Operation};
 use crate::router::{GroupNetworks, PoolRouter};
 use crate::shipper::Shipping;
 use crate::supervisor::Supervision;
+use crate::witness::WitnessWatch;
 
 /// A write or read the pool could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,7 @@ pub struct PoolNode<N: Network> {
     pub(crate) partner_link: PartnerLink,
     pub(crate) shipping: Shipping,
     pub(crate) partner_watch: PartnerWatch,
+    pub(crate) witness_watch: WitnessWatch,
     pub(crate) supervision: Supervision,
     pub(crate) clock: fn() -> u64,
 }
@@ -90,6 +92,7 @@ impl<N: Network> PoolNode<N> {
             partner_link: PartnerLink::default(),
             shipping: Shipping::default(),
             partner_watch: PartnerWatch::default(),
+            witness_watch: WitnessWatch::default(),
             supervision: Supervision::default(),
             clock,
             options,

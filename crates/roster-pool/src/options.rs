@@ -35,6 +35,11 @@ pub struct PoolOptions {
     /// [`DETECTION_INTERVAL_DEFAULT`]; a silence counts from two missed pings (over 2 s), so a
     /// shorter interval acts as about 2 s.
     pub detection_interval: Duration,
+    /// The deployment's witness watching this pool and its partner, if any (its id; the
+    /// network knows its address): with it, this pool fails a lost partner over by itself and
+    /// fences itself when it hears neither (see `witness`). The detection interval must then be
+    /// at least [`crate::witness::WITNESS_DETECTION_INTERVAL_MIN`].
+    pub witness: Option<NodeId>,
 }
 
 /// Default [`PoolOptions::detection_interval`]: ten pings in a row unanswered. A partner pool
@@ -108,6 +113,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             leader_wait: Duration::from_secs(1),
             detection_interval: DETECTION_INTERVAL_DEFAULT,
+            witness: None,
         }
     }
 

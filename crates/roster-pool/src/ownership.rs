@@ -81,6 +81,8 @@ pub(crate) struct PartnerWatch {
 struct Watched {
     view: OwnershipView,
     last_heard: Option<Instant>,
+    /// When the last ping the partner answered was sent: a lease (see `witness`).
+    last_answered_sent: Option<Instant>,
     started: Option<Instant>,
 }
 
@@ -167,12 +169,35 @@ impl<N: Network> PoolNode<N> {
         self.partner_watch.lock().last_heard.is_some()
     }
 
+    /// When the last ping the partner answered was sent (a lease, see `witness`).
+    pub(crate) fn partner_lease(&self) -> Option<Instant> {
+        self.partner_watch.lock().last_answered_sent
+    }
+
+    /// Merges ownership reported by another than this node's CMS copy (the witness relays
+    /// the partner's): the higher epoch wins, entry by entry.
+    pub(crate) fn learn_ownership(&self, view: &OwnershipView) {
+        let before = self.ownership_view();
+        self.partner_watch.lock().view.merge(view);
+        let after = self.ownership_view();
+        if after != before {
+            info!(?after, "learned newer ownership through the witness");
+        }
+    }
+
     /// Pings the partner pool every [`PARTNER_PING_INTERVAL`], merging the ownership it reports,
-    /// until the returned future is dropped. Does nothing without a partner.
+    /// until the returned future is dropped, and beside it sends the witness its heartbeats
+    /// when the pool has one (`witness`). Does nothing without a partner.
     pub async fn watch_partner_forever(self: Arc<Self>) {
         let Some(partner) = self.options.partner.clone() else {
             return std::future::pending().await;
         };
+        let witness = Arc::clone(&self).watch_witness_forever();
+        let partner_watch = self.watch_partner_only(partner);
+        tokio::join!(witness, partner_watch);
+    }
+
+    async fn watch_partner_only(&self, partner: crate::Partner) {
         self.partner_watch.lock().started = Some(Instant::now());
         let mut tick = tokio::time::interval(PARTNER_PING_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -183,21 +208,23 @@ impl<N: Network> PoolNode<N> {
             let request = PairRequest::Ping;
             let mut heard = None;
             for &node in &partner.nodes {
+                let sent = Instant::now();
                 if let Ok(PairResponse::Pong(view)) = self
                     .ask_partner_node_within(node, &request, PARTNER_PING_TIMEOUT)
                     .await
                 {
-                    heard = Some(view);
+                    heard = Some((sent, view));
                     break;
                 }
             }
             match heard {
-                Some(view) => {
+                Some((sent, view)) => {
                     let before = self.ownership_view();
                     {
                         let mut watched = self.partner_watch.lock();
                         watched.view.merge(&view);
                         watched.last_heard = Some(Instant::now());
+                        watched.last_answered_sent = Some(sent);
                     }
                     let after = self.ownership_view();
                     if after != before {

@@ -178,6 +178,9 @@ impl<N: Network> PoolNode<N> {
                     group,
                 });
             }
+            if let Some(refusal) = self.refuse_when_fenced(group) {
+                return Err(refusal);
+            }
             return self.write(self.local_key(group), command).await;
         }
         if self.in_resiliency_mode(group.pool) {

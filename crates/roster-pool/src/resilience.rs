@@ -57,7 +57,8 @@ const HOMECOMING_RETRY: Duration = Duration::from_millis(500);
 impl<N: Network> PoolNode<N> {
     /// Whether this node serves the users of `home` (its partner pool) as their backup
     /// registrar now: the partner has not answered for the detection interval, and still owns
-    /// its users as far as this node knows (after a failover this pool owns them outright).
+    /// its users as far as this node knows (after a failover this pool owns them outright),
+    /// and this node has not fenced itself (with a witness: it hears it, see `witness`).
     pub fn in_resiliency_mode(&self, home: PoolId) -> bool {
         let is_partner = self
             .options
@@ -69,6 +70,7 @@ impl<N: Network> PoolNode<N> {
             && self
                 .partner_silent_for()
                 .is_some_and(|silent| silent >= self.options.detection_interval)
+            && !self.self_fenced()
     }
 
     /// Logs and reports (gauge [`RESILIENCY_MODE`]) when this node enters or leaves

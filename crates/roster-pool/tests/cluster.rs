@@ -61,6 +61,7 @@ fn options(node_id: NodeId) -> PoolOptions {
         request_timeout: Duration::from_secs(3),
         leader_wait: Duration::from_secs(3),
         detection_interval: roster_pool::DETECTION_INTERVAL_DEFAULT,
+        witness: None,
     }
 }
 

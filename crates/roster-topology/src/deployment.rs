@@ -33,6 +33,13 @@
 //! sip = "10.0.1.1:5060"
 //! http = "10.0.1.1:8080"
 //! # wan = "198.51.100.1:7000"  # what the partner site dials, when it differs from `cluster`
+//!
+//! # [witness]                # optional: a third site's witness makes failover automatic
+//! # id = 100                 # a node id of its own, unique in the deployment
+//! # site = "dc3"             # neither pool's site
+//! # address = "10.0.3.1:7000"  # QUIC, dialled by the nodes of both pools
+//! # pools = ["a", "b"]       # the pair it watches
+//! # http = "10.0.3.1:8080"   # optional: its status, for `roster witness status`
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +95,30 @@ pub struct Deployment {
     pub pair: Vec<PairSpec>,
     /// `[[node]]`.
     pub node: Vec<NodeSpec>,
+    /// `[witness]`, if the deployment has one. Always serialized (the CMS keeps the deployment
+    /// in bincode, which has no optional fields; TOML leaves a `None` out by itself).
+    /// Boxed: it is rare, and a `Deployment` travels inside CMS commands.
+    #[serde(default)]
+    pub witness: Option<Box<WitnessSpec>>,
+}
+
+/// `[witness]`: a small process in a third site that both pools of a pair send heartbeats to;
+/// with it, a pool fails its lost partner over by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSpec {
+    /// Its id, in the node ids' space (unique in the deployment, never reused): its certificate
+    /// names it `witness-<id>.roster.invalid`.
+    pub id: NodeId,
+    /// The site it runs in (a `[[site]]` name), neither of its pools' sites.
+    pub site: String,
+    /// Its QUIC address, which the nodes of both pools dial.
+    pub address: SocketAddr,
+    /// The two pools it watches: a `[[pair]]`.
+    pub pools: [String; 2],
+    /// Its HTTP address (`GET /status`, for `roster witness status`), if it serves one.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
 }
 
 /// `[deployment]`.
@@ -185,6 +216,7 @@ impl Deployment {
         self.validate_pools(&sites)?;
         self.validate_nodes()?;
         self.validate_pairs()?;
+        self.validate_witness()?;
         if let Some(cms) = &self.deployment.cms {
             if self.pool_by_name(cms).is_none() {
                 return invalid(format!(
@@ -299,6 +331,58 @@ impl Deployment {
             }
         }
         Ok(())
+    }
+
+    fn validate_witness(&self) -> Result<(), TopologyError> {
+        let Some(witness) = self.witness.as_deref() else {
+            return Ok(());
+        };
+        if witness.id == 0 || self.node(witness.id).is_some() {
+            return invalid(format!(
+                "witness id {} must be positive and no node's id",
+                witness.id
+            ));
+        }
+        if !self.site.iter().any(|site| site.name == witness.site) {
+            return invalid(format!(
+                "the witness is in site {:?}, which is not a [[site]]",
+                witness.site
+            ));
+        }
+        if self.node.iter().any(|node| node.cluster == witness.address) {
+            return invalid(format!(
+                "the witness address {} is a node's cluster address",
+                witness.address
+            ));
+        }
+        let [first, second] = &witness.pools;
+        let (Some(a), Some(b)) = (self.pool_by_name(first), self.pool_by_name(second)) else {
+            return invalid(format!(
+                "the witness watches {:?}, which names a pool that is not a [[pool]]",
+                witness.pools
+            ));
+        };
+        if self.partner(a.id) != Some(b.id) {
+            return invalid(format!(
+                "the witness watches {:?}, which is not a [[pair]]",
+                witness.pools
+            ));
+        }
+        if a.site == witness.site || b.site == witness.site {
+            return invalid(format!(
+                "the witness is in site {:?} with a pool it watches; it belongs in a third site",
+                witness.site
+            ));
+        }
+        Ok(())
+    }
+
+    /// The deployment's witness, if it watches pool `id`.
+    pub fn witness_of(&self, id: PoolId) -> Option<&WitnessSpec> {
+        let name = &self.pool(id)?.name;
+        self.witness
+            .as_deref()
+            .filter(|witness| witness.pools.contains(name))
     }
 
     /// The pool with id `id`.

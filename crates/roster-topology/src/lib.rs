@@ -13,7 +13,7 @@ mod deployment;
 mod ids;
 
 pub use deployment::{
-    Deployment, DeploymentSpec, NodeSpec, PairSpec, PoolSpec, SiteSpec, TopologyError,
+    Deployment, DeploymentSpec, NodeSpec, PairSpec, PoolSpec, SiteSpec, TopologyError, WitnessSpec,
     GROUPS_DEFAULT, GROUPS_MAX, NAME_LENGTH_MAX, POOLS_MAX, POOL_NODES_MAX, POOL_NODES_MIN,
 };
-pub use ids::{NodeId, PoolId};
+pub use ids::{NodeId, PoolId, WITNESS_POOL};

@@ -8,6 +8,8 @@
 //! Layout, top down; each module uses only those below it:
 //!
 //! ```text
+//! witness       the witness of a pair of pools (a third site): its configuration, and the
+//!               process's QUIC server answering heartbeats and its GET /status
 //! node          a node's startup and shutdown: reads its files, builds the request path
 //!               over its store, serves SIP and HTTP; a pool member's database, cluster
 //!               network, replicas and bootstrap; periodic purge, gauges, leader balancing
@@ -60,6 +62,7 @@ pub mod telemetry;
 pub mod topology;
 pub mod user_admin;
 pub mod users;
+pub mod witness;
 
 #[cfg(test)]
 mod test_support;

@@ -83,6 +83,10 @@ pub struct QuicConfig {
     /// none of its requests reaches the handler. Default `None` (only the own pool); never the
     /// own pool.
     pub partner: Option<PoolId>,
+    /// On a witness (an identity of pool [`roster_topology::WITNESS_POOL`]): the two pools it
+    /// watches, the only ones it talks to (`partner` stays `None`). `None` on a pool's node,
+    /// which talks to the witness besides its own pool and partner. Default `None`.
+    pub witnessed: Option<[PoolId; 2]>,
     /// The UDP address to listen on; requests to peers leave from it too.
     pub listen_addr: SocketAddr,
     /// The cluster CA certificate in PEM: the only trust root, for servers and clients alike.
@@ -137,6 +141,7 @@ impl QuicConfig {
         QuicConfig {
             identity: certificate.peer,
             partner: None,
+            witnessed: None,
             listen_addr,
             ca_cert_pem: ca_cert_pem.into(),
             cert_pem: certificate.cert_pem.clone(),
@@ -161,6 +166,13 @@ impl QuicConfig {
         let fail = |message: &str| Err(NetError::Config(message.to_owned()));
         if self.partner == Some(self.identity.pool) {
             return fail("partner must be another pool than the node's own");
+        }
+        let is_witness = self.identity.pool == roster_topology::WITNESS_POOL;
+        if is_witness != self.witnessed.is_some() {
+            return fail("witnessed names the watched pools on a witness, and only there");
+        }
+        if is_witness && self.partner.is_some() {
+            return fail("a witness has no partner pool: witnessed names its pools");
         }
         if self.idle_timeout < Duration::from_millis(100)
             || self.idle_timeout > Duration::from_secs(3600)
@@ -209,6 +221,7 @@ impl std::fmt::Debug for QuicConfig {
             .debug_struct("QuicConfig")
             .field("identity", &self.identity)
             .field("partner", &self.partner)
+            .field("witnessed", &self.witnessed)
             .field("listen_addr", &self.listen_addr)
             .field("peers", &self.peers)
             .field("key_pem", &"<secret>")

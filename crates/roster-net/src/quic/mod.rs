@@ -135,7 +135,10 @@ pub fn bind<H: Handler>(
         .map_err(|error| NetError::Io(error.to_string()))?;
     let shared = Arc::new(Shared {
         identity: config.identity,
-        trust: Trust::new(config.identity.pool, config.partner),
+        trust: match config.witnessed {
+            Some(pools) => Trust::witness(pools),
+            None => Trust::new(config.identity.pool, config.partner),
+        },
         client_config: tls.client,
         endpoint: Mutex::new(Some(endpoint.clone())),
         peers: config.peers.clone(),

@@ -149,6 +149,8 @@ pub struct Cluster {
     pub deployment: Option<Deployment>,
     /// Every node's resiliency-mode detection interval.
     pub detection_interval: Duration,
+    /// The witness's id, if the pool has one.
+    pub witness: Option<NodeId>,
     /// Shippers of the backup stream, one per running node (aborted when the node stops).
     pub shippers: Mutex<BTreeMap<NodeId, tokio::task::JoinHandle<()>>>,
     /// Each node's disk, which a test can make look full ([`Cluster::disk`]).
@@ -172,6 +174,8 @@ pub struct PoolShape {
     pub deployment: Option<Deployment>,
     /// The resiliency-mode detection interval of its nodes.
     pub detection_interval: Duration,
+    /// The witness's id, if the pool has one.
+    pub witness: Option<NodeId>,
 }
 
 impl Cluster {
@@ -185,6 +189,7 @@ impl Cluster {
             cms: None,
             deployment: None,
             detection_interval: roster_pool::DETECTION_INTERVAL_DEFAULT,
+            witness: None,
         };
         let cluster = Cluster::create(SimNetwork::new(seed), shape, raft).await;
         cluster.bootstrap().await;
@@ -210,6 +215,7 @@ impl Cluster {
             cms: shape.cms,
             deployment: shape.deployment,
             detection_interval: shape.detection_interval,
+            witness: shape.witness,
             shippers: Mutex::new(BTreeMap::new()),
             disks: Mutex::new(BTreeMap::new()),
         };
@@ -258,6 +264,7 @@ impl Cluster {
             request_timeout: Duration::from_secs(2),
             leader_wait: Duration::from_secs(2),
             detection_interval: self.detection_interval,
+            witness: self.witness,
         }
     }
 

@@ -20,6 +20,8 @@ pub const B: PoolId = 2;
 pub const GROUPS: u32 = 4;
 pub const A_NODES: [NodeId; 3] = [1, 2, 3];
 pub const B_NODES: [NodeId; 3] = [4, 5, 6];
+/// The witness of [`Pair::start_with_witness`], in a third site.
+pub const WITNESS: NodeId = 100;
 
 /// The two pools' deployment, as `roster init` would publish it.
 pub fn deployment() -> Deployment {
@@ -43,6 +45,8 @@ pub struct Pair {
     pub network: SimNetwork,
     pub a: Cluster,
     pub b: Cluster,
+    /// The witness, when the pair has one ([`WITNESS`] on the network).
+    pub witness: Option<Arc<roster_pool::witness::Witness>>,
 }
 
 impl Pair {
@@ -56,7 +60,34 @@ impl Pair {
         raft: GroupConfigOptions,
         detection: Duration,
     ) -> Pair {
+        Pair::start_with(seed, raft, detection, false).await
+    }
+
+    /// [`Pair::start_with_detection`] with a witness ([`WITNESS`]) watching both pools.
+    pub async fn start_with_witness(
+        seed: u64,
+        raft: GroupConfigOptions,
+        detection: Duration,
+    ) -> Pair {
+        Pair::start_with(seed, raft, detection, true).await
+    }
+
+    async fn start_with(
+        seed: u64,
+        raft: GroupConfigOptions,
+        detection: Duration,
+        with_witness: bool,
+    ) -> Pair {
         let network = SimNetwork::new(seed);
+        let witness = with_witness.then(|| {
+            let witness = Arc::new(roster_pool::witness::Witness::new([A, B]));
+            let identity = Peer {
+                pool: roster_topology::WITNESS_POOL,
+                node: WITNESS,
+            };
+            network.witness_endpoint(identity, [A, B], witness.clone());
+            witness
+        });
         let shape =
             |pool: PoolId, ids: [NodeId; 3], partner: PoolId, partner_ids: [NodeId; 3]| PoolShape {
                 pool,
@@ -70,12 +101,18 @@ impl Pair {
                 cms: Some(A),
                 deployment: (pool == A).then(deployment),
                 detection_interval: detection,
+                witness: with_witness.then_some(WITNESS),
             };
         let a = Cluster::create(network.clone(), shape(A, A_NODES, B, B_NODES), raft.clone()).await;
         let b = Cluster::create(network.clone(), shape(B, B_NODES, A, A_NODES), raft).await;
         let (first, second) = tokio::join!(a.bootstrap(), b.bootstrap());
         let _ = (first, second);
-        Pair { network, a, b }
+        Pair {
+            network,
+            a,
+            b,
+            witness,
+        }
     }
 
     pub fn pool(&self, pool: PoolId) -> &Cluster {

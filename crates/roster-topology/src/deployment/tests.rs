@@ -163,3 +163,55 @@ fn problems_are_named() {
         assert!(error.contains(expected), "{expected}: {error}");
     }
 }
+
+/// [`TWO_SITES`] with a third site and a witness in it (`extra` lines appended to its table).
+fn with_witness(extra: &str) -> String {
+    format!(
+        "{TWO_SITES}\n[[site]]\nname = \"dc3\"\n\n[witness]\nid = 100\nsite = \"dc3\"\n\
+         address = \"127.0.0.3:7100\"\npools = [\"a\", \"b\"]\n{extra}"
+    )
+}
+
+#[test]
+fn a_witness_in_a_third_site_watches_a_pair() {
+    let deployment = Deployment::parse(&with_witness("")).expect("valid");
+    let witness = deployment.witness_of(1).expect("a's witness");
+    assert_eq!(witness.id, 100);
+    assert_eq!(deployment.witness_of(2).map(|w| w.id), Some(100));
+    let reparsed = Deployment::parse(&deployment.to_toml().expect("toml")).expect("round trip");
+    assert_eq!(reparsed, deployment);
+    assert!(Deployment::parse(TWO_SITES)
+        .expect("valid")
+        .witness_of(1)
+        .is_none());
+}
+
+#[test]
+fn a_witness_out_of_place_is_named() {
+    let cases = [
+        (
+            with_witness("").replace("id = 100", "id = 4"),
+            "no node's id",
+        ),
+        (
+            with_witness("").replace("site = \"dc3\"\naddress", "site = \"dc1\"\naddress"),
+            "third site",
+        ),
+        (
+            with_witness("").replace("site = \"dc3\"\naddress", "site = \"dc9\"\naddress"),
+            "not a [[site]]",
+        ),
+        (
+            with_witness("").replace("127.0.0.3:7100", "127.0.0.1:7001"),
+            "cluster address",
+        ),
+        (
+            with_witness("").replace("pools = [\"a\", \"b\"]\n", "pools = [\"a\", \"c\"]\n"),
+            "not a [[pool]]",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = Deployment::parse(&text).expect_err(expected).to_string();
+        assert!(error.contains(expected), "{error} lacks {expected:?}");
+    }
+}

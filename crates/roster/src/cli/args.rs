@@ -134,6 +134,17 @@ pub enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// The witness of a pair of pools, in a third site: `roster witness --config FILE` runs it
+    /// (`roster init` writes FILE when the topology has a [witness]); with it, a pool fails a
+    /// lost partner over by itself. `roster witness status --http ADDR` shows what it heard.
+    #[command(args_conflicts_with_subcommands = true)]
+    Witness {
+        /// The witness's configuration (DIR/witness-ID/witness.toml from `roster init`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<WitnessCommand>,
+    },
     /// Load any SIP registrar: N users × M endpoints over UDP, TCP or TLS, with digest,
     /// refreshes and a mix of operations at an open-loop rate; latency table, JSON report,
     /// and `--verify` that every acknowledged registration is still there.
@@ -248,6 +259,19 @@ pub enum PoolCommand {
         /// The admin token file `roster init` wrote (admin.token).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WitnessCommand {
+    /// What a running witness has heard of each pool it watches, and the ownership it relays.
+    Status {
+        /// The witness's HTTP address (`http` in its witness.toml).
+        #[arg(long, value_name = "ADDR")]
+        http: std::net::SocketAddr,
+        /// `table` (default) or `json`.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 

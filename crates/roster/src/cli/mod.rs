@@ -21,9 +21,11 @@
 //!               routes
 //! failover      roster pool failover | failback, roster cms failover: step by step
 //! node_client   the JSON client of user and backup_status (--url or --topology)
+//! witness       roster witness --config FILE: the witness in the foreground; roster witness
+//!               status --http ADDR
 //! ```
 
-use args::{BackupCommand, Cli, CmsOperation, Command, NodeCommand, PoolCommand};
+use args::{BackupCommand, Cli, CmsOperation, Command, NodeCommand, PoolCommand, WitnessCommand};
 use demo::DemoOptions;
 use runtime::Runtime;
 
@@ -44,6 +46,7 @@ mod start;
 mod status;
 mod user;
 mod user_import;
+mod witness;
 
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             roster_registrar::Networks::parse(&trusted_networks)
                 .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
             let (domains_given, trusted_given) = (domains.clone(), trusted_networks.clone());
+            let dir_given = dir.clone();
             let configs = init::init(&init::InitOptions {
                 topology,
                 dir,
@@ -120,9 +124,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             for (id, config) in configs {
                 println!("node {id}: roster start --config {}", config.display());
             }
+            if let Some(witness) = init::witness_config(&dir_given)? {
+                println!("witness: roster witness --config {}", witness.display());
+            }
             Ok(())
         }
         Command::Cert { command } => cert::cert(command),
+        Command::Witness {
+            config: Some(config),
+            command: None,
+        } => witness::run(&config),
+        Command::Witness {
+            command: Some(WitnessCommand::Status { http, format }),
+            ..
+        } => witness::status(http, format),
+        Command::Witness { .. } => Err(anyhow::anyhow!(
+            "roster witness needs --config FILE (to run one) or `status --http ADDR`"
+        )),
         // One thread: the generator's driver and its sockets' tasks wake each other without
         // crossing threads (on a multi-threaded runtime every answer cost a futex wake-up),
         // and it leaves the other CPUs to the system it measures.

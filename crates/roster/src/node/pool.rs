@@ -81,6 +81,14 @@ pub(super) async fn run(
             }
         })?;
     let options = options(&config, &pool, &deployment, pool_id);
+    anyhow::ensure!(
+        options.witness.is_none()
+            || options.detection_interval >= roster_pool::witness::WITNESS_DETECTION_INTERVAL_MIN,
+        "[pool] detection_interval_s = {} is too short with a witness: at least {} s (a node's \
+         lease is the interval less two heartbeats, and must outlast a heartbeat's round trip)",
+        options.detection_interval.as_secs(),
+        roster_pool::witness::WITNESS_DETECTION_INTERVAL_MIN.as_secs()
+    );
     let assignment = placement::initial(&deployment.node_ids_of(pool_id), &options.keys());
     let node = PoolNode::start(options, store, server.network(), &assignment, now_ms)
         .await
@@ -240,7 +248,7 @@ fn open_store(pool: &PoolConfig) -> anyhow::Result<NodeStore> {
 }
 
 /// Every node this one talks to: its own pool's at their cluster addresses, the partner's at
-/// the addresses the other site dials (`wan`).
+/// the addresses the other site dials (`wan`), and the witness watching the pool, if any.
 fn peers(deployment: &Deployment, pool: PoolId) -> AddressBook {
     let book = AddressBook::new();
     for node in deployment.nodes_of(pool) {
@@ -262,6 +270,15 @@ fn peers(deployment: &Deployment, pool: PoolId) -> AddressBook {
                 node.wan_address(),
             );
         }
+    }
+    if let Some(witness) = deployment.witness_of(pool) {
+        book.insert(
+            Peer {
+                pool: roster_topology::WITNESS_POOL,
+                node: witness.id,
+            },
+            witness.address,
+        );
     }
     book
 }
@@ -296,6 +313,7 @@ fn options(config: &Config, pool: &PoolConfig, deployment: &Deployment, id: Pool
         request_timeout: POOL_REQUEST_TIMEOUT,
         leader_wait: LEADER_WAIT,
         detection_interval: pool.detection_interval,
+        witness: deployment.witness_of(id).map(|witness| witness.id),
     }
 }
 

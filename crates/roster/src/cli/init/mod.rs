@@ -11,6 +11,8 @@
 //! DIR/node-N/roster.toml   node N's configuration: `roster start --config DIR/node-N/roster.toml`
 //! DIR/node-N/node.pem/.key node N's certificate (cluster transport and SIP over TLS)
 //! DIR/node-N/data/         node N's database
+//! DIR/witness-W/witness.toml, witness.pem/.key   the witness's configuration and certificate,
+//!                          when the topology has a [witness]: `roster witness --config ...`
 //! ```
 
 use std::fmt::Write as _;
@@ -144,6 +146,9 @@ pub fn init(options: &InitOptions) -> anyhow::Result<Vec<(u64, PathBuf)>> {
         write(&config_path, &text)?;
         configs.push((node.id, config_path));
     }
+    if let Some(witness) = deployment.witness.as_deref() {
+        write_witness(dir, &deployment, witness, &ca)?;
+    }
     Ok(configs)
 }
 
@@ -155,6 +160,55 @@ pub(super) fn certificate_addresses(node: &NodeSpec) -> Vec<String> {
     addresses.extend(node.wan.map(|wan| wan.ip().to_string()));
     addresses.dedup();
     addresses
+}
+
+/// The witness's configuration `roster init` wrote into `dir`, if its topology has a witness.
+pub fn witness_config(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let Some(deployment) = previous_deployment(dir)? else {
+        return Ok(None);
+    };
+    Ok(deployment.witness.map(|witness| {
+        dir.join(format!("witness-{}", witness.id))
+            .join("witness.toml")
+    }))
+}
+
+/// Writes the witness's certificate (once, like a node's) and its configuration.
+fn write_witness(
+    dir: &Path,
+    deployment: &Deployment,
+    witness: &roster_topology::WitnessSpec,
+    ca: &Ca,
+) -> anyhow::Result<PathBuf> {
+    let witness_dir = dir.join(format!("witness-{}", witness.id));
+    std::fs::create_dir_all(&witness_dir)
+        .with_context(|| format!("cannot create {}", witness_dir.display()))?;
+    let cert_path = witness_dir.join("witness.pem");
+    if !cert_path.exists() {
+        let mut addresses = vec![witness.address.ip().to_string()];
+        addresses.extend(witness.http.map(|http| http.ip().to_string()));
+        addresses.dedup();
+        ca.issue_witness(witness.id, addresses)?
+            .write_files(&cert_path, &witness_dir.join("witness.key"))?;
+    }
+    let pool_id = |name: &str| {
+        deployment
+            .pool_by_name(name)
+            .map(|pool| pool.id)
+            .context("the witness's pools were checked with the topology")
+    };
+    let config = roster::witness::WitnessConfig {
+        id: witness.id,
+        listen: witness.address,
+        pools: [pool_id(&witness.pools[0])?, pool_id(&witness.pools[1])?],
+        http: witness.http,
+        ca_certificate: PathBuf::from("../tls/ca.pem"),
+        certificate: PathBuf::from("witness.pem"),
+        private_key: PathBuf::from("witness.key"),
+    };
+    let path = witness_dir.join("witness.toml");
+    write(&path, &config.to_toml())?;
+    Ok(path)
 }
 
 /// The deployment an earlier run of `roster init` copied into `dir`, if any.
