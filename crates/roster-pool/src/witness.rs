@@ -30,12 +30,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use roster_net::{Handler, Network, Peer};
 use roster_raft::GroupKey;
 use roster_topology::PoolId;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::node::{PoolError, PoolNode};
