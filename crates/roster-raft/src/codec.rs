@@ -17,6 +17,23 @@ use crate::typ;
 /// is proposed: the store refuses to write a larger entry, which stops the replica.
 pub const ENTRY_SIZE_MAX: usize = 128 * 1024;
 
+/// Largest memory a log entry's decode may claim, in bytes.
+///
+/// Bincode's limit counts what a decode claims (a collection's length times its element's size
+/// in memory), not the bytes it reads, and an element is often larger in memory than encoded: a
+/// backup batch of a few hundred small requests, or a restore piece of many bindings, claims
+/// several times its encoded size. With the byte bound as the claim bound, such an entry was
+/// written (its encoding fit) and could not be read back: its replica stopped and never
+/// reopened. The bytes are still bounded by [`ENTRY_SIZE_MAX`]; this bounds what a corrupt
+/// length prefix can make a decode allocate, above any real entry's claims (an integer claims
+/// at most 16 times its varint's one byte).
+pub const ENTRY_CLAIMS_MAX: usize = 32 * ENTRY_SIZE_MAX;
+
+/// Encoded entries above this size are decoded once before they are written, so that an entry
+/// whose decode would claim more than [`ENTRY_CLAIMS_MAX`] is refused instead of written. A
+/// REGISTER's entry is well below it; backup batches and restore pieces are above.
+const ENTRY_VERIFY_ABOVE: usize = 16 * 1024;
+
 /// Largest encoded group snapshot, in bytes.
 ///
 /// A group holds about 1/G of a pool's users. At the design point of 500,000 users per pool,
@@ -24,6 +41,11 @@ pub const ENTRY_SIZE_MAX: usize = 128 * 1024;
 /// twice that leaves headroom. A bigger pool raises G rather than this bound. The bound stops a
 /// corrupt or hostile length prefix from allocating without limit.
 pub const SNAPSHOT_SIZE_MAX: usize = 256 * 1024 * 1024;
+
+/// Largest memory a snapshot's decode may claim, in bytes (see [`ENTRY_CLAIMS_MAX`]). Bincode
+/// claims an integer's size in memory for its varint, at most 16 times the one byte a small
+/// u128 takes, so no snapshot within [`SNAPSHOT_SIZE_MAX`] claims more.
+pub const SNAPSHOT_CLAIMS_MAX: usize = 16 * SNAPSHOT_SIZE_MAX;
 
 /// Largest encoded piece of metadata (a vote, a log id), in bytes: a few integers.
 pub const META_SIZE_MAX: usize = 4 * 1024;
@@ -74,8 +96,18 @@ pub fn encode<T: Serialize, const LIMIT: usize>(
 }
 
 /// Decodes a whole `T` from `bytes` (trailing bytes are an error), reading at most `LIMIT`
-/// bytes.
+/// bytes and claiming at most `LIMIT` bytes of memory.
 pub fn decode<T: DeserializeOwned, const LIMIT: usize>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    decode_claiming::<T, LIMIT, LIMIT>(what, bytes)
+}
+
+/// Decodes a whole `T` from `bytes` (trailing bytes are an error), reading at most `LIMIT`
+/// bytes and claiming at most `CLAIMS` bytes of memory (bincode counts a collection's length
+/// times its element's size in memory).
+pub fn decode_claiming<T: DeserializeOwned, const LIMIT: usize, const CLAIMS: usize>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, CodecError> {
@@ -86,7 +118,7 @@ pub fn decode<T: DeserializeOwned, const LIMIT: usize>(
         });
     }
     let (value, read) =
-        bincode::serde::decode_from_slice(bytes, config::<LIMIT>()).map_err(|error| {
+        bincode::serde::decode_from_slice(bytes, config::<CLAIMS>()).map_err(|error| {
             CodecError::Decode {
                 what,
                 reason: error.to_string(),
@@ -101,14 +133,22 @@ pub fn decode<T: DeserializeOwned, const LIMIT: usize>(
     Ok(value)
 }
 
-/// Encodes a log entry (at most [`ENTRY_SIZE_MAX`] bytes).
+/// Encodes a log entry (at most [`ENTRY_SIZE_MAX`] bytes) that [`decode_entry`] reads back: a
+/// large one is decoded once to make sure.
 pub fn encode_entry(entry: &typ::Entry) -> Result<Vec<u8>, CodecError> {
-    encode::<_, ENTRY_SIZE_MAX>("log entry", entry)
+    let bytes = encode::<_, ENTRY_SIZE_MAX>("log entry", entry)?;
+    if bytes.len() > ENTRY_VERIFY_ABOVE {
+        decode_entry(&bytes).map_err(|error| CodecError::Encode {
+            what: "log entry",
+            reason: format!("it would not read back: {error}"),
+        })?;
+    }
+    Ok(bytes)
 }
 
-/// Decodes a log entry (at most [`ENTRY_SIZE_MAX`] bytes).
+/// Decodes a log entry (at most [`ENTRY_SIZE_MAX`] bytes, [`ENTRY_CLAIMS_MAX`] claimed).
 pub fn decode_entry(bytes: &[u8]) -> Result<typ::Entry, CodecError> {
-    decode::<_, ENTRY_SIZE_MAX>("log entry", bytes)
+    decode_claiming::<_, ENTRY_SIZE_MAX, ENTRY_CLAIMS_MAX>("log entry", bytes)
 }
 
 /// Encodes a small piece of metadata (at most [`META_SIZE_MAX`] bytes).
@@ -140,6 +180,43 @@ mod tests {
         let big = vec![0u8; META_SIZE_MAX + 1];
         assert!(decode_meta::<Vec<u8>>("blob", &big).is_err());
         assert!(encode_meta("blob", &big).is_err());
+    }
+
+    #[test]
+    fn an_entry_that_claims_more_memory_than_its_bytes_reads_back() {
+        use openraft::vote::RaftLeaderIdExt;
+
+        use crate::stream::{ReplicaBatch, SourceEntry};
+        use crate::{GroupKey, GroupRequest};
+
+        // A backup batch of the largest run the shipper reads (512) of small requests: bincode
+        // claims each integer's size in memory (8 bytes for a u64) though its varint encoding
+        // takes one or two, so the decode claims several times the entry's bytes.
+        let entries: Vec<SourceEntry> = (1..=512)
+            .map(|index| SourceEntry {
+                index,
+                request: GroupRequest::set_epoch(2, index),
+            })
+            .collect();
+        let batch = ReplicaBatch {
+            source: GroupKey::routing(1, 4),
+            epoch: 2,
+            after: 0,
+            through: 512,
+            entries,
+        };
+        let entry = typ::Entry {
+            log_id: typ::LogId::new(typ::LeaderId::new_committed(1, 1), 7),
+            payload: openraft::EntryPayload::Normal(GroupRequest::replicate(batch)),
+        };
+        let bytes = encode_entry(&entry).unwrap();
+        const CLAIMS: usize = 8 * 1024;
+        assert!(bytes.len() < CLAIMS, "{} bytes", bytes.len());
+        assert_eq!(decode_entry(&bytes).unwrap().log_id, entry.log_id);
+        // Claims bounded by a bound the bytes fit (as entries were before), it fails.
+        assert!(
+            decode_claiming::<typ::Entry, ENTRY_SIZE_MAX, CLAIMS>("log entry", &bytes).is_err()
+        );
     }
 
     #[test]

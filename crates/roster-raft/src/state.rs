@@ -195,6 +195,25 @@ impl GroupState {
         }
     }
 
+    /// After an epoch raised on this group itself (not one shipped from its source): a copy
+    /// promoted by a failover folds what the backup registrar acknowledged here into its own
+    /// registry at once (a merge per AOR, newest binding wins), so that the first write or
+    /// query at the new epoch sees it. Nothing can join the overlay afterwards: resiliency
+    /// writes carry the old epoch and are refused. (Before, a task folded it AOR by AOR
+    /// after the promotion, and a query in between missed those bindings.) A copy that
+    /// follows this group later starts from a restore of its state, which holds the fold.
+    fn fold_overlay(&mut self) {
+        if self.overlay.is_empty() {
+            return;
+        }
+        let GroupContent::Routing(registry) = &mut self.content else {
+            return;
+        };
+        for merge in self.overlay.drain() {
+            let _ = registry.merge(&merge, self.last_time_ms);
+        }
+    }
+
     /// Applies a resiliency command to the overlay (see [`crate::overlay`]): refused below the
     /// group's epoch (a failover or failback raised it), and it never moves the epoch, the
     /// group's time or the registry, which follow the source's history.
@@ -339,7 +358,13 @@ impl ReplicatedState for GroupState {
         }
         let response = match &entry.payload {
             EntryPayload::Blank => GroupResponse::Blank,
-            EntryPayload::Normal(request) => self.apply_request(request),
+            EntryPayload::Normal(request) => {
+                let response = self.apply_request(request);
+                if matches!(response, GroupResponse::EpochSet { .. }) {
+                    self.fold_overlay();
+                }
+                response
+            }
             EntryPayload::Membership(membership) => {
                 self.last_membership =
                     typ::StoredMembership::new(Some(entry.log_id), membership.clone());
@@ -369,8 +394,11 @@ impl ReplicatedState for GroupState {
             });
         };
         if version == SNAPSHOT_FORMAT_VERSION_WITHOUT_OVERLAY {
-            let old: GroupStateWithoutOverlay =
-                codec::decode::<_, { SNAPSHOT_SIZE_MAX - 1 }>("group snapshot", body)?;
+            let old: GroupStateWithoutOverlay = codec::decode_claiming::<
+                _,
+                { SNAPSHOT_SIZE_MAX - 1 },
+                { codec::SNAPSHOT_CLAIMS_MAX },
+            >("group snapshot", body)?;
             return Ok(old.into());
         }
         if version != SNAPSHOT_FORMAT_VERSION {
@@ -379,7 +407,10 @@ impl ReplicatedState for GroupState {
                 reason: format!("format version {version}, expected {SNAPSHOT_FORMAT_VERSION}"),
             });
         }
-        codec::decode::<_, { SNAPSHOT_SIZE_MAX - 1 }>("group snapshot", body)
+        codec::decode_claiming::<_, { SNAPSHOT_SIZE_MAX - 1 }, { codec::SNAPSHOT_CLAIMS_MAX }>(
+            "group snapshot",
+            body,
+        )
     }
 }
 
