@@ -18,10 +18,10 @@
 //!   what was sent with a `ResilientCommand::Clear` on the copy, each AOR at the version sent.
 //!   Meanwhile the partner's users are routed to the partner again. A merge is idempotent, so
 //!   an AOR sent twice (a lost answer, a leader change before the clear) changes nothing more.
-//! - Failover: when this pool takes the partner's users over (its copies promoted), the same
-//!   task folds each copy's overlay into the copy's own registry (a merge there, at the new
-//!   epoch: part of the promoted group's history, shipped back to the partner by the
-//!   failback).
+//! - Failover: when this pool takes the partner's users over, the promotion (an epoch raised
+//!   on each copy) folds the copy's overlay into its own registry in the same apply step
+//!   (`GroupState`'s fold: a merge per AOR); the promoted group's state, folded, is what the
+//!   failback ships to the partner. The task here then finds nothing left to fold.
 
 use std::time::Duration;
 

@@ -103,6 +103,18 @@ impl Overlay {
         self.aors.get(aor)
     }
 
+    /// Every AOR as a merge for its home registry (as [`Overlay::home_bound`]), the overlay
+    /// emptied: a promotion folds it into the group's own registry in one apply step.
+    pub fn drain(&mut self) -> Vec<MergeCommand> {
+        let merges = self
+            .home_bound(usize::MAX)
+            .into_iter()
+            .map(|(merge, _)| merge)
+            .collect();
+        self.aors.clear();
+        merges
+    }
+
     /// Up to `max` AORs to send home, in AOR order: each as a merge for its home registry and
     /// the version it was read at.
     pub fn home_bound(&self, max: usize) -> Vec<(MergeCommand, SentAor)> {

@@ -292,3 +292,38 @@ fn homecoming_sends_what_was_written_and_clears_only_what_was_sent() {
     // The copy's registry never held the resiliency writes; the merge came by the stream.
     pair.assert_copy_is_source();
 }
+
+#[test]
+fn a_promotion_folds_the_overlay_at_once_and_an_epoch_shipped_from_the_source_does_not() {
+    let mut pair = Pair::new();
+    let home = Command::Register(facts("phone", 5, &[("sip:desk@h", 3600)]));
+    pair.source_writes(GroupRequest::registrar(1, T0, home), true);
+    resilient(
+        &mut pair.copy,
+        T0 + 20,
+        facts("phone", 6, &[("sip:desk@h", 600), ("sip:mobile@h", 600)]),
+    );
+
+    // The source raises its own epoch (a planned failover's fence), shipped to the copy: the
+    // copy stays a prefix of the source, its overlay apart.
+    pair.source_writes(GroupRequest::set_epoch(2, T0 + 25), true);
+    assert!(!pair.copy.overlay().is_empty());
+    pair.assert_copy_is_source();
+
+    // The copy itself is raised (a failover promotes it): the overlay is its registry's now.
+    propose(&mut pair.copy, GroupRequest::set_epoch(3, T0 + 30));
+    assert!(pair.copy.overlay().is_empty());
+    let registry = pair.copy.registry().expect("routing");
+    assert_eq!(
+        contacts(&registry.lookup(AOR, T0 + 40)),
+        ["<sip:desk@h>", "<sip:mobile@h>"]
+    );
+
+    // The first write at the new epoch answers with what the backup registrar acknowledged.
+    let refresh = Command::Register(facts("phone", 7, &[("sip:desk@h", 600)]));
+    let answer = propose(&mut pair.copy, GroupRequest::registrar(3, T0 + 50, refresh));
+    let GroupResponse::Registered { bindings, .. } = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(contacts(&bindings), ["<sip:desk@h>", "<sip:mobile@h>"]);
+}
