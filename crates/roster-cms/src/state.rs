@@ -265,6 +265,12 @@ impl CmsState {
                 return Err(CmsRefusal::UnknownPool(id));
             }
         }
+        if self.ownership.get(&pool) == Some(&ownership) {
+            // The same change again (a step retried after its answer was lost): done already.
+            return Ok(CmsOutcome::OwnershipSet {
+                epoch: ownership.epoch,
+            });
+        }
         let current = self.ownership.get(&pool).map_or(0, |current| current.epoch);
         if ownership.epoch <= current {
             return Err(CmsRefusal::StaleEpoch {
@@ -283,6 +289,12 @@ impl CmsState {
         let deployment = self.deployment.as_ref().ok_or(CmsRefusal::NoDeployment)?;
         if deployment.pool(ownership.owner).is_none() {
             return Err(CmsRefusal::UnknownPool(ownership.owner));
+        }
+        if self.cms_owner == Some(ownership) {
+            // The same change again (a step retried after its answer was lost): done already.
+            return Ok(CmsOutcome::OwnershipSet {
+                epoch: ownership.epoch,
+            });
         }
         let current = self.cms_owner.map_or(0, |current| current.epoch);
         if ownership.epoch <= current {
@@ -305,6 +317,11 @@ impl CmsState {
         let deployment = self.deployment.as_ref().ok_or(CmsRefusal::NoDeployment)?;
         if deployment.pool(pool).is_none() {
             return Err(CmsRefusal::UnknownPool(pool));
+        }
+        if self.operations.get(&pool) == Some(&operation) {
+            // The same operation again (its begin retried after the answer was lost; a second
+            // operator's has its own start time): begun already.
+            return Ok(CmsOutcome::OperationBegun);
         }
         let current = self.ownership.get(&pool).copied();
         if current != Some(operation.from) {

@@ -173,8 +173,18 @@ fn ownership_epochs_only_rise() {
         state.apply(&failover),
         CmsOutcome::OwnershipSet { epoch: 2 }
     );
+    // The same change again (a retried step whose answer was lost) is done already.
     assert_eq!(
         state.apply(&failover),
+        CmsOutcome::OwnershipSet { epoch: 2 }
+    );
+    // Another owner at the same epoch is not.
+    let other = CmsCommand::SetOwnership {
+        pool: 1,
+        ownership: Ownership { owner: 1, epoch: 2 },
+    };
+    assert_eq!(
+        state.apply(&other),
         CmsOutcome::Refused(CmsRefusal::StaleEpoch {
             asked: 2,
             current: 2
@@ -218,6 +228,10 @@ fn the_cms_owner_starts_on_its_pool_and_moves_only_forward() {
     );
     assert_eq!(
         state.apply(&failover),
+        CmsOutcome::OwnershipSet { epoch: 2 }
+    );
+    assert_eq!(
+        state.apply(&CmsCommand::SetCmsOwner(Ownership { owner: 1, epoch: 2 })),
         CmsOutcome::Refused(CmsRefusal::StaleEpoch {
             asked: 2,
             current: 2
@@ -244,8 +258,18 @@ fn one_operation_at_a_time_per_pool() {
         operation: operation.clone(),
     };
     assert_eq!(state.apply(&begin), CmsOutcome::OperationBegun);
+    // The same begin again (retried after its answer was lost) is begun already; another
+    // operation (its own start time) is refused while this one runs.
+    assert_eq!(state.apply(&begin), CmsOutcome::OperationBegun);
+    let second = CmsCommand::BeginOperation {
+        pool: 1,
+        operation: Operation {
+            started_ms: 6,
+            ..operation.clone()
+        },
+    };
     assert!(matches!(
-        state.apply(&begin),
+        state.apply(&second),
         CmsOutcome::Refused(CmsRefusal::OperationInFlight { pool: 1, .. })
     ));
     // The other pool's users are another matter.
