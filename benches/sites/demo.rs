@@ -104,7 +104,6 @@ impl Demo {
             .arg("--dir")
             .arg(dir)
             .args(["--sites", &spec.sites.to_string()])
-            .args(["--wan-latency", &spec.wan_latency_ms.to_string()])
             .args(["--sip", &format!("127.0.0.1:{}", spec.sip_port)])
             .args(["--http", &format!("127.0.0.1:{}", spec.http_port)])
             // The benchmark's drivers send thousands of requests a second from one address.
@@ -112,6 +111,9 @@ impl Demo {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if spec.sites > 1 {
+            command.args(["--wan-latency", &spec.wan_latency_ms.to_string()]);
+        }
         roster_benches::driving::die_with_parent(&mut command);
         let child = command
             .spawn()

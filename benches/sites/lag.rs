@@ -36,8 +36,10 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `http`'s `/api/v1/backup` (with the admin `token`).
-    pub fn start(http: SocketAddr, token: &str) -> Sampler {
+    /// Starts sampling `http`'s `/api/v1/backup` (with the admin `token`), keeping the
+    /// directions from `source_pool`: a node sees its own pool's streams first hand, and the
+    /// partner's only when the partner answers (not while the link is cut).
+    pub fn start(http: SocketAddr, token: &str, source_pool: &str) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(0));
@@ -49,14 +51,20 @@ impl Sampler {
                 errors.clone(),
                 token.to_string(),
             );
+            let source = format!("{source_pool}→");
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let next = Instant::now() + SAMPLE_EVERY;
                     match sample(http, &token, started) {
-                        Ok(sample) => samples
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(sample),
+                        Ok(mut sample) => {
+                            sample
+                                .directions
+                                .retain(|(name, _, _)| name.starts_with(&source));
+                            samples
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(sample)
+                        }
                         Err(_) => *errors.lock().unwrap_or_else(|e| e.into_inner()) += 1,
                     }
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
@@ -129,6 +137,73 @@ fn sample(http: SocketAddr, token: &str, started: Instant) -> anyhow::Result<Sam
         })
         .unwrap_or_default();
     Ok(Sample { at, directions })
+}
+
+/// Samplers of both pools' directions, each from a node of its source pool.
+pub struct Samplers(pub [Sampler; 2]);
+
+impl Samplers {
+    /// Samples pool `a`'s directions at `a_http`, `b`'s at `b_http`.
+    pub fn start(a: (&str, SocketAddr), b: (&str, SocketAddr), token: &str) -> Samplers {
+        Samplers([
+            Sampler::start(a.1, token, a.0),
+            Sampler::start(b.1, token, b.0),
+        ])
+    }
+
+    /// Time since the first sampler started.
+    pub fn elapsed(&self) -> Duration {
+        self.0[0].elapsed()
+    }
+
+    /// Per direction, how long after `after` its first sample with a lag under `bound`
+    /// seconds came (none yet: `None`).
+    pub fn first_under(&self, after: Duration, bound: f64) -> Vec<(String, Option<Duration>)> {
+        let offset = self.offset();
+        let mut firsts = Vec::new();
+        for (index, sampler) in self.0.iter().enumerate() {
+            let shift = if index == 0 { Duration::ZERO } else { offset };
+            let samples = sampler.samples();
+            let names: std::collections::BTreeSet<String> = samples
+                .iter()
+                .flat_map(|sample| sample.directions.iter().map(|(name, _, _)| name.clone()))
+                .collect();
+            for name in names {
+                let at = samples
+                    .iter()
+                    .filter(|sample| sample.at + shift > after)
+                    .find(|sample| {
+                        sample
+                            .directions
+                            .iter()
+                            .any(|(other, lag, _)| *other == name && *lag < bound)
+                    })
+                    .map(|sample| sample.at + shift - after);
+                firsts.push((name, at));
+            }
+        }
+        firsts
+    }
+
+    /// How much later the second sampler started than the first.
+    fn offset(&self) -> Duration {
+        self.0[1]
+            .started
+            .saturating_duration_since(self.0[0].started)
+    }
+
+    /// Stops both; all their samples (times from the first's start) and failed requests.
+    pub fn stop(self) -> (Vec<Sample>, u64) {
+        let offset = self.offset();
+        let [a, b] = self.0;
+        let (mut samples, a_errors) = a.stop();
+        let (b_samples, b_errors) = b.stop();
+        samples.extend(b_samples.into_iter().map(|mut sample| {
+            sample.at += offset;
+            sample
+        }));
+        (samples, a_errors + b_errors)
+    }
 }
 
 /// Percentiles of a set of values.

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use roster_benches::driving::{measured_from_report, Measured};
 
+/// The UDP port the first slice sends from; slice N from the port N above (see [`start`]).
+pub const LOCAL_PORT_BASE: u16 = 25_100;
+
 /// Time a load gets beyond its duration for stragglers, `--verify` and its report.
 const GRACE: Duration = Duration::from_secs(120);
 
@@ -92,6 +95,13 @@ pub fn start(
             .args(["--domain", "example.com"])
             .args(["--users", &slice.users.to_string()])
             .args(["--first-user", &slice.first_user.to_string()])
+            // Each slice sends from its own fixed port, so its contacts stay the same from run
+            // to run: a new port each run would add a binding per AOR each time, and the
+            // registrar refuses the 9th (403).
+            .args([
+                "--local-port",
+                &(LOCAL_PORT_BASE + index as u16).to_string(),
+            ])
             .args(["--mix", "register=1"])
             .args(["--rate", &slice.rate.to_string()])
             .args(["--duration", &format!("{}ms", duration.as_millis())])

@@ -74,6 +74,8 @@ pub fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
             &b_url,
             "--token-file",
             path_str(&token_file),
+            "--realm",
+            "example.com",
         ],
     )?;
     println!("{failback_users} users homed on a imported in {seconds:.1} s");
@@ -89,6 +91,15 @@ pub fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
     let backup_s = first_200(args, &dir, b_sip, a_first, killed)?;
     println!("backup registrar: b answered 200 for a's user {backup_s:.2} s after the kill");
 
+    // The CMS lives on a: it moves first, as a pool failover of the CMS's pool needs.
+    let (cms_s, cms_out) = cli(
+        args,
+        &dir,
+        "cms failover",
+        &["cms", "failover"],
+        &["--url", &b_url, "--token-file", path_str(&token_file)],
+    )?;
+    println!("cms failover: the command took {cms_s:.2} s\n{cms_out}");
     let failover_started = Instant::now();
     let (failover_s, failover_out) = cli(
         args,
@@ -164,6 +175,8 @@ pub fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "users_imported": failback_users,
         "backup_registrar_after_kill_s": backup_s,
+        "cms_failover_command_s": cms_s,
+        "cms_failover_output": cms_out,
         "failover_command_s": failover_s,
         "failover_owner_200_after_command_start_s": owner_200_s,
         "failover_output": failover_out,

@@ -121,10 +121,17 @@ pub struct Steps {
     /// A step is clean with no failure and a p99 under this, ms.
     #[arg(long, default_value_t = 50.0)]
     pub p99_max_ms: f64,
+    /// Runs of an unclean step again before the series stops.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Drivers run in the demo's directory: the executable by its absolute path.
+    if let Ok(roster) = std::fs::canonicalize(&args.roster) {
+        args.roster = roster;
+    }
     match scenarios::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

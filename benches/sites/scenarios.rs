@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::cut::Cut;
 use crate::demo::{Demo, DemoSpec, Pool};
-use crate::lag::{self, Sampler, Spread};
+use crate::lag::{self, Samplers, Spread};
 use crate::load::{self, Slice};
 use crate::{Args, Scenario, Steps};
 
@@ -69,6 +69,21 @@ pub fn demo(args: &Args, name: &str, sites: u8, wan_latency_ms: u64) -> anyhow::
     Ok(demo)
 }
 
+/// Samplers of both directions of the demo's pools `a` and `b`, each at its source's first node.
+fn samplers(demo: &Demo, a: &Pool, b: &Pool) -> anyhow::Result<Samplers> {
+    let http = |pool: &Pool| {
+        pool.nodes
+            .first()
+            .and_then(|node| node.http)
+            .with_context(|| format!("pool {}'s first node has no HTTP address", pool.name))
+    };
+    Ok(Samplers::start(
+        (&a.name, http(a)?),
+        (&b.name, http(b)?),
+        &demo.token,
+    ))
+}
+
 /// Slices sending `rate` REGISTER/s for up to `users` of `pool`'s own users (from its first)
 /// to its nodes.
 pub fn own_users(pool: &Pool, users: u64, rate: u32) -> Vec<Slice> {
@@ -100,8 +115,7 @@ fn rpo(
 ) -> anyhow::Result<serde_json::Value> {
     let demo = demo(args, "rpo", 2, wan_latency)?;
     let (a, b) = (demo.pool("a")?, demo.pool("b")?);
-    let first_http = a.nodes[0].http.context("node 1 has no HTTP address")?;
-    let sampler = Sampler::start(first_http, &demo.token);
+    let sampler = samplers(&demo, a, b)?;
     let mut slices = own_users(a, u64::MAX, rate);
     slices.extend(own_users(b, u64::MAX, rate));
     println!("{rate} REGISTER/s into each pool for {seconds} s, WAN {wan_latency} ms one way");
@@ -169,8 +183,20 @@ pub fn highest_clean(
     let mut best = 0;
     let mut figures_of_steps = Vec::new();
     for &rate in &steps.rates {
-        let measured = load::run(&args.roster, dir, name, &slices_at(rate), step)?;
-        let clean = load::clean(&measured, p99_max_ms);
+        let mut measured = load::run(&args.roster, dir, name, &slices_at(rate), step)?;
+        let mut clean = load::clean(&measured, p99_max_ms);
+        for _ in 0..steps.retries {
+            if clean {
+                break;
+            }
+            // One stall of a shared machine can push a 10 s step's p99 over the bound.
+            println!(
+                "  {name} {rate}/s: p99 {:.1} ms, failed {}: once more",
+                measured.p99_ms, measured.failed
+            );
+            measured = load::run(&args.roster, dir, name, &slices_at(rate), step)?;
+            clean = load::clean(&measured, p99_max_ms);
+        }
         println!(
             "  {name} {rate}/s: achieved {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, failed {}{}",
             measured.achieved_per_s,
@@ -197,14 +223,20 @@ fn cost(
     rounds: u32,
     wan_latency: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    // Pool a's first 5,000 users in both layouts (one site's pool has all 10,000).
+    // The first pool's first 5,000 users in both layouts (one site's pool has all 10,000).
     const USERS: u64 = 5000;
     let mut runs = Vec::new();
     for round in 1..=rounds {
         for sites in [1u8, 2] {
             let label = if sites == 1 { "unpaired" } else { "paired" };
             let demo = demo(args, &format!("cost-{label}"), sites, wan_latency)?;
-            let pool = demo.pool("a")?.clone();
+            // The first pool: `a` of two sites, `demo` of one.
+            let pool = demo
+                .manifest
+                .pools
+                .first()
+                .context("the demo has no pool")?
+                .clone();
             println!("round {round}, pool a {label}:");
             let (best, figures) = highest_clean(args, demo.dir(), "cost-load", steps, |rate| {
                 own_users(&pool, USERS, rate)
@@ -232,7 +264,7 @@ fn catch_up(
         .chain(&b.nodes)
         .filter_map(|node| node.wan)
         .collect();
-    let sampler = Sampler::start(a.nodes[0].http.context("no HTTP")?, &demo.token);
+    let sampler = samplers(&demo, a, b)?;
     let mut slices = own_users(a, u64::MAX, rate);
     slices.extend(own_users(b, u64::MAX, rate));
     let cut_for = Duration::from_secs(cut_seconds);
@@ -254,19 +286,27 @@ fn catch_up(
     let healed_at = sampler.elapsed();
     println!("healed; waiting until every direction lags under 1 s");
     let deadline = Instant::now() + AFTER_MAX;
-    let mut caught_up = None;
-    while Instant::now() < deadline && caught_up.is_none() {
+    let mut directions = sampler.first_under(healed_at, 1.0);
+    while Instant::now() < deadline
+        && (directions.len() < 2 || directions.iter().any(|(_, at)| at.is_none()))
+    {
         std::thread::sleep(lag::SAMPLE_EVERY);
-        caught_up = sampler
-            .samples()
-            .iter()
-            .filter(|sample| sample.at > healed_at)
-            .find(|sample| {
-                sample.directions.len() == 2
-                    && sample.directions.iter().all(|(_, lag, _)| *lag < 1.0)
-            })
-            .map(|sample| sample.at - healed_at);
+        directions = sampler.first_under(healed_at, 1.0);
     }
+    for (name, at) in &directions {
+        match at {
+            Some(at) => println!("{name}: under 1 s {:.2} s after the heal", at.as_secs_f64()),
+            None => println!("{name}: NOT under 1 s within {AFTER_MAX:?} of the heal"),
+        }
+    }
+    let caught_up = if directions.len() == 2 {
+        directions
+            .iter()
+            .map(|(_, at)| *at)
+            .try_fold(Duration::ZERO, |most, at| at.map(|at| most.max(at)))
+    } else {
+        None
+    };
     let (measured, _) = running.finish()?;
     let (samples, errors) = sampler.stop();
     let during = lag::sampled_lag(&samples, cut_at..healed_at);
@@ -281,6 +321,7 @@ fn catch_up(
     Ok(json!({
         "rate_per_pool": rate, "cut_s": cut_seconds, "wan_latency_ms": wan_latency,
         "caught_up_after_heal_s": caught_up.map(|after| after.as_secs_f64()),
+        "under_1s_after_heal_s": directions.iter().map(|(name, at)| (name.clone(), at.map(|at| at.as_secs_f64()))).collect::<std::collections::BTreeMap<_, _>>(),
         "lag_max_during_cut_s": during.iter().map(|(name, spread)| (name.clone(), spread.max)).collect::<std::collections::BTreeMap<_, _>>(),
         "load": measured_json(&measured), "sampler_errors": errors,
     }))
