@@ -167,6 +167,9 @@ impl<N: Network> PoolNode<N> {
         group: GroupKey,
         command: Command,
     ) -> Result<GroupResponse, PoolError> {
+        if let Some(refusal) = self.refuse_misrouted(group, &command) {
+            return Err(refusal);
+        }
         let owner = self.owner_of(group.pool).owner;
         if owner == self.options.pool {
             if !self.ownership_settled() {
@@ -196,6 +199,33 @@ impl<N: Network> PoolNode<N> {
             }
             other => Err(self.unexpected(group, &other)),
         }
+    }
+
+    /// The refusal of a write routed to `group` for an AOR that this node's directory homes on
+    /// another pool; `None` otherwise (the directory agrees, or does not know the AOR). A
+    /// sender that could not read its directory yet (just restarted) guesses its own pool:
+    /// written there, the binding would sit in groups nothing reads for that user (the chaos
+    /// suite's `site-loss` lost a partner's user's binding so, through a node of the returning
+    /// pool during its failback). The client's retry finds the right pool once the sender
+    /// reads its directory.
+    pub(crate) fn refuse_misrouted(&self, group: GroupKey, command: &Command) -> Option<PoolError> {
+        let Command::Register(register) = command else {
+            return None;
+        };
+        let home = self
+            .cms_state()?
+            .read(|state| state.cms_state()?.user(&register.aor).map(|user| user.home))
+            .ok()
+            .flatten()?;
+        (home != group.pool).then(|| PoolError::Unavailable {
+            reason: format!(
+                "{} is homed on pool {home}, not pool {}: routed by a node whose directory is not \
+                 read yet",
+                register.aor, group.pool
+            ),
+            retry_after_s: 1,
+            group,
+        })
     }
 
     /// The live bindings of `aor` in routing group `group` (in its home pool's terms), read

@@ -235,3 +235,92 @@ async fn a_purge_leaves_the_partners_copies_to_their_stream() {
     assert_eq!(converged(&pair), Ok(()), "a purge at b changed a copy");
     pair.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_routed_to_a_pool_that_is_not_the_users_home_is_refused() {
+    use roster_auth::Credentials;
+    use roster_cms::{CmsCommand, UserRecord};
+    use roster_pool::PoolError;
+
+    let pair = Pair::start(43, raft_options()).await;
+    // u7 is homed on pool b in the directory.
+    let (aor, command) = register(7, 1);
+    let user = UserRecord {
+        aor: aor.clone(),
+        home: B,
+        credentials: Credentials::from_password("u7", "example.com", "pw"),
+        bindings_max: None,
+        enabled: true,
+    };
+    let put = CmsCommand::PutUsers {
+        users: vec![user],
+        replace: false,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while pair
+        .a
+        .node(A_NODES[0])
+        .cms_write(put.clone())
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CMS took no user"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every node's directory knows it (each reads its own CMS replica or copy).
+    for node in pair.a.all().into_iter().chain(pair.b.all()) {
+        let knows = || {
+            node.cms_state().is_some_and(|cms| {
+                cms.read(|state| state.cms_state().and_then(|cms| cms.user(&aor)).is_some())
+                    .unwrap_or(false)
+            })
+        };
+        while !knows() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {} never learned u7",
+                node.node_id()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // A node that guessed wrong (its directory unread) sends it to pool a's group: refused
+    // at a's nodes and at b's, nothing written; b's own group takes it.
+    let wrong = GroupKey::routing(A, roster_raft::group_of(&aor, GROUPS));
+    for node in [pair.a.node(A_NODES[0]), pair.b.node(B_NODES[0])] {
+        match node.write_home(wrong, command.clone()).await {
+            Err(PoolError::Unavailable {
+                retry_after_s: 1, ..
+            }) => {}
+            other => panic!("node {}: {other:?}", node.node_id()),
+        }
+    }
+    let right = GroupKey::routing(B, roster_raft::group_of(&aor, GROUPS));
+    let written = write_until_acknowledged(&pair.b.node(B_NODES[0]), right, &command).await;
+    assert!(
+        matches!(written, GroupResponse::Registered { .. }),
+        "{written:?}"
+    );
+    pair.stop().await;
+}
+
+/// Writes `command` to `group` through `node` until it is acknowledged (groups elect first).
+async fn write_until_acknowledged(
+    node: &common::Node,
+    group: GroupKey,
+    command: &roster_registrar::Command,
+) -> GroupResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match node.write_home(group, command.clone()).await {
+            Ok(response) => return response,
+            Err(error) => {
+                assert!(tokio::time::Instant::now() < deadline, "{error:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
