@@ -18,18 +18,22 @@ use crate::history::{Deployment, Op, OpKind, OpOutcome, Phase};
 /// How far past the run an unknown unregistration is taken to apply: never before the end.
 const UNKNOWN_APPLIES_UNTIL: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The ledger of the run's writes (load and probes), on a clock starting at `start`; the
-/// acknowledged REGISTERs in `exempt` (at risk in a site loss: see `across_sites`) are left
-/// out.
+/// The ledger of the run's writes (load and probes), on a clock starting at `start`. The
+/// writes in `exempt` (at risk in a site loss: see `across_sites`) may or may not have
+/// survived it: their REGISTERs are left out, and their unregistrations count as unknown (one
+/// that reached the partner removed the binding, one that did not left it).
 pub fn ledger(ops: &[Op], start: Instant, expires: Duration, exempt: &HashSet<u64>) -> Ledger {
     let mut ledger = Ledger::new();
-    for op in ops
-        .iter()
-        .filter(|op| op.phase != Phase::Final && !exempt.contains(&op.id))
-    {
+    for op in ops.iter().filter(|op| op.phase != Phase::Final) {
         let Some(contact) = &op.contact else {
             continue;
         };
+        if exempt.contains(&op.id) {
+            if op.kind == OpKind::Unregister {
+                ledger.record_unregister(&op.aor, contact, start + UNKNOWN_APPLIES_UNTIL);
+            }
+            continue;
+        }
         match (op.kind, op.outcome) {
             (OpKind::Register, OpOutcome::Ok) => ledger.record_ack(Ack {
                 aor: op.aor.clone(),
@@ -197,6 +201,49 @@ mod tests {
             op(4, OpKind::Query, OpOutcome::Ok, 100, Phase::Final),
         ];
         assert_eq!(run(&ops).anomalies, 0);
+    }
+
+    #[test]
+    fn an_unregister_at_risk_in_a_site_loss_may_have_removed_the_binding() {
+        // Registered, then unregistered just before the loss (acknowledged by the lost pool):
+        // the partner may or may not have it, so an empty read is no loss.
+        let ops = [
+            op(1, OpKind::Register, OpOutcome::Ok, 0, Phase::Load),
+            op(2, OpKind::Unregister, OpOutcome::Ok, 20, Phase::Load),
+            op(3, OpKind::Query, OpOutcome::Ok, 100, Phase::Final),
+        ];
+        let check_with = |exempt: HashSet<u64>| {
+            let targets = BTreeSet::from([("sip:a@example.com".to_owned(), 0)]);
+            let expires = Duration::from_secs(7200);
+            check(
+                &ops,
+                &deployment(),
+                &targets,
+                Instant::now(),
+                expires,
+                &exempt,
+            )
+            .anomalies
+        };
+        assert_eq!(check_with(HashSet::from([2])), 0);
+        // The same register alone at risk, read empty: no loss either; not at risk: lost.
+        let lone = [ops[0].clone(), ops[2].clone()];
+        let targets = BTreeSet::from([("sip:a@example.com".to_owned(), 0)]);
+        let expires = Duration::from_secs(7200);
+        let at_risk = HashSet::from([1]);
+        assert_eq!(
+            check(
+                &lone,
+                &deployment(),
+                &targets,
+                Instant::now(),
+                expires,
+                &at_risk
+            )
+            .anomalies,
+            0
+        );
+        assert_eq!(run(&lone).anomalies, 1);
     }
 
     #[test]
