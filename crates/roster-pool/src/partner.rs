@@ -352,6 +352,9 @@ impl<N: Network> PoolNode<N> {
                 let Some(local) = self.serves_users_of(group) else {
                     return refused(from, group, "is not served by this pool now");
                 };
+                if let Some(refusal) = self.refuse_misrouted(group, &command) {
+                    return PairResponse::Applied(Err(as_serve(refusal)));
+                }
                 PairResponse::Applied(self.write(local, command).await.map_err(as_serve))
             }
             PairRequest::Read { group, aor, now_ms } => {
