@@ -145,6 +145,15 @@ impl<N: Network> PoolNode<N> {
         self.options.cms_key().and_then(|key| self.state(key))
     }
 
+    /// The home pool of `aor` in this node's copy of the CMS directory; `None` when the
+    /// directory is not readable here or does not know the AOR.
+    pub fn home_in_directory(&self, aor: &str) -> Option<PoolId> {
+        self.cms_state()?
+            .read(|state| state.cms_state()?.user(aor).map(|user| user.home))
+            .ok()
+            .flatten()
+    }
+
     /// The options this node runs with.
     pub fn options(&self) -> &PoolOptions {
         &self.options

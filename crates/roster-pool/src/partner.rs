@@ -212,11 +212,7 @@ impl<N: Network> PoolNode<N> {
         let Command::Register(register) = command else {
             return None;
         };
-        let home = self
-            .cms_state()?
-            .read(|state| state.cms_state()?.user(&register.aor).map(|user| user.home))
-            .ok()
-            .flatten()?;
+        let home = self.home_in_directory(&register.aor)?;
         (home != group.pool).then(|| PoolError::Unavailable {
             reason: format!(
                 "{} is homed on pool {home}, not pool {}: routed by a node whose directory is not \

@@ -27,12 +27,7 @@ impl PoolStore {
     fn group_of(&self, aor: &str) -> GroupKey {
         let home = self
             .node
-            .cms_state()
-            .and_then(|cms| {
-                cms.read(|state| state.cms_state()?.user(aor).map(|user| user.home))
-                    .ok()
-                    .flatten()
-            })
+            .home_in_directory(aor)
             .unwrap_or_else(|| self.node.pool());
         self.node
             .routing_key_for(home, aor)
