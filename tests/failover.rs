@@ -197,6 +197,11 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
     );
     let cms = roster(&["cms", "failover"]);
     assert!(cms.status.success(), "{}", shown(&cms));
+    assert!(
+        String::from_utf8_lossy(&cms.stdout).contains("the CMS lives on pool west now, at epoch 2"),
+        "{}",
+        shown(&cms)
+    );
     let started = Instant::now();
     let failover = roster(&["pool", "failover", "east", "--disaster"]);
     assert!(failover.status.success(), "{}", shown(&failover));

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use roster::http::OVERVIEW_PATH;
+use roster::http::{LAYOUT_PATH, OVERVIEW_PATH};
 use roster::http_client;
 use roster::topology::read_topology;
 use serde_json::Value;
@@ -68,9 +68,20 @@ impl Access {
 
     /// The overview from the first node that gives one.
     pub async fn overview(&self) -> anyhow::Result<Value> {
+        self.first_answer(OVERVIEW_PATH).await
+    }
+
+    /// The layout (the overview's shape from one node alone, no node shown up) from the first
+    /// node that gives one: for commands that only need to find a pool's nodes, at once
+    /// whatever is down.
+    pub async fn layout(&self) -> anyhow::Result<Value> {
+        self.first_answer(LAYOUT_PATH).await
+    }
+
+    async fn first_answer(&self, path: &str) -> anyhow::Result<Value> {
         let mut failures = Vec::new();
         for address in self.addresses()? {
-            match get_json(address, OVERVIEW_PATH).await {
+            match get_json(address, path).await {
                 Ok(overview) => {
                     if let Some(error) = overview["error"].as_str() {
                         failures.push(format!("{address}: {error}"));
@@ -96,7 +107,7 @@ pub async fn get_json(address: SocketAddr, path: &str) -> Result<Value, String> 
         http_client::exchange(address, &request, OVERVIEW_SIZE_MAX, OVERVIEW_TIMEOUT).await?;
     match status {
         200 => serde_json::from_str(&body).map_err(|error| format!("bad JSON: {error}")),
-        404 if path == OVERVIEW_PATH => {
+        404 if path == OVERVIEW_PATH || path == LAYOUT_PATH => {
             Err("no deployment overview there: not a pool node, or an older version".into())
         }
         _ => Err(format!("HTTP {status}: {}", body.trim())),

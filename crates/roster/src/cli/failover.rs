@@ -77,7 +77,9 @@ fn pool_and_partner(overview: &Value, name: &str) -> anyhow::Result<(PoolId, Str
 fn run(access: &Access, token_file: &Path, asked: Asked<'_>) -> anyhow::Result<()> {
     let token = AdminToken::read(token_file)?;
     let (report, names) = runtime::block_on(async {
-        let overview = access.overview().await?;
+        // The layout, not the overview: a failover runs when nodes are dead, and must not
+        // wait on them.
+        let overview = access.layout().await?;
         let (acting, path) = match asked {
             Asked::Failover { pool, disaster } => {
                 let (id, partner) = pool_and_partner(&overview, pool)?;
@@ -143,12 +145,17 @@ fn render(name: &dyn Fn(PoolId) -> String, report: &OperationReport) -> String {
             seconds(step.millis)
         ));
     }
-    out.push_str(&format!(
-        "pool {} serves pool {}'s users now, at epoch {}\n",
-        name(report.owner),
-        name(report.pool),
-        report.epoch
-    ));
+    // A CMS operation moves the CMS, not users.
+    let outcome = if report.operation.starts_with("cms ") {
+        format!("the CMS lives on pool {} now", name(report.owner))
+    } else {
+        format!(
+            "pool {} serves pool {}'s users now",
+            name(report.owner),
+            name(report.pool)
+        )
+    };
+    out.push_str(&format!("{outcome}, at epoch {}\n", report.epoch));
     if let Some(paused) = report.paused_ms {
         out.push_str(&format!(
             "their writes were paused for {} (answered 503, Retry-After: 1)\n",
@@ -200,5 +207,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("paused for 0.115 s"), "{text}");
+    }
+
+    #[test]
+    fn a_cms_failover_says_where_the_cms_lives() {
+        let name = |id: PoolId| ["", "east", "west"][usize::from(id)].to_string();
+        let report = OperationReport {
+            operation: "cms failover".into(),
+            pool: 1,
+            owner: 2,
+            epoch: 2,
+            steps: Vec::new(),
+            paused_ms: None,
+            total_ms: 7,
+        };
+        let text = render(&name, &report);
+        assert!(
+            text.contains("the CMS lives on pool west now, at epoch 2\n"),
+            "{text}"
+        );
+        assert!(!text.contains("users"), "{text}");
     }
 }

@@ -57,10 +57,16 @@ pub trait BackupSource: Send + Sync + 'static {
 pub trait OverviewSource: Send + Sync + 'static {
     /// The overview as JSON.
     fn overview(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
+    /// The same shape from this node alone, at once: pools, nodes, addresses, ownership, the
+    /// CMS's place; no other node asked, so none shows as up.
+    fn layout(&self) -> serde_json::Value;
 }
 
 /// The path of the overview's JSON.
 pub const OVERVIEW_PATH: &str = "/api/v1/deployment";
+
+/// The path of the layout's JSON (the overview without asking other nodes).
+pub const LAYOUT_PATH: &str = "/api/v1/deployment/layout";
 
 /// What a pool node adds to the endpoint: the admin routes, the overview and the backup status.
 #[derive(Default)]
@@ -99,6 +105,7 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/status", get(status_json))
         .route(OVERVIEW_PATH, get(overview_json))
+        .route(LAYOUT_PATH, get(layout_json))
         .route("/metrics", get(metrics_text))
         .route(BACKUP_PATH, get(backup_json))
         .route(DRAIN_ROUTE, post(admin_drain))
@@ -142,6 +149,17 @@ async fn overview_json(State(state): State<Arc<HttpState>>) -> Response {
         None => (
             StatusCode::NOT_FOUND,
             "no deployment overview: this node is not in a pool (see /status)\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn layout_json(State(state): State<Arc<HttpState>>) -> Response {
+    match &state.pool.overview {
+        Some(overview) => Json(overview.layout()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no deployment layout: this node is not in a pool (see /status)\n",
         )
             .into_response(),
     }

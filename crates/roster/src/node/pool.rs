@@ -186,6 +186,10 @@ impl OverviewSource for Overview {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>> {
         Box::pin(self.0.overview())
     }
+
+    fn layout(&self) -> serde_json::Value {
+        self.0.layout()
+    }
 }
 
 /// Who this node is in the deployment, and the files that prove it.

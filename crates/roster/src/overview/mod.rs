@@ -84,6 +84,31 @@ impl Gatherer {
         overview
     }
 
+    /// The deployment's layout as this node knows it, without asking any other node: the
+    /// pools, their nodes and addresses, ownership and the CMS's place as this node's copy of
+    /// the CMS has them; every other node shows as not asked (not up). For commands that only
+    /// need to find a pool's nodes: a failover must not wait on the dead ones.
+    pub fn layout(&self) -> Value {
+        let deployment = match read_topology(&self.topology) {
+            Ok(deployment) => deployment,
+            Err(error) => return serde_json::json!({ "error": format!("{error:#}") }),
+        };
+        let own = self.node.node_id();
+        let statuses = deployment
+            .node
+            .iter()
+            .map(|node| {
+                let status = if node.id == own {
+                    Ok((self.own_status)())
+                } else {
+                    Err("not asked (the layout only)".to_string())
+                };
+                (node.id, status)
+            })
+            .collect();
+        self.encode(&deployment, statuses, None)
+    }
+
     async fn gather(&self) -> Value {
         let deployment = match read_topology(&self.topology) {
             Ok(deployment) => deployment,
@@ -107,11 +132,21 @@ impl Gatherer {
         });
         let backup = tokio::time::timeout(BACKUP_TIMEOUT, self.node.backup_report());
         let (statuses, backup) = tokio::join!(futures_util::future::join_all(asks), backup);
+        self.encode(&deployment, statuses.into_iter().collect(), backup.ok())
+    }
+
+    /// The overview of `deployment` from what was gathered, as JSON.
+    fn encode(
+        &self,
+        deployment: &roster_topology::Deployment,
+        statuses: BTreeMap<roster_topology::NodeId, Result<Value, String>>,
+        backup: Option<roster_pool::report::BackupReport>,
+    ) -> Value {
         let overview = model::build(model::Gathered {
-            deployment: &deployment,
-            seen_by: own,
-            statuses: statuses.into_iter().collect(),
-            backup: backup.ok(),
+            deployment,
+            seen_by: self.node.node_id(),
+            statuses,
+            backup,
             cms: self.cms_view(),
             quorum_ack_limit_ms: self.quorum_ack_limit_ms,
             now_ms: now_ms(),
