@@ -53,6 +53,21 @@ const POLL: Duration = Duration::from_millis(20);
 /// (a busy or recovering pool): an operation should not stop halfway for a hiccup.
 const STEP_RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Which group reached an epoch last, and after how long: a step that waits on every group
+/// names its straggler, so an operator sees where a slow step spent its time.
+struct Slowest(Option<(GroupKey, Duration)>);
+
+impl std::fmt::Display for Slowest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some((group, after)) => {
+                write!(f, " (last: {group}, after {:.3} s)", after.as_secs_f64())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// One step of an operation and how long it took.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
@@ -181,8 +196,10 @@ impl<N: Network> PoolNode<N> {
                 steps.mark(format!(
                     "fenced pool {home}'s routing groups at epoch {epoch} (it takes no more writes)"
                 ));
-                self.await_copies_at(home, epoch, CATCH_UP_DEADLINE).await?;
-                steps.mark("this pool's copies caught up to the fence (nothing lost)");
+                let slowest = self.await_copies_at(home, epoch, CATCH_UP_DEADLINE).await?;
+                steps.mark(format!(
+                    "this pool's copies caught up to the fence (nothing lost){slowest}"
+                ));
             }
             self.set_ownership(home, Ownership { owner: own, epoch })
                 .await?;
@@ -245,8 +262,12 @@ impl<N: Network> PoolNode<N> {
             steps.mark(format!(
                 "paused this pool's writes for pool {home}'s users (its groups fenced at epoch {epoch})"
             ));
-            self.await_partner_groups_at(home, epoch, CATCH_UP_DEADLINE).await?;
-            steps.mark(format!("pool {home}'s groups applied everything up to the fence"));
+            let slowest = self
+                .await_partner_groups_at(home, epoch, CATCH_UP_DEADLINE)
+                .await?;
+            steps.mark(format!(
+                "pool {home}'s groups applied everything up to the fence{slowest}"
+            ));
             self.set_ownership(home, Ownership { owner: home, epoch }).await?;
             paused_ms = Some(millis(paused.elapsed()));
             steps.mark(format!("the CMS records pool {home} as the owner at epoch {epoch}"));
@@ -556,7 +577,7 @@ impl<N: Network> PoolNode<N> {
         home: PoolId,
         epoch: u64,
         within: Duration,
-    ) -> Result<(), OperationError> {
+    ) -> Result<Slowest, OperationError> {
         self.await_epoch(home, epoch, within, |group| async move {
             self.peek(self.local_key(group)).await.ok()
         })
@@ -576,7 +597,7 @@ impl<N: Network> PoolNode<N> {
         home: PoolId,
         epoch: u64,
         within: Duration,
-    ) -> Result<(), OperationError> {
+    ) -> Result<Slowest, OperationError> {
         let timeout = self.options.request_timeout;
         self.await_epoch(home, epoch, within, |group| async move {
             self.partner_position(group, timeout).await.ok()
@@ -599,25 +620,27 @@ impl<N: Network> PoolNode<N> {
         epoch: u64,
         within: Duration,
         position: F,
-    ) -> Result<(), GroupKey>
+    ) -> Result<Slowest, GroupKey>
     where
         F: Fn(GroupKey) -> Fut,
         Fut: std::future::Future<Output = Option<crate::protocol::Peek>>,
     {
-        let deadline = tokio::time::Instant::now() + within;
+        let started = tokio::time::Instant::now();
+        let deadline = started + within;
         let waits = self.routing_groups_of(home).into_iter().map(|group| {
             let position = &position;
             async move {
                 loop {
                     match position(group).await {
-                        Some(peek) if peek.epoch >= epoch => return Ok(()),
+                        Some(peek) if peek.epoch >= epoch => return Ok((group, started.elapsed())),
                         _ if tokio::time::Instant::now() >= deadline => return Err(group),
                         _ => tokio::time::sleep(POLL).await,
                     }
                 }
             }
         });
-        futures_util::future::try_join_all(waits).await.map(|_| ())
+        let reached = futures_util::future::try_join_all(waits).await?;
+        Ok(Slowest(reached.into_iter().max_by_key(|(_, after)| *after)))
     }
 
     /// The streams from this pool to `home`'s groups that lag more than `entries_max` (or are
