@@ -280,8 +280,10 @@ fn serving(running: &[u64], pool: Option<&str>, partner: Option<&str>) -> String
         )
     } else if running.is_empty() {
         format!(
-            "no node of pool {pool} is left: its users get 503 (pool {partner} serves its own \
-             users; a failover would serve pool {pool}'s from its backup copies)."
+            "no node of pool {pool} is left: once pool {partner} has not heard it for the \
+             detection interval (10 s), {partner} answers pool {pool}'s users from its backup \
+             copies (the backup registrar: registrations and lookups, no directory changes); \
+             `roster pool failover {pool} --disaster` makes {partner} their owner."
         )
     } else {
         format!(
