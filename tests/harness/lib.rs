@@ -67,6 +67,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // A failed test's files (nodes' logs, data) are what explains it: kept on request.
+        if std::thread::panicking() && std::env::var_os("ROSTER_TEST_KEEP").is_some() {
+            eprintln!("ROSTER_TEST_KEEP: kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
