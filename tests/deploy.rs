@@ -3,8 +3,8 @@
 //! query parsed by promtool (as recording rules) and its metric names are real ones (the
 //! running deployment's `/metrics` is checked in `status_page.rs`); the systemd unit by
 //! `systemd-analyze verify`, and the init script for hosts without systemd runs its commands;
-//! the Ansible playbooks by `ansible-playbook --syntax-check`, and
-//! `init.yml` (the control machine's part) run for real on the example inventory.
+//! the Ansible playbooks by `ansible-playbook --syntax-check`, and the control machine's parts
+//! of `init.yml` and `rotate-ca.yml` run for real on the example inventory.
 //! `scripts/test` installs promtool (Debian's `prometheus`) and ansible-core (in
 //! `deploy/ansible/.venv`, see `deploy/ansible/README.md`).
 
@@ -178,7 +178,7 @@ fn ansible_playbook() -> PathBuf {
 #[test]
 fn the_playbooks_pass_ansible_syntax_check() {
     let program = ansible_playbook();
-    for playbook in ["init.yml", "site.yml", "upgrade.yml"] {
+    for playbook in ["init.yml", "site.yml", "upgrade.yml", "rotate-ca.yml"] {
         run_ok(
             Command::new(&program)
                 .current_dir(deploy_dir().join("ansible"))
@@ -192,31 +192,10 @@ fn the_playbooks_pass_ansible_syntax_check() {
 /// accepts every node's configuration, and a second run changes nothing.
 #[test]
 fn the_init_playbook_renders_the_inventory_into_configs_that_check() {
-    let program = ansible_playbook();
-    let dir = TempDir::new("ansible-init");
-    Users {
-        count: 3,
-        password: "secret".into(),
-    }
-    .write(dir.path());
-    let build = dir.path().join("build");
-    let run = || {
-        run_ok(
-            Command::new(&program)
-                .current_dir(deploy_dir().join("ansible"))
-                .args(["-i", "inventory.example.yml", "init.yml", "-e"])
-                .arg(format!("roster_build_dir={}", build.display()))
-                .arg("-e")
-                .arg(format!("roster_binary={}", roster_bin().display()))
-                .arg("-e")
-                .arg(format!(
-                    "roster_users_file={}",
-                    dir.path().join("users.toml").display()
-                )),
-        )
-    };
-    let first = run();
+    let dir = control_machine("ansible-init");
+    let first = run_ok(&mut playbook(&dir, "init.yml", &[]));
     assert!(first.contains("failed=0"), "{first}");
+    let build = dir.path().join("build");
     let topology = std::fs::read_to_string(build.join("topology.toml")).expect("topology");
     let topology: toml::Value = toml::from_str(&topology).expect("topology TOML");
     let count = |key: &str| topology[key].as_array().map_or(0, Vec::len);
@@ -234,9 +213,109 @@ fn the_init_playbook_renders_the_inventory_into_configs_that_check() {
         );
         assert!(checked.contains("the node can start"), "{checked}");
     }
-    let again = run();
+    let again = run_ok(&mut playbook(&dir, "init.yml", &[]));
     assert!(
         again.contains("changed=0"),
         "a second run changed something: {again}"
     );
+}
+
+/// `rotate-ca.yml`'s control-machine part, for real on the example inventory's `roster init`
+/// output (an inventory without nodes: no VM to roll out to): each step is made once, in turn; a step
+/// the files show made is not made again (so the same command resumes a failed roll); a step
+/// out of turn is refused with roster's reason.
+#[test]
+fn the_rotation_playbook_makes_each_step_once_in_turn() {
+    let dir = control_machine("ansible-rotate");
+    run_ok(&mut playbook(&dir, "init.yml", &[]));
+    let tls = dir.path().join("build/pool/tls");
+    let trusted = || std::fs::read_to_string(tls.join("ca.pem")).expect("ca.pem");
+    let old = trusted();
+    // An inventory with no node: the rolls find no host, the control machine's plays run.
+    let no_nodes = dir.path().join("no-nodes.yml");
+    std::fs::write(
+        &no_nodes,
+        "all:\n  children:\n    roster:\n      hosts: {}\n",
+    )
+    .expect("write no-nodes.yml");
+    let rotate = |steps: &str| {
+        let mut command = playbook(&dir, "rotate-ca.yml", &["-e"]);
+        command.arg(format!("roster_ca_steps={steps}"));
+        // The same arguments, on the inventory without nodes.
+        let arguments: Vec<std::ffi::OsString> = command
+            .get_args()
+            .map(|argument| match argument.to_str() {
+                Some("inventory.example.yml") => no_nodes.clone().into_os_string(),
+                _ => argument.to_os_string(),
+            })
+            .collect();
+        let mut command = Command::new(ansible_playbook());
+        command
+            .current_dir(deploy_dir().join("ansible"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .args(arguments);
+        command
+    };
+
+    let begun = run_ok(&mut rotate("begin"));
+    assert!(
+        begun.contains("now trusts the current CA and the next one"),
+        "{begun}"
+    );
+    assert_eq!(trusted().matches("BEGIN CERTIFICATE").count(), 2);
+    let early = run_with_deadline(&mut rotate("finish"), TOOL_DEADLINE);
+    let said = String::from_utf8_lossy(&early.stdout);
+    assert!(!early.status.success(), "{said}");
+    assert!(
+        said.contains("`roster cert rotate issue` is next"),
+        "{said}"
+    );
+
+    // begin is made already (made again, it would be refused: ca.pem holds two CAs).
+    let rest = run_ok(&mut rotate("begin,issue,finish"));
+    assert!(
+        rest.contains("re-issued 6 node certificate(s) with the new CA"),
+        "{rest}"
+    );
+    assert!(rest.contains("trusts the new CA alone"), "{rest}");
+    assert_eq!(trusted().matches("BEGIN CERTIFICATE").count(), 1);
+    assert_ne!(trusted(), old);
+    assert!(!tls.join("ca-next.key").exists() && !tls.join("ca-previous.key").exists());
+    // A finish whose roll failed is resumed by the same command: nothing made again.
+    assert!(run_ok(&mut rotate("finish")).contains("changed=0"));
+}
+
+/// A control machine's directory: the users file of three users; `build/` is made by
+/// `init.yml`.
+fn control_machine(label: &str) -> TempDir {
+    let dir = TempDir::new(label);
+    Users {
+        count: 3,
+        password: "secret".into(),
+    }
+    .write(dir.path());
+    dir
+}
+
+/// `ansible-playbook -i inventory.example.yml PLAYBOOK` in `deploy/ansible` with the build
+/// directory, users file and binary of the control machine `dir`, then `extra`.
+fn playbook(dir: &TempDir, playbook: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(ansible_playbook());
+    command
+        .current_dir(deploy_dir().join("ansible"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .args(["-i", "inventory.example.yml", playbook, "-e"])
+        .arg(format!(
+            "roster_build_dir={}",
+            dir.path().join("build").display()
+        ))
+        .arg("-e")
+        .arg(format!("roster_binary={}", roster_bin().display()))
+        .arg("-e")
+        .arg(format!(
+            "roster_users_file={}",
+            dir.path().join("users.toml").display()
+        ))
+        .args(extra);
+    command
 }

@@ -486,3 +486,64 @@ fn added_node_joins_and_takes_replicas_on_rebalance() {
         );
     }
 }
+
+/// A REGISTER whose answer was lost with the node that applied it (killed, restarted: its
+/// server transactions gone) comes again, byte for byte, from the same client: to another node
+/// of the pool, and to the restarted node itself. It is the same request, applied already: each
+/// answers `200 OK` with the binding, not `500` (CSeq not higher than the stored one), which is
+/// what clients saw while a rolling restart (the CA's rotation) took their node down.
+#[test]
+fn a_retransmission_at_another_node_or_after_a_restart_gets_200_not_500() {
+    let mut pool = Pool::start(&users());
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind client");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let port = socket.local_addr().expect("address").port();
+    let request = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};rport;branch=z9hG4bK-lost-1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:w7@example.com>;tag=lost\r\nTo: <sip:w7@example.com>\r\n\
+         Call-ID: lost-answer\r\nCSeq: 1 REGISTER\r\nContact: <sip:w7@192.0.2.7:5060>\r\n\
+         Expires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    let exchange = |target: SocketAddr| -> String {
+        socket.send_to(request.as_bytes(), target).expect("send");
+        let mut buffer = vec![0u8; 65_536];
+        let (length, _) = socket.recv_from(&mut buffer).expect("an answer within 3 s");
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    // The pool serves w7's group through node 1 (a query, retried over a 503 while the groups
+    // elect), then the first copy.
+    let ready = query_retrying(pool.sip[&1], "w7", "before");
+    assert_eq!(status_of(&ready), 200, "{ready}");
+    let first = exchange(pool.sip[&1]);
+    assert_eq!(status_of(&first), 200, "{first}");
+    assert!(
+        first.contains("<sip:w7@192.0.2.7:5060>;expires="),
+        "{first}"
+    );
+
+    let at_another = exchange(pool.sip[&2]);
+    assert_eq!(status_of(&at_another), 200, "node 2: {at_another}");
+    assert!(
+        at_another.contains("<sip:w7@192.0.2.7:5060>;expires="),
+        "{at_another}"
+    );
+
+    pool.kill(1);
+    pool.restart(1);
+    // Node 1 serves w7's group again (a query from another client, retried over a 503 while
+    // the group elects), then the retransmission reaches it.
+    let query = query_retrying(pool.sip[&1], "w7", "after-restart");
+    assert_eq!(status_of(&query), 200, "{query}");
+    let after_restart = exchange(pool.sip[&1]);
+    assert_eq!(
+        status_of(&after_restart),
+        200,
+        "restarted node 1: {after_restart}"
+    );
+    assert!(
+        after_restart.contains("<sip:w7@192.0.2.7:5060>;expires="),
+        "{after_restart}"
+    );
+}

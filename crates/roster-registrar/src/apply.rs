@@ -71,6 +71,8 @@ pub(crate) fn apply_register_owned(
     let changed = match &command.change {
         ContactChange::Query => false,
         ContactChange::RemoveAll => remove_all(&mut next, command)?,
+        // The request again: it changes nothing, and is answered with the bindings as they are.
+        ContactChange::Update(updates) if applied_already(&next, command, updates) => false,
         ContactChange::Update(updates) => {
             let held = next.len();
             let mut changed = false;
@@ -82,6 +84,38 @@ pub(crate) fn apply_register_owned(
         }
     };
     Ok((next, Applied { changed }))
+}
+
+/// Whether this very request was applied already: every contact it names is as it left it
+/// (the binding it made, same Call-ID, CSeq, contact, expiry and facts, written at that
+/// binding's time; a removed contact absent), and it made at least one. A client never sends
+/// two different REGISTERs with one CSeq in a Call-ID (RFC 3261 §10.2.4 and §8.1.1.5), so this
+/// is a retransmission whose server transaction the answering node does not hold: the node
+/// that took the first copy restarted (its transactions went with it), or the retransmission
+/// reached another node of the pool. Refusing it as out of order (`500`) would fail a
+/// registration that succeeded; it is answered as the first copy was. (A `Contact: *`, or a
+/// request that only removed, leaves no binding to recognise it by: its retransmission is
+/// checked as a new request.)
+fn applied_already(
+    bindings: &[Binding],
+    command: &RegisterCommand,
+    updates: &[ContactUpdate],
+) -> bool {
+    let mut made_one = false;
+    for update in updates {
+        let held = bindings.iter().find(|binding| binding.key == update.key);
+        match (update.expires_s, held) {
+            (0, None) => {}
+            (0, Some(_)) | (_, None) => return false,
+            (_, Some(binding)) => {
+                if *binding != new_binding(command, update, binding.updated_at_ms) {
+                    return false;
+                }
+                made_one = true;
+            }
+        }
+    }
+    made_one
 }
 
 /// `Contact: *`: every binding goes, unless one has the same Call-ID and a CSeq not lower.
@@ -262,6 +296,43 @@ mod tests {
         let other = register("c2", 1, ContactChange::Update(vec![update("sip:a@h", 0)]));
         apply_register(&mut bindings, &other, T0, &policy).unwrap();
         assert!(bindings.is_empty());
+    }
+
+    #[test]
+    fn a_request_applied_already_is_answered_with_the_bindings_and_changes_nothing() {
+        let policy = Policy::default();
+        let mut bindings = vec![];
+        let add = register(
+            "c1",
+            5,
+            ContactChange::Update(vec![
+                update("sip:a@h", 60),
+                update("sip:b@h", 60),
+                update("sip:gone@h", 0),
+            ]),
+        );
+        apply_register(&mut bindings, &add, T0, &policy).unwrap();
+        // Another Call-ID adds a contact; then the first request arrives again, later.
+        let other = register("c2", 1, ContactChange::Update(vec![update("sip:c@h", 60)]));
+        apply_register(&mut bindings, &other, T0 + 1000, &policy).unwrap();
+        let before = bindings.clone();
+        let applied = apply_register(&mut bindings, &add, T0 + 2000, &policy).unwrap();
+        assert!(!applied.changed);
+        assert_eq!(bindings, before);
+        assert_eq!(contacts(&bindings), ["<sip:a@h>", "<sip:b@h>", "<sip:c@h>"]);
+        assert_eq!(bindings[0].expires_at_ms, T0 + 60_000);
+        // The same CSeq with other contents is not that request: out of order, as before.
+        for change in [
+            ContactChange::Update(vec![update("sip:a@h", 120)]),
+            ContactChange::Update(vec![update("sip:a@h", 60), update("sip:c@h", 0)]),
+            ContactChange::Update(vec![update("sip:a@h", 0)]),
+            ContactChange::RemoveAll,
+        ] {
+            let again = register("c1", 5, change);
+            let refusal = apply_register(&mut bindings, &again, T0 + 3000, &policy).unwrap_err();
+            assert_eq!(refusal, Refusal::OutOfOrder { cseq: 5, stored: 5 });
+        }
+        assert_eq!(bindings, before);
     }
 
     #[test]

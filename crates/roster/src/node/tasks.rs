@@ -40,7 +40,6 @@ pub(super) async fn record_gauges<N: roster_net::Network>(
     quorum_ack_limit_ms: u64,
     shutdown: CancellationToken,
 ) {
-    crate::telemetry::record_build_info();
     every(Instant::now(), GAUGE_INTERVAL, &shutdown, || async {
         node.record_gauges();
         crate::telemetry::NodeGauges::count(&node.status(), quorum_ack_limit_ms).record();
