@@ -67,6 +67,7 @@ impl<N: Network> PoolNode<N> {
             "epoch": self.epoch_of(self.options.pool),
             "ownership": self.ownership_view(),
             "partner_silent_ms": self.partner_silent_for().map(|silent| u64::try_from(silent.as_millis()).unwrap_or(u64::MAX)),
+            "witness": self.witness_lease(),
             "unhealthy": self.unhealthy_reason(),
             "groups": groups,
         })

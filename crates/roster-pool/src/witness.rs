@@ -218,6 +218,21 @@ impl Handler for Witness {
     }
 }
 
+/// What a node knows of its witness, as its status document shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessLease {
+    /// The witness's id.
+    pub witness: roster_topology::NodeId,
+    /// How long ago the witness last answered this node's heartbeat; `None`: not since the
+    /// node started.
+    pub heard_ms_ago: Option<u64>,
+    /// How much longer the node's newest lease (from the witness or its partner) lets it
+    /// acknowledge its users' writes; 0 when it holds none.
+    pub lease_left_ms: u64,
+    /// Whether the node has fenced itself (no lease left): it answers its users' writes `503`.
+    pub self_fenced: bool,
+}
+
 /// What a node knows from the witness: its last lease and report.
 #[derive(Default)]
 pub(crate) struct WitnessWatch {
@@ -258,14 +273,37 @@ impl<N: Network> PoolNode<N> {
     /// lease (it has heard neither its partner nor the witness for [`PoolNode::lease_term`]).
     /// Always false without a witness.
     pub fn self_fenced(&self) -> bool {
-        if self.options.witness.is_none() {
-            return false;
-        }
+        self.options.witness.is_some() && self.lease_left().is_zero()
+    }
+
+    /// How much longer this node's newest lease (from the witness or its partner) lets it
+    /// acknowledge its users' writes; zero when it holds none.
+    fn lease_left(&self) -> Duration {
         let lease = [self.witness_watch.lock().lease_sent, self.partner_lease()]
             .into_iter()
             .flatten()
             .max();
-        lease.is_none_or(|sent| sent.elapsed() >= self.lease_term())
+        lease.map_or(Duration::ZERO, |sent| {
+            self.lease_term().saturating_sub(sent.elapsed())
+        })
+    }
+
+    /// What this node knows of its witness, for its status document; `None` without one.
+    pub fn witness_lease(&self) -> Option<WitnessLease> {
+        let witness = self.options.witness?;
+        let heard = self
+            .witness_watch
+            .lock()
+            .report
+            .as_ref()
+            .map(|(received, _)| millis(received.elapsed()));
+        let lease_left = self.lease_left();
+        Some(WitnessLease {
+            witness,
+            heard_ms_ago: heard,
+            lease_left_ms: millis(lease_left),
+            self_fenced: lease_left.is_zero(),
+        })
     }
 
     /// The refusal of a write for users this pool owns while it is fenced; `None` otherwise.

@@ -361,6 +361,19 @@ async fn a_cut_off_pool_fences_itself_before_its_partner_takes_over() {
     for node in &a_nodes {
         assert_eq!(node.owner_of(A).owner, A);
         assert!(node.self_fenced(), "node {} not fenced", node.node_id());
+        // Its status document says so: no lease left, the witness unheard since the cut.
+        let state = node.witness_lease().expect("a has a witness");
+        assert!(
+            state.self_fenced && state.lease_left_ms == 0,
+            "node {}: {state:?}",
+            node.node_id()
+        );
+        assert!(
+            state.heard_ms_ago.is_some_and(|ago| ago >= 1_000),
+            "node {}: {state:?}",
+            node.node_id()
+        );
+        assert_eq!(node.status()["witness"]["self_fenced"], true);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -450,6 +463,18 @@ async fn a_cut_link_between_the_pools_is_no_reason_to_fail_over() {
             node.node_id()
         );
         assert!(!node.self_fenced(), "node {} fenced", node.node_id());
+        // Its status document: the witness heard within two heartbeats, a lease left.
+        let state = node.witness_lease().expect("the pools have a witness");
+        assert_eq!(state.witness, WITNESS, "node {}", node.node_id());
+        assert!(
+            !state.self_fenced
+                && state.lease_left_ms > 0
+                && state.heard_ms_ago.is_some_and(|ago| ago < 2_000),
+            "node {}: {state:?}",
+            node.node_id()
+        );
+        let status = node.status();
+        assert_eq!(status["witness"]["self_fenced"], false, "{status}");
     }
     let report = pair
         .b

@@ -16,6 +16,7 @@
 //! ca_certificate = "../tls/ca.pem"
 //! certificate = "witness.pem"
 //! private_key = "witness.key"
+//! topology = "../topology.toml" # optional: the deployment, to check `id` and `pools` against
 //! ```
 //!
 //! The witness keeps nothing on disk: after a restart it has heard nobody, and reports both
@@ -31,10 +32,12 @@ use axum::{Json, Router};
 use roster_net::pki::{read_pem_file, NodeCertificate};
 use roster_net::{AddressBook, Peer, QuicConfig};
 use roster_pool::witness::{Witness, WitnessReport};
-use roster_topology::{NodeId, PoolId, WITNESS_POOL};
+use roster_topology::{Deployment, NodeId, PoolId, WITNESS_POOL};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+use crate::topology::read_topology;
 
 /// The path of the witness's status document.
 pub const WITNESS_STATUS_PATH: &str = "/status";
@@ -57,6 +60,8 @@ struct RawWitness {
     ca_certificate: PathBuf,
     certificate: PathBuf,
     private_key: PathBuf,
+    #[serde(default)]
+    topology: Option<PathBuf>,
 }
 
 /// A witness's configuration, checked, paths resolved.
@@ -76,6 +81,9 @@ pub struct WitnessConfig {
     pub certificate: PathBuf,
     /// Its private key.
     pub private_key: PathBuf,
+    /// The deployment file its `id` and `pools` were checked against, if it names one
+    /// (`roster init` writes `../topology.toml`).
+    pub topology: Option<PathBuf>,
 }
 
 impl WitnessConfig {
@@ -98,7 +106,7 @@ impl WitnessConfig {
             path.display()
         );
         let base = path.parent().unwrap_or(Path::new("."));
-        Ok(WitnessConfig {
+        let config = WitnessConfig {
             id: raw.id,
             listen: raw.listen,
             pools: raw.pools,
@@ -106,7 +114,60 @@ impl WitnessConfig {
             ca_certificate: base.join(raw.ca_certificate),
             certificate: base.join(raw.certificate),
             private_key: base.join(raw.private_key),
-        })
+            topology: raw.topology.map(|topology| base.join(topology)),
+        };
+        if let Some(topology) = &config.topology {
+            config
+                .check_against(&read_topology(topology)?)
+                .with_context(|| {
+                    format!("{} does not match {}", path.display(), topology.display())
+                })?;
+        }
+        Ok(config)
+    }
+
+    /// Refuses a configuration its deployment does not have: pools it does not have, or not
+    /// the pair its `[witness]` watches, or another witness id. A witness watching the wrong
+    /// pools would refuse the heartbeats of the pair's nodes, which would then fence
+    /// themselves whenever they lost each other.
+    fn check_against(&self, deployment: &Deployment) -> anyhow::Result<()> {
+        let known = || {
+            deployment
+                .pool
+                .iter()
+                .map(|pool| format!("{} ({})", pool.id, pool.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for pool in self.pools {
+            anyhow::ensure!(
+                deployment.pool(pool).is_some(),
+                "witness.pools names pool {pool}, which is not in the topology (its pools: {})",
+                known()
+            );
+        }
+        let witness = deployment
+            .witness
+            .as_deref()
+            .context("the topology has no [witness]: add one and run `roster init` again")?;
+        anyhow::ensure!(
+            witness.id == self.id,
+            "witness.id is {}, and the topology's [witness] has id {}",
+            self.id,
+            witness.id
+        );
+        let watched: Vec<PoolId> = witness
+            .pools
+            .iter()
+            .filter_map(|name| deployment.pool_by_name(name).map(|pool| pool.id))
+            .collect();
+        anyhow::ensure!(
+            self.pools.iter().all(|pool| watched.contains(pool)),
+            "witness.pools is {:?}, and the topology's [witness] watches pools {watched:?} ({})",
+            self.pools,
+            witness.pools.join(", ")
+        );
+        Ok(())
     }
 
     /// The configuration file's text for these values (paths as given).
@@ -125,7 +186,9 @@ impl WitnessConfig {
             self.ca_certificate.display(),
             self.certificate.display(),
             self.private_key.display(),
-        )
+        ) + &self.topology.as_ref().map_or_else(String::new, |topology| {
+            format!("topology = \"{}\"\n", topology.display())
+        })
     }
 }
 

@@ -450,3 +450,276 @@ fn init_issues_certificates_for_the_topology_pool() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Asserts that `output` is a refusal (exit 1) whose message holds each of `expected`.
+fn assert_refused(output: &Output, expected: &[&str]) {
+    let message = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    for part in expected {
+        assert!(message.contains(part), "{part:?} is not in: {message}");
+    }
+}
+
+/// Two paired pools of three nodes on loopback and a witness in a third site (no process
+/// listens: `init` and `cert rotate` only write files). `witness_address` is its QUIC address.
+fn two_sites_with_witness(witness_address: &str) -> String {
+    let mut text = String::from(
+        "[deployment]\nname = \"sites\"\ncms = \"a\"\n\
+         [[site]]\nname = \"dc1\"\n[[site]]\nname = \"dc2\"\n[[site]]\nname = \"dc3\"\n\
+         [[pool]]\nid = 1\nname = \"a\"\nsite = \"dc1\"\ngroups = 4\n\
+         [[pool]]\nid = 2\nname = \"b\"\nsite = \"dc2\"\ngroups = 4\n\
+         [[pair]]\npools = [\"a\", \"b\"]\n",
+    );
+    for id in 1..=6u64 {
+        let pool = if id <= 3 { "a" } else { "b" };
+        text.push_str(&format!(
+            "\n[[node]]\nid = {id}\npool = \"{pool}\"\ncluster = \"127.0.0.1:{}\"\nsip = \"127.0.0.1:{}\"\n",
+            7000 + id,
+            5000 + 2 * id
+        ));
+    }
+    text.push_str(&format!(
+        "\n[witness]\nid = 100\nsite = \"dc3\"\naddress = \"{witness_address}\"\npools = [\"a\", \"b\"]\n"
+    ));
+    text
+}
+
+fn rotate(step: &str, dir: &std::path::Path) -> Output {
+    roster()
+        .args(["cert", "rotate", step, "--dir"])
+        .arg(dir)
+        .output()
+        .expect("run")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The peer `pem_path`'s certificate names, if the CA certificates in `ca_path` cover it.
+fn verified(ca_path: &std::path::Path, pem_path: &std::path::Path) -> Option<roster_net::Peer> {
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).expect("read pem");
+    roster_net::pki::verify_node_certificate(&read(ca_path), &read(pem_path)).ok()
+}
+
+/// A CA rotation covers the witness as it covers the nodes: `issue` gives it a certificate of
+/// the new CA, its trust file (`../tls/ca.pem`) holds both CAs until `finish`, and `finish`
+/// refuses while its certificate is the old CA's.
+#[test]
+fn a_ca_rotation_covers_the_witness() {
+    let dir = temp_dir("rotate-witness");
+    let output = init_with(&dir, &two_sites_with_witness("127.0.0.1:7100"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pool = dir.join("pool");
+    let (ca, witness_pem) = (
+        pool.join("tls/ca.pem"),
+        pool.join("witness-100/witness.pem"),
+    );
+    let witness = roster_net::Peer {
+        pool: roster_topology::WITNESS_POOL,
+        node: 100,
+    };
+    let config = std::fs::read_to_string(pool.join("witness-100/witness.toml")).expect("config");
+    assert!(
+        config.contains("ca_certificate = \"../tls/ca.pem\""),
+        "{config}"
+    );
+    let old_ca = std::fs::read_to_string(&ca).expect("ca.pem");
+    let old_witness = std::fs::read_to_string(&witness_pem).expect("witness.pem");
+
+    let output = rotate("begin", &pool);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("and to the witness") && stdout(&output).contains("witness.toml"),
+        "{}",
+        stdout(&output)
+    );
+    let next_ca = pool.join("tls/ca-next.pem");
+    let next_ca_copy = dir.join("next-ca.pem");
+    std::fs::copy(&next_ca, &next_ca_copy).expect("copy the next CA");
+    assert_eq!(
+        verified(&ca, &witness_pem),
+        Some(witness),
+        "old witness, both CAs"
+    );
+
+    let output = rotate("issue", &pool);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("re-issued 6 node certificate(s) and the witness's"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(
+        verified(&next_ca_copy, &witness_pem),
+        Some(witness),
+        "the witness's certificate is the new CA's"
+    );
+    assert_eq!(
+        verified(&ca, &witness_pem),
+        Some(witness),
+        "new witness, both CAs"
+    );
+    let new_witness = std::fs::read_to_string(&witness_pem).expect("witness.pem");
+    let new_key = std::fs::read(pool.join("witness-100/witness.key")).expect("witness.key");
+
+    // The old certificate put back: finish refuses, naming it, and changes nothing.
+    std::fs::write(&witness_pem, &old_witness).expect("put the old one back");
+    let before = std::fs::read_to_string(&ca).expect("ca.pem");
+    let output = rotate("finish", &pool);
+    assert_refused(
+        &output,
+        &["witness-100/witness.pem (witness 100) is not from the new CA"],
+    );
+    assert_eq!(std::fs::read_to_string(&ca).expect("ca.pem"), before);
+    std::fs::write(&witness_pem, &new_witness).expect("the new one again");
+
+    let output = rotate("finish", &pool);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(verified(&ca, &witness_pem), Some(witness), "new CA alone");
+    std::fs::write(dir.join("old-ca.pem"), &old_ca).expect("old CA");
+    assert_eq!(
+        verified(&dir.join("old-ca.pem"), &witness_pem),
+        None,
+        "the old CA does not cover the witness's new certificate"
+    );
+    // The witness starts from its rotated files (its key matches its new certificate).
+    let certificate = roster_net::pki::NodeCertificate::read_files(
+        &witness_pem,
+        &pool.join("witness-100/witness.key"),
+    )
+    .expect("the witness's new pair");
+    assert_eq!(certificate.peer, witness);
+    assert_eq!(
+        std::fs::read(pool.join("witness-100/witness.key")).expect("key"),
+        new_key
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each rotation step out of turn is refused with the step that is due, and changes nothing.
+#[test]
+fn rotation_steps_out_of_turn_are_refused() {
+    let dir = temp_dir("rotate-order");
+    let output = init(&dir, &[1, 2, 3]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pool = dir.join("pool");
+    let ca = || std::fs::read_to_string(pool.join("tls/ca.pem")).expect("ca.pem");
+    let steady = ca();
+    for step in ["issue", "finish"] {
+        let output = rotate(step, &pool);
+        assert_refused(
+            &output,
+            &[
+                "no rotation is under way",
+                "`roster cert rotate begin` starts one",
+            ],
+        );
+        assert_eq!(ca(), steady, "{step} before begin changed ca.pem");
+        assert!(!pool.join("tls/ca-next.key").exists());
+    }
+    let output = rotate("begin", &pool);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let begun = ca();
+    let next_key = std::fs::read(pool.join("tls/ca-next.key")).expect("next key");
+    let output = rotate("begin", &pool);
+    assert_refused(
+        &output,
+        &[
+            "cannot begin a rotation now: the rotation has begun",
+            "`roster cert rotate issue` is next",
+        ],
+    );
+    assert_eq!(ca(), begun, "a second begin changed ca.pem");
+    assert_eq!(
+        std::fs::read(pool.join("tls/ca-next.key")).expect("next key"),
+        next_key,
+        "a second begin made another CA"
+    );
+    let output = rotate("finish", &pool);
+    assert_refused(
+        &output,
+        &["cannot finish the rotation now: the rotation has begun"],
+    );
+    let output = rotate("begin", &dir.join("nowhere"));
+    assert_refused(&output, &["not a `roster init` directory"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn witness(config: &std::path::Path) -> Output {
+    roster()
+        .arg("witness")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run")
+}
+
+/// `roster witness` refuses a configuration it cannot read or use, naming the file and the
+/// problem, with exit 1.
+#[test]
+fn witness_refuses_a_configuration_it_cannot_use() {
+    let output = witness(std::path::Path::new("/nonexistent/witness.toml"));
+    assert_refused(
+        &output,
+        &["cannot read witness configuration /nonexistent/witness.toml"],
+    );
+    let dir = temp_dir("witness-config");
+    let output = witness(&dir);
+    let unreadable = format!("cannot read witness configuration {}", dir.display());
+    assert_refused(&output, &[&unreadable]);
+    let garbage = dir.join("garbage.toml");
+    std::fs::write(&garbage, "[witness]\nid = \"one\"\n").expect("write");
+    let output = witness(&garbage);
+    assert_refused(&output, &[&format!("in {}", garbage.display())]);
+
+    let output = init_with(&dir, &two_sites_with_witness("127.0.0.1:7100"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config = dir.join("pool/witness-100/witness.toml");
+    let text = std::fs::read_to_string(&config).expect("witness.toml");
+    assert!(text.contains("pools = [1, 2]"), "{text}");
+    for (edit, expected) in [
+        (
+            text.replace("pools = [1, 2]", "pools = [1, 3]"),
+            "witness.pools names pool 3, which is not in the topology (its pools: 1 (a), 2 (b))",
+        ),
+        (
+            text.replace("id = 100", "id = 101"),
+            "witness.id is 101, and the topology's [witness] has id 100",
+        ),
+    ] {
+        std::fs::write(&config, edit).expect("edit");
+        let output = witness(&config);
+        assert_refused(&output, &["does not match", expected]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `roster witness` whose QUIC or HTTP address another process holds exits 1 naming it.
+#[test]
+fn witness_address_in_use_is_named() {
+    let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let quic = taken_udp.local_addr().expect("address");
+    let dir = temp_dir("witness-in-use");
+    let output = init_with(&dir, &two_sites_with_witness(&quic.to_string()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config = dir.join("pool/witness-100/witness.toml");
+    let output = witness(&config);
+    assert_refused(&output, &[&format!("cannot listen on {quic} (UDP)")]);
+    drop(taken_udp);
+
+    let taken_tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = taken_tcp.local_addr().expect("address");
+    let text = std::fs::read_to_string(&config).expect("witness.toml");
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("listen = \"{quic}\"\n"),
+            &format!("listen = \"127.0.0.1:0\"\nhttp = \"{http}\"\n"),
+        ),
+    )
+    .expect("edit");
+    let output = witness(&config);
+    assert_refused(&output, &[&format!("cannot listen on {http} (HTTP)")]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

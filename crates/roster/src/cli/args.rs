@@ -73,6 +73,11 @@ pub enum Command {
         #[arg(long = "wan-latency", value_name = "MS",
               value_parser = clap::value_parser!(u64).range(0..=super::demo::WAN_LATENCY_MS_MAX))]
         wan_latency_ms: Option<u64>,
+        /// Also run a witness in a third site (dc3), on the address after the nodes'
+        /// (127.0.0.7 by default): a pool whose site is lost is then failed over by its
+        /// partner by itself. Two sites only.
+        #[arg(long)]
+        witness: bool,
     },
     /// Users: in a pool's directory (the CMS, through any node: --url or --topology), or in
     /// a users file (a single node's `auth.users_file`, or the file `roster init --users`
@@ -205,8 +210,9 @@ pub enum RotationStep {
 
 #[derive(Subcommand)]
 pub enum PoolCommand {
-    /// Each pool's nodes up or down, groups without a leader or quorum, registrations, owner
-    /// and epoch, and each group's leader, term, commit index and replicas.
+    /// Each pool's nodes up or down and their witness (last heard, lease left, fenced),
+    /// groups without a leader or quorum, registrations, owner and epoch, and each group's
+    /// leader, term, commit index and replicas.
     Status {
         #[command(flatten)]
         access: Access,
@@ -291,7 +297,7 @@ pub enum CmsOperation {
 #[derive(Subcommand)]
 pub enum NodeCommand {
     /// Every node of the deployment: up or down, version, replicas held, groups led, bindings,
-    /// apply lag; the problems seen and replication per direction.
+    /// apply lag, witness lease; the problems seen and replication per direction.
     Status {
         #[command(flatten)]
         access: Access,

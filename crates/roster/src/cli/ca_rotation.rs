@@ -9,6 +9,11 @@
 //! finish  new              new          new                 the old CA is trusted no more
 //! ```
 //!
+//! The witness (`witness-W/`, when the topology has a `[witness]`) is one more holder of a
+//! certificate and of `tls/ca.pem` (its `witness.toml` names `../tls/ca.pem`): `issue`
+//! re-issues its certificate with the node certificates, `finish` refuses while it is not from
+//! the new CA, and every step's roll-out restarts it too.
+//!
 //! Where a rotation stands is read from the files: `tls/ca-next.key` (and `ca-next.pem`) exist
 //! between `begin` and `issue`, `tls/ca-previous.key` between `issue` and `finish`. Each step
 //! refuses to run out of turn, naming the step that is due.
@@ -19,9 +24,10 @@ use anyhow::Context as _;
 use roster::topology::read_topology;
 use roster_net::pki::{self, Ca, NodeCertificate};
 use roster_net::Peer;
+use roster_topology::{Deployment, WITNESS_POOL};
 
 use super::args::RotationStep;
-use super::init::certificate_addresses;
+use super::init::{certificate_addresses, witness_certificate_addresses, witness_dir};
 
 /// Runs one step of a CA rotation on the `roster init` directory `dir`.
 pub fn rotate(step: RotationStep, dir: &Path) -> anyhow::Result<()> {
@@ -148,8 +154,9 @@ fn begin(dir: &Path, files: &Files) -> anyhow::Result<()> {
         files.ca_pem.display()
     );
     println!(
-        "next: roll tls/ca.pem out to every node (ansible-playbook upgrade.yml), then `roster \
-         cert rotate issue --dir {}`",
+        "next: roll tls/ca.pem out to every node (ansible-playbook upgrade.yml){}, then \
+         `roster cert rotate issue --dir {}`",
+        and_the_witness(dir, &deployment),
         dir.display()
     );
     Ok(())
@@ -169,26 +176,13 @@ fn issue(dir: &Path, files: &Files) -> anyhow::Result<()> {
         files.next_key.display()
     );
     let deployment = read_topology(&dir.join("topology.toml"))?;
-    let mut issued = 0;
-    for node in &deployment.node {
-        let node_dir = dir.join(format!("node-{}", node.id));
-        let cert_path = node_dir.join("node.pem");
-        if !cert_path.exists() {
-            continue;
-        }
-        let pool = deployment.pool_by_name(&node.pool).with_context(|| {
-            format!(
-                "node {}'s pool {} is not in the topology",
-                node.id, node.pool
-            )
-        })?;
-        let peer = Peer {
-            pool: pool.id,
-            node: node.id,
+    let holders = Holder::all(dir, &deployment)?;
+    for holder in &holders {
+        let certificate = match holder.peer.pool {
+            WITNESS_POOL => next.issue_witness(holder.peer.node, &holder.addresses)?,
+            _ => next.issue_node(holder.peer, &holder.addresses)?,
         };
-        let certificate = next.issue_node(peer, certificate_addresses(node))?;
-        replace_node_certificate(&node_dir, &certificate)?;
-        issued += 1;
+        replace_certificate(&holder.dir, holder.stem, &certificate)?;
     }
     std::fs::rename(&files.ca_key, &files.previous_key).with_context(|| {
         format!(
@@ -200,14 +194,25 @@ fn issue(dir: &Path, files: &Files) -> anyhow::Result<()> {
         .with_context(|| format!("cannot make {} the signing key", files.next_key.display()))?;
     std::fs::remove_file(&files.next_pem)
         .with_context(|| format!("cannot remove {}", files.next_pem.display()))?;
+    let witnesses = holders
+        .iter()
+        .filter(|holder| holder.peer.pool == WITNESS_POOL)
+        .count();
+    let witness = if witnesses > 0 {
+        " and the witness's"
+    } else {
+        ""
+    };
     println!(
-        "re-issued {issued} node certificate(s) with the new CA, which signs from now on (the \
-         old key is kept as {} until the rotation finishes)",
+        "re-issued {} node certificate(s){witness} with the new CA, which signs from now on \
+         (the old key is kept as {} until the rotation finishes)",
+        holders.len() - witnesses,
         files.previous_key.display()
     );
     println!(
-        "next: roll the certificates out to every node (ansible-playbook upgrade.yml), then \
+        "next: roll the certificates out to every node (ansible-playbook upgrade.yml){}, then \
          `roster cert rotate finish --dir {}`",
+        and_the_witness(dir, &deployment),
         dir.display()
     );
     Ok(())
@@ -217,17 +222,15 @@ fn issue(dir: &Path, files: &Files) -> anyhow::Result<()> {
 fn finish(dir: &Path, files: &Files) -> anyhow::Result<()> {
     let signer = Ca::read_files(&files.ca_pem, &files.ca_key)?;
     let deployment = read_topology(&dir.join("topology.toml"))?;
-    for node in &deployment.node {
-        let cert_path = dir.join(format!("node-{}/node.pem", node.id));
-        if !cert_path.exists() {
-            continue;
-        }
+    for holder in Holder::all(dir, &deployment)? {
+        let cert_path = holder.certificate();
         pki::verify_node_certificate(signer.cert_pem(), &pki::read_pem_file(&cert_path)?)
             .with_context(|| {
                 format!(
-                    "{} is not from the new CA: issue it (remove it and its key, then run \
-                     `roster init` again) before the old CA is dropped",
-                    cert_path.display()
+                    "{} ({}) is not from the new CA: issue it (remove it and its key, then \
+                     run `roster init` again) before the old CA is dropped",
+                    cert_path.display(),
+                    holder.peer
                 )
             })?;
     }
@@ -239,8 +242,9 @@ fn finish(dir: &Path, files: &Files) -> anyhow::Result<()> {
         files.ca_pem.display()
     );
     println!(
-        "next: roll tls/ca.pem out to every node (ansible-playbook upgrade.yml); the rotation \
-         of {} is then complete",
+        "next: roll tls/ca.pem out to every node (ansible-playbook upgrade.yml){}; the \
+         rotation of {} is then complete",
+        and_the_witness(dir, &deployment),
         dir.display()
     );
     Ok(())
@@ -261,10 +265,87 @@ fn replace_public(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
-/// Replaces a node's `node.pem` and `node.key` with `certificate`'s (each in one rename; the
-/// key first, so that a cut leaves a pair `--check-config` refuses rather than one that works).
-fn replace_node_certificate(node_dir: &Path, certificate: &NodeCertificate) -> anyhow::Result<()> {
-    let (cert_new, key_new) = (node_dir.join("node.pem.new"), node_dir.join("node.key.new"));
+/// A certificate `roster init` wrote, of a node or of the witness, that a rotation re-issues.
+struct Holder {
+    /// Whose it is.
+    peer: Peer,
+    /// The directory holding `<stem>.pem` and `<stem>.key`.
+    dir: PathBuf,
+    /// `node` or `witness`.
+    stem: &'static str,
+    /// The addresses the certificate names besides its identity.
+    addresses: Vec<String>,
+}
+
+impl Holder {
+    /// Every node of `deployment` and its witness whose certificate is in `dir` (a node whose
+    /// files `roster init` has not written yet gets the new CA's when it does).
+    fn all(dir: &Path, deployment: &Deployment) -> anyhow::Result<Vec<Holder>> {
+        let mut holders = Vec::new();
+        for node in &deployment.node {
+            let pool = deployment.pool_by_name(&node.pool).with_context(|| {
+                format!(
+                    "node {}'s pool {} is not in the topology",
+                    node.id, node.pool
+                )
+            })?;
+            holders.push(Holder {
+                peer: Peer {
+                    pool: pool.id,
+                    node: node.id,
+                },
+                dir: dir.join(format!("node-{}", node.id)),
+                stem: "node",
+                addresses: certificate_addresses(node),
+            });
+        }
+        if let Some(witness) = deployment.witness.as_deref() {
+            holders.push(Holder {
+                peer: Peer {
+                    pool: WITNESS_POOL,
+                    node: witness.id,
+                },
+                dir: witness_dir(dir, witness.id),
+                stem: "witness",
+                addresses: witness_certificate_addresses(witness),
+            });
+        }
+        holders.retain(|holder| holder.certificate().exists());
+        Ok(holders)
+    }
+
+    fn certificate(&self) -> PathBuf {
+        self.dir.join(format!("{}.pem", self.stem))
+    }
+}
+
+/// What a step's roll-out covers besides the nodes: the witness, restarted from `dir`'s
+/// `witness-W/` (it reads `tls/ca.pem` and its certificate when it starts).
+fn and_the_witness(dir: &Path, deployment: &Deployment) -> String {
+    match deployment.witness.as_deref() {
+        Some(witness) => format!(
+            " and to the witness (copy {}, tls/ca.pem and topology.toml to its machine, \
+             restart `roster witness --config {}`)",
+            witness_dir(dir, witness.id).display(),
+            witness_dir(dir, witness.id).join("witness.toml").display()
+        ),
+        None => String::new(),
+    }
+}
+
+/// Replaces `dir`'s `<stem>.pem` and `<stem>.key` with `certificate`'s (each in one rename;
+/// the key first, so that a cut leaves a pair `--check-config` refuses rather than one that
+/// works).
+fn replace_certificate(
+    dir: &Path,
+    stem: &str,
+    certificate: &NodeCertificate,
+) -> anyhow::Result<()> {
+    let (cert_name, key_name) = (format!("{stem}.pem"), format!("{stem}.key"));
+    let (cert_new, key_new) = (
+        dir.join(format!("{cert_name}.new")),
+        dir.join(format!("{key_name}.new")),
+    );
     for stale in [&cert_new, &key_new] {
         if stale.exists() {
             std::fs::remove_file(stale)
@@ -272,8 +353,8 @@ fn replace_node_certificate(node_dir: &Path, certificate: &NodeCertificate) -> a
         }
     }
     certificate.write_files(&cert_new, &key_new)?;
-    for (new, name) in [(&key_new, "node.key"), (&cert_new, "node.pem")] {
-        let path = node_dir.join(name);
+    for (new, name) in [(&key_new, &key_name), (&cert_new, &cert_name)] {
+        let path = dir.join(name);
         std::fs::rename(new, &path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
     }

@@ -72,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_networks,
             sites,
             wan_latency_ms,
+            witness,
         } => {
             roster_registrar::Networks::parse(&trusted_networks)
                 .map_err(|error| anyhow::anyhow!("--trusted: {error}"))?;
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 groups,
                 trusted_networks,
                 sites,
+                witness,
                 wan_latency: std::time::Duration::from_millis(wan_latency_ms.unwrap_or(
                     match sites {
                         1 => 0,

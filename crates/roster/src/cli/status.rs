@@ -1,6 +1,6 @@
-//! `roster node status` (every node: up, version, groups held and led, lag) and `roster pool
-//! status` (each pool's summary and its groups), as tables or as the overview's JSON, from any
-//! node's `/api/v1/deployment`.
+//! `roster node status` (every node: up, version, groups held and led, lag, witness) and
+//! `roster pool status` (each pool's summary, its nodes' witness leases and its groups), as
+//! tables or as the overview's JSON, from any node's `/api/v1/deployment`.
 
 use std::fmt::Write as _;
 
@@ -42,6 +42,79 @@ pub fn pool_status(access: &Access, pool: Option<&str>, format: Format) -> anyho
     Ok(())
 }
 
+/// The width of `roster node status`'s WITNESS column: `100 FENCED, heard 12.3 s ago` fits.
+const WITNESS_WIDTH: usize = 26;
+
+/// Seconds, to a tenth, of a JSON count of milliseconds.
+fn seconds(milliseconds: &Value) -> String {
+    milliseconds
+        .as_u64()
+        .map_or_else(|| "-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+}
+
+/// A node's witness in a few words: `none`, or the witness's id, when it last answered and the
+/// lease left (or `FENCED`).
+fn witness_summary(witness: &Value) -> String {
+    if witness.is_null() {
+        return "none".into();
+    }
+    let heard = match &witness["heard_ms_ago"] {
+        Value::Null => "never heard".to_string(),
+        ago => format!("heard {} ago", seconds(ago)),
+    };
+    if witness["self_fenced"] == true {
+        format!("{} FENCED, {heard}", text(&witness["witness"]))
+    } else {
+        format!(
+            "{} lease {}, {}",
+            text(&witness["witness"]),
+            seconds(&witness["lease_left_ms"]),
+            heard.replace("heard ", "")
+        )
+    }
+}
+
+/// One pool's nodes and their witness: configured, last heard, lease left, fenced.
+fn witness_table(nodes: &[&Value]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<5} {:<7} {:>12} {:>10}  FENCED",
+        "NODE", "STATE", "WITNESS", "HEARD AGO", "LEASE LEFT"
+    );
+    for node in nodes {
+        let witness = &node["witness"];
+        let (state, id, heard, lease, fenced) = match (node["up"] == true, witness.is_null()) {
+            (false, _) => ("DOWN", "-".into(), "-".into(), "-".into(), "-"),
+            (true, true) => ("up", "none".into(), "-".into(), "-".into(), "-"),
+            (true, false) => (
+                "up",
+                text(&witness["witness"]),
+                match &witness["heard_ms_ago"] {
+                    Value::Null => "never".into(),
+                    ago => seconds(ago),
+                },
+                seconds(&witness["lease_left_ms"]),
+                if witness["self_fenced"] == true {
+                    "YES"
+                } else {
+                    "no"
+                },
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<5} {:<7} {:>12} {:>10}  {fenced}",
+            text(&node["id"]),
+            state,
+            id,
+            heard,
+            lease
+        );
+    }
+    out
+}
+
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
@@ -74,7 +147,7 @@ pub fn nodes_table(overview: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:>4}  {:<8} {:<8} {:<5} {:<8} {:>8}  {:<13} {:>9} {:>9}  SIP",
+        "\n{:>4}  {:<8} {:<8} {:<5} {:<8} {:>8}  {:<13} {:>9} {:>9}  {:<WITNESS_WIDTH$}  SIP",
         "NODE",
         "POOL",
         "SITE",
@@ -84,6 +157,7 @@ pub fn nodes_table(overview: &Value) -> String {
         "LEADS R/B/C",
         "BINDINGS",
         "APPLY LAG",
+        "WITNESS",
     );
     for pool in overview["pools"].as_array().into_iter().flatten() {
         for node in pool["nodes"].as_array().into_iter().flatten() {
@@ -91,19 +165,20 @@ pub fn nodes_table(overview: &Value) -> String {
             let leads = ["routing", "backup", "cms"]
                 .map(|kind| node["leads"][kind].as_u64().unwrap_or(0).to_string())
                 .join("/");
-            let (replicas, leads, bindings, lag) = if up {
+            let (replicas, leads, bindings, lag, witness) = if up {
                 (
                     text(&node["replicas"]),
                     leads,
                     text(&node["bindings"]),
                     text(&node["apply_lag_entries"]),
+                    witness_summary(&node["witness"]),
                 )
             } else {
-                ("-".into(), "-".into(), "-".into(), "-".into())
+                ("-".into(), "-".into(), "-".into(), "-".into(), "-".into())
             };
             let _ = writeln!(
                 out,
-                "{:>4}  {:<8} {:<8} {:<5} {:<8} {:>8}  {:<13} {:>9} {:>9}  {}{}",
+                "{:>4}  {:<8} {:<8} {:<5} {:<8} {:>8}  {:<13} {:>9} {:>9}  {:<WITNESS_WIDTH$}  {}{}",
                 text(&node["id"]),
                 text(&pool["name"]),
                 text(&pool["site"]),
@@ -117,6 +192,7 @@ pub fn nodes_table(overview: &Value) -> String {
                 leads,
                 bindings,
                 lag,
+                witness,
                 text(&node["sip"]),
                 node["error"]
                     .as_str()
@@ -198,6 +274,7 @@ pub fn pool_table(pool: &Value) -> String {
         "  groups without a quorum: {}",
         list("groups_without_quorum")
     );
+    out.push_str(&witness_table(&nodes));
     let _ = writeln!(
         out,
         "{:<16} {:>6} {:>5} {:>9} {:>8}  replicas (node:state@applied)",
@@ -248,8 +325,16 @@ mod tests {
                 "nodes": [
                     {"id": 1, "up": true, "version": "0.1.0", "replicas": 5,
                      "leads": {"routing": 2, "cms": 1}, "bindings": 6, "apply_lag_entries": 0,
-                     "sip": "10.0.1.1:5060"},
-                    {"id": 2, "up": false, "error": "connection refused", "sip": "10.0.1.2:5060"}
+                     "sip": "10.0.1.1:5060", "witness": {"witness": 100, "heard_ms_ago": 400,
+                     "lease_left_ms": 7600, "self_fenced": false}},
+                    {"id": 2, "up": false, "error": "connection refused", "sip": "10.0.1.2:5060"},
+                    {"id": 3, "up": true, "version": "0.1.0", "replicas": 5, "leads": {},
+                     "bindings": 0, "apply_lag_entries": 0, "sip": "10.0.1.3:5060",
+                     "witness": {"witness": 100, "heard_ms_ago": null, "lease_left_ms": 0,
+                     "self_fenced": true}},
+                    {"id": 4, "up": true, "version": "0.1.0", "replicas": 5, "leads": {},
+                     "bindings": 0, "apply_lag_entries": 0, "sip": "10.0.1.4:5060",
+                     "witness": null}
                 ],
                 "group_table": [{"key": "1/routing-0", "leader": 1, "term": 3, "committed": 9,
                     "aors": 5, "replicas": [{"node": 1, "state": "Leader", "applied": 9}]}]
@@ -269,6 +354,17 @@ mod tests {
             .find(|l| l.trim_start().starts_with("1 "))
             .unwrap();
         assert!(row.contains(" up ") && row.contains("2/0/1"), "{row}");
+        assert!(row.contains("100 lease 7.6 s, 0.4 s ago"), "{row}");
+        let fenced = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("3 "))
+            .unwrap();
+        assert!(fenced.contains("100 FENCED, never heard"), "{fenced}");
+        let none = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("4 "))
+            .unwrap();
+        assert!(none.contains(" none "), "{none}");
         let down = table
             .lines()
             .find(|l| l.trim_start().starts_with("2 "))
@@ -286,7 +382,20 @@ mod tests {
     #[test]
     fn the_pool_table_lists_groups_and_what_lacks_a_quorum() {
         let table = pool_table(&overview()["pools"][0]);
-        assert!(table.contains("1/2 nodes up"), "{table}");
+        assert!(table.contains("3/4 nodes up"), "{table}");
+        let row = |id: &str| {
+            table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(id))
+                .unwrap_or_else(|| panic!("no row {id}: {table}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(row("1"), "1 up 100 0.4 s 7.6 s no");
+        assert_eq!(row("2"), "2 DOWN - - - -");
+        assert_eq!(row("3"), "3 up 100 never 0.0 s YES");
+        assert_eq!(row("4"), "4 up none - - -");
         assert!(
             table.contains("groups without a quorum: 1/routing-1"),
             "{table}"

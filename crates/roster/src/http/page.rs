@@ -1,6 +1,6 @@
 //! The operator's status page: one HTML document that fetches the deployment's overview
 //! (`/api/v1/deployment`) every two seconds and shows it: problems first, then each site's
-//! pools with their nodes up or down and what each holds and leads, groups without a leader
+//! pools with their nodes up or down, what each holds and leads and its witness lease, groups without a leader
 //! or quorum, replication per direction against the RPO target, the CMS's ownership and
 //! epochs. A single node (no overview) shows its `/status`. Nothing is loaded from elsewhere.
 
@@ -70,7 +70,14 @@ function nodeRow(n) {
     <td>node ${esc(n.id)}</td><td>${pill(n.up, "UP", "DOWN")}</td><td>${esc(n.version || "")}</td>
     <td>${esc(n.sip || "")}</td><td class="num">${n.up ? num(n.replicas) : "–"}</td>
     <td class="num">${n.up ? leads : "–"}</td><td class="num">${n.up ? num(n.bindings) : "–"}</td>
-    <td class="num">${n.up ? num(n.apply_lag_entries) : "–"}</td></tr>`;
+    <td class="num">${n.up ? num(n.apply_lag_entries) : "–"}</td><td>${n.up ? witnessCell(n.witness) : "–"}</td></tr>`;
+}
+
+function witnessCell(w) {
+  if (!w) return "none";
+  const heard = w.heard_ms_ago == null ? "never heard" : "heard " + ms(w.heard_ms_ago) + " ago";
+  return w.self_fenced ? `${pill(false, "", "FENCED")} ${esc(heard)}`
+    : `${esc(w.witness)}: lease ${ms(w.lease_left_ms)}, ${esc(heard)}`;
 }
 
 function poolCard(p) {
@@ -93,7 +100,8 @@ function poolCard(p) {
     ${alerts.map(a => `<div class="alert">${a}</div>`).join("")}
     <div class="scroll"><table><thead><tr><th>node</th><th>state</th><th>version</th><th>SIP</th><th class="num">replicas</th>
       <th class="num" title="groups this node leads: routing groups / backup copies / CMS">leads r / b / c</th>
-      <th class="num">bindings</th><th class="num" title="entries committed, not yet applied (worst replica)">apply lag</th></tr></thead>
+      <th class="num">bindings</th><th class="num" title="entries committed, not yet applied (worst replica)">apply lag</th>
+      <th title="the witness this node sends heartbeats to: its lease left, when it last answered; FENCED: no lease, the node answers its users' writes 503">witness</th></tr></thead>
       <tbody>${p.nodes.map(nodeRow).join("")}</tbody></table></div>
     <details><summary>${p.group_table.length} groups on this pool's nodes</summary>
       <table><thead><tr><th>group</th><th class="num">leader</th><th class="num">term</th><th class="num">committed</th>

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use roster_pool::report::BackupReport;
 use roster_pool::shipper::StreamState;
+use roster_pool::witness::WitnessLease;
 use roster_topology::{Deployment, NodeId, PoolId};
 use serde::Serialize;
 use serde_json::Value;
@@ -143,6 +144,8 @@ pub struct NodeView {
     pub bindings: u64,
     /// The highest entries its replicas lack behind their commit index.
     pub apply_lag_entries: u64,
+    /// What it knows of its witness (last heard, lease left, fenced); `None` without one.
+    pub witness: Option<WitnessLease>,
 }
 
 /// A group, as the replicas that answered see it.
@@ -244,6 +247,15 @@ pub fn build(gathered: Gathered<'_>) -> Overview {
                 node.error.as_deref().unwrap_or("no answer")
             ));
         }
+        for node in &pool.nodes {
+            if let Some(witness) = node.witness.as_ref().filter(|w| w.self_fenced) {
+                problems.push(format!(
+                    "node {} of pool {} has fenced itself: it hears neither its partner nor \
+                     witness {}, and answers its users' writes 503",
+                    node.id, pool.name, witness.witness
+                ));
+            }
+        }
         for group in &pool.groups_without_quorum {
             problems.push(format!(
                 "group {group} (on pool {}) has no quorum: its users get 503",
@@ -331,6 +343,7 @@ fn pool_view(gathered: &Gathered<'_>, id: PoolId, name: &impl Fn(PoolId) -> Stri
                 node.up = true;
                 node.version = status["version"].as_str().map(str::to_string);
                 node.directory_users = status["directory_users"].as_u64();
+                node.witness = serde_json::from_value(status["store"]["witness"].clone()).ok();
                 for group in status["store"]["groups"].as_array().into_iter().flatten() {
                     let Some(key) = group["key"].as_str() else {
                         continue;
@@ -555,6 +568,22 @@ mod tests {
         Ok(json!({"version": "0.1.0", "directory_users": 5, "store": {"groups": groups}}))
     }
 
+    /// The overview of `statuses` as node 1 sees it, without the CMS or a backup report.
+    fn without_cms(
+        deployment: &Deployment,
+        statuses: BTreeMap<NodeId, Result<Value, String>>,
+    ) -> Overview {
+        build(Gathered {
+            deployment,
+            seen_by: 1,
+            statuses,
+            backup: None,
+            cms: None,
+            quorum_ack_limit_ms: 1_400,
+            now_ms: 1,
+        })
+    }
+
     #[test]
     fn a_dead_node_a_lost_quorum_and_registrations_are_shown() {
         let deployment = Deployment::parse(TOPOLOGY).expect("topology");
@@ -619,17 +648,52 @@ mod tests {
         let mut statuses: BTreeMap<NodeId, Result<Value, String>> =
             (1..=6).map(|id| (id, status(vec![]))).collect();
         statuses.insert(1, status(vec![cut_off]));
-        let overview = build(Gathered {
-            deployment: &deployment,
-            seen_by: 1,
-            statuses,
-            backup: None,
-            cms: None,
-            quorum_ack_limit_ms: 1_400,
-            now_ms: 1,
-        });
+        let overview = without_cms(&deployment, statuses);
         assert_eq!(overview.pools[0].groups_without_quorum, ["1/routing-0"]);
         assert_eq!(kind_of("2/backup-3"), "backup");
         assert_eq!(kind_of("1/cms-backup"), "cms");
+    }
+
+    #[test]
+    fn each_node_shows_its_witness_and_a_fenced_one_is_a_problem() {
+        let deployment = Deployment::parse(TOPOLOGY).expect("topology");
+        let mut statuses: BTreeMap<NodeId, Result<Value, String>> =
+            (1..=6).map(|id| (id, status(vec![]))).collect();
+        let with_witness = |heard: Option<u64>, lease: u64, fenced: bool| {
+            Ok(
+                json!({"version": "0.1.0", "store": {"groups": [], "witness": {
+                "witness": 100, "heard_ms_ago": heard, "lease_left_ms": lease,
+                "self_fenced": fenced}}}),
+            )
+        };
+        statuses.insert(1, with_witness(Some(400), 7_600, false));
+        statuses.insert(2, with_witness(Some(9_000), 0, true));
+        statuses.insert(3, with_witness(None, 0, true));
+        let overview = without_cms(&deployment, statuses);
+        let a = &overview.pools[0];
+        assert_eq!(
+            a.nodes[0].witness,
+            Some(WitnessLease {
+                witness: 100,
+                heard_ms_ago: Some(400),
+                lease_left_ms: 7_600,
+                self_fenced: false,
+            })
+        );
+        assert_eq!(
+            a.nodes[2].witness.as_ref().map(|w| w.heard_ms_ago),
+            Some(None)
+        );
+        assert_eq!(overview.pools[1].nodes[0].witness, None, "no witness");
+        let fenced: Vec<&String> = overview
+            .problems
+            .iter()
+            .filter(|problem| problem.contains("has fenced itself"))
+            .collect();
+        assert_eq!(fenced.len(), 2, "{:?}", overview.problems);
+        assert!(
+            fenced[0].contains("node 2 of pool a") && fenced[0].contains("witness 100"),
+            "{fenced:?}"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! What `roster demo` prints once its nodes are ready: its pools and the users homed on each,
-//! each node's addresses, process id and log, the users and password, the files a client
+//! each node's addresses, process id and log, the witness's with `--witness`, the users and password, the files a client
 //! needs, and what to try (commands ready to copy).
 
 use std::fmt::Write as _;
@@ -17,6 +17,7 @@ pub fn banner(
     options: &DemoOptions,
     layout: &Layout,
     nodes: &[DemoNode],
+    witness: Option<&DemoNode>,
     password: &str,
     roster: &Path,
 ) -> String {
@@ -31,6 +32,7 @@ pub fn banner(
         write_nodes(&mut text, nodes, pool, "  ");
     } else {
         write_pools(&mut text, options, layout, nodes);
+        write_witness(&mut text, layout, witness);
     }
     let _ = writeln!(
         text,
@@ -43,7 +45,7 @@ pub fn banner(
     let _ = writeln!(text, "password: {password}");
     write_files(&mut text, options, layout);
     let _ = writeln!(text, "try (ready to copy):");
-    for command in commands::commands(options, layout, nodes, roster) {
+    for command in commands::commands(options, layout, nodes, witness, roster) {
         let _ = writeln!(text, "  # {}\n    {}", command.what, command.command);
     }
     let _ = writeln!(
@@ -97,6 +99,39 @@ fn write_pools(text: &mut String, options: &DemoOptions, layout: &Layout, nodes:
     let _ = writeln!(
         text,
         "  any node of either pool takes any user: a user homed on the other pool is served there (forwarded)."
+    );
+}
+
+/// The witness, where it runs, and what it changes.
+fn write_witness(text: &mut String, layout: &Layout, witness: Option<&DemoNode>) {
+    let (Some(plan), Some(witness)) = (layout.witness, witness) else {
+        return;
+    };
+    let pools: Vec<&str> = layout.pools.iter().map(|pool| pool.name).collect();
+    let _ = writeln!(
+        text,
+        "  witness {} (site {}): watches pools {}; QUIC {}",
+        plan.id,
+        plan.site,
+        pools.join(" and "),
+        plan.address
+    );
+    if let Some(http) = &witness.http {
+        let _ = writeln!(
+            text,
+            "        HTTP http://{http}/status (roster witness status --http {http})"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "        pid {}, log {}",
+        witness.pid,
+        witness.log.display()
+    );
+    let _ = writeln!(
+        text,
+        "  with the witness, a pool whose every node is gone is failed over by its partner by \
+         itself (no command) once neither has heard it for the detection interval (10 s)."
     );
 }
 

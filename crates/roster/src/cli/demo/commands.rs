@@ -1,5 +1,5 @@
 //! What to try with the demo, as commands ready to copy: register with SIPp at either site,
-//! `roster load`, kill a node, the backup lag, and (two sites) the failover and failback
+//! `roster load`, kill a node, the backup lag, (two sites) the failover and failback
 //! commands with the right pool names, `--url` and token file. The banner prints them and
 //! `demo.json` lists them; both from here, so that they never disagree.
 
@@ -29,6 +29,7 @@ pub fn commands(
     options: &DemoOptions,
     layout: &Layout,
     nodes: &[DemoNode],
+    witness: Option<&DemoNode>,
     roster: &Path,
 ) -> Vec<DemoCommand> {
     let roster = roster.display();
@@ -120,6 +121,26 @@ pub fn commands(
             format!("{roster} backup status --url {url}"),
         );
     }
+    if let Some(http) = witness.and_then(|witness| witness.http.as_deref()) {
+        add(
+            "what the witness hears of each pool, and who owns whose users".to_string(),
+            format!("{roster} witness status --http {http}"),
+        );
+        let victims: Vec<String> = first
+            .nodes
+            .iter()
+            .filter_map(|plan| nodes.iter().find(|node| node.id == plan.id))
+            .map(|node| node.pid.to_string())
+            .collect();
+        add(
+            format!(
+                "lose site {}: kill every node of pool {}; pool {} takes its users over by \
+                 itself (no command) within the detection interval and a few seconds",
+                first.site, first.name, partner.name
+            ),
+            format!("kill -9 {}", victims.join(" ")),
+        );
+    }
     // A pool is failed over and back from its partner, which is alive when the pool is not.
     if let Some(url) = admin_url(partner, nodes) {
         let (a, b) = (first.name, partner.name);
@@ -186,6 +207,7 @@ mod tests {
             trusted_networks: Vec::new(),
             sites,
             wan_latency: Duration::from_millis(20),
+            witness: false,
         }
     }
 
@@ -222,6 +244,7 @@ mod tests {
             &options,
             &layout,
             &nodes(&layout),
+            None,
             Path::new("/usr/bin/roster"),
         );
         let token = "--token-file /tmp/roster-demo/pool/admin.token";
@@ -260,11 +283,56 @@ mod tests {
     }
 
     #[test]
+    fn a_witness_adds_its_status_and_the_loss_of_a_site() {
+        let mut options = options(2);
+        options.witness = true;
+        let layout = Layout::of(&options);
+        let plan = layout.witness.expect("a witness");
+        let witness = DemoNode::announced(
+            plan.id,
+            super::super::nodes::WITNESS_LABEL,
+            4200,
+            &plan.address.to_string(),
+            &plan.http.to_string(),
+        );
+        let list = commands(
+            &options,
+            &layout,
+            &nodes(&layout),
+            Some(&witness),
+            Path::new("roster"),
+        );
+        assert_eq!(
+            find(&list, "roster witness"),
+            "roster witness status --http 127.0.0.7:8080"
+        );
+        let lose = list
+            .iter()
+            .find(|command| command.what.starts_with("lose site dc1"))
+            .unwrap_or_else(|| panic!("{list:#?}"));
+        assert_eq!(lose.command, "kill -9 4101 4102 4103");
+        let without = commands(
+            &options,
+            &layout,
+            &nodes(&layout),
+            None,
+            Path::new("roster"),
+        );
+        assert!(without.iter().all(|c| !c.command.contains("witness")));
+    }
+
+    #[test]
     fn one_site_has_no_partner_to_fail_over_to() {
         let mut options = options(1);
         options.no_auth = true;
         let layout = Layout::of(&options);
-        let list = commands(&options, &layout, &nodes(&layout), Path::new("roster"));
+        let list = commands(
+            &options,
+            &layout,
+            &nodes(&layout),
+            None,
+            Path::new("roster"),
+        );
         assert_eq!(
             find(&list, "roster load"),
             "roster load 127.0.0.1:5060 --duration 10s"

@@ -6,7 +6,9 @@
 //! TLS one above, its cluster transport 1000 above, and with a WAN latency the relay's front
 //! for it (its `wan` address, what the other site dials) 1010 above; its HTTP at `--http`'s
 //! address plus N-1 and `--http`'s port (or any free port with `--http ADDR:0`). Nodes 1–3
-//! are the first pool's (site dc1), 4–6 the second's (dc2).
+//! are the first pool's (site dc1), 4–6 the second's (dc2). With `--witness`, the witness
+//! (id 100, site dc3) on the address after node 6's (127.0.0.7), QUIC at the nodes' cluster
+//! port, HTTP at `--http`'s port on the HTTP address after node 6's.
 //!
 //! One site (`--sites 1`, what the benchmarks run): every node on `--sip`'s address, node N's
 //! SIP UDP and TCP at SIP + 2(N-1), its TLS one above, its cluster transport at SIP + 1000 + N,
@@ -43,11 +45,32 @@ pub const PORT_OFFSET_MAX: u16 = WAN_PORT_OFFSET;
 /// plus 5, and .255 is the subnet's broadcast address on most machines.
 pub const TWO_SITES_LAST_BYTE_MAX: u8 = 254 - (NODES_PER_POOL as u8) * SITES_MAX + 1;
 
+/// The id of the demo's witness: no node's (nodes are 1 to 6).
+pub const WITNESS_ID: u64 = 100;
+
+/// The site of the demo's witness: neither pool's.
+pub const WITNESS_SITE: &str = "dc3";
+
 /// The demo's pools and nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     /// One or two pools, the CMS's first.
     pub pools: Vec<PoolPlan>,
+    /// The witness, with `--witness` (two sites).
+    pub witness: Option<WitnessPlan>,
+}
+
+/// The demo's witness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WitnessPlan {
+    /// Its id.
+    pub id: u64,
+    /// Its site.
+    pub site: &'static str,
+    /// Its QUIC address, which every node dials directly (not through the WAN relay).
+    pub address: SocketAddr,
+    /// Its HTTP address (`roster witness status --http`; port 0: any free port).
+    pub http: SocketAddr,
 }
 
 /// One pool of the demo.
@@ -118,7 +141,20 @@ impl Layout {
                 }
             })
             .collect();
-        Layout { pools }
+        let witness_index = u64::from(SITES_MAX) * NODES_PER_POOL + 1;
+        let witness = (two_sites && options.witness).then(|| WitnessPlan {
+            id: WITNESS_ID,
+            site: WITNESS_SITE,
+            address: SocketAddr::new(
+                nth_address(options.sip.ip(), witness_index),
+                options.sip.port() + CLUSTER_PORT_OFFSET,
+            ),
+            http: SocketAddr::new(
+                nth_address(options.http.ip(), witness_index),
+                options.http.port(),
+            ),
+        });
+        Layout { pools, witness }
     }
 
     /// Every node, ascending by id.
@@ -171,6 +207,9 @@ impl Layout {
         for pool in &self.pools {
             let _ = write!(text, "\n[[site]]\nname = \"{}\"\n", pool.site);
         }
+        if let Some(witness) = &self.witness {
+            let _ = write!(text, "\n[[site]]\nname = \"{}\"\n", witness.site);
+        }
         for pool in &self.pools {
             let _ = write!(
                 text,
@@ -196,6 +235,14 @@ impl Layout {
                     let _ = writeln!(text, "wan = \"{wan}\"");
                 }
             }
+        }
+        if let (Some(witness), [first, second]) = (&self.witness, self.pools.as_slice()) {
+            let _ = write!(
+                text,
+                "\n[witness]\nid = {}\nsite = \"{}\"\naddress = \"{}\"\npools = [\"{}\", \"{}\"]\n\
+                 http = \"{}\"\n",
+                witness.id, witness.site, witness.address, first.name, second.name, witness.http
+            );
         }
         text
     }
@@ -254,16 +301,23 @@ fn nth_address(first: IpAddr, id: u64) -> IpAddr {
 }
 
 /// Why `address` cannot be the first of six nodes' addresses (`--sip` or `--http` with two
-/// sites), if it cannot.
-pub fn two_sites_refusal(address: IpAddr) -> Option<String> {
+/// sites), and of the witness's after them `with_witness`, if it cannot.
+pub fn two_sites_refusal(address: IpAddr, with_witness: bool) -> Option<String> {
     match address {
         IpAddr::V4(v4) if v4.is_loopback() && v4.octets()[3] >= 1 => {
             let last = v4.octets()[3];
-            (last > TWO_SITES_LAST_BYTE_MAX).then(|| {
-                format!(
-                    "{v4}: the six nodes take it and the five addresses after it;                      its last byte must be {TWO_SITES_LAST_BYTE_MAX} or below"
-                )
-            })
+            let (most, who) = match with_witness {
+                true => (
+                    TWO_SITES_LAST_BYTE_MAX - 1,
+                    "the six nodes and the witness take it and the six addresses after it",
+                ),
+                false => (
+                    TWO_SITES_LAST_BYTE_MAX,
+                    "the six nodes take it and the five addresses after it",
+                ),
+            };
+            (last > most)
+                .then(|| format!("{v4}: {who}; its last byte must be {most} or below"))
         }
         _ => Some(format!(
             "{address}: two sites put each node on its own loopback address,              counting up from this one; give one in 127.0.0.0/8 (127.0.0.1) or use --sites 1"
@@ -290,6 +344,7 @@ mod tests {
             trusted_networks: Vec::new(),
             sites,
             wan_latency: Duration::from_millis(wan_latency_ms),
+            witness: false,
         }
     }
 
@@ -352,6 +407,30 @@ mod tests {
     }
 
     #[test]
+    fn a_witness_sits_in_a_third_site_after_the_nodes() {
+        let mut with_witness = options(2, 20, "127.0.0.1:8080");
+        with_witness.witness = true;
+        let layout = Layout::of(&with_witness);
+        let witness = layout.witness.expect("a witness");
+        assert_eq!(witness.address.to_string(), "127.0.0.7:6060");
+        assert_eq!(witness.http.to_string(), "127.0.0.7:8080");
+        let deployment = Deployment::parse(&layout.topology(8)).expect("a valid topology");
+        let spec = deployment.witness.as_deref().expect("[witness]");
+        assert_eq!((spec.id, spec.site.as_str()), (WITNESS_ID, WITNESS_SITE));
+        assert_eq!(spec.address, witness.address);
+        assert_eq!(spec.http, Some(witness.http));
+        assert_eq!(deployment.witness_of(1).map(|w| w.id), Some(WITNESS_ID));
+        assert!(layout
+            .relay_routes()
+            .iter()
+            .all(|route| route.target != witness.address));
+        // One site has no pair to watch.
+        with_witness.sites = 1;
+        assert_eq!(Layout::of(&with_witness).witness, None);
+        assert_eq!(Layout::of(&options(2, 0, "127.0.0.1:8080")).witness, None);
+    }
+
+    #[test]
     fn a_wan_latency_puts_a_relay_front_before_every_node() {
         let layout = Layout::of(&options(2, 50, "127.0.0.1:8080"));
         let routes = layout.relay_routes();
@@ -366,11 +445,23 @@ mod tests {
         assert_eq!(node_4.wan_address(), routes[3].front);
         assert_eq!(node_4.cluster, routes[3].target);
         // Two sites count addresses up from --sip's and --http's: loopback, room for six.
-        assert_eq!(two_sites_refusal("127.0.0.1".parse().expect("ip")), None);
-        assert_eq!(two_sites_refusal("127.5.5.249".parse().expect("ip")), None);
+        assert_eq!(
+            two_sites_refusal("127.0.0.1".parse().expect("ip"), false),
+            None
+        );
+        assert_eq!(
+            two_sites_refusal("127.5.5.249".parse().expect("ip"), false),
+            None
+        );
+        assert!(two_sites_refusal("127.5.5.249".parse().expect("ip"), true)
+            .is_some_and(|refusal| refusal.contains("the witness") && refusal.contains("248")));
+        assert_eq!(
+            two_sites_refusal("127.5.5.248".parse().expect("ip"), true),
+            None
+        );
         for refused in ["127.0.0.250", "127.0.0.0", "10.0.0.1", "0.0.0.0", "::1"] {
             assert!(
-                two_sites_refusal(refused.parse().expect("ip")).is_some(),
+                two_sites_refusal(refused.parse().expect("ip"), false).is_some(),
                 "{refused}"
             );
         }

@@ -1,7 +1,8 @@
 //! `DIR/demo.json`: what a script needs to drive the demo without parsing its text: every
 //! pool (name, site, partner, the users homed on it, whether the CMS lives there), every node
-//! (addresses, admin URL, process id, data directory, log, configuration), the files a client
-//! needs, the WAN latency and the commands to try. Rewritten whole (a new file renamed over the old) whenever it changes: a
+//! (addresses, admin URL, process id, data directory, log, configuration), the witness with
+//! `--witness` (id, addresses, process id), the files a client needs, the WAN latency and the
+//! commands to try. Rewritten whole (a new file renamed over the old) whenever it changes: a
 //! node ends, a node started again outside the demo is found, the demo stops.
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct Manifest {
     /// The `roster` executable the demo runs.
     roster: PathBuf,
     pools: Vec<PoolEntry>,
+    /// The witness in the third site, with `--witness`.
+    witness: Option<WitnessEntry>,
     /// What to try, ready to copy (the banner's "try" list).
     commands: Vec<DemoCommand>,
 }
@@ -80,6 +83,25 @@ struct PoolEntry {
     /// The demo users homed here.
     users: Vec<UserRange>,
     nodes: Vec<NodeEntry>,
+}
+
+/// The witness.
+#[derive(Debug, Serialize)]
+struct WitnessEntry {
+    id: u64,
+    site: &'static str,
+    /// Whether it runs, as far as the demo knows.
+    running: bool,
+    /// Its process id.
+    pid: u32,
+    /// Its QUIC address, which every node dials.
+    address: String,
+    /// Its HTTP address (`roster witness status --http`); `None` when unknown.
+    http: Option<String>,
+    /// The pools it watches.
+    pools: Vec<&'static str>,
+    config: PathBuf,
+    log: PathBuf,
 }
 
 /// Users `{prefix}{first}` … `{prefix}{last}` of the demo domain.
@@ -124,6 +146,7 @@ impl Manifest {
         options: &DemoOptions,
         layout: &Layout,
         nodes: &[DemoNode],
+        witness: Option<&DemoNode>,
         state: DemoState,
         roster: &Path,
     ) -> Manifest {
@@ -150,7 +173,8 @@ impl Manifest {
             topology_file: dir.join("pool/topology.toml"),
             roster: roster.to_path_buf(),
             pools,
-            commands: commands(options, layout, nodes, roster),
+            witness: witness_entry(layout, witness),
+            commands: commands(options, layout, nodes, witness, roster),
         }
     }
 
@@ -189,6 +213,24 @@ fn pool_entry(layout: &Layout, pool: &PoolPlan, nodes: &[DemoNode]) -> PoolEntry
             })
             .collect(),
     }
+}
+
+fn witness_entry(layout: &Layout, witness: Option<&DemoNode>) -> Option<WitnessEntry> {
+    let (plan, witness) = (layout.witness?, witness?);
+    Some(WitnessEntry {
+        id: plan.id,
+        site: plan.site,
+        running: witness.running(),
+        pid: witness.pid,
+        address: plan.address.to_string(),
+        http: witness
+            .http
+            .clone()
+            .or_else(|| (plan.http.port() != 0).then(|| plan.http.to_string())),
+        pools: layout.pools.iter().map(|pool| pool.name).collect(),
+        config: witness.config.clone(),
+        log: witness.log.clone(),
+    })
 }
 
 fn node_entry(plan: &super::layout::NodePlan, node: &DemoNode) -> NodeEntry {

@@ -89,6 +89,8 @@ pub struct DemoOptions {
     pub sites: u8,
     /// One-way delay of everything between the sites (0: none, and no relay).
     pub wan_latency: Duration,
+    /// Also run a witness in a third site (two sites only).
+    pub witness: bool,
 }
 
 /// How long the demo waits for its nodes to report ready and to know every user: six nodes
@@ -132,6 +134,30 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
         true => None,
         false => Some(WanRelay::start(&routes, options.wan_latency)?),
     };
+    // The witness first: the nodes send it heartbeats from their start.
+    let mut witness = match (
+        &layout.witness,
+        init::witness_config(&options.dir.join("pool"))?,
+    ) {
+        (Some(plan), Some(config)) => {
+            let log = options.dir.join(format!("witness-{}.log", plan.id));
+            let mut started = vec![DemoNode::start_witness(plan.id, &config, &log)?];
+            let ready = tokio::time::timeout(NODES_READY_DEADLINE, nodes::wait_ready(&mut started))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "the demo's witness was not ready within {NODES_READY_DEADLINE:?}; see {}",
+                        log.display()
+                    ))
+                });
+            if let Err(error) = ready {
+                nodes::stop(&mut started).await;
+                return Err(error);
+            }
+            started
+        }
+        _ => Vec::new(),
+    };
     let mut nodes = Vec::new();
     for (id, config) in configs {
         let log = options.dir.join(format!("node-{id}.log"));
@@ -140,17 +166,19 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
             Ok(node) => nodes.push(node),
             Err(error) => {
                 nodes::stop(&mut nodes).await;
+                nodes::stop(&mut witness).await;
                 return Err(error);
             }
         }
     }
-    let manifest = |nodes: &[DemoNode], state| {
-        let written = Manifest::new(&options, &layout, nodes, state, &roster).write(&options.dir);
+    let manifest = |nodes: &[DemoNode], witness: Option<&DemoNode>, state| {
+        let written =
+            Manifest::new(&options, &layout, nodes, witness, state, &roster).write(&options.dir);
         if let Err(error) = written {
             eprintln!("roster demo: {error:#}");
         }
     };
-    manifest(&nodes, DemoState::Starting);
+    manifest(&nodes, witness.first(), DemoState::Starting);
     let users = if seeded { DEMO_USERS } else { 0 };
     let ready = tokio::select! {
         _ = shutdown.cancelled() => Ok(Ok(())),
@@ -165,15 +193,22 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
     let outcome = match ready {
         Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
         Ok(Ok(())) => {
-            manifest(&nodes, DemoState::Ready);
+            manifest(&nodes, witness.first(), DemoState::Ready);
             print!(
                 "{}",
-                banner::banner(&options, &layout, &nodes, &password, &roster)
+                banner::banner(
+                    &options,
+                    &layout,
+                    &nodes,
+                    witness.first(),
+                    &password,
+                    &roster
+                )
             );
             let watch = supervise::Watch {
                 layout: &layout,
                 roster: &roster,
-                on_change: &|nodes: &[DemoNode]| manifest(nodes, DemoState::Ready),
+                on_change: &|nodes: &[DemoNode]| manifest(nodes, witness.first(), DemoState::Ready),
             };
             supervise::supervise(&mut nodes, &watch, &shutdown).await
         }
@@ -184,7 +219,9 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
         )),
     };
     nodes::stop(&mut nodes).await;
-    manifest(&nodes, DemoState::Stopped);
+    // The witness after the nodes: a node that lost it while serving would fence itself.
+    nodes::stop(&mut witness).await;
+    manifest(&nodes, witness.first(), DemoState::Stopped);
     // The relay goes last: the nodes it connects are stopped.
     if let Some(relay) = relay {
         let stats = relay.stats();
@@ -207,7 +244,7 @@ fn check_options(options: &DemoOptions) -> anyhow::Result<()> {
     );
     if options.sites > 1 {
         for (flag, address) in [("--sip", options.sip.ip()), ("--http", options.http.ip())] {
-            if let Some(refusal) = layout::two_sites_refusal(address) {
+            if let Some(refusal) = layout::two_sites_refusal(address, options.witness) {
                 anyhow::bail!("{flag} {refusal}");
             }
         }
@@ -225,6 +262,10 @@ fn check_options(options: &DemoOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
         latency_ms == 0 || options.sites > 1,
         "--wan-latency needs two sites: with --sites 1 nothing crosses a WAN"
+    );
+    anyhow::ensure!(
+        !options.witness || options.sites > 1,
+        "--witness needs two sites: a witness watches a pair of pools"
     );
     Ok(())
 }
@@ -296,6 +337,7 @@ mod tests {
             trusted_networks: Vec::new(),
             sites,
             wan_latency: Duration::ZERO,
+            witness: false,
         }
     }
 
@@ -347,6 +389,11 @@ mod tests {
         assert!(check_options(&latency).is_ok());
         latency.wan_latency = Duration::from_millis(WAN_LATENCY_MS_MAX + 1);
         assert!(refused(latency).contains("--wan-latency 10001"));
+        let mut witness = options(dir, 32, 1);
+        witness.witness = true;
+        assert!(refused(witness.clone()).contains("--witness needs two sites"));
+        witness.sites = 2;
+        assert!(check_options(&witness).is_ok());
         let mut high = options(dir, 32, 2);
         high.sip = "127.0.0.1:60001".parse().expect("address");
         assert!(refused(high).contains("--sip"));

@@ -19,7 +19,10 @@ const STOP_DEADLINE: Duration = Duration::from_secs(8);
 /// The most of a node's log read to find its last words: its final lines fit many times.
 const LOG_TAIL_BYTES_MAX: u64 = 16 * 1024;
 
-/// One node of the demo: its process and what it announced.
+/// The `pool` of the demo's witness, which is the [`DemoNode`] of a `roster witness`.
+pub const WITNESS_LABEL: &str = "witness";
+
+/// One node of the demo (or its witness): its process and what it announced.
 pub struct DemoNode {
     /// Its node id.
     pub id: u64,
@@ -71,6 +74,23 @@ impl DemoNode {
         config: &Path,
         log: &Path,
     ) -> anyhow::Result<DemoNode> {
+        DemoNode::spawn(id, pool, "start", config, log)
+    }
+
+    /// Starts `roster witness --config config` as witness `id`, logging to `log`; its `pool`
+    /// is [`WITNESS_LABEL`].
+    pub fn start_witness(id: u64, config: &Path, log: &Path) -> anyhow::Result<DemoNode> {
+        DemoNode::spawn(id, WITNESS_LABEL, "witness", config, log)
+    }
+
+    /// Starts `roster COMMAND --config config` (see [`DemoNode::start`]).
+    fn spawn(
+        id: u64,
+        pool: &'static str,
+        subcommand: &str,
+        config: &Path,
+        log: &Path,
+    ) -> anyhow::Result<DemoNode> {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let exe = std::env::current_exe().context("cannot find the roster executable")?;
@@ -98,7 +118,7 @@ impl DemoNode {
             });
         }
         let child = command
-            .arg("start")
+            .arg(subcommand)
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
@@ -106,7 +126,14 @@ impl DemoNode {
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start demo node {id}"))?;
+            .with_context(|| {
+                let what = if subcommand == "start" {
+                    "node"
+                } else {
+                    subcommand
+                };
+                format!("cannot start demo {what} {id}")
+            })?;
         let pid = child
             .id()
             .context("a just started child has a process id")?;

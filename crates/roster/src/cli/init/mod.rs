@@ -162,15 +162,28 @@ pub(super) fn certificate_addresses(node: &NodeSpec) -> Vec<String> {
     addresses
 }
 
+/// The addresses the witness's certificate names besides its identity: its QUIC and HTTP IP
+/// addresses (`roster cert rotate issue` names the same).
+pub(super) fn witness_certificate_addresses(witness: &roster_topology::WitnessSpec) -> Vec<String> {
+    let mut addresses = vec![witness.address.ip().to_string()];
+    addresses.extend(witness.http.map(|http| http.ip().to_string()));
+    addresses.dedup();
+    addresses
+}
+
+/// The directory `roster init` writes witness `id`'s files into, under `dir`.
+pub(super) fn witness_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("witness-{id}"))
+}
+
 /// The witness's configuration `roster init` wrote into `dir`, if its topology has a witness.
 pub fn witness_config(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     let Some(deployment) = previous_deployment(dir)? else {
         return Ok(None);
     };
-    Ok(deployment.witness.map(|witness| {
-        dir.join(format!("witness-{}", witness.id))
-            .join("witness.toml")
-    }))
+    Ok(deployment
+        .witness
+        .map(|witness| witness_dir(dir, witness.id).join("witness.toml")))
 }
 
 /// Writes the witness's certificate (once, like a node's) and its configuration.
@@ -180,15 +193,12 @@ fn write_witness(
     witness: &roster_topology::WitnessSpec,
     ca: &Ca,
 ) -> anyhow::Result<PathBuf> {
-    let witness_dir = dir.join(format!("witness-{}", witness.id));
+    let witness_dir = witness_dir(dir, witness.id);
     std::fs::create_dir_all(&witness_dir)
         .with_context(|| format!("cannot create {}", witness_dir.display()))?;
     let cert_path = witness_dir.join("witness.pem");
     if !cert_path.exists() {
-        let mut addresses = vec![witness.address.ip().to_string()];
-        addresses.extend(witness.http.map(|http| http.ip().to_string()));
-        addresses.dedup();
-        ca.issue_witness(witness.id, addresses)?
+        ca.issue_witness(witness.id, witness_certificate_addresses(witness))?
             .write_files(&cert_path, &witness_dir.join("witness.key"))?;
     }
     let pool_id = |name: &str| {
@@ -205,6 +215,7 @@ fn write_witness(
         ca_certificate: PathBuf::from("../tls/ca.pem"),
         certificate: PathBuf::from("witness.pem"),
         private_key: PathBuf::from("witness.key"),
+        topology: Some(PathBuf::from("../topology.toml")),
     };
     let path = witness_dir.join("witness.toml");
     write(&path, &config.to_toml())?;
