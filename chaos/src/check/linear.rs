@@ -519,6 +519,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unregister_answered_503_may_remove_a_later_registration() {
+        // chaos35 of `majority-partition` (seed 5, 2026-12-06): the client's unregister went
+        // through node 4, which forwarded it to the leader, node 2, over a link the partition
+        // cut; the hop timed out (0.80 s) and the client got 503. The client registered again
+        // through node 5 (another Call-ID: a registrar orders CSeqs per Call-ID only), and a
+        // lookup saw the binding. The partition healed at 29.2 s, QUIC delivered the forwarded
+        // unregister (its connection outlives a 6 s cut), the leader applied it, and every
+        // final read answered no binding. Linearizable: a 5xx write may apply at any time
+        // after its invocation.
+        let ops = [
+            listing(op(2162, Register, "c35", (21_621, 21_629), Done), &["c35"]),
+            op(2495, Unregister, "c35", (24_951, 25_753), Unknown),
+            listing(op(2714, Register, "c35", (27_141, 27_151), Done), &["c35"]),
+            listing(op(2831, Lookup, "", (28_311, 28_319), Done), &["c35"]),
+            listing(op(3477, Query, "", (36_463, 36_542), Done), &[]),
+            listing(op(3790, Query, "", (37_061, 37_318), Done), &[]),
+        ];
+        assert_eq!(verdict(&ops), AorVerdict::Linearizable);
+        // Without that unknown unregister the same reads are a lost binding.
+        let without: Vec<Op> = ops.iter().filter(|op| op.id != 2495).cloned().collect();
+        assert!(matches!(verdict(&without), AorVerdict::Violation(v) if v.op == 3477));
+    }
+
+    #[test]
     fn a_write_answered_by_a_restarted_node_lists_a_later_state() {
         // The unregister of y took effect at once (the query at 20-30 no longer sees it), but
         // its answer came from a retransmission applied again after x was added.
