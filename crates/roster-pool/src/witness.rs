@@ -19,7 +19,10 @@
 //! - **Automatic failover**: the node of B that leads B's CMS group (the CMS or its copy) fails A
 //!   over by itself when B has not heard A for the detection interval, the witness answers
 //!   (B holds a lease) and reports that it has not heard A for the detection interval either,
-//!   and A still owns its users: `fail_over_cms` first when the CMS lived on A, then the disaster
+//!   and A still owns its users. Only a pool that was heard and then went silent: one that
+//!   this node never heard since it started, or the witness never heard since it started, is
+//!   not failed over by itself (it may be starting; a deployment is often brought up site by
+//!   site): `fail_over_cms` first when the CMS lived on A, then the disaster
 //!   failover, recorded in the CMS as an operation (a compare-and-set: it never runs twice).
 //!
 //! Why no write is acknowledged by both pools at once (the timing argument, in ARCHITECTURE.md):
@@ -172,7 +175,11 @@ impl Witness {
             state.reported_lost = [false, false];
         }
         let detection = Duration::from_millis(heartbeat.detection_ms);
-        if self.silent(&state, other, now) >= detection && !state.reported_lost[other] {
+        // Only a pool heard since this witness started can go silent: one that never spoke
+        // may be still starting (a deployment brought up site by site), not lost.
+        let went_silent =
+            state.last_heard[other].is_some() && self.silent(&state, other, now) >= detection;
+        if went_silent && !state.reported_lost[other] {
             warn!(
                 pool = self.pools[other],
                 told = %from,
@@ -441,9 +448,13 @@ impl<N: Network> PoolNode<N> {
             return false;
         }
         let detection = self.options.detection_interval;
-        if self
-            .partner_silent_for()
-            .is_none_or(|silent| silent < detection)
+        // A partner this node never heard since it started is not failed over by itself: it
+        // may be still starting (a deployment brought up site by site, or this node restarted
+        // while the partner was down); the operator's word is needed then.
+        if !self.partner_heard()
+            || self
+                .partner_silent_for()
+                .is_none_or(|silent| silent < detection)
         {
             return false;
         }
@@ -456,7 +467,7 @@ impl<N: Network> PoolNode<N> {
             .is_none_or(|heard| heard.reported_lost);
         let partner_lost = report
             .of(partner.pool)
-            .is_some_and(|heard| heard.silent_ms >= millis(detection));
+            .is_some_and(|heard| heard.heard && heard.silent_ms >= millis(detection));
         received.elapsed() <= REPORT_FRESH_MAX && !own_lost && partner_lost
     }
 
@@ -515,10 +526,27 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_never_heard_is_silent_but_not_lost() {
+        let witness = Witness::new([1, 2]);
+        let from_b = Peer { pool: 2, node: 4 };
+        // Detection 0: a has been silent "long enough", but was never heard: it may be
+        // starting, so it is not reported lost (no automatic failover of it).
+        let WitnessResponse::Heard(report) = witness.heartbeat(from_b, heartbeat(false, 0)) else {
+            panic!("refused");
+        };
+        let a = report.of(1).expect("a is watched");
+        assert!(!a.heard && !a.reported_lost, "{a:?}");
+    }
+
+    #[test]
     fn a_silent_pool_is_latched_lost_until_a_pool_hears_its_partner() {
         let witness = Witness::new([1, 2]);
         let from_b = Peer { pool: 2, node: 4 };
         let from_a = Peer { pool: 1, node: 1 };
+        // a is heard once (long detection: b is not reported lost to it).
+        let WitnessResponse::Heard(_) = witness.heartbeat(from_a, heartbeat(false, 60_000)) else {
+            panic!("refused");
+        };
         // Detection 0: b's heartbeat finds a silent "long enough" at once.
         let WitnessResponse::Heard(report) = witness.heartbeat(from_b, heartbeat(false, 0)) else {
             panic!("refused");

@@ -20,7 +20,8 @@
 //! ```
 //!
 //! The witness keeps nothing on disk: after a restart it has heard nobody, and reports both
-//! pools silent since its start until their heartbeats arrive (within a second).
+//! pools silent since its start until their heartbeats arrive (within a second); it reports a
+//! pool lost only once it has heard it and then not for the detection interval.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
