@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::pair::*;
 use common::{clock, raft_options, register, Node};
+use openraft::async_runtime::watch::WatchReceiver;
 use roster_auth::Credentials;
 use roster_cms::{CmsCommand, CmsOutcome, CmsRefusal, CmsState, Ownership, UserRecord};
 use roster_pool::failover::OperationError;
@@ -389,6 +390,50 @@ async fn the_cms_fails_over_and_comes_home_with_nothing_lost() {
     assert!(stream.restores >= 1, "a's replica was restored: {stream:?}");
     println!("cms stream b -> a: {stream:?}");
 
+    // a answers, but the node of b that ships the CMS cannot reach it: a's copy falls behind
+    // by the next change, and the failback is refused after its wait, nothing changed.
+    let shipper = pair
+        .b
+        .all()
+        .into_iter()
+        .find(|node| {
+            node.raft(cms_copy).is_some_and(|raft| {
+                raft.metrics().borrow_watched().current_leader == Some(node.node_id())
+            })
+        })
+        .expect("a leader of b's CMS");
+    pair.network.partition(&[shipper.node_id()], &A_NODES);
+    let other = pair
+        .b
+        .all()
+        .into_iter()
+        .find(|node| node.node_id() != shipper.node_id())
+        .expect("another node of b");
+    put_user(&other, 12).await;
+    // Until the shipper has failed to reach a, the stream lags one entry: caught up enough for
+    // a failback, whose pause would then fail and give the CMS back to b.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while shipper
+        .streams()
+        .iter()
+        .any(|stream| stream.source == cms_copy.to_string() && stream.partner_index.is_some())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = other.fail_back_cms().await;
+    assert!(
+        matches!(&refused, Err(OperationError::Refused(why)) if why.contains("behind")),
+        "{refused:?}"
+    );
+    assert_eq!(other.cms_owner(), Some(at_b));
+    let peek = other.peek(cms_copy).await.expect("b's CMS answers");
+    assert_eq!(peek.epoch, 2, "the refused failback fenced nothing");
+    pair.network.heal();
+
     // A failback that stops halfway (a loaded machine: a's copy slower than the deadline to
     // apply the fence) says so and leaves b holding the CMS; the operator runs it again.
     let mut attempts = 0;
@@ -421,13 +466,13 @@ async fn the_cms_fails_over_and_comes_home_with_nothing_lost() {
     );
     // Every node of both pools records a as the CMS's owner at epoch 3 and has every user.
     for node in pair.a.all().into_iter().chain(pair.b.all()) {
-        await_cms(&node, back, 0..12).await;
+        await_cms(&node, back, 0..13).await;
     }
     // Changes go to a again, through either pool, and b's copy follows a's CMS.
-    put_user(&pair.b.node(6), 12).await;
-    put_user(&pair.a.node(2), 13).await;
+    put_user(&pair.b.node(6), 13).await;
+    put_user(&pair.a.node(2), 14).await;
     for node in pair.a.all().into_iter().chain(pair.b.all()) {
-        await_cms(&node, back, 0..14).await;
+        await_cms(&node, back, 0..15).await;
     }
     wait_converged(&pair, Duration::from_secs(30)).await;
     pair.stop().await;
