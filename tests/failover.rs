@@ -198,7 +198,7 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
     let cms = roster(&["cms", "failover"]);
     assert!(cms.status.success(), "{}", shown(&cms));
     assert!(
-        String::from_utf8_lossy(&cms.stdout).contains("the CMS lives on pool west now, at epoch 2"),
+        String::from_utf8_lossy(&cms.stdout).contains("pool west holds the CMS now, at epoch 2"),
         "{}",
         shown(&cms)
     );

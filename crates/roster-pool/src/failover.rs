@@ -19,7 +19,14 @@
 //!   applied the fence, and the CMS records A at e + 2. A's divergent suffix, if it was alive
 //!   and cut off during the failover, was discarded by the restore.
 //! - **CMS failover**: the partner of the CMS's pool raises its copy of the CMS to a new epoch
-//!   and records itself as the CMS's owner in it.
+//!   and records itself as the CMS's owner in it. From then on it ships the CMS to the home
+//!   pool's old replica (the shipper follows ownership), which becomes a copy when its pool
+//!   returns: restored (it has a history of its own), then streamed.
+//! - **CMS failback**: the pool holding the CMS, once the home pool's copy has caught up,
+//!   fences its CMS at e + 1 (CMS writes answer unavailable), waits until the home pool's copy
+//!   has applied the fence, asks the home pool to record itself as the CMS's owner at e + 1
+//!   (`PairRequest::TakeCms`), and records the same in its own group, which follows the home
+//!   pool's CMS again.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +40,7 @@ use tracing::{info, warn};
 use crate::node::{PoolError, PoolNode};
 use crate::pair::{PairRequest, PairResponse};
 use crate::route::{Answer, Operation as RouteOperation};
+use crate::shipper::counterpart;
 
 /// How long a planned failover waits for the copies to catch up to the fence, and a failback
 /// for the home pool to apply it: they are a round trip behind when the streams are steady.
@@ -45,6 +53,11 @@ const FAILBACK_CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 /// A failback pauses the owner's writes only once every stream to the home pool lags at most
 /// this many entries: the final catch-up is then a few milliseconds of work.
 const FAILBACK_LAG_ENTRIES_MAX: u64 = 64;
+
+/// How long a CMS failback waits for this node's replica of the CMS to apply what its leader
+/// has (a follower is a heartbeat or two behind): a command run again right after another
+/// node finished it then sees the CMS home, not a fenced CMS it still holds.
+const OWNER_SETTLE_WAIT: Duration = Duration::from_secs(2);
 
 /// Pause between looks while waiting for a catch-up.
 const POLL: Duration = Duration::from_millis(20);
@@ -107,6 +120,17 @@ pub enum OperationError {
     Failed(String),
 }
 
+/// Why a pool refused to take the CMS back ([`PairRequest::TakeCms`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TakeCmsError {
+    /// Not safe or not this pool's to do; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The CMS group could not be reached or written.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
 impl From<PoolError> for OperationError {
     fn from(error: PoolError) -> OperationError {
         OperationError::Failed(error.to_string())
@@ -138,6 +162,11 @@ impl Steps {
         self.done.push(Step { what, millis });
         self.last = now;
     }
+}
+
+/// The refusal of a CMS operation on a pool that takes no part in the CMS.
+fn no_cms() -> OperationError {
+    OperationError::Refused("this pool holds neither the CMS nor its copy".into())
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -240,7 +269,14 @@ impl<N: Network> PoolNode<N> {
         self.begin_operation(home, OperationKind::Failback, current)
             .await?;
         steps.mark(format!("recorded the failback of pool {home} in the CMS"));
-        let behind = self.streams_behind(home, FAILBACK_LAG_ENTRIES_MAX).await;
+        let sources: Vec<GroupKey> = self
+            .routing_groups_of(home)
+            .into_iter()
+            .map(|group| self.local_key(group))
+            .collect();
+        let behind = self
+            .streams_behind(&sources, FAILBACK_LAG_ENTRIES_MAX)
+            .await;
         if !behind.is_empty() {
             let _ = self
                 .cms_command(CmsCommand::EndOperation { pool: home })
@@ -291,9 +327,7 @@ impl<N: Network> PoolNode<N> {
     pub async fn fail_over_cms(&self) -> Result<OperationReport, OperationError> {
         let own = self.options.pool;
         let (Some(key), Some(current)) = (self.options.cms_key(), self.cms_owner()) else {
-            return Err(OperationError::Refused(
-                "this pool holds neither the CMS nor its copy".into(),
-            ));
+            return Err(no_cms());
         };
         if current.owner == own {
             return Err(OperationError::Refused(format!(
@@ -308,25 +342,16 @@ impl<N: Network> PoolNode<N> {
             )));
         }
         let mut steps = Steps::new();
-        let epoch = current.epoch + 1;
-        self.write_group(key, GroupRequest::set_epoch(epoch, 0))
-            .await?;
+        // Above the copy's own epoch too: a CMS failback that stopped after fencing its CMS
+        // leaves the group above the owner this pool records.
+        let fenced = self.peek_retrying(key).await?.epoch;
+        let epoch = current.epoch.max(fenced) + 1;
+        self.fence_cms(key, epoch).await?;
         steps.mark(format!(
             "fenced this pool's copy of the CMS at epoch {epoch} (the lost pool's stream is refused)"
         ));
-        let ownership = Ownership { owner: own, epoch };
-        let command = CmsCommand::SetCmsOwner(ownership);
-        match self
-            .write_group(key, GroupRequest::cms(epoch, 0, command))
-            .await?
-        {
-            GroupResponse::Cms(CmsOutcome::OwnershipSet { .. }) => {}
-            other => {
-                return Err(OperationError::Failed(format!(
-                    "the CMS copy refused its promotion: {other:?}"
-                )))
-            }
-        }
+        self.record_cms_owner(key, Ownership { owner: own, epoch })
+            .await?;
         steps.mark(format!(
             "the CMS (here now) records pool {own} as its owner at epoch {epoch}"
         ));
@@ -340,6 +365,284 @@ impl<N: Network> PoolNode<N> {
             paused_ms: None,
             total_ms,
         })
+    }
+
+    /// Brings the CMS home after a CMS failover (`roster cms failback`): this pool holds it
+    /// (its copy was promoted), the CMS's home pool answers again, and its old replica, a copy
+    /// of this pool's CMS since it returned, has caught up. CMS writes pause only while the
+    /// home pool applies the last entries; nothing is lost.
+    pub async fn fail_back_cms(&self) -> Result<OperationReport, OperationError> {
+        let own = self.options.pool;
+        let (Some(key), Some(home)) = (self.options.cms_key(), self.options.cms) else {
+            return Err(no_cms());
+        };
+        let Some(current) = self.settled_cms_owner(key).await else {
+            return Err(no_cms());
+        };
+        if current.owner == home {
+            return Err(OperationError::Refused(format!(
+                "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
+                current.epoch
+            )));
+        }
+        if current.owner != own {
+            return Err(OperationError::Refused(format!(
+                "the CMS is held by pool {} (epoch {}), not by this pool: run the command on a \
+                 node of pool {}",
+                current.owner, current.epoch, current.owner
+            )));
+        }
+        let Some(copy) = counterpart(key) else {
+            return Err(OperationError::Refused(format!(
+                "{key} has no copy in pool {home}"
+            )));
+        };
+        if !self.partner_answers().await {
+            return Err(OperationError::Refused(format!(
+                "pool {home} does not answer: the CMS cannot go home now; nothing was changed"
+            )));
+        }
+        let mut steps = Steps::new();
+        let behind = self.streams_behind(&[key], FAILBACK_LAG_ENTRIES_MAX).await;
+        if !behind.is_empty() {
+            return Err(OperationError::Refused(format!(
+                "pool {home}'s copy of the CMS is behind after {FAILBACK_CATCH_UP_DEADLINE:?}: \
+                 {}; nothing was changed; wait until `roster backup status` shows it steady",
+                behind.join("; ")
+            )));
+        }
+        steps.mark(format!(
+            "pool {home}'s copy of the CMS caught up with the CMS here"
+        ));
+        let epoch = current.epoch + 1;
+        let ownership = Ownership { owner: home, epoch };
+        let paused = Instant::now();
+        let mut handing = false;
+        let result = async {
+            self.fence_cms(key, epoch).await?;
+            steps.mark(format!(
+                "paused CMS writes (the CMS here fenced at epoch {epoch})"
+            ));
+            let timeout = self.options.request_timeout;
+            self.await_epoch(vec![copy], epoch, CATCH_UP_DEADLINE, |group| async move {
+                self.partner_position(group, timeout).await.ok()
+            })
+            .await
+            .map_err(|group| {
+                OperationError::Failed(format!(
+                    "{group} in pool {home} did not reach epoch {epoch} within \
+                     {CATCH_UP_DEADLINE:?}"
+                ))
+            })?;
+            steps.mark(format!(
+                "pool {home}'s copy applied everything up to the fence"
+            ));
+            handing = true;
+            self.hand_cms_to(home, copy, ownership).await?;
+            let paused_ms = millis(paused.elapsed());
+            steps.mark(format!(
+                "the CMS (home again) records pool {home} as its owner at epoch {epoch}"
+            ));
+            self.record_cms_owner(key, ownership).await?;
+            steps.mark(format!(
+                "this pool's group records it too, and follows pool {home}'s CMS again"
+            ));
+            Ok::<u64, OperationError>(paused_ms)
+        }
+        .await;
+        match result {
+            Ok(paused_ms) => Ok(OperationReport {
+                operation: "cms failback".into(),
+                pool: home,
+                owner: home,
+                epoch,
+                total_ms: millis(steps.started.elapsed()),
+                steps: steps.done,
+                paused_ms: Some(paused_ms),
+            }),
+            Err(error) => Err(self
+                .cms_failback_stopped(key, own, epoch, handing, error, steps)
+                .await),
+        }
+    }
+
+    /// The CMS's owner as this node knows it, once its replica of the CMS group `key` has
+    /// caught up with a fence its leader applied (a failback that just finished through
+    /// another node), or after [`OWNER_SETTLE_WAIT`] (a failback that stopped after its fence:
+    /// running it again goes on from there).
+    async fn settled_cms_owner(&self, key: GroupKey) -> Option<Ownership> {
+        let deadline = tokio::time::Instant::now() + OWNER_SETTLE_WAIT;
+        let fenced = self.peek(key).await.map_or(0, |peek| peek.epoch);
+        loop {
+            let current = self.cms_owner()?;
+            if current.epoch >= fenced || tokio::time::Instant::now() >= deadline {
+                return Some(current);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A CMS failback that stopped: before the home pool was asked to take the CMS, this pool
+    /// takes it again at the fence's epoch (its writes resume; the home pool never owned it at
+    /// that epoch); after, the outcome of the ask is unknown, and writes stay paused until the
+    /// command runs again.
+    async fn cms_failback_stopped(
+        &self,
+        key: GroupKey,
+        own: PoolId,
+        epoch: u64,
+        handing: bool,
+        error: OperationError,
+        steps: Steps,
+    ) -> OperationError {
+        warn!(%error, "cms failback stopped");
+        let done: Vec<String> = steps.done.iter().map(|step| step.what.clone()).collect();
+        let state = if handing {
+            "CMS writes stay paused: run `roster cms failback` again (the home pool may hold the \
+             CMS already)"
+                .to_string()
+        } else {
+            match self
+                .record_cms_owner(key, Ownership { owner: own, epoch })
+                .await
+            {
+                Ok(()) => {
+                    format!("pool {own} holds the CMS still, at epoch {epoch}; its writes resumed")
+                }
+                Err(resume) => {
+                    format!("CMS writes stay paused ({resume}): run `roster cms failback` again")
+                }
+            }
+        };
+        OperationError::Failed(format!(
+            "{error}; done before it stopped: [{}]; {state}",
+            done.join("; ")
+        ))
+    }
+
+    /// Raises this pool's CMS group `key` to `epoch`: writes at the epoch before are refused.
+    async fn fence_cms(&self, key: GroupKey, epoch: u64) -> Result<(), OperationError> {
+        match self
+            .write_group(key, GroupRequest::set_epoch(epoch, 0))
+            .await?
+        {
+            GroupResponse::EpochSet { .. } => Ok(()),
+            other => Err(OperationError::Failed(format!(
+                "the CMS here did not take the fence at epoch {epoch}: {other:?}"
+            ))),
+        }
+    }
+
+    /// Records `ownership` as the CMS's owner in this pool's CMS group `key`.
+    async fn record_cms_owner(
+        &self,
+        key: GroupKey,
+        ownership: Ownership,
+    ) -> Result<(), OperationError> {
+        let command = CmsCommand::SetCmsOwner(ownership);
+        match self
+            .write_group(key, GroupRequest::cms(ownership.epoch, 0, command))
+            .await?
+        {
+            GroupResponse::Cms(CmsOutcome::OwnershipSet { .. }) => Ok(()),
+            other => Err(OperationError::Failed(format!(
+                "{key} did not record pool {} as the CMS's owner at epoch {}: {other:?}",
+                ownership.owner, ownership.epoch
+            ))),
+        }
+    }
+
+    /// Asks the CMS's home pool (the partner) to record itself as its owner in `copy`, its
+    /// replica, retried while its group elects.
+    async fn hand_cms_to(
+        &self,
+        home: PoolId,
+        copy: GroupKey,
+        ownership: Ownership,
+    ) -> Result<(), OperationError> {
+        let request = PairRequest::TakeCms { ownership };
+        self.call_partner_until(copy, &request, |answer| {
+            matches!(
+                answer,
+                PairResponse::Applied(Ok(GroupResponse::Cms(CmsOutcome::OwnershipSet { .. })))
+            )
+        })
+        .await
+        .map_err(|why| OperationError::Failed(format!("pool {home} did not take the CMS: {why}")))
+    }
+
+    /// Sends `request` about `about` to the partner until `done` accepts its answer, retrying
+    /// while its groups elect or miss a quorum ack (an operation should not stop halfway for a
+    /// hiccup); past [`STEP_RETRY_DEADLINE`], the last answer or error.
+    async fn call_partner_until(
+        &self,
+        about: GroupKey,
+        request: &PairRequest,
+        done: impl Fn(&PairResponse) -> bool,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + STEP_RETRY_DEADLINE;
+        loop {
+            let last = tokio::time::Instant::now() >= deadline;
+            match self
+                .call_partner(about, request, self.options.request_timeout)
+                .await
+            {
+                Ok(answer) if done(&answer) => return Ok(()),
+                Ok(other) if last => return Err(format!("{other:?}")),
+                Err(error) if last => return Err(error.to_string()),
+                _ => tokio::time::sleep(POLL * 5).await,
+            }
+        }
+    }
+
+    /// Serves [`PairRequest::TakeCms`] from pool `from`: this pool is the CMS's home, `from`
+    /// holds the CMS now, and this pool's copy has applied `from`'s fence at
+    /// `ownership.epoch` (so it holds everything `from` acknowledged): record this pool as
+    /// the owner there. Asked again after it was done, it records the same again (a no-op).
+    pub(crate) async fn take_cms(
+        &self,
+        from: PoolId,
+        ownership: Ownership,
+    ) -> Result<GroupResponse, TakeCmsError> {
+        let own = self.options.pool;
+        let key = match self.options.cms_key() {
+            Some(key) if key.is_home() && key.pool == own && ownership.owner == own => key,
+            _ => {
+                return Err(TakeCmsError::Refused(
+                    "the CMS's home is not this pool".into(),
+                ))
+            }
+        };
+        match self.cms_owner() {
+            Some(current) if current == ownership || current.owner == from => {}
+            current => {
+                return Err(TakeCmsError::Refused(format!(
+                    "the CMS is held by {}, not by pool {from}",
+                    current.map_or_else(
+                        || "no pool".to_string(),
+                        |c| format!("pool {} at epoch {}", c.owner, c.epoch)
+                    )
+                )))
+            }
+        }
+        let at = self.peek(key).await?.epoch;
+        if at < ownership.epoch {
+            return Err(TakeCmsError::Refused(format!(
+                "this pool's copy of the CMS is at epoch {at}, below the fence at {}: it has \
+                 not applied everything yet",
+                ownership.epoch
+            )));
+        }
+        let request = GroupRequest::cms(ownership.epoch, 0, CmsCommand::SetCmsOwner(ownership));
+        match self.routed(key, RouteOperation::Write(request)).await? {
+            Answer::Written(response) => {
+                info!(epoch = ownership.epoch, from, "took the CMS back");
+                Ok(response)
+            }
+            _ => Err(TakeCmsError::Pool(PoolError::Internal(format!(
+                "unexpected answer from {key}"
+            )))),
+        }
     }
 
     /// `home` must be this pool's partner.
@@ -514,24 +817,16 @@ impl<N: Network> PoolNode<N> {
         epoch: u64,
     ) -> Result<(), OperationError> {
         let request = PairRequest::Fence { group, epoch };
-        let deadline = tokio::time::Instant::now() + STEP_RETRY_DEADLINE;
-        loop {
-            let last = tokio::time::Instant::now() >= deadline;
-            match self
-                .call_partner(group, &request, self.options.request_timeout)
-                .await
-            {
-                Ok(PairResponse::Applied(Ok(GroupResponse::EpochSet { .. })))
-                | Ok(PairResponse::Applied(Ok(GroupResponse::StaleEpoch { .. }))) => return Ok(()),
-                Ok(other) if last => {
-                    return Err(OperationError::Failed(format!(
-                        "pool {home} did not fence {group}: {other:?}"
-                    )))
-                }
-                Err(error) if last => return Err(error.into()),
-                _ => tokio::time::sleep(POLL * 5).await,
-            }
-        }
+        self.call_partner_until(group, &request, |answer| {
+            matches!(
+                answer,
+                PairResponse::Applied(Ok(
+                    GroupResponse::EpochSet { .. } | GroupResponse::StaleEpoch { .. }
+                ))
+            )
+        })
+        .await
+        .map_err(|why| OperationError::Failed(format!("pool {home} did not fence {group}: {why}")))
     }
 
     /// Raises this pool's groups holding `home`'s users (its copies, or its own groups) to
@@ -570,6 +865,19 @@ impl<N: Network> PoolNode<N> {
         }
     }
 
+    /// The epoch and position of this pool's group `key` (through its leader), retrying while
+    /// it elects or its leader misses a quorum ack.
+    async fn peek_retrying(&self, key: GroupKey) -> Result<crate::protocol::Peek, OperationError> {
+        let deadline = tokio::time::Instant::now() + STEP_RETRY_DEADLINE;
+        loop {
+            match self.peek(key).await {
+                Ok(peek) => return Ok(peek),
+                Err(error) if tokio::time::Instant::now() >= deadline => return Err(error.into()),
+                Err(_) => tokio::time::sleep(POLL * 5).await,
+            }
+        }
+    }
+
     /// Waits until every copy of `home`'s groups in this pool is at `epoch` or above: it has
     /// applied the home pool's fence, and so everything before it.
     async fn await_copies_at(
@@ -578,9 +886,12 @@ impl<N: Network> PoolNode<N> {
         epoch: u64,
         within: Duration,
     ) -> Result<Slowest, OperationError> {
-        self.await_epoch(home, epoch, within, |group| async move {
-            self.peek(self.local_key(group)).await.ok()
-        })
+        self.await_epoch(
+            self.routing_groups_of(home),
+            epoch,
+            within,
+            |group| async move { self.peek(self.local_key(group)).await.ok() },
+        )
         .await
         .map_err(|group| {
             OperationError::Failed(format!(
@@ -599,9 +910,12 @@ impl<N: Network> PoolNode<N> {
         within: Duration,
     ) -> Result<Slowest, OperationError> {
         let timeout = self.options.request_timeout;
-        self.await_epoch(home, epoch, within, |group| async move {
-            self.partner_position(group, timeout).await.ok()
-        })
+        self.await_epoch(
+            self.routing_groups_of(home),
+            epoch,
+            within,
+            |group| async move { self.partner_position(group, timeout).await.ok() },
+        )
         .await
         .map_err(|group| {
             OperationError::Failed(format!(
@@ -612,11 +926,11 @@ impl<N: Network> PoolNode<N> {
         })
     }
 
-    /// Waits, for every routing group of `home` at once, until `position` shows it at `epoch`
-    /// or above; the first group still below it at the deadline is the error.
+    /// Waits, for every group of `groups` at once, until `position` shows it at `epoch` or
+    /// above; the first group still below it at the deadline is the error.
     async fn await_epoch<F, Fut>(
         &self,
-        home: PoolId,
+        groups: Vec<GroupKey>,
         epoch: u64,
         within: Duration,
         position: F,
@@ -627,7 +941,7 @@ impl<N: Network> PoolNode<N> {
     {
         let started = tokio::time::Instant::now();
         let deadline = started + within;
-        let waits = self.routing_groups_of(home).into_iter().map(|group| {
+        let waits = groups.into_iter().map(|group| {
             let position = &position;
             async move {
                 loop {
@@ -643,15 +957,16 @@ impl<N: Network> PoolNode<N> {
         Ok(Slowest(reached.into_iter().max_by_key(|(_, after)| *after)))
     }
 
-    /// The streams from this pool to `home`'s groups that lag more than `entries_max` (or are
-    /// not shipped at all), named; waits a while for them to catch up first.
-    async fn streams_behind(&self, home: PoolId, entries_max: u64) -> Vec<String> {
+    /// The streams from this pool's groups `sources` to their copies in the partner pool that
+    /// lag more than `entries_max` (or are not shipped at all), named; waits a while for them
+    /// to catch up first.
+    async fn streams_behind(&self, sources: &[GroupKey], entries_max: u64) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + FAILBACK_CATCH_UP_DEADLINE;
         loop {
             let report = self.backup_report().await;
             let mut behind = Vec::new();
-            for group in self.routing_groups_of(home) {
-                let source = self.local_key(group).to_string();
+            for group in sources {
+                let source = group.to_string();
                 match report.streams.iter().find(|stream| stream.source == source) {
                     Some(stream)
                         if stream.partner_index.is_some() && stream.lag_entries <= entries_max => {}

@@ -7,7 +7,7 @@
 //! Every request names what it is for by group key, and the receiving node routes it to that
 //! group's leader in its own pool: the sender needs to know only some node of the partner.
 
-use roster_cms::{CmsCommand, CmsOutcome};
+use roster_cms::{CmsCommand, CmsOutcome, Ownership};
 use roster_raft::{GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command, MergeCommand};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,13 @@ pub enum PairRequest {
         /// The change.
         command: CmsCommand,
     },
+    /// Take the CMS back (`roster cms failback`): the sender, which holds the CMS now, has
+    /// fenced it at `ownership.epoch` and the receiver's copy has applied that fence; the
+    /// receiver records itself as the CMS's owner in its copy, which becomes the CMS.
+    TakeCms {
+        /// The receiver's pool, at the epoch of the fence.
+        ownership: Ownership,
+    },
     /// Is the partner there? Answered at once by any node.
     Ping,
     /// The backup streams the receiver ships and the copies it leads (for status).
@@ -90,6 +97,7 @@ impl PairRequest {
             PairRequest::Read { .. } => "pair_read",
             PairRequest::Homecoming { .. } => "pair_homecoming",
             PairRequest::Cms { .. } => "pair_cms",
+            PairRequest::TakeCms { .. } => "pair_take_cms",
             PairRequest::Ping => "pair_ping",
             PairRequest::Streams => "pair_streams",
         }
@@ -97,7 +105,8 @@ impl PairRequest {
 
     /// Whether sending the request again is harmless when its answer was lost: everything but a
     /// user's write (which could apply twice, and find its own CSeq applied) and a CMS change
-    /// (a fence raises an epoch to a given value: twice is once).
+    /// (a fence raises an epoch to a given value, and a CMS owner recorded twice is recorded
+    /// once: twice is once).
     pub fn is_idempotent(&self) -> bool {
         !matches!(self, PairRequest::Write { .. } | PairRequest::Cms { .. })
     }
@@ -106,7 +115,7 @@ impl PairRequest {
 /// The answer to a [`PairRequest`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PairResponse {
-    /// To `Stream`, `Write`, `Fence` and `Homecoming`: what applying it answered.
+    /// To `Stream`, `Write`, `Fence`, `Homecoming` and `TakeCms`: what applying it answered.
     Applied(Result<GroupResponse, ServeError>),
     /// To `Position`.
     Position(Result<Peek, ServeError>),

@@ -256,7 +256,10 @@ impl<N: Network> PoolNode<N> {
     /// Applies `command` in the CMS: on its group in this pool when this pool holds the
     /// authoritative CMS (its home, or the copy promoted by a CMS failover), else through the
     /// partner. A directory change for the partner's users (or any, when the CMS lives there)
-    /// is refused while this node is in resiliency mode (see `resilience`).
+    /// is refused while this node is in resiliency mode (see `resilience`), and so is any
+    /// change while a node that has just started has not yet learned from its partner who
+    /// holds the CMS (its own replica, from before a CMS failover, would take it at the old
+    /// epoch, and the restore from the partner's CMS would then discard it).
     pub async fn cms_write(&self, command: CmsCommand) -> Result<CmsOutcome, PoolError> {
         if let Some(refusal) = self.refuse_in_resiliency_mode(&command) {
             return Err(refusal);
@@ -266,6 +269,15 @@ impl<N: Network> PoolNode<N> {
                 "this pool holds no CMS and no copy of it".into(),
             ));
         };
+        if owner.owner == self.options.pool && !self.ownership_settled() {
+            return Err(PoolError::Unavailable {
+                reason: "this node has just started and is learning from its partner pool who \
+                         holds the CMS"
+                    .into(),
+                retry_after_s: 1,
+                group: key,
+            });
+        }
         if owner.owner != self.options.pool {
             let request = PairRequest::Cms { command };
             return match self
@@ -382,6 +394,15 @@ impl<N: Network> PoolNode<N> {
                     Err(error) => PairResponse::Applied(Err(as_serve(error))),
                 }
             }
+            PairRequest::TakeCms { ownership } => match self.take_cms(from.pool, ownership).await {
+                Ok(response) => PairResponse::Applied(Ok(response)),
+                Err(crate::failover::TakeCmsError::Refused(why)) => {
+                    PairResponse::Error(format!("{from}: {why}"))
+                }
+                Err(crate::failover::TakeCmsError::Pool(error)) => {
+                    PairResponse::Applied(Err(as_serve(error)))
+                }
+            },
             PairRequest::Ping => PairResponse::Pong(self.ownership_view()),
             PairRequest::Streams => PairResponse::Streams(self.node_streams()),
         }

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use roster_net::Network;
+use roster_pool::ownership::OwnershipView;
 use roster_pool::report::BackupReport;
 use roster_pool::shipper::{StreamState, StreamStatus, STEADY_LAG};
 use roster_pool::PoolNode;
@@ -46,6 +47,7 @@ impl<N: Network> Backup<N> {
         status(
             &report,
             &self.deployment,
+            &self.node.ownership_view(),
             self.node.pool(),
             self.node.node_id(),
             now_ms(),
@@ -69,10 +71,13 @@ impl<N: Network> BackupSource for Backup<N> {
 }
 
 /// The document for `pool` (whose node `node` answers) from `report`: this pool's groups to
-/// its partner, then the partner's here, each listing every source group it should have.
+/// its partner, then the partner's here, each listing every source group it should have as
+/// `ownership` says (after a failover a pool ships its copies of the partner's groups, and
+/// after a CMS failover its copy of the CMS, back to the partner).
 pub fn status(
     report: &BackupReport,
     deployment: &Deployment,
+    ownership: &OwnershipView,
     pool: PoolId,
     node: NodeId,
     generated_at_ms: u64,
@@ -87,7 +92,7 @@ pub fn status(
         None => Vec::new(),
         Some(partner) => [(pool, partner), (partner, pool)]
             .into_iter()
-            .map(|(source, copy)| direction(deployment, source, copy, &reported))
+            .map(|(source, copy)| direction(deployment, ownership, source, copy, &reported))
             .collect(),
     };
     BackupStatus {
@@ -100,25 +105,34 @@ pub fn status(
     }
 }
 
-/// Every stream from `source` to `copy`: one per routing group of `source`, and the CMS's when
-/// it lives on `source`.
+/// Every stream from `source` to `copy`: one per routing group of each pool whose users
+/// `source` owns (its own, or its partner's after a failover: shipped from its copies), and the
+/// CMS's when `source` holds it (at home, or its copy after a CMS failover).
 fn direction(
     deployment: &Deployment,
+    ownership: &OwnershipView,
     source: PoolId,
     copy: PoolId,
     reported: &BTreeMap<GroupKey, &StreamStatus>,
 ) -> Direction {
-    let groups = deployment.pool(source).map_or(0, |spec| spec.groups);
-    let mut keys: Vec<GroupKey> = (0..groups)
-        .map(|group| GroupKey::routing(source, group))
-        .collect();
-    if deployment.cms_pool() == source {
-        keys.push(GroupKey::cms(source));
+    let mut keys: Vec<GroupKey> = Vec::new();
+    for home in [source, copy] {
+        let owner = ownership.pools.get(&home).map_or(home, |owned| owned.owner);
+        if owner != source {
+            continue;
+        }
+        let groups = deployment.pool(home).map_or(0, |spec| spec.groups);
+        keys.extend((0..groups).map(|group| held_by(source, GroupKey::routing(home, group))));
     }
-    // A stream reported that the layout does not name (a deployment changed since) is shown
-    // too: nothing reported is hidden.
+    let cms = deployment.cms_pool();
+    let cms_owner = ownership.cms.map_or(cms, |owned| owned.owner);
+    if cms_owner == source && (cms == source || cms == copy) {
+        keys.push(held_by(source, GroupKey::cms(cms)));
+    }
+    // A stream reported that the layout does not name (a deployment or an owner changed since)
+    // is shown too: nothing reported is hidden.
     for key in reported.keys() {
-        if key.pool == source && key.is_home() && !keys.contains(key) {
+        if shipping_pool(deployment, *key) == Some(source) && !keys.contains(key) {
             keys.push(*key);
         }
     }
@@ -144,6 +158,26 @@ fn direction(
             .map(|view| view.lag_seconds)
             .fold(0.0, f64::max),
         groups: views,
+    }
+}
+
+/// The group of pool `pool` that holds the users (or the CMS) of `home_key`, a group in its
+/// home pool's terms: the group itself at home, its copy on the partner.
+fn held_by(pool: PoolId, home_key: GroupKey) -> GroupKey {
+    if home_key.pool == pool {
+        home_key
+    } else {
+        home_key.copy().unwrap_or(home_key)
+    }
+}
+
+/// The pool that holds group `key`, and ships it when it is a source: its home pool, or for a
+/// copy the home pool's partner.
+fn shipping_pool(deployment: &Deployment, key: GroupKey) -> Option<PoolId> {
+    if key.is_home() {
+        Some(key.pool)
+    } else {
+        deployment.partner(key.pool)
     }
 }
 
@@ -175,8 +209,7 @@ fn view(stream: &StreamStatus) -> StreamView {
 fn unreported(source: GroupKey) -> StreamView {
     StreamView {
         source: source.to_string(),
-        copy: source
-            .copy()
+        copy: roster_pool::shipper::counterpart(source)
             .map_or_else(String::new, |copy| copy.to_string()),
         leader: None,
         source_index: None,
@@ -247,7 +280,14 @@ mod tests {
             ],
             unreachable: vec!["pool 2 node 6: timed out".into()],
         };
-        let status = status(&report, &paired_deployment("east"), 2, 5, 42);
+        let status = status(
+            &report,
+            &paired_deployment("east"),
+            &OwnershipView::default(),
+            2,
+            5,
+            42,
+        );
         assert_eq!((status.pool.name.as_str(), status.node), ("west", 5));
         assert_eq!(status.directions.len(), 2);
         let here = &status.directions[0];
@@ -286,7 +326,14 @@ mod tests {
             streams: vec![lone],
             unreachable: Vec::new(),
         };
-        let status = status(&report, &paired_deployment("east"), 1, 1, 42);
+        let status = status(
+            &report,
+            &paired_deployment("east"),
+            &OwnershipView::default(),
+            1,
+            1,
+            42,
+        );
         let view = &status.directions[1].groups[0];
         assert_eq!(
             (view.leader, view.source_index, view.partner_index),
@@ -301,6 +348,59 @@ mod tests {
     }
 
     #[test]
+    fn after_failovers_the_partner_ships_its_copies_and_the_cms_home() {
+        use roster_cms::Ownership;
+        // West owns east's users and holds the CMS (a CMS failover, then east's failover).
+        let ownership = OwnershipView {
+            pools: BTreeMap::from([
+                (1, Ownership { owner: 2, epoch: 2 }),
+                (2, Ownership { owner: 2, epoch: 1 }),
+            ]),
+            cms: Some(Ownership { owner: 2, epoch: 2 }),
+        };
+        let cms_copy = GroupKey::cms(1).copy().expect("the CMS has a copy");
+        let mut home = stream(GroupKey::routing(1, 0), 0, 0, StreamState::Steady);
+        home.copy = "1/routing-0".into();
+        home.source = "1/backup-0".into();
+        home.leader = 4;
+        let mut cms = home.clone();
+        cms.source = cms_copy.to_string();
+        cms.copy = "1/cms".into();
+        let report = BackupReport {
+            streams: vec![home, cms],
+            unreachable: Vec::new(),
+        };
+        let status = status(&report, &paired_deployment("east"), &ownership, 2, 4, 42);
+        let back = &status.directions[0];
+        assert_eq!(
+            (back.source.name.as_str(), back.copy.name.as_str()),
+            ("west", "east")
+        );
+        let sources: Vec<&str> = back.groups.iter().map(|g| g.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "1/backup-0",
+                "1/backup-1",
+                "1/backup-2",
+                "1/cms-backup",
+                "2/routing-0",
+                "2/routing-1"
+            ]
+        );
+        let cms_line = &back.groups[3];
+        assert_eq!(
+            (cms_line.copy.as_str(), cms_line.state.as_str()),
+            ("1/cms", "steady")
+        );
+        // The copies' own streams back are not shipped yet: listed, stopped.
+        assert_eq!(back.groups[1].copy, "1/routing-1");
+        assert_eq!(back.groups[1].state, "stopped");
+        // East owns nothing now: its direction is empty.
+        assert_eq!(status.directions[1].streams, 0);
+    }
+
+    #[test]
     fn a_pool_without_a_partner_has_no_directions() {
         let text = "[deployment]\nname = \"t\"\n[[site]]\nname = \"a\"\n\
                     [[pool]]\nid = 1\nname = \"solo\"\nsite = \"a\"\n\
@@ -308,7 +408,14 @@ mod tests {
                     [[node]]\nid = 2\npool = \"solo\"\ncluster = \"127.0.0.1:7002\"\n\
                     [[node]]\nid = 3\npool = \"solo\"\ncluster = \"127.0.0.1:7003\"\n";
         let deployment = Deployment::parse(text).expect("valid");
-        let status = status(&BackupReport::default(), &deployment, 1, 1, 42);
+        let status = status(
+            &BackupReport::default(),
+            &deployment,
+            &OwnershipView::default(),
+            1,
+            1,
+            42,
+        );
         assert!(status.directions.is_empty());
         let json = serde_json::to_value(&status).expect("json");
         assert_eq!(json["directions"], serde_json::json!([]));

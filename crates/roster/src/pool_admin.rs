@@ -211,6 +211,11 @@ impl Admin for PoolAdmin {
         let node = self.node.clone();
         Box::pin(async move { operation_answer(node.fail_over_cms().await) })
     }
+
+    fn fail_back_cms(&self) -> AdminFuture {
+        let node = self.node.clone();
+        Box::pin(async move { operation_answer(node.fail_back_cms().await) })
+    }
 }
 
 /// A failover, failback or CMS failover as the admin route answers it: its report, `409` when

@@ -35,6 +35,10 @@ pub const FAILBACK_ROUTE: &str = "/admin/pools/{pool}/failback";
 /// `POST`: promote this pool's copy of the CMS (its pool is lost).
 pub const CMS_FAILOVER_PATH: &str = "/admin/cms/failover";
 
+/// `POST`: bring the CMS home from this node's pool (after a CMS failover, once its home pool
+/// has returned and its copy there has caught up).
+pub const CMS_FAILBACK_PATH: &str = "/admin/cms/failback";
+
 /// The failover route for `pool`, planned or after a disaster.
 pub fn failover_path(pool: roster_topology::PoolId, disaster: bool) -> String {
     let path = FAILOVER_ROUTE.replace("{pool}", &pool.to_string());

@@ -129,7 +129,8 @@ pub enum Command {
         #[command(subcommand)]
         command: PoolCommand,
     },
-    /// The CMS: `roster cms failover` when the pool holding it is lost.
+    /// The CMS: `roster cms failover` when the pool holding it is lost, `roster cms failback`
+    /// to bring it home.
     Cms {
         #[command(subcommand)]
         command: CmsOperation,
@@ -286,6 +287,15 @@ pub enum CmsOperation {
     /// Promote the CMS's backup copy in the partner pool when the CMS's pool is lost (a
     /// disaster failover of that pool needs it first).
     Failover {
+        #[command(flatten)]
+        access: Access,
+        /// The admin token file `roster init` wrote (admin.token).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+    },
+    /// Bring the CMS home after a CMS failover, once its pool has returned and its copy there
+    /// has caught up (`roster backup status`): CMS writes pause only for the final catch-up.
+    Failback {
         #[command(flatten)]
         access: Access,
         /// The admin token file `roster init` wrote (admin.token).

@@ -1,7 +1,7 @@
-//! `roster pool failover POOL [--disaster]`, `roster pool failback POOL` and `roster cms
-//! failover`: ask a node of the pool that acts (the partner taking the users over or giving
-//! them back; the partner of the CMS's pool) to run the operation, and print its steps with
-//! their durations. A refusal is printed with its reason and exits 1; nothing changed.
+//! `roster pool failover POOL [--disaster]`, `roster pool failback POOL`, `roster cms
+//! failover` and `roster cms failback`: ask a node of the pool that acts (the partner taking the
+//! users over or giving them back; the partner of the CMS's pool, which takes the CMS over and
+//! gives it back) to run the operation, and print its steps with their durations. A refusal is printed with its reason and exits 1; nothing changed.
 
 use std::path::Path;
 
@@ -22,6 +22,8 @@ enum Asked<'a> {
     Failback { pool: &'a str },
     /// `roster cms failover`.
     CmsFailover,
+    /// `roster cms failback`.
+    CmsFailback,
 }
 
 /// `roster pool failover`: `name`'s users move to its partner.
@@ -49,6 +51,11 @@ pub fn fail_back(access: &Access, token_file: &Path, name: &str) -> anyhow::Resu
 /// `roster cms failover`: the CMS's copy in the partner of the CMS's pool becomes the CMS.
 pub fn fail_over_cms(access: &Access, token_file: &Path) -> anyhow::Result<()> {
     run(access, token_file, Asked::CmsFailover)
+}
+
+/// `roster cms failback`: the CMS goes home from the partner of its pool.
+pub fn fail_back_cms(access: &Access, token_file: &Path) -> anyhow::Result<()> {
+    run(access, token_file, Asked::CmsFailback)
 }
 
 /// The pool named `name` in the overview: its id and its partner's name.
@@ -89,12 +96,17 @@ fn run(access: &Access, token_file: &Path, asked: Asked<'_>) -> anyhow::Result<(
                 let (id, partner) = pool_and_partner(&overview, pool)?;
                 (partner, admin_api::failback_path(id))
             }
-            Asked::CmsFailover => {
+            Asked::CmsFailover | Asked::CmsFailback => {
                 let Some(cms) = overview["cms"]["pool"].as_str() else {
                     anyhow::bail!("the deployment has no CMS (no pool holds it)");
                 };
                 let (_, partner) = pool_and_partner(&overview, cms)?;
-                (partner, admin_api::CMS_FAILOVER_PATH.to_string())
+                let path = if matches!(asked, Asked::CmsFailover) {
+                    admin_api::CMS_FAILOVER_PATH
+                } else {
+                    admin_api::CMS_FAILBACK_PATH
+                };
+                (partner, path.to_string())
             }
         };
         println!("asking a node of pool {acting} to run it ...");
@@ -145,20 +157,29 @@ fn render(name: &dyn Fn(PoolId) -> String, report: &OperationReport) -> String {
             seconds(step.millis)
         ));
     }
-    // A CMS operation moves the CMS, not users.
-    let outcome = if report.operation.starts_with("cms ") {
-        format!("the CMS lives on pool {} now", name(report.owner))
-    } else {
-        format!(
-            "pool {} serves pool {}'s users now",
-            name(report.owner),
-            name(report.pool)
-        )
-    };
-    out.push_str(&format!("{outcome}, at epoch {}\n", report.epoch));
-    if let Some(paused) = report.paused_ms {
+    let cms = report.operation.starts_with("cms");
+    if cms {
         out.push_str(&format!(
-            "their writes were paused for {} (answered 503, Retry-After: 1)\n",
+            "pool {} holds the CMS now, at epoch {}\n",
+            name(report.owner),
+            report.epoch
+        ));
+    } else {
+        out.push_str(&format!(
+            "pool {} serves pool {}'s users now, at epoch {}\n",
+            name(report.owner),
+            name(report.pool),
+            report.epoch
+        ));
+    }
+    if let Some(paused) = report.paused_ms {
+        let what = if cms {
+            "directory changes"
+        } else {
+            "their writes"
+        };
+        out.push_str(&format!(
+            "{what} were paused for {} (answered 503, Retry-After: 1)\n",
             seconds(paused)
         ));
     }
@@ -207,6 +228,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("paused for 0.115 s"), "{text}");
+        let cms = OperationReport {
+            operation: "cms failback".into(),
+            steps: Vec::new(),
+            ..report
+        };
+        let text = render(&name, &cms);
+        assert!(
+            text.starts_with("cms failback of pool east: done in 1.471 s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pool east holds the CMS now, at epoch 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("directory changes were paused for 0.115 s"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -223,7 +262,7 @@ mod tests {
         };
         let text = render(&name, &report);
         assert!(
-            text.contains("the CMS lives on pool west now, at epoch 2\n"),
+            text.contains("pool west holds the CMS now, at epoch 2\n"),
             "{text}"
         );
         assert!(!text.contains("users"), "{text}");

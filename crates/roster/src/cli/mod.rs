@@ -187,6 +187,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cms {
             command: CmsOperation::Failover { access, token_file },
         } => failover::fail_over_cms(&access, &token_file),
+        Command::Cms {
+            command: CmsOperation::Failback { access, token_file },
+        } => failover::fail_back_cms(&access, &token_file),
         Command::Node {
             command: NodeCommand::Status { access, format },
         } => status::node_status(&access, format),

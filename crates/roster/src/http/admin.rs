@@ -87,6 +87,8 @@ pub trait Admin: Send + Sync + 'static {
     fn fail_back(&self, pool: PoolId) -> AdminFuture;
     /// Promotes this pool's copy of the CMS.
     fn fail_over_cms(&self) -> AdminFuture;
+    /// Brings the CMS home from this pool after a CMS failover.
+    fn fail_back_cms(&self) -> AdminFuture;
 }
 
 /// A page of users asked for (`GET /api/v1/users?offset=&limit=&pool=`).

@@ -29,7 +29,8 @@ use crate::admin_api::users::{
     USER_PATH,
 };
 use crate::admin_api::{
-    CMS_FAILOVER_PATH, DRAIN_ROUTE, FAILBACK_ROUTE, FAILOVER_ROUTE, HANDOVER_ROUTE, REBALANCE_PATH,
+    CMS_FAILBACK_PATH, CMS_FAILOVER_PATH, DRAIN_ROUTE, FAILBACK_ROUTE, FAILOVER_ROUTE,
+    HANDOVER_ROUTE, REBALANCE_PATH,
 };
 use admin::{AdminError, AdminFuture, ErrorForm, UserListQuery, UserQuery};
 
@@ -114,6 +115,7 @@ pub async fn serve(
         .route(FAILOVER_ROUTE, post(admin_fail_over))
         .route(FAILBACK_ROUTE, post(admin_fail_back))
         .route(CMS_FAILOVER_PATH, post(admin_fail_over_cms))
+        .route(CMS_FAILBACK_PATH, post(admin_fail_back_cms))
         .route(DIRECTORY_PATH, get(users_directory))
         .route(USERS_PATH, get(users_list).post(users_put))
         .route(USER_PATH, get(users_show))
@@ -267,6 +269,16 @@ async fn admin_fail_over_cms(State(state): State<Arc<HttpState>>, headers: Heade
         &headers,
         ErrorForm::Text,
         |access| access.admin.fail_over_cms(),
+    )
+    .await
+}
+
+async fn admin_fail_back_cms(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    admin::run(
+        state.pool.admin.as_ref(),
+        &headers,
+        ErrorForm::Text,
+        |access| access.admin.fail_back_cms(),
     )
     .await
 }

@@ -163,6 +163,10 @@ pub fn commands(
             format!("give pool {a} its users back from pool {b}"),
             format!("{roster} pool failback {a} --url {url}{token}"),
         );
+        add(
+            format!("bring the CMS home to pool {a} from pool {b} (after a CMS failover)"),
+            format!("{roster} cms failback --url {url}{token}"),
+        );
     }
     list
 }
@@ -279,6 +283,10 @@ mod tests {
         assert_eq!(
             find(&list, "/usr/bin/roster cms"),
             format!("/usr/bin/roster cms failover --url http://127.0.0.4:8080 {token}")
+        );
+        assert_eq!(
+            find(&list, "/usr/bin/roster cms failback"),
+            format!("/usr/bin/roster cms failback --url http://127.0.0.4:8080 {token}")
         );
     }
 
