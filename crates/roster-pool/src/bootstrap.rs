@@ -107,12 +107,18 @@ impl<N: Network> PoolNode<N> {
     }
 
     /// Records `deployment` in the CMS, retrying while the new group elects (at most
-    /// `BOOTSTRAP_COMMIT_WAIT`).
+    /// `BOOTSTRAP_COMMIT_WAIT`). The group was created here just now, in this pool: its first
+    /// write waits for no word from the partner (which may not run yet).
     async fn publish_deployment(&self, deployment: &Deployment) -> Result<(), PoolError> {
+        let (Some(key), Some(owner)) = (self.options.cms_key(), self.cms_owner()) else {
+            return Err(PoolError::Internal(
+                "this pool holds no CMS and no copy of it".into(),
+            ));
+        };
         let deadline = tokio::time::Instant::now() + BOOTSTRAP_COMMIT_WAIT;
         loop {
             match self
-                .cms_write(CmsCommand::SetDeployment(deployment.clone()))
+                .cms_write_as(key, owner, CmsCommand::SetDeployment(deployment.clone()))
                 .await
             {
                 Ok(CmsOutcome::Refused(refusal)) => {

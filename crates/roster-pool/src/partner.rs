@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use roster_cms::{CmsCommand, CmsOutcome};
+use roster_cms::{CmsCommand, CmsOutcome, Ownership};
 use roster_net::{NetError, Network, Peer};
 use roster_raft::{group_of, GroupKey, GroupRequest, GroupResponse};
 use roster_registrar::{Binding, Command};
@@ -278,6 +278,18 @@ impl<N: Network> PoolNode<N> {
                 group: key,
             });
         }
+        self.cms_write_as(key, owner, command).await
+    }
+
+    /// [`PoolNode::cms_write`] once the CMS's owner is known: here (`owner` is this pool) or
+    /// through the partner. The bootstrap of a new deployment writes its first entry so: the
+    /// group it has just created has no history anyone could hold newer.
+    pub(crate) async fn cms_write_as(
+        &self,
+        key: GroupKey,
+        owner: Ownership,
+        command: CmsCommand,
+    ) -> Result<CmsOutcome, PoolError> {
         if owner.owner != self.options.pool {
             let request = PairRequest::Cms { command };
             return match self
