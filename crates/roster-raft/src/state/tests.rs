@@ -202,7 +202,8 @@ fn registrar_refusals_come_back_mirrored() {
             GroupRequest::registrar(0, T0, register("sip:a@x", 5, "sip:a1@h", 3600)),
         ))
         .unwrap();
-    let replay = GroupRequest::registrar(0, T0 + 1, register("sip:a@x", 5, "sip:a1@h", 3600));
+    // The same CSeq with other contents (an exact copy is a retransmission, answered 200).
+    let replay = GroupRequest::registrar(0, T0 + 1, register("sip:a@x", 5, "sip:a1@h", 1800));
     let response = state.apply(&normal(2, replay)).unwrap();
     assert_eq!(
         response,
