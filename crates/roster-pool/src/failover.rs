@@ -423,17 +423,14 @@ impl<N: Network> PoolNode<N> {
             steps.mark(format!(
                 "paused CMS writes (the CMS here fenced at epoch {epoch})"
             ));
-            let timeout = self.options.request_timeout;
-            self.await_epoch(vec![copy], epoch, CATCH_UP_DEADLINE, |group| async move {
-                self.partner_position(group, timeout).await.ok()
-            })
-            .await
-            .map_err(|group| {
-                OperationError::Failed(format!(
-                    "{group} in pool {home} did not reach epoch {epoch} within \
+            self.await_partner_at(vec![copy], epoch, CATCH_UP_DEADLINE)
+                .await
+                .map_err(|group| {
+                    OperationError::Failed(format!(
+                        "{group} in pool {home} did not reach epoch {epoch} within \
                      {CATCH_UP_DEADLINE:?}"
-                ))
-            })?;
+                    ))
+                })?;
             steps.mark(format!(
                 "pool {home}'s copy applied everything up to the fence"
             ));
@@ -909,21 +906,30 @@ impl<N: Network> PoolNode<N> {
         epoch: u64,
         within: Duration,
     ) -> Result<Slowest, OperationError> {
-        let timeout = self.options.request_timeout;
-        self.await_epoch(
-            self.routing_groups_of(home),
-            epoch,
-            within,
-            |group| async move { self.partner_position(group, timeout).await.ok() },
-        )
-        .await
-        .map_err(|group| {
-            OperationError::Failed(format!(
-                "{group} in pool {home} did not reach epoch {epoch} within {within:?}: this \
+        self.await_partner_at(self.routing_groups_of(home), epoch, within)
+            .await
+            .map_err(|group| {
+                OperationError::Failed(format!(
+                    "{group} in pool {home} did not reach epoch {epoch} within {within:?}: this \
                  pool's writes for its users stay paused until a failback completes or a \
                  failover is run again"
-            ))
+                ))
+            })
+    }
+
+    /// Waits until every group of `groups` in the partner pool is at `epoch` or above there
+    /// (asked of the partner, as `PairRequest::Position`).
+    async fn await_partner_at(
+        &self,
+        groups: Vec<GroupKey>,
+        epoch: u64,
+        within: Duration,
+    ) -> Result<Slowest, GroupKey> {
+        let timeout = self.options.request_timeout;
+        self.await_epoch(groups, epoch, within, |group| async move {
+            self.partner_position(group, timeout).await.ok()
         })
+        .await
     }
 
     /// Waits, for every group of `groups` at once, until `position` shows it at `epoch` or

@@ -399,14 +399,6 @@ impl<N: Network> PoolNode<N> {
                     .await
                 {
                     Ok(GroupResponse::Restoring { next_part }) if next_part == part + 1 => break,
-                    // The piece was applied, its answer lost (a timeout, then this resend):
-                    // the copy accepts only a piece of the restore it stages, so it holds
-                    // this one; go on with the next instead of starting over (a big state,
-                    // such as a CMS of 100,000 users on a busy link, started over again and
-                    // again so).
-                    Ok(GroupResponse::ReplicaRefused(ReplicaRefusal::RestoreOrder {
-                        expected: Some(next),
-                    })) if next == part + 1 => break,
                     Ok(GroupResponse::Replicated { position }) => {
                         stream.learn(position);
                         return Ok(Step::Shipped);

@@ -304,6 +304,11 @@ impl GroupState {
         let Some(restoring) = self.restoring.as_mut() else {
             return GroupResponse::ReplicaRefused(ReplicaRefusal::RestoreOrder { expected: None });
         };
+        if restoring.took_last(chunk) {
+            return GroupResponse::Restoring {
+                next_part: restoring.next_part,
+            };
+        }
         if let Err(refusal) = restoring.add(chunk) {
             return GroupResponse::ReplicaRefused(refusal);
         }

@@ -165,6 +165,13 @@ impl Restoring {
         })
     }
 
+    /// Whether `chunk` is the part this restore took last: sent again because its answer was
+    /// lost (a timeout), it is answered as the first time, and the source goes on with the
+    /// next part instead of starting over.
+    pub(crate) fn took_last(&self, chunk: &RestoreChunk) -> bool {
+        chunk.source == self.source && chunk.at == self.at && chunk.part + 1 == self.next_part
+    }
+
     /// Adds `chunk` (the next part) to the staged state.
     pub(crate) fn add(&mut self, chunk: &RestoreChunk) -> Result<(), ReplicaRefusal> {
         if chunk.source != self.source || chunk.at != self.at || chunk.part != self.next_part {

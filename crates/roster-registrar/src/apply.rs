@@ -108,7 +108,12 @@ fn applied_already(
             (0, None) => {}
             (0, Some(_)) | (_, None) => return false,
             (_, Some(binding)) => {
-                if *binding != new_binding(command, update, binding.updated_at_ms) {
+                // Another request (the usual refresh, a higher CSeq) is told apart without
+                // building the binding it would make: this runs in every REGISTER's apply.
+                if binding.cseq != command.cseq
+                    || binding.call_id != command.call_id
+                    || *binding != new_binding(command, update, binding.updated_at_ms)
+                {
                     return false;
                 }
                 made_one = true;

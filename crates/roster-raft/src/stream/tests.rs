@@ -265,6 +265,13 @@ fn a_restore_in_small_pieces_then_the_stream_equals_the_source() {
             );
             // Staged only: the copy is not a mix of two histories.
             assert!(bindings(&copy).is_empty());
+            // The same piece again (its answer lost): answered as the first time.
+            assert_eq!(
+                propose(&mut copy, GroupRequest::restore(chunk.clone())),
+                GroupResponse::Restoring {
+                    next_part: chunk.part + 1
+                }
+            );
         }
     }
     assert_same(&copy, &source);
