@@ -3,8 +3,9 @@
 //! --disaster` is refused until `roster cms failover` moved the CMS; then west serves east's
 //! users with everything they had registered (the kill comes while `roster load` registers
 //! through east). East comes back, learns that west owns its users
-//! and sends their requests there; `roster pool failback east` gives them back, and nothing
-//! acknowledged at either site is lost.
+//! and sends their requests there; `roster pool failback east` gives them back, `roster cms
+//! failback` brings the CMS home with a user added at west meanwhile, and nothing acknowledged
+//! at either site is lost.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -85,6 +86,16 @@ fn assert_bound(target: SocketAddr, users: std::ops::Range<usize>, phase: &str, 
     }
 }
 
+/// Adds user `t{user}` (homed on east) to the directory through `roster user add`.
+fn add_user(roster: &dyn Fn(&[&str], &str) -> std::process::Output, user: usize) {
+    let aor = format!("sip:t{user}@example.com");
+    let added = roster(
+        &["user", "add", "--aor", &aor, "--pool", "east"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(added.status.success(), "{}", shown(&added));
+}
+
 /// Waits (60 s at most) until every backup stream of both directions is steady with no lag.
 fn await_steady(paired: &Paired, node: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -137,11 +148,12 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
     let token = paired.token_file();
     let token = token.to_str().expect("utf-8 path");
     let dir = paired.dir.path().to_path_buf();
-    let roster = |args: &[&str]| {
+    let roster_with = |args: &[&str], stdin: &str| {
         let mut full: Vec<&str> = args.to_vec();
         full.extend(["--topology", topology, "--token-file", token]);
-        roster_command(&full, "", &dir)
+        roster_command(&full, stdin, &dir)
     };
+    let roster = |args: &[&str]| roster_with(args, "");
 
     // East's users register at east; the streams carry everything to west.
     register(paired.sip[&1], 0..USERS, "before");
@@ -215,6 +227,9 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
     // West serves east's users with everything they had, and takes new registrations.
     assert_bound(paired.sip[&5], 0..USERS, "before", "after the failover");
     register(paired.sip[&6], 0..USERS / 2, "at-west");
+    // The directory changes at west while it holds the CMS: a user of east's is added.
+    add_user(&roster_with, USERS);
+    register(paired.sip[&5], USERS..USERS + 1, "at-west");
 
     // East comes back: it learns that west owns its users and sends their requests there.
     for node in 1..=3 {
@@ -255,6 +270,28 @@ fn a_lost_site_fails_over_to_its_partner_and_back_losing_nothing() {
         "{printed}"
     );
     println!("{printed}");
+
+    // The CMS goes home: east holds it again, with the user added at west.
+    let cms_back = roster(&["cms", "failback"]);
+    assert!(cms_back.status.success(), "{}", shown(&cms_back));
+    let printed = String::from_utf8_lossy(&cms_back.stdout).into_owned();
+    assert!(
+        printed.contains("pool east holds the CMS now, at epoch 3")
+            && printed.contains("directory changes were paused for"),
+        "{printed}"
+    );
+    println!("{printed}");
+    let again = roster(&["cms", "failback"]);
+    assert_eq!(again.status.code(), Some(1), "{}", shown(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already"),
+        "{}",
+        shown(&again)
+    );
+    register(paired.sip[&1], USERS..USERS + 1, "cms-home");
+    // Changes go to east again, and reach west.
+    add_user(&roster_with, USERS + 1);
+    register(paired.sip[&6], USERS + 1..USERS + 2, "cms-home");
 
     // Nothing acknowledged at either site is lost, asked at either site.
     for node in [2, 5] {

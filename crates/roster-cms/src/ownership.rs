@@ -18,15 +18,17 @@ pub struct Ownership {
     pub epoch: u64,
 }
 
-/// A failover or failback under way: recorded first, so that a second one is refused.
+/// A failover or failback under way (of a pool's users, or of the CMS): recorded first, so that
+/// a second one is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
     /// What it is.
     pub kind: OperationKind,
     /// The pool taking the users over (failover) or giving them back (failback).
     pub by: PoolId,
-    /// The ownership it starts from, as its pool saw it: the CMS refuses the operation when it
-    /// records another (the asker's view was stale, or another operation won).
+    /// The ownership it starts from, as its pool saw it (of the users; of the CMS for a CMS
+    /// failback): the CMS refuses the operation when it records another (the asker's view was
+    /// stale, or another operation won).
     pub from: Ownership,
     /// When it began (the operator's node's clock, for status only).
     pub started_ms: u64,
@@ -41,6 +43,9 @@ pub enum OperationKind {
     DisasterFailover,
     /// Giving the users back to their home pool.
     Failback,
+    /// Bringing the CMS back to its home pool (the operation's pool) after a CMS failover:
+    /// while it is under way, no other operation begins, and it begins only when none is.
+    CmsFailback,
 }
 
 impl fmt::Display for OperationKind {
@@ -49,6 +54,7 @@ impl fmt::Display for OperationKind {
             OperationKind::Failover => "failover",
             OperationKind::DisasterFailover => "disaster failover",
             OperationKind::Failback => "failback",
+            OperationKind::CmsFailback => "CMS failback",
         })
     }
 }

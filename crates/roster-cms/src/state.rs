@@ -6,7 +6,7 @@ use roster_topology::{Deployment, PoolId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{CmsCommand, CmsOutcome, CmsRefusal, USERS_PER_COMMAND_MAX};
-use crate::ownership::{Operation, Ownership};
+use crate::ownership::{Operation, OperationKind, Ownership};
 use crate::user::UserRecord;
 
 /// The CMS's state: pure and deterministic.
@@ -323,7 +323,22 @@ impl CmsState {
             // operator's has its own start time): begun already.
             return Ok(CmsOutcome::OperationBegun);
         }
-        let current = self.ownership.get(&pool).copied();
+        let cms_failback = operation.kind == OperationKind::CmsFailback;
+        if let Some(running) = self.operations.get(&pool) {
+            if cms_failback
+                && running.kind == OperationKind::CmsFailback
+                && running.by == operation.by
+            {
+                // A CMS failback that stopped after its fence, run again by its pool: it goes
+                // on from where it stopped.
+                return Ok(CmsOutcome::OperationBegun);
+            }
+        }
+        let current = if cms_failback {
+            self.cms_owner
+        } else {
+            self.ownership.get(&pool).copied()
+        };
         if current != Some(operation.from) {
             return Err(CmsRefusal::OwnershipChanged {
                 pool,
@@ -331,9 +346,13 @@ impl CmsState {
                 current,
             });
         }
-        if let Some(running) = self.operations.get(&pool) {
+        // A CMS failback fences the CMS, which every other operation writes to: it runs alone.
+        let blocking = self.operations.iter().find(|(other, running)| {
+            **other == pool || cms_failback || running.kind == OperationKind::CmsFailback
+        });
+        if let Some((other, running)) = blocking {
             return Err(CmsRefusal::OperationInFlight {
-                pool,
+                pool: *other,
                 running: running.clone(),
             });
         }

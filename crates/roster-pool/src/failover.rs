@@ -30,7 +30,7 @@
 
 use std::time::{Duration, Instant};
 
-use roster_cms::{CmsCommand, CmsOutcome, Operation, OperationKind, Ownership};
+use roster_cms::{CmsCommand, CmsOutcome, CmsRefusal, Operation, OperationKind, Ownership};
 use roster_net::Network;
 use roster_raft::{GroupKey, GroupRequest, GroupResponse};
 use roster_topology::PoolId;
@@ -380,10 +380,7 @@ impl<N: Network> PoolNode<N> {
             return Err(no_cms());
         };
         if current.owner == home {
-            return Err(OperationError::Refused(format!(
-                "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
-                current.epoch
-            )));
+            return self.end_stopped_cms_failback(home, current).await;
         }
         if current.owner != own {
             return Err(OperationError::Refused(format!(
@@ -414,7 +411,21 @@ impl<N: Network> PoolNode<N> {
         steps.mark(format!(
             "pool {home}'s copy of the CMS caught up with the CMS here"
         ));
-        let epoch = current.epoch + 1;
+        // A failback that stopped after handing the CMS over (its outcome unknown) left the
+        // CMS here fenced, with its record: running it again goes on from there.
+        let fenced = self.peek_retrying(key).await?.epoch;
+        if fenced > current.epoch {
+            steps.mark(format!(
+                "went on with the CMS failback that stopped after its fence at epoch {fenced}"
+            ));
+        } else {
+            self.begin_operation(home, OperationKind::CmsFailback, current)
+                .await?;
+            steps.mark(
+                "recorded the CMS failback in the CMS (no pool failover or failback can begin)",
+            );
+        }
+        let epoch = (current.epoch + 1).max(fenced);
         let ownership = Ownership { owner: home, epoch };
         let paused = Instant::now();
         let mut handing = false;
@@ -448,19 +459,102 @@ impl<N: Network> PoolNode<N> {
         }
         .await;
         match result {
-            Ok(paused_ms) => Ok(OperationReport {
-                operation: "cms failback".into(),
-                pool: home,
-                owner: home,
-                epoch,
-                total_ms: millis(steps.started.elapsed()),
-                steps: steps.done,
-                paused_ms: Some(paused_ms),
-            }),
+            Ok(paused_ms) => {
+                match self
+                    .cms_command(CmsCommand::EndOperation { pool: home })
+                    .await
+                {
+                    Ok(
+                        CmsOutcome::OperationEnded
+                        | CmsOutcome::Refused(CmsRefusal::NoOperation(_)),
+                    ) => {}
+                    other => {
+                        return Err(OperationError::Failed(format!(
+                            "the CMS is home on pool {home} at epoch {epoch}, but its record of \
+                             this failback was not ended ({other:?}): run `roster cms failback` \
+                             again to end it"
+                        )))
+                    }
+                }
+                steps.mark("ended the CMS failback's record in the CMS");
+                Ok(OperationReport {
+                    operation: "cms failback".into(),
+                    pool: home,
+                    owner: home,
+                    epoch,
+                    total_ms: millis(steps.started.elapsed()),
+                    steps: steps.done,
+                    paused_ms: Some(paused_ms),
+                })
+            }
             Err(error) => Err(self
-                .cms_failback_stopped(key, own, epoch, handing, error, steps)
+                .cms_failback_stopped(key, home, epoch, handing, error, steps)
                 .await),
         }
+    }
+
+    /// `roster cms failback` when the CMS is home already: nothing to do, unless a failback
+    /// stopped after handing the CMS over (its answer lost) left its record, which blocks every
+    /// other operation; that record is ended.
+    async fn end_stopped_cms_failback(
+        &self,
+        home: PoolId,
+        current: Ownership,
+    ) -> Result<OperationReport, OperationError> {
+        let stopped = self
+            .cms_state()
+            .and_then(|state| {
+                state
+                    .read(|state| {
+                        state
+                            .cms_state()
+                            .and_then(|cms| cms.operation(home).cloned())
+                    })
+                    .ok()
+                    .flatten()
+            })
+            .filter(|operation| operation.kind == OperationKind::CmsFailback);
+        if stopped.is_none() {
+            return Err(OperationError::Refused(format!(
+                "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
+                current.epoch
+            )));
+        }
+        let mut steps = Steps::new();
+        match self
+            .cms_command(CmsCommand::EndOperation { pool: home })
+            .await
+        {
+            Ok(CmsOutcome::OperationEnded) => {}
+            // This node's replica had not heard that the failback ended it.
+            Ok(CmsOutcome::Refused(CmsRefusal::NoOperation(_))) => {
+                return Err(OperationError::Refused(format!(
+                    "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
+                    current.epoch
+                )))
+            }
+            other => {
+                return Err(OperationError::Failed(format!(
+                    "the CMS is home on pool {home} (epoch {}), but the record of the failback \
+                     that brought it there was not ended: {other:?}",
+                    current.epoch
+                )))
+            }
+        }
+        steps.mark(format!(
+            "the CMS was home on pool {home} already (epoch {}): ended the record of the failback \
+             that stopped after handing it over",
+            current.epoch
+        ));
+        Ok(OperationReport {
+            operation: "cms failback".into(),
+            pool: home,
+            owner: home,
+            epoch: current.epoch,
+            total_ms: millis(steps.started.elapsed()),
+            steps: steps.done,
+            paused_ms: None,
+        })
     }
 
     /// The CMS's owner as this node knows it, once its replica of the CMS group `key` has
@@ -486,12 +580,13 @@ impl<N: Network> PoolNode<N> {
     async fn cms_failback_stopped(
         &self,
         key: GroupKey,
-        own: PoolId,
+        home: PoolId,
         epoch: u64,
         handing: bool,
         error: OperationError,
         steps: Steps,
     ) -> OperationError {
+        let own = self.options.pool;
         warn!(%error, "cms failback stopped");
         let done: Vec<String> = steps.done.iter().map(|step| step.what.clone()).collect();
         let state = if handing {
@@ -504,6 +599,9 @@ impl<N: Network> PoolNode<N> {
                 .await
             {
                 Ok(()) => {
+                    let _ = self
+                        .cms_command(CmsCommand::EndOperation { pool: home })
+                        .await;
                     format!("pool {own} holds the CMS still, at epoch {epoch}; its writes resumed")
                 }
                 Err(resume) => {

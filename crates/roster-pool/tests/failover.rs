@@ -15,7 +15,9 @@ use common::pair::*;
 use common::{clock, raft_options, register, Node};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_auth::Credentials;
-use roster_cms::{CmsCommand, CmsOutcome, CmsRefusal, CmsState, Ownership, UserRecord};
+use roster_cms::{
+    CmsCommand, CmsOutcome, CmsRefusal, CmsState, Operation, OperationKind, Ownership, UserRecord,
+};
 use roster_pool::failover::OperationError;
 use roster_pool::PoolError;
 use roster_raft::{group_of, GroupKey, GroupRefusal, GroupResponse};
@@ -434,6 +436,28 @@ async fn the_cms_fails_over_and_comes_home_with_nothing_lost() {
     assert_eq!(peek.epoch, 2, "the refused failback fenced nothing");
     pair.network.heal();
 
+    // Not beside a failover or failback of a pool's users, whose steps write to the CMS the
+    // failback fences: refused, nothing changed.
+    let pool_failover = |started_ms| CmsCommand::BeginOperation {
+        pool: B,
+        operation: Operation {
+            kind: OperationKind::Failover,
+            by: A,
+            from: Ownership { owner: B, epoch: 1 },
+            started_ms,
+        },
+    };
+    let begun = other.cms_write(pool_failover(1)).await;
+    assert!(matches!(begun, Ok(CmsOutcome::OperationBegun)), "{begun:?}");
+    let refused = other.fail_back_cms().await;
+    assert!(
+        matches!(&refused, Err(OperationError::Refused(why)) if why.contains("failover of pool 2 is under way")),
+        "{refused:?}"
+    );
+    assert_eq!(other.cms_owner(), Some(at_b));
+    let ended = other.cms_write(CmsCommand::EndOperation { pool: B }).await;
+    assert!(matches!(ended, Ok(CmsOutcome::OperationEnded)), "{ended:?}");
+
     // A failback that stops halfway (a loaded machine: a's copy slower than the deadline to
     // apply the fence) says so and leaves b holding the CMS; the operator runs it again.
     let mut attempts = 0;
@@ -464,6 +488,15 @@ async fn the_cms_fails_over_and_comes_home_with_nothing_lost() {
         matches!(&refused, Err(OperationError::Refused(why)) if why.contains("home on pool 1 already")),
         "{refused:?}"
     );
+    // Its record ended with it: a pool's failover can begin (and is ended here).
+    let begun = pair.b.node(4).cms_write(pool_failover(2)).await;
+    assert!(matches!(begun, Ok(CmsOutcome::OperationBegun)), "{begun:?}");
+    let ended = pair
+        .b
+        .node(4)
+        .cms_write(CmsCommand::EndOperation { pool: B })
+        .await;
+    assert!(matches!(ended, Ok(CmsOutcome::OperationEnded)), "{ended:?}");
     // Every node of both pools records a as the CMS's owner at epoch 3 and has every user.
     for node in pair.a.all().into_iter().chain(pair.b.all()) {
         await_cms(&node, back, 0..13).await;

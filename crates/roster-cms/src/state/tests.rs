@@ -305,3 +305,69 @@ fn one_operation_at_a_time_per_pool() {
         CmsOutcome::Refused(CmsRefusal::NoOperation(2))
     );
 }
+
+#[test]
+fn a_cms_failback_runs_alone() {
+    let mut state = with_deployment();
+    // The CMS failed over to pool 2.
+    let moved = Ownership { owner: 2, epoch: 2 };
+    state.apply(&CmsCommand::SetCmsOwner(moved));
+    let failover = |by, pool, started_ms| CmsCommand::BeginOperation {
+        pool,
+        operation: Operation {
+            kind: OperationKind::Failover,
+            by,
+            from: Ownership {
+                owner: pool,
+                epoch: 1,
+            },
+            started_ms,
+        },
+    };
+    let cms_failback = |started_ms, from| CmsCommand::BeginOperation {
+        pool: 1,
+        operation: Operation {
+            kind: OperationKind::CmsFailback,
+            by: 2,
+            from,
+            started_ms,
+        },
+    };
+    // Not while a pool failover of either pool runs.
+    assert_eq!(state.apply(&failover(1, 2, 5)), CmsOutcome::OperationBegun);
+    assert!(matches!(
+        state.apply(&cms_failback(6, moved)),
+        CmsOutcome::Refused(CmsRefusal::OperationInFlight { pool: 2, .. })
+    ));
+    state.apply(&CmsCommand::EndOperation { pool: 2 });
+    // Asked from a stale view of the CMS's owner: refused.
+    assert!(matches!(
+        state.apply(&cms_failback(6, Ownership { owner: 1, epoch: 1 })),
+        CmsOutcome::Refused(CmsRefusal::OwnershipChanged { pool: 1, .. })
+    ));
+    assert_eq!(
+        state.apply(&cms_failback(7, moved)),
+        CmsOutcome::OperationBegun
+    );
+    // While it runs, no failover or failback of either pool begins.
+    for pool in [1, 2] {
+        let other = 3 - pool;
+        assert!(
+            matches!(
+                state.apply(&failover(other, pool, 8)),
+                CmsOutcome::Refused(CmsRefusal::OperationInFlight { pool: 1, .. })
+            ),
+            "pool {pool}"
+        );
+    }
+    // Run again by its pool after it stopped (its own start time): it goes on.
+    assert_eq!(
+        state.apply(&cms_failback(9, moved)),
+        CmsOutcome::OperationBegun
+    );
+    assert_eq!(
+        state.apply(&CmsCommand::EndOperation { pool: 1 }),
+        CmsOutcome::OperationEnded
+    );
+    assert_eq!(state.apply(&failover(1, 2, 10)), CmsOutcome::OperationBegun);
+}
