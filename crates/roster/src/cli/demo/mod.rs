@@ -208,9 +208,11 @@ pub async fn run(mut options: DemoOptions, shutdown: CancellationToken) -> anyho
             let watch = supervise::Watch {
                 layout: &layout,
                 roster: &roster,
-                on_change: &|nodes: &[DemoNode]| manifest(nodes, witness.first(), DemoState::Ready),
+                on_change: &|nodes: &[DemoNode], witness: &[DemoNode]| {
+                    manifest(nodes, witness.first(), DemoState::Ready)
+                },
             };
-            supervise::supervise(&mut nodes, &watch, &shutdown).await
+            supervise::supervise(&mut nodes, &mut witness, &watch, &shutdown).await
         }
         Ok(Err(error)) => Err(error),
         Err(_) => Err(anyhow::anyhow!(

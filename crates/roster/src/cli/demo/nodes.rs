@@ -185,6 +185,15 @@ impl DemoNode {
         self.ended.is_none()
     }
 
+    /// The `roster` subcommand that runs it: `witness` for the witness, else `start`.
+    pub fn subcommand(&self) -> &'static str {
+        if self.pool == WITNESS_LABEL {
+            "witness"
+        } else {
+            "start"
+        }
+    }
+
     /// Whether its process is the demo's own child (else it was started again outside).
     pub fn started_by_demo(&self) -> bool {
         matches!(self.process, Process::Child(_))
@@ -207,7 +216,8 @@ impl DemoNode {
                 Err(_) => Ending::Status(std::os::unix::process::ExitStatusExt::from_raw(1 << 8)),
             },
             Process::Adopted => {
-                while super::restarted::runs_with_config(self.pid, &self.config) {
+                while super::restarted::runs_with_config(self.pid, self.subcommand(), &self.config)
+                {
                     tokio::time::sleep(ADOPTED_POLL).await;
                 }
                 Ending::Gone

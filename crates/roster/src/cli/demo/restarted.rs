@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 /// has, so a scan always ends quickly.
 const PROCESSES_SCANNED_MAX: usize = 100_000;
 
-/// The process ids of running `roster start --config CONFIG` command lines, other than
-/// `except`: the node, and any wrapper that carries its command line (`timeout 60 roster
-/// start …`, `nohup …`), which the caller tells apart by what each listens on.
-pub fn find(config: &Path, except: u32) -> Vec<u32> {
+/// The process ids of running `roster SUBCOMMAND --config CONFIG` command lines (`start` for a
+/// node, `witness` for the witness), other than `except`: the process, and any wrapper that
+/// carries its command line (`timeout 60 roster start …`, `nohup …`), which the caller tells
+/// apart by what each listens on.
+pub fn find(subcommand: &str, config: &Path, except: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -22,19 +23,19 @@ pub fn find(config: &Path, except: u32) -> Vec<u32> {
         .take(PROCESSES_SCANNED_MAX)
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != except && pid != std::process::id())
-        .filter(|&pid| runs_with_config(pid, config))
+        .filter(|&pid| runs_with_config(pid, subcommand, config))
         .collect()
 }
 
-/// Whether process `pid` is a `roster start` with configuration `config` (a zombie, or a
+/// Whether process `pid` is a `roster SUBCOMMAND` with configuration `config` (a zombie, or a
 /// process that got the number since, is not).
-pub fn runs_with_config(pid: u32, config: &Path) -> bool {
+pub fn runs_with_config(pid: u32, subcommand: &str, config: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
     let arguments: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
     // `roster start`, whatever the executable is called and wherever its options are.
-    let starts = arguments.iter().any(|argument| *argument == b"start");
+    let starts = arguments.contains(&subcommand.as_bytes());
     let named = arguments
         .windows(2)
         .find(|pair| pair[0] == b"--config")
@@ -175,17 +176,19 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut found = None;
         while found.is_none() && std::time::Instant::now() < deadline {
-            found = find(&config, 0).first().copied();
+            found = find("start", &config, 0).first().copied();
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_eq!(found, Some(child.id()));
-        assert!(runs_with_config(child.id(), &config));
+        assert!(runs_with_config(child.id(), "start", &config));
         assert!(!runs_with_config(
             child.id(),
+            "start",
             &dir.path().join("other.toml")
         ));
+        assert!(!runs_with_config(child.id(), "witness", &config));
         let _ = child.kill();
         let _ = child.wait();
-        assert!(!runs_with_config(child.id(), &config), "reaped");
+        assert!(!runs_with_config(child.id(), "start", &config), "reaped");
     }
 }

@@ -1,8 +1,11 @@
-//! Watching the demo's nodes: a node that ends is reported (which node of which pool, how it
-//! ended, its log, the command that starts it again) and the others serve on, as a pool does;
-//! a node started again with that command is found and watched in turn. The demo ends when
-//! told to, or when no node is left.
+//! Watching the demo's nodes and its witness: a node that ends is reported (which node of
+//! which pool, how it ended, its log, what its pool and its partner do now, the command that
+//! starts it again) and the others serve on, as a pool does; so is the witness's end (the pools
+//! serve on; nothing is failed over by itself without it). A node or witness started again with
+//! that command is found and watched in turn. The demo ends when told to, or when no node is
+//! left.
 
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -11,7 +14,7 @@ use std::time::Duration;
 use roster_pool::placement::REPLICAS_PER_GROUP;
 use tokio_util::sync::CancellationToken;
 
-use super::layout::{Layout, NodePlan, NODES_PER_POOL};
+use super::layout::{Layout, NODES_PER_POOL};
 use super::nodes::{self, DemoNode, Ending};
 use super::restarted;
 
@@ -31,35 +34,50 @@ pub struct Watch<'a> {
     pub layout: &'a Layout,
     /// The executable the restart commands name.
     pub roster: &'a Path,
-    /// Called whenever a node ends or is found again (`demo.json` follows).
-    pub on_change: &'a dyn Fn(&[DemoNode]),
+    /// Called whenever a node or the witness ends or is found again (`demo.json` follows),
+    /// with the nodes and the witness.
+    pub on_change: &'a dyn Fn(&[DemoNode], &[DemoNode]),
 }
 
 /// Runs until `shutdown` (then `Ok`), reporting each node that ends and each found started
 /// again; an error once none is left.
 pub async fn supervise(
     nodes: &mut [DemoNode],
+    witness: &mut [DemoNode],
     watch: &Watch<'_>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let some_down = nodes.iter().any(|node| !node.running());
+        let some_down = nodes
+            .iter()
+            .chain(witness.iter())
+            .any(|node| !node.running());
         let ended = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
-            index = nodes::first_exit(nodes) => Some(index),
+            index = nodes::first_exit(nodes) => Some(Ok(index)),
+            index = nodes::first_exit(witness) => Some(Err(index)),
             () = tokio::time::sleep(RESTART_POLL), if some_down => None,
         };
         match ended {
-            Some(index) => report_ended(nodes, index, watch)?,
-            None => adopt_restarted(nodes, watch),
+            Some(Ok(index)) => report_ended(nodes, witness, index, watch)?,
+            Some(Err(index)) => {
+                print!("{}", witness_report(&witness[index], watch.roster));
+                (watch.on_change)(nodes, witness);
+            }
+            None => adopt_restarted(nodes, witness, watch),
         }
     }
 }
 
 /// Tells how node `nodes[index]` ended and what its pool can still do; an error when no node
 /// is left.
-fn report_ended(nodes: &[DemoNode], index: usize, watch: &Watch<'_>) -> anyhow::Result<()> {
+fn report_ended(
+    nodes: &[DemoNode],
+    witness: &[DemoNode],
+    index: usize,
+    watch: &Watch<'_>,
+) -> anyhow::Result<()> {
     let node = &nodes[index];
     let paired = watch.layout.pools.len() > 1;
     let running: Vec<u64> = nodes
@@ -84,10 +102,11 @@ fn report_ended(nodes: &[DemoNode], index: usize, watch: &Watch<'_>) -> anyhow::
         log: node.started_by_demo().then_some(node.log.as_path()),
         config: &node.config,
         last_words: node.last_words(),
+        witness: witness.iter().any(DemoNode::running),
     };
     let goes_on = nodes.iter().any(DemoNode::running);
     print!("{}", report(&ended, &running, goes_on, watch.roster));
-    (watch.on_change)(nodes);
+    (watch.on_change)(nodes, witness);
     if !goes_on {
         let logs = node.log.parent().unwrap_or(Path::new("."));
         anyhow::bail!(
@@ -98,16 +117,17 @@ fn report_ended(nodes: &[DemoNode], index: usize, watch: &Watch<'_>) -> anyhow::
     Ok(())
 }
 
-/// Looks for each node that is down among the running processes (the command the demo
-/// printed starts it); one found serving is watched from now on.
-fn adopt_restarted(nodes: &mut [DemoNode], watch: &Watch<'_>) {
+/// Looks for each node (and the witness) that is down among the running processes (the
+/// command the demo printed starts it); one found serving is watched from now on.
+fn adopt_restarted(nodes: &mut [DemoNode], witness: &mut [DemoNode], watch: &Watch<'_>) {
     let paired = watch.layout.pools.len() > 1;
     let mut changed = false;
     for node in nodes.iter_mut().filter(|node| !node.running()) {
         let Some(plan) = watch.layout.nodes().find(|plan| plan.id == node.id) else {
             continue;
         };
-        let Some((pid, http)) = find_restarted(node, plan) else {
+        let sip_ports = [plan.sip.port(), plan.sip.port().saturating_add(1)];
+        let Some((pid, http)) = find_restarted(node, plan.http, &sip_ports) else {
             continue;
         };
         node.adopt(pid, Some(http.clone()));
@@ -118,31 +138,72 @@ fn adopt_restarted(nodes: &mut [DemoNode], watch: &Watch<'_>) {
         );
         changed = true;
     }
+    if let Some(plan) = watch.layout.witness {
+        for node in witness.iter_mut().filter(|node| !node.running()) {
+            let Some((pid, http)) = find_restarted(node, plan.http, &[]) else {
+                continue;
+            };
+            node.adopt(pid, Some(http.clone()));
+            println!(
+                "roster demo: witness {} is back (pid {pid}, started outside the demo; HTTP \
+                 http://{http}/status); demo.json names it",
+                node.id
+            );
+            changed = true;
+        }
+    }
     if changed {
-        (watch.on_change)(nodes);
+        (watch.on_change)(nodes, witness);
     }
 }
 
-/// The process and HTTP address of node `node` started again, once it listens on its HTTP
-/// address (with `--http ADDR:0`, a port other than its SIP ports on that address).
-fn find_restarted(node: &DemoNode, plan: &NodePlan) -> Option<(u32, String)> {
-    restarted::find(&node.config, node.pid)
+/// The process and HTTP address of `node` (a node or the witness) started again, once it
+/// listens on its HTTP address `http` (with port 0, any free port: a port on that address
+/// other than `sip_ports`).
+fn find_restarted(node: &DemoNode, http: SocketAddr, sip_ports: &[u16]) -> Option<(u32, String)> {
+    restarted::find(node.subcommand(), &node.config, node.pid)
         .into_iter()
         .find_map(|pid| {
             let listening = restarted::listening(pid);
-            let http = if plan.http.port() != 0 {
-                listening.contains(&plan.http).then_some(plan.http)
+            let found = if http.port() != 0 {
+                listening.contains(&http).then_some(http)
             } else {
-                let sip_ports = [plan.sip.port(), plan.sip.port().saturating_add(1)];
                 listening
                     .iter()
                     .find(|address| {
-                        address.ip() == plan.http.ip() && !sip_ports.contains(&address.port())
+                        address.ip() == http.ip() && !sip_ports.contains(&address.port())
                     })
                     .copied()
             };
-            Some((pid, http?.to_string()))
+            Some((pid, found?.to_string()))
         })
+}
+
+/// What the user reads when the witness has ended: the pools serve on, and what changes
+/// without it.
+fn witness_report(witness: &DemoNode, roster: &Path) -> String {
+    let ending = witness
+        .ended
+        .unwrap_or(Ending::Status(ExitStatus::from_raw(0)));
+    let log = if witness.started_by_demo() {
+        format!("; its log: {}", witness.log.display())
+    } else {
+        String::new()
+    };
+    format!(
+        "roster demo: witness {} (pid {}) {} after {}{log}\n  \
+         both pools serve on: each still hears its partner, so no node fences itself. Without \
+         the witness no pool is failed over by itself: a pool whose every node is gone has its \
+         users answered by its partner as backup registrar, and `roster pool failover POOL \
+         --disaster` makes the partner their owner.\n  \
+         to start the witness again, run in another terminal:\n    {} witness --config {}\n",
+        witness.id,
+        witness.pid,
+        ending_phrase(ending),
+        duration(witness.started.elapsed()),
+        shell_word(&roster.display().to_string()),
+        shell_word(&witness.config.display().to_string()),
+    )
 }
 
 /// A node that has ended, as the report tells it.
@@ -160,6 +221,9 @@ struct Ended<'a> {
     config: &'a Path,
     /// Its log's last words (see [`DemoNode::last_words`]).
     last_words: Option<String>,
+    /// Whether the demo's witness runs (with `--witness`): then a pool whose every node is gone
+    /// is failed over by its partner by itself.
+    witness: bool,
 }
 
 /// What the user reads when a node has ended while the nodes `running` of its pool go on
@@ -173,7 +237,7 @@ fn report(ended: &Ended<'_>, running: &[u64], goes_on: bool, roster: &Path) -> S
         "roster demo: {} (pid {}) {} after {}{log}\n",
         node_name(ended.id, ended.pool),
         ended.pid,
-        ending(ended.ending),
+        ending_phrase(ended.ending),
         duration(ended.lived),
     );
     let failed = matches!(ended.ending, Ending::Status(status)
@@ -183,7 +247,7 @@ fn report(ended: &Ended<'_>, running: &[u64], goes_on: bool, roster: &Path) -> S
     }
     text.push_str(&format!(
         "  {}\n",
-        serving(running, ended.pool, ended.partner)
+        serving(running, ended.pool, ended.partner, ended.witness)
     ));
     if goes_on {
         text.push_str(&format!(
@@ -207,7 +271,7 @@ fn node_name(id: u64, pool: Option<&str>) -> String {
 }
 
 /// How a process ended, as a phrase: "was killed by signal 9 (SIGKILL)".
-fn ending(ending: Ending) -> String {
+fn ending_phrase(ending: Ending) -> String {
     let status = match ending {
         Ending::Status(status) => status,
         Ending::Gone => {
@@ -251,9 +315,9 @@ fn signal_name(signal: i32) -> Option<&'static str> {
     })
 }
 
-/// What the pool (`pool`, named when the demo has two, with its `partner`) can do with its
-/// nodes `running`.
-fn serving(running: &[u64], pool: Option<&str>, partner: Option<&str>) -> String {
+/// What the pool (`pool`, named when the demo has two, with its `partner`, and a `witness`
+/// running or not) can do with its nodes `running`.
+fn serving(running: &[u64], pool: Option<&str>, partner: Option<&str>, witness: bool) -> String {
     let names = nodes_phrase(running);
     let Some(pool) = pool else {
         return if running.len() >= MAJORITY {
@@ -277,6 +341,15 @@ fn serving(running: &[u64], pool: Option<&str>, partner: Option<&str>) -> String
             "{names} of pool {pool} serve on: each of its groups (its routing groups, the backup \
              copies of pool {partner}'s, the CMS or its copy) has a replica on each node and keeps \
              a majority ({MAJORITY} of {REPLICAS_PER_GROUP}); pool {partner} is untouched."
+        )
+    } else if running.is_empty() && witness {
+        format!(
+            "no node of pool {pool} is left: once pool {partner} has not heard it for the \
+             detection interval (10 s), {partner} answers pool {pool}'s users from its backup \
+             copies (the backup registrar), and, as the witness has not heard pool {pool} \
+             either, fails pool {pool} over by itself: {partner} owns its users (`roster pool \
+             status` shows the owner). Once pool {pool}'s nodes are back, `roster pool failback \
+             {pool}` gives them back."
         )
     } else if running.is_empty() {
         format!(
@@ -330,29 +403,29 @@ mod tests {
 
     #[test]
     fn endings_say_how() {
-        let status = |raw| ending(Ending::Status(ExitStatus::from_raw(raw)));
+        let status = |raw| ending_phrase(Ending::Status(ExitStatus::from_raw(raw)));
         assert_eq!(status(libc::SIGKILL), "was killed by signal 9 (SIGKILL)");
         assert_eq!(status(1 << 8), "failed (exit code 1)");
         assert!(status(0).starts_with("stopped (exit code 0"));
         assert_eq!(status(64), "was killed by signal 64");
-        assert!(ending(Ending::Gone).starts_with("is gone (it was started outside the demo"));
+        assert!(ending_phrase(Ending::Gone).starts_with("is gone (it was started outside the demo"));
     }
 
     #[test]
     fn serving_follows_the_majority() {
-        assert!(serving(&[1, 3], None, None).starts_with("nodes 1 and 3 serve on"));
-        assert!(serving(&[2], None, None).starts_with("only node 2 is left"));
-        assert!(serving(&[2], None, None).contains("503"));
-        assert!(serving(&[], None, None).starts_with("no node of the demo is left"));
+        assert!(serving(&[1, 3], None, None, false).starts_with("nodes 1 and 3 serve on"));
+        assert!(serving(&[2], None, None, false).starts_with("only node 2 is left"));
+        assert!(serving(&[2], None, None, false).contains("503"));
+        assert!(serving(&[], None, None, false).starts_with("no node of the demo is left"));
         assert_eq!(nodes_phrase(&[1, 2, 4]), "nodes 1, 2 and 4");
     }
 
     #[test]
     fn with_two_pools_serving_names_the_pool_and_its_partner() {
-        let on = serving(&[5, 6], Some("b"), Some("a"));
+        let on = serving(&[5, 6], Some("b"), Some("a"), false);
         assert!(on.starts_with("nodes 5 and 6 of pool b serve on"), "{on}");
         assert!(on.contains("pool a is untouched"), "{on}");
-        let alone = serving(&[5], Some("b"), Some("a"));
+        let alone = serving(&[5], Some("b"), Some("a"), false);
         assert!(
             alone.starts_with("only node 5 of pool b is left"),
             "{alone}"
@@ -361,8 +434,16 @@ mod tests {
             alone.contains("503") && alone.contains("pool a serves"),
             "{alone}"
         );
-        let none = serving(&[], Some("b"), Some("a"));
+        let none = serving(&[], Some("b"), Some("a"), false);
         assert!(none.starts_with("no node of pool b is left"), "{none}");
+        assert!(none.contains("roster pool failover b --disaster"), "{none}");
+        let watched = serving(&[], Some("b"), Some("a"), true);
+        assert!(
+            watched.contains("fails pool b over by itself")
+                && watched.contains("roster pool failback b")
+                && !watched.contains("--disaster"),
+            "{watched}"
+        );
     }
 
     fn killed_node_2() -> Ended<'static> {
@@ -376,6 +457,7 @@ mod tests {
             log: Some(Path::new("/tmp/roster-demo/node-2.log")),
             config: Path::new("/tmp/roster-demo/pool/node-2/roster.toml"),
             last_words: Some("INFO something".into()),
+            witness: false,
         }
     }
 
@@ -436,6 +518,36 @@ mod tests {
         let text = report(&adopted, &[4, 6], true, Path::new("/usr/bin/roster"));
         assert!(text.contains("(pid 4242) is gone"), "{text}");
         assert!(!text.contains("its log"), "{text}");
+    }
+
+    #[test]
+    fn a_witness_that_ends_is_reported_with_what_changes_and_its_restart() {
+        let mut witness = DemoNode::announced(
+            100,
+            super::super::nodes::WITNESS_LABEL,
+            4343,
+            "127.0.0.7:5060",
+            "127.0.0.7:8080",
+        );
+        witness.config = "/tmp/roster-demo/pool/witness-100/witness.toml".into();
+        witness.ended = Some(Ending::Status(ExitStatus::from_raw(libc::SIGKILL)));
+        let text = witness_report(&witness, Path::new("/usr/bin/roster"));
+        assert!(
+            text.starts_with(
+                "roster demo: witness 100 (pid 4343) was killed by signal 9 (SIGKILL) after"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("both pools serve on"), "{text}");
+        assert!(text.contains("no pool is failed over by itself"), "{text}");
+        assert!(
+            text.contains(
+                "\n    /usr/bin/roster witness --config \
+                 /tmp/roster-demo/pool/witness-100/witness.toml\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(witness.subcommand(), "witness");
     }
 
     #[test]
