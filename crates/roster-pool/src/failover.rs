@@ -66,6 +66,10 @@ const POLL: Duration = Duration::from_millis(20);
 /// (a busy or recovering pool): an operation should not stop halfway for a hiccup.
 const STEP_RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How long an operation waits for each of the partner's nodes to answer the ping that tells
+/// whether the partner answers (all asked at once).
+const PARTNER_PING_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// Which group reached an epoch last, and after how long: a step that waits on every group
 /// names its straggler, so an operator sees where a slow step spent its time.
 struct Slowest(Option<(GroupKey, Duration)>);
@@ -773,20 +777,27 @@ impl<N: Network> PoolNode<N> {
         )))
     }
 
-    /// Whether the partner answers a ping now (asked afresh, every node in turn).
+    /// Whether the partner answers a ping now: every node asked afresh at once, so a lost
+    /// pool costs one [`PARTNER_PING_TIMEOUT`], not one per node.
     async fn partner_answers(&self) -> bool {
         let Some(partner) = self.options.partner.clone() else {
             return false;
         };
-        for node in partner.nodes {
-            if let Ok(PairResponse::Pong(_)) = self
-                .ask_partner_node_within(node, &PairRequest::Ping, Duration::from_millis(800))
-                .await
-            {
-                return true;
-            }
+        if partner.nodes.is_empty() {
+            return false;
         }
-        false
+        let pings = partner.nodes.into_iter().map(|node| {
+            Box::pin(async move {
+                match self
+                    .ask_partner_node_within(node, &PairRequest::Ping, PARTNER_PING_TIMEOUT)
+                    .await
+                {
+                    Ok(PairResponse::Pong(_)) => Ok(()),
+                    _ => Err(()),
+                }
+            })
+        });
+        futures_util::future::select_ok(pings).await.is_ok()
     }
 
     async fn begin_operation(
