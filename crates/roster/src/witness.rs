@@ -23,6 +23,7 @@
 //! pools silent since its start until their heartbeats arrive (within a second); it reports a
 //! pool lost only once it has heard it and then not for the detection interval.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +86,8 @@ pub struct WitnessConfig {
     /// The deployment file its `id` and `pools` were checked against, if it names one
     /// (`roster init` writes `../topology.toml`).
     pub topology: Option<PathBuf>,
+    /// The names of its pools, from that file (empty without one): its status shows them.
+    pub names: BTreeMap<PoolId, String>,
 }
 
 impl WitnessConfig {
@@ -107,7 +110,7 @@ impl WitnessConfig {
             path.display()
         );
         let base = path.parent().unwrap_or(Path::new("."));
-        let config = WitnessConfig {
+        let mut config = WitnessConfig {
             id: raw.id,
             listen: raw.listen,
             pools: raw.pools,
@@ -116,13 +119,18 @@ impl WitnessConfig {
             certificate: base.join(raw.certificate),
             private_key: base.join(raw.private_key),
             topology: raw.topology.map(|topology| base.join(topology)),
+            names: BTreeMap::new(),
         };
         if let Some(topology) = &config.topology {
-            config
-                .check_against(&read_topology(topology)?)
-                .with_context(|| {
-                    format!("{} does not match {}", path.display(), topology.display())
-                })?;
+            let deployment = read_topology(topology)?;
+            config.check_against(&deployment).with_context(|| {
+                format!("{} does not match {}", path.display(), topology.display())
+            })?;
+            config.names = config
+                .pools
+                .iter()
+                .filter_map(|&id| Some((id, deployment.pool(id)?.name.clone())))
+                .collect();
         }
         Ok(config)
     }
@@ -200,6 +208,19 @@ pub struct WitnessStatus {
     pub id: NodeId,
     /// What it has heard.
     pub report: WitnessReport,
+    /// Its pools' names, by id, when its configuration names the topology.
+    #[serde(default)]
+    pub names: BTreeMap<PoolId, String>,
+}
+
+impl WitnessStatus {
+    /// Pool `id` as an operator names it: "a (1)", or "1" without a name.
+    pub fn pool_name(&self, id: PoolId) -> String {
+        match self.names.get(&id) {
+            Some(name) => format!("{name} ({id})"),
+            None => id.to_string(),
+        }
+    }
 }
 
 /// Where a running witness listens.
@@ -243,11 +264,13 @@ pub async fn run(
             let bound = listener.local_addr()?;
             let id = config.id;
             let status = witness.clone();
+            let names = config.names.clone();
             let app = Router::new().route(
                 WITNESS_STATUS_PATH,
                 get(move || {
                     let report = status.report();
-                    async move { Json(WitnessStatus { id, report }) }
+                    let names = names.clone();
+                    async move { Json(WitnessStatus { id, report, names }) }
                 }),
             );
             let stop = shutdown.clone();
@@ -269,4 +292,23 @@ pub async fn run(
     shutdown.cancelled().await;
     server.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_names_its_pools_when_it_can() {
+        let text = r#"{"id":100,"report":{"pools":[],"view":{"pools":{},"cms":null}}}"#;
+        let mut status: WitnessStatus =
+            serde_json::from_str(text).expect("a status without names (an older witness)");
+        assert_eq!(status.pool_name(1), "1");
+        status.names.insert(1, "a".into());
+        assert_eq!(status.pool_name(1), "a (1)");
+        assert_eq!(status.pool_name(2), "2");
+        let again: WitnessStatus =
+            serde_json::from_str(&serde_json::to_string(&status).expect("json")).expect("back");
+        assert_eq!(again.names, status.names);
+    }
 }

@@ -57,22 +57,24 @@ fn print_status(http: SocketAddr, code: u16, body: &str, format: Format) -> anyh
         Format::Table => {
             println!("witness {}", status.id);
             println!(
-                "{:<6} {:>10} {:<6} {:<14}",
+                "{:<10} {:>10} {:<6} {:<14}",
                 "POOL", "SILENT_S", "HEARD", "REPORTED_LOST"
             );
             for heard in &status.report.pools {
                 println!(
-                    "{:<6} {:>10.1} {:<6} {:<14}",
-                    heard.pool,
+                    "{:<10} {:>10.1} {:<6} {:<14}",
+                    status.pool_name(heard.pool),
                     heard.silent_ms as f64 / 1000.0,
                     if heard.heard { "yes" } else { "never" },
                     if heard.reported_lost { "yes" } else { "no" }
                 );
             }
-            for (pool, ownership) in &status.report.view.pools {
+            for (&pool, ownership) in &status.report.view.pools {
                 println!(
-                    "pool {pool}'s users: owned by pool {} at epoch {}",
-                    ownership.owner, ownership.epoch
+                    "pool {}'s users: owned by pool {} at epoch {}",
+                    status.pool_name(pool),
+                    status.pool_name(ownership.owner),
+                    ownership.epoch
                 );
             }
         }

@@ -216,6 +216,7 @@ fn write_witness(
         certificate: PathBuf::from("witness.pem"),
         private_key: PathBuf::from("witness.key"),
         topology: Some(PathBuf::from("../topology.toml")),
+        names: Default::default(),
     };
     let path = witness_dir.join("witness.toml");
     write(&path, &config.to_toml())?;
