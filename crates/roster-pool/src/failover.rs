@@ -505,6 +505,12 @@ impl<N: Network> PoolNode<N> {
         home: PoolId,
         current: Ownership,
     ) -> Result<OperationReport, OperationError> {
+        let nothing = || {
+            OperationError::Refused(format!(
+                "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
+                current.epoch
+            ))
+        };
         let stopped = self
             .cms_state()
             .and_then(|state| {
@@ -519,10 +525,7 @@ impl<N: Network> PoolNode<N> {
             })
             .filter(|operation| operation.kind == OperationKind::CmsFailback);
         if stopped.is_none() {
-            return Err(OperationError::Refused(format!(
-                "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
-                current.epoch
-            )));
+            return Err(nothing());
         }
         let mut steps = Steps::new();
         match self
@@ -531,12 +534,7 @@ impl<N: Network> PoolNode<N> {
         {
             Ok(CmsOutcome::OperationEnded) => {}
             // This node's replica had not heard that the failback ended it.
-            Ok(CmsOutcome::Refused(CmsRefusal::NoOperation(_))) => {
-                return Err(OperationError::Refused(format!(
-                    "the CMS is home on pool {home} already (epoch {}): nothing to fail back",
-                    current.epoch
-                )))
-            }
+            Ok(CmsOutcome::Refused(CmsRefusal::NoOperation(_))) => return Err(nothing()),
             other => {
                 return Err(OperationError::Failed(format!(
                     "the CMS is home on pool {home} (epoch {}), but the record of the failback \

@@ -152,11 +152,7 @@ impl<N: Network> PoolNode<N> {
     /// This pool's group holding the users of `group` (a routing group in its home pool's
     /// terms): the routing group itself on its home pool, its backup copy on the partner.
     pub fn local_key(&self, group: GroupKey) -> GroupKey {
-        if group.pool == self.options.pool {
-            group
-        } else {
-            group.copy().unwrap_or(group)
-        }
+        group.held_in(self.options.pool)
     }
 
     /// Applies `command` in routing group `group` (in its home pool's terms), wherever its

@@ -105,6 +105,16 @@ impl GroupKey {
         })
     }
 
+    /// The group of pool `pool` that holds this group's data, this key being in its home
+    /// pool's terms: itself on its home pool, its backup copy on the partner.
+    pub fn held_in(self, pool: PoolId) -> GroupKey {
+        if self.pool == pool {
+            self
+        } else {
+            self.copy().unwrap_or(self)
+        }
+    }
+
     /// Whether the group holds the CMS (or its copy).
     pub fn is_cms(&self) -> bool {
         matches!(self.kind, GroupKind::Cms | GroupKind::CmsBackup)
@@ -164,6 +174,13 @@ fn canonical_number<T: FromStr>(digits: &str) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_is_held_at_home_or_in_its_copy() {
+        assert_eq!(GroupKey::routing(1, 3).held_in(1), GroupKey::routing(1, 3));
+        assert_eq!(GroupKey::routing(1, 3).held_in(2), GroupKey::backup(1, 3));
+        assert_eq!(GroupKey::cms(1).held_in(2), GroupKey::cms(1).copy().unwrap());
+    }
 
     #[test]
     fn text_form_round_trips() {

@@ -122,12 +122,12 @@ fn direction(
             continue;
         }
         let groups = deployment.pool(home).map_or(0, |spec| spec.groups);
-        keys.extend((0..groups).map(|group| held_by(source, GroupKey::routing(home, group))));
+        keys.extend((0..groups).map(|group| GroupKey::routing(home, group).held_in(source)));
     }
     let cms = deployment.cms_pool();
     let cms_owner = ownership.cms.map_or(cms, |owned| owned.owner);
     if cms_owner == source && (cms == source || cms == copy) {
-        keys.push(held_by(source, GroupKey::cms(cms)));
+        keys.push(GroupKey::cms(cms).held_in(source));
     }
     // A stream reported that the layout does not name (a deployment or an owner changed since)
     // is shown too: nothing reported is hidden.
@@ -158,16 +158,6 @@ fn direction(
             .map(|view| view.lag_seconds)
             .fold(0.0, f64::max),
         groups: views,
-    }
-}
-
-/// The group of pool `pool` that holds the users (or the CMS) of `home_key`, a group in its
-/// home pool's terms: the group itself at home, its copy on the partner.
-fn held_by(pool: PoolId, home_key: GroupKey) -> GroupKey {
-    if home_key.pool == pool {
-        home_key
-    } else {
-        home_key.copy().unwrap_or(home_key)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `roster pool failover POOL [--disaster]`, `roster pool failback POOL`, `roster cms
 //! failover` and `roster cms failback`: ask a node of the pool that acts (the partner taking the
 //! users over or giving them back; the partner of the CMS's pool, which takes the CMS over and
-//! gives it back) to run the operation, and print its steps with their durations. A refusal is printed with its reason and exits 1; nothing changed.
+//! gives it back) to run the operation, and print its steps with their durations. A refusal is
+//! printed with its reason and exits 1; nothing changed.
 
 use std::path::Path;
 
@@ -58,6 +59,15 @@ pub fn fail_back_cms(access: &Access, token_file: &Path) -> anyhow::Result<()> {
     run(access, token_file, Asked::CmsFailback)
 }
 
+/// The name of the partner of the CMS's home pool in the overview: the pool that takes the
+/// CMS over and gives it back.
+fn cms_partner(overview: &Value) -> anyhow::Result<String> {
+    let Some(cms) = overview["cms"]["pool"].as_str() else {
+        anyhow::bail!("the deployment has no CMS (no pool holds it)");
+    };
+    Ok(pool_and_partner(overview, cms)?.1)
+}
+
 /// The pool named `name` in the overview: its id and its partner's name.
 fn pool_and_partner(overview: &Value, name: &str) -> anyhow::Result<(PoolId, String)> {
     let pools = overview["pools"].as_array().cloned().unwrap_or_default();
@@ -96,18 +106,14 @@ fn run(access: &Access, token_file: &Path, asked: Asked<'_>) -> anyhow::Result<(
                 let (id, partner) = pool_and_partner(&overview, pool)?;
                 (partner, admin_api::failback_path(id))
             }
-            Asked::CmsFailover | Asked::CmsFailback => {
-                let Some(cms) = overview["cms"]["pool"].as_str() else {
-                    anyhow::bail!("the deployment has no CMS (no pool holds it)");
-                };
-                let (_, partner) = pool_and_partner(&overview, cms)?;
-                let path = if matches!(asked, Asked::CmsFailover) {
-                    admin_api::CMS_FAILOVER_PATH
-                } else {
-                    admin_api::CMS_FAILBACK_PATH
-                };
-                (partner, path.to_string())
-            }
+            Asked::CmsFailover => (
+                cms_partner(&overview)?,
+                admin_api::CMS_FAILOVER_PATH.to_string(),
+            ),
+            Asked::CmsFailback => (
+                cms_partner(&overview)?,
+                admin_api::CMS_FAILBACK_PATH.to_string(),
+            ),
         };
         println!("asking a node of pool {acting} to run it ...");
         let nodes = access::nodes(&overview);
