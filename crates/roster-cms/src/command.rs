@@ -3,7 +3,7 @@
 use roster_topology::{Deployment, PoolId};
 use serde::{Deserialize, Serialize};
 
-use crate::ownership::{Operation, Ownership};
+use crate::ownership::{Operation, OperationKind, Ownership};
 use crate::user::UserRecord;
 
 /// Users one command may add or remove. A command is one Raft log entry of at most 128 KiB, and
@@ -57,10 +57,19 @@ pub enum CmsCommand {
         operation: Operation,
     },
     /// Record that the operation under way for `pool` ended without changing ownership (it was
-    /// given up).
+    /// given up), whatever its kind (the form of entries written before `EndOperationOf`).
     EndOperation {
         /// The home pool.
         pool: PoolId,
+    },
+    /// Record that the operation of kind `kind` under way for `pool` ended: refused
+    /// (`NoOperation`) when none, or one of another kind, is under way, so that an end sent
+    /// late or from a stale view never ends the operation that began since.
+    EndOperationOf {
+        /// The home pool.
+        pool: PoolId,
+        /// The kind of the operation that ended.
+        kind: OperationKind,
     },
 }
 
@@ -188,7 +197,7 @@ pub enum CmsRefusal {
         /// The operation under way.
         running: Operation,
     },
-    /// No operation is under way for the pool.
+    /// No operation (of the kind an `EndOperationOf` names) is under way for the pool.
     #[error("no failover or failback of pool {0} is under way")]
     NoOperation(PoolId),
 }

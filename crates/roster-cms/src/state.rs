@@ -37,7 +37,8 @@ impl CmsState {
             CmsCommand::BeginOperation { pool, operation } => {
                 self.begin_operation(*pool, operation.clone())
             }
-            CmsCommand::EndOperation { pool } => self.end_operation(*pool),
+            CmsCommand::EndOperation { pool } => self.end_operation(*pool, None),
+            CmsCommand::EndOperationOf { pool, kind } => self.end_operation(*pool, Some(*kind)),
         };
         result.unwrap_or_else(CmsOutcome::Refused)
     }
@@ -360,10 +361,18 @@ impl CmsState {
         Ok(CmsOutcome::OperationBegun)
     }
 
-    fn end_operation(&mut self, pool: PoolId) -> Result<CmsOutcome, CmsRefusal> {
-        match self.operations.remove(&pool) {
-            Some(_) => Ok(CmsOutcome::OperationEnded),
-            None => Err(CmsRefusal::NoOperation(pool)),
+    /// Ends `pool`'s operation, of `kind` when given.
+    fn end_operation(
+        &mut self,
+        pool: PoolId,
+        kind: Option<OperationKind>,
+    ) -> Result<CmsOutcome, CmsRefusal> {
+        match self.operations.get(&pool) {
+            Some(running) if kind.is_none_or(|kind| kind == running.kind) => {
+                self.operations.remove(&pool);
+                Ok(CmsOutcome::OperationEnded)
+            }
+            _ => Err(CmsRefusal::NoOperation(pool)),
         }
     }
 }

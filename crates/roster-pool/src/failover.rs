@@ -283,7 +283,10 @@ impl<N: Network> PoolNode<N> {
             .await;
         if !behind.is_empty() {
             let _ = self
-                .cms_command(CmsCommand::EndOperation { pool: home })
+                .cms_command(CmsCommand::EndOperationOf {
+                    pool: home,
+                    kind: OperationKind::Failback,
+                })
                 .await;
             return Err(OperationError::Refused(format!(
                 "pool {home} is behind after {FAILBACK_CATCH_UP_DEADLINE:?}: {}; nothing was \
@@ -465,7 +468,10 @@ impl<N: Network> PoolNode<N> {
         match result {
             Ok(paused_ms) => {
                 match self
-                    .cms_command(CmsCommand::EndOperation { pool: home })
+                    .cms_command(CmsCommand::EndOperationOf {
+                        pool: home,
+                        kind: OperationKind::CmsFailback,
+                    })
                     .await
                 {
                     Ok(
@@ -529,7 +535,10 @@ impl<N: Network> PoolNode<N> {
         }
         let mut steps = Steps::new();
         match self
-            .cms_command(CmsCommand::EndOperation { pool: home })
+            .cms_command(CmsCommand::EndOperationOf {
+                pool: home,
+                kind: OperationKind::CmsFailback,
+            })
             .await
         {
             Ok(CmsOutcome::OperationEnded) => {}
@@ -602,7 +611,10 @@ impl<N: Network> PoolNode<N> {
             {
                 Ok(()) => {
                     let _ = self
-                        .cms_command(CmsCommand::EndOperation { pool: home })
+                        .cms_command(CmsCommand::EndOperationOf {
+                            pool: home,
+                            kind: OperationKind::CmsFailback,
+                        })
                         .await;
                     format!("pool {own} holds the CMS still, at epoch {epoch}; its writes resumed")
                 }
@@ -887,7 +899,7 @@ impl<N: Network> PoolNode<N> {
                 warn!(%error, pool = home, "operation stopped; ending it in the CMS");
                 let done: Vec<String> = steps.done.iter().map(|step| step.what.clone()).collect();
                 let _ = self
-                    .cms_command(CmsCommand::EndOperation { pool: home })
+                    .cms_command(CmsCommand::EndOperationOf { pool: home, kind })
                     .await;
                 Err(OperationError::Failed(format!(
                     "{error}; done before it stopped: [{}]; run the command again",

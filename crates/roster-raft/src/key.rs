@@ -179,7 +179,10 @@ mod tests {
     fn a_group_is_held_at_home_or_in_its_copy() {
         assert_eq!(GroupKey::routing(1, 3).held_in(1), GroupKey::routing(1, 3));
         assert_eq!(GroupKey::routing(1, 3).held_in(2), GroupKey::backup(1, 3));
-        assert_eq!(GroupKey::cms(1).held_in(2), GroupKey::cms(1).copy().unwrap());
+        assert_eq!(
+            GroupKey::cms(1).held_in(2),
+            GroupKey::cms(1).copy().unwrap()
+        );
     }
 
     #[test]

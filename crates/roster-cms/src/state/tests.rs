@@ -360,13 +360,24 @@ fn a_cms_failback_runs_alone() {
             "pool {pool}"
         );
     }
+    // An end of another kind (sent late, or from a stale view) ends nothing.
+    assert_eq!(
+        state.apply(&CmsCommand::EndOperationOf {
+            pool: 1,
+            kind: OperationKind::Failover,
+        }),
+        CmsOutcome::Refused(CmsRefusal::NoOperation(1))
+    );
     // Run again by its pool after it stopped (its own start time): it goes on.
     assert_eq!(
         state.apply(&cms_failback(9, moved)),
         CmsOutcome::OperationBegun
     );
     assert_eq!(
-        state.apply(&CmsCommand::EndOperation { pool: 1 }),
+        state.apply(&CmsCommand::EndOperationOf {
+            pool: 1,
+            kind: OperationKind::CmsFailback,
+        }),
         CmsOutcome::OperationEnded
     );
     assert_eq!(state.apply(&failover(1, 2, 10)), CmsOutcome::OperationBegun);
